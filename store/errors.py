@@ -1,0 +1,71 @@
+"""One exception hierarchy for everything latestore raises on purpose.
+
+Every class also derives from the closest builtin (ValueError, LookupError, ...) so
+callers that already catch those keep working.
+"""
+
+from __future__ import annotations
+
+
+class LatestoreError(Exception):
+    """Base class of every error latestore raises deliberately."""
+
+
+class InvalidInputError(LatestoreError, ValueError):
+    """Input that cannot be stored or searched; nothing was written."""
+
+
+class InvalidVectorError(InvalidInputError):
+    """Token vectors with the wrong shape, dtype or values."""
+
+
+class DimensionMismatchError(InvalidVectorError):
+    """Vectors whose last dimension differs from the store's."""
+
+
+class NonFiniteVectorError(InvalidVectorError):
+    """Vectors containing NaN or infinity."""
+
+
+class EmptyPageError(InvalidInputError):
+    """A page with no text and no image (or with zero token vectors)."""
+
+
+class DuplicateExternalIdError(InvalidInputError):
+    """The same external id appears twice in one batch."""
+
+
+class FilterError(InvalidInputError):
+    """A metadata filter that cannot be compiled."""
+
+
+class UnknownFilterFieldError(FilterError):
+    """A filter names a field that no page has."""
+
+
+class UnknownFilterOperatorError(FilterError):
+    """A filter uses an operator latestore does not know."""
+
+
+class PageNotFoundError(LatestoreError, LookupError):
+    """A page id or external id that is not in the store."""
+
+
+class EncoderError(LatestoreError):
+    """An encoder that cannot be loaded or cannot encode the given input."""
+
+
+class EncoderMismatchError(EncoderError):
+    """The store was built with a different encoder than the one given at open."""
+
+
+class SchemaVersionError(LatestoreError):
+    """The database schema was written by a newer (or unknown) latestore version."""
+
+
+class StoreClosedError(LatestoreError, RuntimeError):
+    """An operation on a store that has been closed."""
+
+
+class IndexSnapshotError(LatestoreError):
+    """A derived index file that failed verification; it is rebuilt from SQL."""
