@@ -1,0 +1,134 @@
+"""Resolve an encoder from a registered name or a local model directory.
+
+A directory is matched against a table of *family modules*, tried in the order of
+:data:`FAMILY_MODULES`. Each module exposes::
+
+    detect(model_dir: Path, config: dict) -> bool   # cheap: reads config and file names
+    load(model_dir: Path, **options) -> Encoder      # heavy: builds the model
+
+so adding a model family is one new module and one line in :data:`FAMILY_MODULES`.
+More specific layouts come first (a bge-m3 folder also looks like a plain
+XLM-RoBERTa sentence-transformers folder).
+
+Examples
+--------
+>>> from latestore.encoders.registry import load_encoder
+>>> encoder = load_encoder("minilm")                        # doctest: +SKIP
+>>> encoder = load_encoder("/models/colbertv2.0")           # doctest: +SKIP
+>>> pooled = load_encoder("/models/colbertv2.0", pool_factor=2)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from latestore.encoders.base import Encoder
+from latestore.encoders.colbert_loading import read_json
+from latestore.errors import EncoderError
+
+__all__ = ["FAMILY_MODULES", "load_encoder", "register", "registered_names"]
+
+FAMILY_MODULES: list[str] = [
+    "latestore.encoders.colbert_bgem3",
+    "latestore.encoders.colbert_pylate",
+    "latestore.encoders.colbert",
+    "latestore.encoders.colpali",
+]
+
+_FACTORIES: dict[str, Callable[..., Encoder]] = {}
+
+
+def register(name: str, factory: Callable[..., Encoder]) -> None:
+    """Make ``load_encoder(name, **options)`` call ``factory(**options)``.
+
+    Re-registering a name replaces its factory.
+    """
+    if not name or "/" in name:
+        raise ValueError(f"encoder names must be non-empty and contain no '/': {name!r}")
+    _FACTORIES[name] = factory
+
+
+def registered_names() -> list[str]:
+    """The names :func:`load_encoder` accepts besides directories."""
+    return sorted(_FACTORIES)
+
+
+def _minilm(**options: Any) -> Encoder:
+    from latestore.encoders.minilm import MiniLMEncoder
+
+    return MiniLMEncoder(**options)
+
+
+register("minilm", _minilm)
+
+
+def _describe(model_dir: Path, config: dict[str, Any]) -> str:
+    files = sorted(p.name + ("/" if p.is_dir() else "") for p in model_dir.iterdir())
+    shown = ", ".join(files[:20]) + (f" (+{len(files) - 20} more)" if len(files) > 20 else "")
+    return (
+        f"architectures={config.get('architectures')!r}, "
+        f"model_type={config.get('model_type')!r}, files: {shown or 'none'}"
+    )
+
+
+def _family_of(model_dir: Path, config: dict[str, Any]) -> Any:
+    for module_name in FAMILY_MODULES:
+        module = importlib.import_module(module_name)
+        if module.detect(model_dir, config):
+            return module
+    return None
+
+
+def load_encoder(spec: str | Path, **options: Any) -> Encoder:
+    """An encoder for a registered name or a local checkpoint directory.
+
+    Parameters
+    ----------
+    spec:
+        A name from :func:`registered_names` (e.g. ``"minilm"``) or a directory.
+    **options:
+        Passed to the family loader (``device``, ``dtype``, ``batch_size``, prompt
+        overrides...). ``pool_factor`` (int > 1) is handled here: page vectors are
+        reduced by hierarchical token pooling (:class:`PooledEncoder`).
+
+    Returns
+    -------
+    Encoder
+        With a ``spec`` attribute holding the name, or the directory's absolute path,
+        so a store can reopen with the same model.
+
+    Raises
+    ------
+    EncoderError
+        Unknown name, a directory no family recognises (what was found is named), or
+        a checkpoint that fails to load.
+    """
+    pool_factor = options.pop("pool_factor", None)
+    key = str(spec)
+    if isinstance(spec, str) and key in _FACTORIES:
+        encoder = _FACTORIES[key](**options)
+        if not hasattr(encoder, "spec"):
+            # The spec is what a store records to reopen the model.
+            encoder.spec = key  # type: ignore[attr-defined]
+    else:
+        model_dir = Path(spec).expanduser()
+        if not model_dir.is_dir():
+            raise EncoderError(
+                f"unknown encoder {key!r}: neither a registered name "
+                f"({', '.join(registered_names())}) nor a model directory"
+            )
+        config = read_json(model_dir / "config.json")
+        family = _family_of(model_dir, config)
+        if family is None:
+            raise EncoderError(
+                f"no encoder family recognises {model_dir}: {_describe(model_dir, config)}"
+            )
+        encoder = family.load(model_dir, **options)
+    if pool_factor is not None:
+        from latestore.encoders.pooling import PooledEncoder
+
+        return PooledEncoder(encoder, pool_factor=int(pool_factor))
+    return encoder
