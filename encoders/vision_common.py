@@ -1,0 +1,161 @@
+"""What every vision-document (ColVision) encoder shares.
+
+Loading is strict: a checkpoint whose weight names do not match the model class (a
+renamed projection, a backbone saved under another prefix) is refused with
+:class:`~latestore.errors.EncoderError` instead of being silently initialised at random,
+which would produce plausible-looking but meaningless vectors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from latestore.encoders.base import PageContent, TokenVectors, hash_files
+from latestore.encoders.device import pick_device
+from latestore.errors import EncoderError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from PIL.Image import Image
+
+# Generation heads some checkpoints still carry; retrieval never uses them.
+IGNORABLE_UNEXPECTED = re.compile(r"(^|\.)lm_head\.")
+
+
+def read_config(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / "config.json"
+    if not path.is_file():
+        raise EncoderError(f"{model_dir} has no config.json")
+    return dict(json.loads(path.read_text()))
+
+
+def architectures(config: dict[str, Any]) -> list[str]:
+    return [str(a) for a in config.get("architectures") or []]
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise EncoderError(f"{model_dir} holds no *.safetensors weights")
+    return files
+
+
+def weights_digest(model_dir: Path) -> str:
+    return hash_files(weight_files(model_dir))
+
+
+def pick_dtype(device: str, requested: torch.dtype | str | None = None) -> torch.dtype:
+    """bf16 on CUDA (what the ColVision checkpoints were trained in), fp32 elsewhere."""
+    if isinstance(requested, torch.dtype):
+        return requested
+    if isinstance(requested, str):
+        dtype = getattr(torch, requested, None)
+        if not isinstance(dtype, torch.dtype):
+            raise EncoderError(f"unknown dtype {requested!r}")
+        return dtype
+    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report: our own check raises with the same facts."""
+    from transformers.utils import logging
+
+    before = logging.get_verbosity()
+    logging.set_verbosity(40)  # logging.ERROR
+    try:
+        yield
+    finally:
+        logging.set_verbosity(before)
+
+
+def check_loading_info(model_dir: Path, info: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose weights did not all land in the model (and vice versa)."""
+    missing = sorted(info.get("missing_keys") or [])
+    unexpected = sorted(
+        k for k in info.get("unexpected_keys") or [] if not IGNORABLE_UNEXPECTED.search(k)
+    )
+    mismatched = sorted(str(k) for k in info.get("mismatched_keys") or [])
+    problems = []
+    if missing:
+        problems.append(f"weights missing from the checkpoint: {_preview(missing)}")
+    if unexpected:
+        problems.append(f"checkpoint weights the model does not use: {_preview(unexpected)}")
+    if mismatched:
+        problems.append(f"weights with the wrong shape: {_preview(mismatched)}")
+    if problems:
+        raise EncoderError(
+            f"{model_dir} does not match its declared architecture ("
+            + "; ".join(problems)
+            + "); refusing to run with randomly initialised weights"
+        )
+
+
+def check_key_sets(model_dir: Path, expected: Iterable[str], found: Iterable[str]) -> None:
+    """The explicit form of :func:`check_loading_info` for hand-mapped checkpoints."""
+    want, have = set(expected), set(found)
+    check_loading_info(model_dir, {"missing_keys": want - have, "unexpected_keys": have - want})
+
+
+def load_strict(model_class: Any, model_dir: Path, device: str, dtype: torch.dtype) -> Any:
+    """``from_pretrained`` that raises EncoderError unless every weight was loaded."""
+    try:
+        with quiet_transformers():
+            model, info = model_class.from_pretrained(
+                str(model_dir), dtype=dtype, output_loading_info=True
+            )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise EncoderError(f"cannot load {model_dir}: {exc}") from exc
+    check_loading_info(model_dir, info)
+    return model.to(device).eval()
+
+
+def _preview(keys: Sequence[str], limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def page_images(pages: Sequence[PageContent], family: str) -> list[Image]:
+    images = []
+    for row, page in enumerate(pages):
+        if page.image is None:
+            raise EncoderError(
+                f"{family} encodes page images; page {row} has none (render it first)"
+            )
+        images.append(page.image.convert("RGB"))
+    return images
+
+
+def split_by_mask(embeddings: torch.Tensor, mask: torch.Tensor) -> list[TokenVectors]:
+    """One float32 (n_tokens, dim) array per row, padding dropped (either padding side)."""
+    out: list[TokenVectors] = []
+    keep = mask.bool()
+    for row in range(embeddings.shape[0]):
+        vectors = embeddings[row][keep[row]].float()
+        vectors = torch.nn.functional.normalize(vectors, dim=-1)
+        out.append(np.ascontiguousarray(vectors.cpu().numpy(), dtype=np.float32))
+    return out
+
+
+def in_batches(
+    items: Sequence[Any],
+    batch_size: int,
+    encode: Callable[[list[Any]], list[TokenVectors]],
+) -> list[TokenVectors]:
+    out: list[TokenVectors] = []
+    with torch.inference_mode():
+        for start in range(0, len(items), batch_size):
+            out.extend(encode(list(items[start : start + batch_size])))
+    return out
+
+
+def resolve_device(device: str | None) -> str:
+    return pick_device(device)

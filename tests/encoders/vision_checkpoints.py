@@ -1,0 +1,197 @@
+"""Tiny random-weight vision-retrieval checkpoints, written in each family's real layout.
+
+Every builder writes what the published checkpoint directory holds (config.json,
+model.safetensors with the published weight names, tokenizer and processor files) at toy
+sizes: hidden 32, one or two layers, 28-56 pixel images. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+QWEN_SPECIALS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+
+
+def _byte_alphabet() -> list[str]:
+    # GPT-2's byte-to-unicode table: the base vocabulary of every byte-level BPE.
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    chars, extra = [], 0
+    for byte in range(256):
+        if byte in keep:
+            chars.append(chr(byte))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    return chars
+
+
+def qwen_tokenizer() -> Any:
+    """A byte-level BPE tokenizer with Qwen's special tokens (ids 0..6), no merges."""
+    from transformers import Qwen2Tokenizer
+
+    vocab = {token: i for i, token in enumerate(QWEN_SPECIALS + _byte_alphabet())}
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[])
+    tokenizer.add_special_tokens({"additional_special_tokens": QWEN_SPECIALS[1:]})
+    return tokenizer
+
+
+def gemma_tokenizer() -> Any:
+    from transformers import GemmaTokenizer
+
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", "<image>"]
+    chars = ["▁", *string.ascii_letters, *string.digits, *string.punctuation]
+    return GemmaTokenizer(vocab={t: i for i, t in enumerate(specials + chars)}, merges=[])
+
+
+def _save_weights(model: torch.nn.Module, path: Path, rename: Callable[[str], str]) -> None:
+    state = {rename(k): v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+
+
+def rename_weights(model_dir: Path, rename: Callable[[str], str]) -> None:
+    """Rewrite the checkpoint's weight names (to simulate a misnamed checkpoint)."""
+    path = model_dir / "model.safetensors"
+    state = load_file(str(path))
+    save_file({rename(k): v for k, v in state.items()}, str(path), metadata={"format": "pt"})
+
+
+def weight_names(model_dir: Path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(model_dir / "model.safetensors"), "pt") as handle:
+        return sorted(handle.keys())
+
+
+# -- transformers-native ColVision families --------------------------------------------
+
+
+def build_colpali(out: Path, embedding_dim: int = 16) -> Path:
+    """vidore/colpali-v1.3-hf: ColPaliForRetrieval over PaliGemma (SigLIP + Gemma)."""
+    from transformers import (
+        ColPaliConfig,
+        ColPaliForRetrieval,
+        ColPaliProcessor,
+        SiglipImageProcessor,
+    )
+
+    image_processor = SiglipImageProcessor(
+        size={"height": 28, "width": 28},
+        image_seq_length=4,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    )
+    processor = ColPaliProcessor(image_processor=image_processor, tokenizer=gemma_tokenizer())
+    config = ColPaliConfig(
+        embedding_dim=embedding_dim,
+        vlm_config={
+            "model_type": "paligemma",
+            "image_token_index": 5,
+            "projection_dim": 32,
+            "text_config": {
+                "model_type": "gemma",
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+                "head_dim": 16,
+                "vocab_size": len(processor.tokenizer) + 8,
+            },
+            "vision_config": {
+                "model_type": "siglip_vision_model",
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "image_size": 28,
+                "patch_size": 14,
+                "projection_dim": 32,
+            },
+        },
+    )
+    config.architectures = ["ColPaliForRetrieval"]
+    torch.manual_seed(0)
+    model = ColPaliForRetrieval(config).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    # The hub checkpoint predates transformers 5: its SigLIP tower keeps `vision_model.`.
+    rename_weights(out, lambda k: k.replace("vlm.vision_tower.", "vlm.vision_tower.vision_model."))
+    return out
+
+
+def build_colqwen2(out: Path, embedding_dim: int = 16) -> Path:
+    """vidore/colqwen2-v1.0-hf: ColQwen2ForRetrieval over Qwen2-VL."""
+    from transformers import (
+        ColQwen2Config,
+        ColQwen2ForRetrieval,
+        ColQwen2Processor,
+        Qwen2VLImageProcessor,
+    )
+
+    tokenizer = qwen_tokenizer()
+    image_processor = Qwen2VLImageProcessor(
+        min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16, patch_size=14, merge_size=2
+    )
+    processor = ColQwen2Processor(image_processor=image_processor, tokenizer=tokenizer)
+    ids = tokenizer.convert_tokens_to_ids
+    config = ColQwen2Config(
+        embedding_dim=embedding_dim,
+        vlm_config={
+            "model_type": "qwen2_vl",
+            "image_token_id": ids("<|image_pad|>"),
+            "video_token_id": ids("<|video_pad|>"),
+            "vision_start_token_id": ids("<|vision_start|>"),
+            "vision_end_token_id": ids("<|vision_end|>"),
+            "text_config": {
+                "model_type": "qwen2_vl_text",
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+                "vocab_size": len(tokenizer) + 8,
+                "rope_parameters": {
+                    "rope_type": "default",
+                    "rope_theta": 10000.0,
+                    "mrope_section": [2, 2, 4],
+                },
+            },
+            "vision_config": {
+                "depth": 1,
+                "embed_dim": 32,
+                "hidden_size": 32,
+                "num_heads": 2,
+                "mlp_ratio": 2,
+                "patch_size": 14,
+                "spatial_merge_size": 2,
+                "temporal_patch_size": 2,
+            },
+        },
+    )
+    config.architectures = ["ColQwen2ForRetrieval"]
+    torch.manual_seed(0)
+    model = ColQwen2ForRetrieval(config).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def read_config(model_dir: Path) -> dict[str, Any]:
+    return dict(json.loads((model_dir / "config.json").read_text()))
