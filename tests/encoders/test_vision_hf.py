@@ -15,6 +15,7 @@ from latestore.errors import EncoderError
 from PIL import Image, ImageDraw
 
 from tests.encoders.vision_checkpoints import (
+    build_colmodernvbert,
     build_colpali,
     build_colqwen2,
     rename_weights,
@@ -22,6 +23,7 @@ from tests.encoders.vision_checkpoints import (
 )
 
 BUILDERS: dict[str, Callable[[Path], Path]] = {
+    "colmodernvbert": build_colmodernvbert,
     "colpali": build_colpali,
     "colqwen2": build_colqwen2,
 }
@@ -89,9 +91,7 @@ def test_checkpoint_weights_all_have_a_home(checkpoint: Path) -> None:
         pytest.param(
             lambda k: k.replace("embedding_proj_layer", "custom_text_proj"), id="projection"
         ),
-        pytest.param(
-            lambda k: k.replace("layers.0.mlp.down_proj", "layers.0.mlp.out_proj"), id="backbone"
-        ),
+        pytest.param(lambda k: k.replace(".layers.0.", ".layer.0."), id="backbone"),
     ],
 )
 def test_misnamed_weights_fail_loudly(
@@ -123,3 +123,12 @@ def test_colpali_refuses_a_pixel_budget(tmp_path_factory: pytest.TempPathFactory
     model_dir = build_colpali(tmp_path_factory.mktemp("nobudget") / "colpali")
     with pytest.raises(EncoderError, match="no pixel budget"):
         load_encoder(model_dir, max_pixels=1000)
+
+
+def test_colmodernvbert_tiling_budget(tmp_path_factory: pytest.TempPathFactory) -> None:
+    model_dir = build_colmodernvbert(tmp_path_factory.mktemp("tiles") / "colmodernvbert")
+    image = PageContent(image=page_image(200, 280))
+    tiled = load_encoder(model_dir)
+    whole = load_encoder(model_dir, image_splitting=False)
+    assert whole.encode_pages([image])[0].shape[0] < tiled.encode_pages([image])[0].shape[0]
+    assert whole.fingerprint != tiled.fingerprint

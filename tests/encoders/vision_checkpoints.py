@@ -195,3 +195,87 @@ def build_colqwen2(out: Path, embedding_dim: int = 16) -> Path:
 
 def read_config(model_dir: Path) -> dict[str, Any]:
     return dict(json.loads((model_dir / "config.json").read_text()))
+
+
+def modernbert_tokenizer() -> Any:
+    """A byte-level BPE tokenizer with ModernVBert's image/tile special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tiles = [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
+    specials = ["<|padding|>", "<|endoftext|>", "[CLS]", "[SEP]", "[MASK]"]
+    extra = ["<|begin_of_text|>", "<global-img>", *tiles]
+    vocab = {t: i for i, t in enumerate(specials + extra + _byte_alphabet())}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<|padding|>",
+        unk_token="<|endoftext|>",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": extra})
+    return tokenizer
+
+
+def build_colmodernvbert(out: Path, embedding_dim: int = 16) -> Path:
+    """ModernVBERT/colmodernvbert-merged: ModernBERT + SigLIP, Idefics3-style tiling."""
+    from transformers import (
+        ColModernVBertConfig,
+        ColModernVBertForRetrieval,
+        ColModernVBertProcessor,
+        Idefics3ImageProcessor,
+    )
+
+    image_processor = Idefics3ImageProcessor(
+        size={"longest_edge": 56},
+        max_image_size={"longest_edge": 28},
+        do_image_splitting=True,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    )
+    processor = ColModernVBertProcessor(
+        image_processor=image_processor, tokenizer=modernbert_tokenizer(), image_seq_len=4
+    )
+    tokenizer = processor.tokenizer
+    config = ColModernVBertConfig(
+        embedding_dim=embedding_dim,
+        vlm_config={
+            "model_type": "modernvbert",
+            "image_token_id": processor.image_token_id,
+            "pixel_shuffle_factor": 1,
+            "text_config": {
+                "model_type": "modernbert",
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "global_attn_every_n_layers": 1,
+                "vocab_size": len(tokenizer) + 8,
+                "pad_token_id": tokenizer.pad_token_id,
+                "bos_token_id": tokenizer.cls_token_id,
+                "cls_token_id": tokenizer.cls_token_id,
+                "eos_token_id": tokenizer.sep_token_id,
+                "sep_token_id": tokenizer.sep_token_id,
+            },
+            "vision_config": {
+                "model_type": "siglip_vision_model",
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "image_size": 28,
+                "patch_size": 14,
+            },
+        },
+    )
+    config.architectures = ["ColModernVBertForRetrieval"]
+    torch.manual_seed(0)
+    model = ColModernVBertForRetrieval(config).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
