@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import string
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors.torch import load_file, save_file
 
-TINY = {
+TINY: dict[str, Any] = {
     "hidden_size": 32,
     "num_hidden_layers": 2,
     "num_attention_heads": 2,
@@ -130,7 +130,7 @@ def modernbert_tokenizer(folder: Path, added: tuple[str, ...] = ("[Q] ", "[D] ")
         pair="[CLS] $A [SEP] $B [SEP]",
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
     )
-    tokenizer = PreTrainedTokenizerFast(
+    tokenizer = cast(Any, PreTrainedTokenizerFast)(
         tokenizer_object=model,
         unk_token="[UNK]",
         cls_token="[CLS]",

@@ -60,8 +60,8 @@ def _copy(checkpoints: dict[str, Path], family: str, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("family", list(WRITERS))
 class TestFamily:
     def test_resolves_family_and_protocol(self, encoders: dict[str, Any], family: str) -> None:
+        assert isinstance(encoders[family], Encoder)
         encoder = encoders[family]
-        assert isinstance(encoder, Encoder)
         assert encoder.family == family
         assert encoder.dim == (32 if family == "bge-m3" else 16)
         assert Path(encoder.spec).is_dir()
