@@ -131,6 +131,12 @@ def load(model_dir: Path, **options: Any) -> Any:
         backbone: torch.nn.Module = JinaXLMRobertaModel(
             JinaXLMRobertaConfig.from_dict(config), with_pooler=with_pooler
         )
+    elif config.get("position_embedding_type", "absolute") == "rotary":
+        # transformers' XLM-RoBERTa would silently fall back to absolute positions.
+        raise EncoderError(
+            f"{model_dir}: rotary position embeddings need Jina's flash weight names "
+            "(encoder.layers.N.mixer.Wqkv); these weights use other names"
+        )
     else:
         backbone = backbone_from_config(hf_config(config, model_dir), with_pooler=with_pooler)
     weight = head["projection.linear.weight"]

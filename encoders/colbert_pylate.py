@@ -62,6 +62,9 @@ def _is_dense(module: dict[str, Any]) -> bool:
 
 def detect(model_dir: Path, config: dict[str, Any]) -> bool:
     """A sentence-transformers folder with a Dense module and PyLate's ColBERT settings."""
+    if "HF_ColBERT" in (config.get("architectures") or []):
+        # Both layouts in one folder: the HF_ColBERT weights and artifact.metadata rule.
+        return False
     modules = _modules(model_dir)
     if not any(_is_dense(m) for m in modules):
         return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -50,7 +51,8 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def encoders(checkpoints: dict[str, Path]) -> dict[str, Any]:
-    return {family: load_encoder(path) for family, path in checkpoints.items()}
+    # CPU in fp32 so that exactness checks hold on GPU machines too (see test_cuda_*).
+    return {family: load_encoder(path, device="cpu") for family, path in checkpoints.items()}
 
 
 def _copy(checkpoints: dict[str, Path], family: str, tmp_path: Path) -> Path:
@@ -134,8 +136,8 @@ class TestFamily:
         self, encoders: dict[str, Any], checkpoints: dict[str, Path], family: str
     ) -> None:
         encoder = encoders[family]
-        assert load_encoder(checkpoints[family]).fingerprint == encoder.fingerprint
-        shorter = load_encoder(checkpoints[family], document_length=20)
+        assert load_encoder(checkpoints[family], device="cpu").fingerprint == encoder.fingerprint
+        shorter = load_encoder(checkpoints[family], device="cpu", document_length=20)
         assert shorter.fingerprint != encoder.fingerprint
         others = {e.fingerprint for f, e in encoders.items() if f != family}
         assert encoder.fingerprint not in others
@@ -233,3 +235,45 @@ def test_options_and_errors(checkpoints: dict[str, Path]) -> None:
     clipped: Any = load_encoder(checkpoints["colbert"], document_length=10_000)
     assert clipped.prompts.document_length == 64
     assert clipped.encode_pages([PageContent(text=LONG_PAGE * 20)])[0].shape[1] == 16
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("family", list(WRITERS))
+def test_cuda_half_precision_matches_cpu(
+    encoders: dict[str, Any], checkpoints: dict[str, Path], family: str
+) -> None:
+    gpu: Any = load_encoder(checkpoints[family])
+    assert gpu.device == "cuda" and gpu.dtype in ("bfloat16", "float16")
+    # Precision is not part of the identity: CPU and GPU stores stay compatible.
+    assert gpu.fingerprint == encoders[family].fingerprint
+    for text_pages in ([PageContent(text=PAGE)], [PageContent(text=LONG_PAGE)]):
+        on_gpu = gpu.encode_pages(text_pages)[0]
+        on_cpu = encoders[family].encode_pages(text_pages)[0]
+        assert on_gpu.dtype == np.float32 and on_gpu.shape == on_cpu.shape
+        assert float(np.min(np.sum(on_gpu * on_cpu, axis=1))) > 0.98
+    query = gpu.encode_queries(["what is late interaction"])[0]
+    np.testing.assert_allclose(np.linalg.norm(query, axis=1), 1.0, atol=1e-3)
+
+
+def test_hf_colbert_wins_over_sentence_transformers_files(
+    checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    folder = _copy(checkpoints, "colbert", tmp_path)
+    pylate = checkpoints["pylate"]
+    for name in ("modules.json", "config_sentence_transformers.json"):
+        shutil.copy(pylate / name, folder / name)
+    shutil.copytree(pylate / "1_Dense", folder / "1_Dense")
+    encoder: Any = load_encoder(folder, device="cpu")
+    assert encoder.family == "colbert" and encoder.prompts.query_marker == "[unused0]"
+
+
+def test_rotary_config_with_standard_names_fails(
+    checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    folder = _copy(checkpoints, "colbert", tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["position_embedding_type"] = "rotary"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(EncoderError, match="rotary"):
+        load_encoder(folder)
