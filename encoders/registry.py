@@ -36,6 +36,8 @@ FAMILY_MODULES: list[str] = [
     "latestore.encoders.colbert_pylate",
     "latestore.encoders.colbert",
     "latestore.encoders.colpali",
+    "latestore.encoders.colqwen35",
+    "latestore.encoders.colqwen3",
 ]
 
 _FACTORIES: dict[str, Callable[..., Encoder]] = {}

@@ -279,3 +279,206 @@ def build_colmodernvbert(out: Path, embedding_dim: int = 16) -> Path:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+# -- remote-code ColQwen3 / ColQwen3.5 families ---------------------------------------
+
+# Published weight namings of the Qwen-VL backbone (visual.* / language_model.*).
+QWEN_NAMINGS: dict[str, dict[str, Any]] = {
+    # TomoroAI/tomoro-colqwen3-embed-4b/8b
+    "tomoro": {
+        "model_type": "colqwen3",
+        "architectures": ["ColQwen3"],
+        "prefix": "vlm.model.",
+        "projection": "embedding_proj_layer",
+        "dim_key": "embed_dim",
+    },
+    # OpenSearch-AI/Ops-Colqwen3-4B
+    "ops": {
+        "model_type": "ops_colqwen3",
+        "architectures": ["OpsColQwen3Model"],
+        "prefix": "",
+        "projection": "custom_text_proj",
+        "dim_key": "dims",
+    },
+    # nvidia/nemotron-colembed-vl-4b-v2
+    "nemotron": {
+        "model_type": "qwen3_vl_nemotron_embed",
+        "architectures": ["Qwen3VLNemotronEmbedModel"],
+        "prefix": "model.",
+        "projection": "custom_text_proj",
+        "dim_key": "dim",
+    },
+}
+
+
+class _QwenFiles:
+    """tokenizer files + preprocessor_config.json, as the checkpoints ship them."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        from transformers import Qwen2VLImageProcessor
+
+        self.tokenizer = tokenizer
+        self.image_processor = Qwen2VLImageProcessor(
+            min_pixels=32 * 32 * 4, max_pixels=32 * 32 * 16, patch_size=16, merge_size=2
+        )
+
+    def save_pretrained(self, out: Path) -> None:
+        self.tokenizer.save_pretrained(out)
+        self.image_processor.save_pretrained(out)
+
+
+def _qwen_processor(tokenizer: Any) -> _QwenFiles:
+    return _QwenFiles(tokenizer)
+
+
+def _qwen_token_ids(tokenizer: Any) -> dict[str, int]:
+    ids = tokenizer.convert_tokens_to_ids
+    return {
+        "image_token_id": ids("<|image_pad|>"),
+        "video_token_id": ids("<|video_pad|>"),
+        "vision_start_token_id": ids("<|vision_start|>"),
+        "vision_end_token_id": ids("<|vision_end|>"),
+    }
+
+
+def _write_qwen_retriever(
+    out: Path,
+    backbone: torch.nn.Module,
+    config_dict: dict[str, Any],
+    naming: dict[str, Any],
+    dim: int,
+    bias: bool,
+    processor: Any,
+    extra_config: dict[str, Any] | None = None,
+) -> Path:
+    hidden = int(config_dict["text_config"]["hidden_size"])
+    torch.manual_seed(1)
+    proj = torch.nn.Linear(hidden, dim, bias=bias)
+    state = {naming["prefix"] + k: v for k, v in backbone.state_dict().items()}
+    state |= {f"{naming['projection']}.{k}": v for k, v in proj.state_dict().items()}
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {k: v.detach().contiguous().clone() for k, v in state.items()},
+        str(out / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
+    config = {
+        **config_dict,
+        "model_type": naming["model_type"],
+        "architectures": naming["architectures"],
+        naming["dim_key"]: dim,
+        **(extra_config or {}),
+    }
+    (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    processor.save_pretrained(out)
+    return out
+
+
+def build_colqwen3(out: Path, naming: str = "tomoro", dim: int = 16) -> Path:
+    """A ColQwen3 checkpoint (Qwen3-VL backbone) in one of the published weight namings."""
+    from transformers import Qwen3VLConfig, Qwen3VLModel
+
+    tokenizer = qwen_tokenizer()
+    config = Qwen3VLConfig(
+        **_qwen_token_ids(tokenizer),
+        text_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 16,
+            "vocab_size": len(tokenizer) + 8,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": [2, 3, 3],
+                "mrope_interleaved": True,
+            },
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "out_hidden_size": 32,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "num_position_embeddings": 16,
+            "deepstack_visual_indexes": [0],
+        },
+    )
+    torch.manual_seed(0)
+    backbone = Qwen3VLModel(config).eval()
+    config_dict = config.to_dict()
+    return _write_qwen_retriever(
+        out,
+        backbone,
+        config_dict,
+        QWEN_NAMINGS[naming],
+        dim,
+        bias=naming == "tomoro",
+        processor=_qwen_processor(tokenizer),
+    )
+
+
+def build_colqwen35(
+    out: Path,
+    dim: int = 20,
+    dim_key: str = "embed_dim",
+    bias: bool = True,
+    prefix: str = "vlm.model.",
+) -> Path:
+    """A ColQwen3.5 checkpoint (Qwen3.5: Gated-DeltaNet + full-attention layers)."""
+    from transformers import Qwen3_5Config, Qwen3_5Model
+
+    tokenizer = qwen_tokenizer()
+    config = Qwen3_5Config(
+        **_qwen_token_ids(tokenizer),
+        text_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "layer_types": ["linear_attention", "full_attention"],
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 16,
+            "linear_num_key_heads": 2,
+            "linear_num_value_heads": 2,
+            "linear_key_head_dim": 8,
+            "linear_value_head_dim": 8,
+            "vocab_size": len(tokenizer) + 8,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": [2, 1, 1],
+                "mrope_interleaved": True,
+                "partial_rotary_factor": 0.5,
+            },
+        },
+        vision_config={
+            "depth": 1,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "out_hidden_size": 32,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "num_position_embeddings": 16,
+        },
+    )
+    torch.manual_seed(0)
+    backbone = Qwen3_5Model(config).eval()
+    naming = {
+        "model_type": "colqwen3_5",
+        "architectures": ["ColQwen3_5"],
+        "prefix": prefix,
+        "projection": "embedding_proj_layer" if prefix.startswith("vlm") else "custom_text_proj",
+        "dim_key": dim_key,
+    }
+    return _write_qwen_retriever(
+        out, backbone, config.to_dict(), naming, dim, bias, _qwen_processor(tokenizer)
+    )
