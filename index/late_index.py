@@ -1,0 +1,230 @@
+"""Derived search state: token vectors, the FAISS candidate index, and the search plan.
+
+Nothing here knows about SQL. The store feeds page vectors in and out and decides
+which pages a query may see; this module turns that into ranked ``(page_id, score)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from latestore.index.maxsim import maxsim_many, maxsim_packed
+from latestore.index.snapshot import read_snapshot, write_snapshot
+from latestore.index.token_index import TOKEN_BITS, IndexParams, TokenIndex, selector_for_pages
+from latestore.index.vectors import VectorCache
+
+log = logging.getLogger(__name__)
+
+Ranking = list[tuple[int, float]]
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Query-time knobs of the approximate pipeline (exact rerank is always exact).
+
+    ``k_per_token`` nearest page tokens are fetched per query token; pages found that
+    way are ranked by an approximate MaxSim and the best ``n_rerank`` are scored
+    exactly. When the pages a query may see hold at most ``exhaustive_max_tokens``
+    tokens, every one of them is scored exactly instead.
+    """
+
+    k_per_token: int = 64
+    nprobe: int = 16
+    n_rerank: int = 128
+    exhaustive_max_tokens: int = 60_000
+
+
+class LateInteractionIndex:
+    def __init__(self, dim: int, dtype: str, params: IndexParams) -> None:
+        self.dim = dim
+        self.params = params
+        self.vectors = VectorCache(dim, dtype)
+        self.tokens = TokenIndex(dim, params)
+        self.trained_tokens = 0
+
+    # -- updates ---------------------------------------------------------------
+    def upsert(self, page_ids: list[int], vectors: list[npt.NDArray[Any]]) -> None:
+        self.remove(page_ids)
+        for page_id, v in zip(page_ids, vectors, strict=True):
+            self.vectors.put(page_id, v)
+        self.tokens.add(page_ids, [self.vectors.get(p) for p in page_ids])
+        self.maybe_train()
+
+    def remove(self, page_ids: list[int]) -> None:
+        self.tokens.remove(page_ids)
+        for page_id in page_ids:
+            self.vectors.discard(page_id)
+
+    def maybe_train(self) -> bool:
+        """Switch to (or re-train) IVF when the store outgrew its current index."""
+        total = self.vectors.total_tokens
+        if total < self.params.ivf_min_tokens or self.params.ivf_codec == "none":
+            return False
+        if self.tokens.is_ivf and total < 16 * self.trained_tokens:
+            return False
+        self.rebuild()
+        return True
+
+    def rebuild(self) -> None:
+        """Rebuild the candidate index from the cached vectors."""
+        total = self.vectors.total_tokens
+        self.tokens = TokenIndex(self.dim, self.params)
+        if total >= self.params.ivf_min_tokens and self.params.ivf_codec != "none":
+            from latestore.index.token_index import auto_nlist
+
+            nlist = self.params.ivf_nlist or auto_nlist(total)
+            sample = self.vectors.sample(nlist * self.params.train_sample_per_list, self.params.seed)
+            self.tokens.train_ivf(sample, total)
+            self.trained_tokens = total
+        else:
+            self.trained_tokens = 0
+        ids = self.vectors.page_ids().tolist()
+        for start in range(0, len(ids), 2048):
+            chunk = ids[start : start + 2048]
+            self.tokens.add(chunk, [self.vectors.get(p) for p in chunk])
+
+    # -- search ----------------------------------------------------------------
+    def search(
+        self,
+        queries: list[npt.NDArray[np.float32]],
+        k: int,
+        params: SearchParams,
+        allowed: npt.NDArray[np.int64] | None = None,
+        exhaustive: bool = False,
+    ) -> list[Ranking]:
+        """Top ``k`` pages per query, best first (ties broken by smaller page id)."""
+        if allowed is None:
+            universe = self.vectors.page_ids()
+            universe_tokens = self.vectors.total_tokens
+        else:
+            universe = np.asarray([p for p in allowed.tolist() if p in self.vectors], np.int64)
+            universe_tokens = self.vectors.tokens_of(universe)
+        if len(universe) == 0 or k <= 0 or not queries:
+            return [[] for _ in queries]
+        if exhaustive or universe_tokens <= params.exhaustive_max_tokens:
+            return self._exact(queries, k, universe)
+        return self._approximate(queries, k, params, universe, allowed is not None)
+
+    def _exact(
+        self, queries: list[npt.NDArray[np.float32]], k: int, pages: npt.NDArray[np.int64]
+    ) -> list[Ranking]:
+        pages = np.sort(pages)
+        rankings: list[Ranking] = [[] for _ in queries]
+        best_scores = [np.zeros(0, np.float32) for _ in queries]
+        best_pages = [np.zeros(0, np.int64) for _ in queries]
+        # Bounded groups of pages keep memory flat however large the store is.
+        group = 4096
+        for start in range(0, len(pages), group):
+            chunk = pages[start : start + group]
+            tokens, lengths = self.vectors.gather(chunk.tolist())
+            scores = maxsim_many(queries, tokens, lengths)
+            for qi in range(len(queries)):
+                best_scores[qi] = np.concatenate([best_scores[qi], scores[qi]])
+                best_pages[qi] = np.concatenate([best_pages[qi], chunk])
+                keep = _top(best_scores[qi], best_pages[qi], k)
+                best_scores[qi], best_pages[qi] = best_scores[qi][keep], best_pages[qi][keep]
+        for qi in range(len(queries)):
+            rankings[qi] = [(int(p), float(s)) for p, s in zip(best_pages[qi], best_scores[qi])]
+        return rankings
+
+    def _approximate(
+        self,
+        queries: list[npt.NDArray[np.float32]],
+        k: int,
+        params: SearchParams,
+        universe: npt.NDArray[np.int64],
+        filtered: bool,
+    ) -> list[Ranking]:
+        holder = selector_for_pages(universe, self.tokens.page_tokens) if filtered else None
+        selector = holder.selector if holder is not None else None
+        stacked = np.concatenate(queries).astype(np.float32, copy=False)
+        bounds = np.cumsum([0] + [len(q) for q in queries])
+        k_tok = params.k_per_token
+        scores, ids = self.tokens.search(stacked, k_tok, nprobe=params.nprobe, selector=selector)
+        out: list[Ranking] = []
+        for qi, query in enumerate(queries):
+            rows = slice(int(bounds[qi]), int(bounds[qi + 1]))
+            candidates = _approximate_candidates(scores[rows], ids[rows], params.n_rerank)
+            attempt, widened = 0, k_tok
+            # Too few pages surfaced (very long pages, tight filter): widen the token
+            # search, and as a last resort score the whole universe exactly, so k hits
+            # come back whenever k pages exist.
+            while len(candidates) < min(k, len(universe)) and attempt < 2:
+                widened *= 8
+                more_s, more_i = self.tokens.search(
+                    query, widened, nprobe=params.nprobe * 4, selector=selector
+                )
+                candidates = _approximate_candidates(more_s, more_i, max(params.n_rerank, k))
+                attempt += 1
+            if len(candidates) < min(k, len(universe)):
+                out.append(self._exact([query], k, universe)[0])
+                continue
+            tokens, lengths = self.vectors.gather(candidates.tolist())
+            exact = maxsim_packed(query, tokens, lengths)
+            keep = _top(exact, candidates, k)
+            out.append([(int(candidates[i]), float(exact[i])) for i in keep])
+        return out
+
+    # -- persistence -----------------------------------------------------------
+    def save(self, path: Path, header: dict[str, Any]) -> int:
+        pages = np.array(sorted(self.tokens.page_tokens.items()), dtype=np.int64).reshape(-1, 2)
+        head = dict(header, dim=self.dim, kind=self.tokens.kind, trained_tokens=self.trained_tokens,
+                    params=asdict(self.params))
+        return write_snapshot(path, head, {"faiss": self.tokens.to_bytes(), "pages": pages.tobytes()})
+
+    def load_tokens(self, path: Path, expect: dict[str, Any]) -> dict[str, Any]:
+        """Replace the candidate index by a verified snapshot; returns its header."""
+        snap = read_snapshot(path, dict(expect, dim=self.dim, params=asdict(self.params)))
+        pairs = np.frombuffer(snap.sections["pages"], dtype=np.int64).reshape(-1, 2)
+        page_tokens = {int(p): int(n) for p, n in pairs}
+        self.tokens = TokenIndex.from_bytes(snap.sections["faiss"], self.dim, self.params, page_tokens)
+        self.trained_tokens = int(snap.header.get("trained_tokens", 0))
+        return snap.header
+
+    def consistent(self) -> bool:
+        """Does the candidate index hold exactly the cached pages and token counts?"""
+        if len(self.tokens.page_tokens) != len(self.vectors):
+            return False
+        return all(
+            p in self.vectors and self.vectors.n_tokens(p) == n
+            for p, n in self.tokens.page_tokens.items()
+        )
+
+
+def _top(scores: npt.NDArray[np.float32], pages: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.intp]:
+    """Indices of the ``k`` best scores, best first, ties by smaller page id."""
+    order = np.lexsort((pages, -scores.astype(np.float64)))
+    return order[:k]
+
+
+def _approximate_candidates(
+    scores: npt.NDArray[np.float32], ids: npt.NDArray[np.int64], n_rerank: int
+) -> npt.NDArray[np.int64]:
+    """Pages ranked by MaxSim over retrieved tokens only.
+
+    A query token that retrieved nothing from a page is credited with the lowest score
+    it retrieved anywhere (an upper bound of what that page can hold among the tokens
+    the index saw), so pages matching many query tokens rank above pages matching one.
+    """
+    valid = ids >= 0
+    if not valid.any():
+        return np.zeros(0, dtype=np.int64)
+    n_query_tokens = ids.shape[0]
+    floor = np.where(valid, scores, np.inf).min(axis=1)
+    floor = np.where(np.isfinite(floor), floor, 0.0).astype(np.float32)
+    token_rows = np.broadcast_to(np.arange(n_query_tokens)[:, None], ids.shape)[valid]
+    pages = ids[valid] >> TOKEN_BITS
+    unique, inverse = np.unique(pages, return_inverse=True)
+    table = np.tile(floor, (len(unique), 1))
+    np.maximum.at(table, (inverse, token_rows), scores[valid])
+    approx = table.sum(axis=1)
+    if len(unique) > n_rerank:
+        keep = np.argpartition(-approx, n_rerank - 1)[:n_rerank]
+        unique = unique[keep]
+    return unique

@@ -1,0 +1,102 @@
+"""Verified on-disk snapshots of derived index state.
+
+A snapshot is ``MAGIC | header length | JSON header | payload``. The header records the
+format version, the store it belongs to, the last change number it contains and the
+sha256 of the payload; nothing is deserialised before all of that checks out. Files are
+written to a temporary name, fsynced and renamed, so a crash leaves the old snapshot or
+the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from latestore.errors import IndexSnapshotError
+
+MAGIC = b"LATESTORE-SNAPSHOT\n"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    header: dict[str, Any]
+    sections: dict[str, bytes]
+
+
+def write_snapshot(path: Path, header: dict[str, Any], sections: dict[str, bytes]) -> int:
+    """Atomically write ``sections`` with ``header``; returns the bytes written."""
+    names = list(sections)
+    payload = b"".join(sections[n] for n in names)
+    full_header = dict(header)
+    full_header.update(
+        format_version=FORMAT_VERSION,
+        sections=[[n, len(sections[n])] for n in names],
+        payload_sha256=hashlib.sha256(payload).hexdigest(),
+    )
+    head = json.dumps(full_header, sort_keys=True).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as handle:
+        handle.write(MAGIC)
+        handle.write(struct.pack("<Q", len(head)))
+        handle.write(head)
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return len(MAGIC) + 8 + len(head) + len(payload)
+
+
+def read_snapshot(path: Path, expect: dict[str, Any]) -> Snapshot:
+    """Read and verify a snapshot; raise IndexSnapshotError on any mismatch.
+
+    ``expect`` holds header fields that must match exactly (store uuid, dim, ...).
+    """
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise IndexSnapshotError(f"cannot read snapshot {path}: {exc}") from exc
+    if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 8:
+        raise IndexSnapshotError(f"{path} is not a latestore snapshot")
+    (head_len,) = struct.unpack_from("<Q", blob, len(MAGIC))
+    start = len(MAGIC) + 8
+    if head_len > len(blob) - start:
+        raise IndexSnapshotError(f"{path} is truncated")
+    try:
+        header = json.loads(blob[start : start + head_len])
+    except ValueError as exc:
+        raise IndexSnapshotError(f"{path} has a corrupt header") from exc
+    if not isinstance(header, dict) or header.get("format_version") != FORMAT_VERSION:
+        raise IndexSnapshotError(f"{path} has an unsupported format")
+    for key, value in expect.items():
+        if header.get(key) != value:
+            raise IndexSnapshotError(f"{path} was written for {key}={header.get(key)!r}")
+    payload = memoryview(blob)[start + head_len :]
+    if hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):
+        raise IndexSnapshotError(f"{path} failed its checksum")
+    sections: dict[str, bytes] = {}
+    offset = 0
+    for name, size in header["sections"]:
+        sections[name] = bytes(payload[offset : offset + size])
+        offset += size
+    if offset != len(payload):
+        raise IndexSnapshotError(f"{path} has a malformed payload")
+    return Snapshot(header=header, sections=sections)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

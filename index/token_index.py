@@ -1,0 +1,181 @@
+"""FAISS candidate index over document token vectors.
+
+FAISS ids encode ``(page_id << 20) | token_position`` so a hit names its page without
+any lookup. The index starts exact (flat inner product) and is rebuilt as a trained
+IVF index once the store holds enough tokens for that to pay off.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+TOKEN_BITS = 20
+MAX_TOKENS_PER_PAGE = 1 << TOKEN_BITS
+TOKEN_MASK = MAX_TOKENS_PER_PAGE - 1
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """How the candidate index is built (recorded in the store config)."""
+
+    ivf_min_tokens: int = 100_000
+    ivf_nlist: int | None = None  # None: chosen from the token count
+    ivf_codec: str = "PQ"  # "PQ" (dim/8 bytes per token), "SQ8", "SQfp16" or "Flat"
+    train_sample_per_list: int = 64
+    seed: int = 1234
+
+
+def token_ids(page_id: int, n_tokens: int) -> npt.NDArray[np.int64]:
+    return (np.int64(page_id) << TOKEN_BITS) + np.arange(n_tokens, dtype=np.int64)
+
+
+def pages_of(ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    return ids >> TOKEN_BITS
+
+
+def auto_nlist(n_tokens: int) -> int:
+    """A power of two near sqrt(n): kmeans training stays cheap on a laptop CPU."""
+    return int(min(65_536, max(64, 2 ** round(math.log2(max(1.0, math.sqrt(n_tokens)))))))
+
+
+class TokenIndex:
+    """The candidate index plus the page -> token-count map it was built from."""
+
+    def __init__(self, dim: int, params: IndexParams, index: Any | None = None) -> None:
+        self.dim = dim
+        self.params = params
+        self.index: Any = index if index is not None else self._flat()
+        self.page_tokens: dict[int, int] = {}
+
+    @property
+    def kind(self) -> str:
+        return "ivf" if self.is_ivf else "flat"
+
+    @property
+    def is_ivf(self) -> bool:
+        return faiss.try_extract_index_ivf(self.index) is not None
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"kind": self.kind, "tokens": self.ntotal, "pages": len(self.page_tokens)}
+        ivf = faiss.try_extract_index_ivf(self.index)
+        if ivf is not None:
+            info.update(nlist=int(ivf.nlist), codec=self.params.ivf_codec)
+        return info
+
+    def _flat(self) -> Any:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+
+    def add(self, page_ids: list[int], vectors: list[npt.NDArray[Any]]) -> None:
+        if not page_ids:
+            return
+        ids = np.concatenate([token_ids(p, len(v)) for p, v in zip(page_ids, vectors, strict=True)])
+        data = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32)
+        self.index.add_with_ids(data, ids)
+        for page_id, v in zip(page_ids, vectors, strict=True):
+            self.page_tokens[page_id] = len(v)
+
+    def remove(self, page_ids: list[int]) -> None:
+        present = [p for p in page_ids if p in self.page_tokens]
+        if not present:
+            return
+        ids = np.concatenate([token_ids(p, self.page_tokens[p]) for p in present])
+        self.index.remove_ids(faiss.IDSelectorBatch(ids))
+        for page_id in present:
+            del self.page_tokens[page_id]
+
+    def train_ivf(self, sample: npt.NDArray[np.float32], n_tokens: int) -> None:
+        """Replace the index by an empty trained IVF index (caller re-adds the tokens)."""
+        nlist = self.params.ivf_nlist or auto_nlist(n_tokens)
+        codec = self.params.ivf_codec
+        if codec == "PQ":
+            codec = f"PQ{max(1, self.dim // 8)}"
+        index = faiss.index_factory(self.dim, f"IVF{nlist},{codec}", faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.extract_index_ivf(index)
+        ivf.cp.seed = self.params.seed
+        ivf.cp.niter = 12
+        log.info("training IVF%d,%s on %d of %d tokens", nlist, codec, len(sample), n_tokens)
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        self.index = index
+        self.page_tokens = {}
+
+    def search(
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        *,
+        nprobe: int,
+        selector: Any | None = None,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """The ``k`` best tokens per query token: ``(scores, ids)``, id -1 where none."""
+        k = max(1, min(k, max(1, self.ntotal)))
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.is_ivf:
+            params: Any = faiss.SearchParametersIVF(nprobe=nprobe)
+        else:
+            params = faiss.SearchParameters()
+        if selector is not None:
+            params.sel = selector
+        scores, ids = self.index.search(queries, k, params=params)
+        return scores, ids
+
+    def to_bytes(self) -> bytes:
+        return bytes(faiss.serialize_index(self.index).tobytes())
+
+    @classmethod
+    def from_bytes(
+        cls, blob: bytes, dim: int, params: IndexParams, page_tokens: dict[int, int]
+    ) -> TokenIndex:
+        index = faiss.deserialize_index(np.frombuffer(blob, dtype=np.uint8))
+        if index.d != dim:
+            raise ValueError(f"index dim {index.d} != store dim {dim}")
+        out = cls(dim, params, index)
+        out.page_tokens = dict(page_tokens)
+        if out.ntotal != sum(page_tokens.values()):
+            raise ValueError("index token count disagrees with its page map")
+        return out
+
+
+def selector_for_pages(
+    allowed: npt.NDArray[np.int64], page_tokens: dict[int, int]
+) -> Any:
+    """A FAISS selector admitting exactly the tokens of ``allowed`` pages.
+
+    When most pages are allowed, the complement is smaller to build, so the selector
+    then excludes the disallowed pages instead.
+    """
+    allowed_set = set(allowed.tolist())
+    if len(allowed_set) * 2 <= len(page_tokens):
+        chosen = [p for p in allowed_set if p in page_tokens]
+        invert = False
+    else:
+        chosen = [p for p in page_tokens if p not in allowed_set]
+        invert = True
+    if chosen:
+        ids = np.concatenate([token_ids(p, page_tokens[p]) for p in chosen])
+    else:
+        ids = np.zeros(0, dtype=np.int64)
+    batch = faiss.IDSelectorBatch(ids)
+    if not invert:
+        return _KeepAlive(batch, batch)
+    return _KeepAlive(faiss.IDSelectorNot(batch), batch)
+
+
+class _KeepAlive:
+    """Holds a selector and the objects it points to (FAISS keeps raw pointers)."""
+
+    def __init__(self, selector: Any, *refs: Any) -> None:
+        self.selector = selector
+        self.refs = refs

@@ -1,0 +1,68 @@
+"""In-memory page vectors for the exact rerank (derived from SQL at open)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import numpy.typing as npt
+
+from latestore.index.maxsim import pack_pages
+
+
+class VectorCache:
+    """Page id -> ``(n_tokens, dim)`` token matrix in the store's vector dtype."""
+
+    def __init__(self, dim: int, dtype: str) -> None:
+        self.dim = dim
+        self.dtype = np.dtype(dtype)
+        self._pages: dict[int, npt.NDArray[np.floating]] = {}
+        self.total_tokens = 0
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
+    def __contains__(self, page_id: object) -> bool:
+        return page_id in self._pages
+
+    def page_ids(self) -> npt.NDArray[np.int64]:
+        return np.fromiter(self._pages, dtype=np.int64, count=len(self._pages))
+
+    def get(self, page_id: int) -> npt.NDArray[np.floating]:
+        return self._pages[page_id]
+
+    def n_tokens(self, page_id: int) -> int:
+        return len(self._pages[page_id])
+
+    def put(self, page_id: int, vectors: npt.NDArray[np.floating]) -> None:
+        self.discard(page_id)
+        stored = np.ascontiguousarray(vectors, dtype=self.dtype)
+        stored.setflags(write=False)
+        self._pages[page_id] = stored
+        self.total_tokens += len(stored)
+
+    def discard(self, page_id: int) -> None:
+        old = self._pages.pop(page_id, None)
+        if old is not None:
+            self.total_tokens -= len(old)
+
+    def gather(
+        self, page_ids: Iterable[int]
+    ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.int64]]:
+        return pack_pages([self._pages[p] for p in page_ids])
+
+    def tokens_of(self, page_ids: npt.NDArray[np.int64]) -> int:
+        return int(sum(len(self._pages[int(p)]) for p in page_ids))
+
+    def sample(self, n: int, seed: int) -> npt.NDArray[np.float32]:
+        """About ``n`` token vectors drawn uniformly from all pages (IVF training)."""
+        rng = np.random.default_rng(seed)
+        keep = min(1.0, n / max(1, self.total_tokens))
+        parts = []
+        for vectors in self._pages.values():
+            mask = rng.random(len(vectors)) < keep
+            if mask.any():
+                parts.append(np.asarray(vectors[mask], dtype=np.float32))
+        if not parts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate(parts)

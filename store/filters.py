@@ -1,0 +1,195 @@
+"""Metadata filters compiled to parameterised SQL.
+
+A filter is a JSON-like dict, MongoDB style::
+
+    {"document_id": "report.pdf"}                       # equality
+    {"year": {"$gte": 2019, "$lt": 2024}}               # range (numbers or ISO dates)
+    {"lang": {"$in": ["en", "de"]}}                     # membership
+    {"$or": [{"kind": "slide"}, {"page_number": 1}]}    # boolean combinations
+
+Bare names are page columns (``document_id``, ``page_number``, ``external_id``,
+``source``, ``page_id``, ``created_at``, ``updated_at``) or metadata keys;
+``metadata.<key>`` always means a metadata key. Values only ever reach the database as
+bound parameters, never as SQL text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, not_, or_, true
+from sqlalchemy.sql.elements import ColumnElement as ColumnExpr
+
+from latestore.errors import FilterError, UnknownFilterFieldError, UnknownFilterOperatorError
+from latestore.schema import PageRow
+
+COLUMNS: dict[str, Any] = {
+    "page_id": PageRow.id,
+    "external_id": PageRow.external_id,
+    "document_id": PageRow.document_id,
+    "page_number": PageRow.page_number,
+    "source": PageRow.source,
+    "created_at": PageRow.created_at,
+    "updated_at": PageRow.updated_at,
+}
+COMPARISONS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists"}
+MAX_DEPTH = 32
+MAX_CLAUSES = 1_000
+MAX_IN_VALUES = 10_000
+
+
+def kind_of(value: Any) -> str:
+    """The JSON kind a metadata value is recorded under."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "list" if isinstance(value, list) else "object"
+
+
+class FilterCompiler:
+    """Turns filter dicts into SQLAlchemy clauses over ``ls_pages``.
+
+    ``metadata_kinds`` maps each metadata key seen in the store to the kinds of value
+    it holds; it is how unknown fields are rejected without touching page rows.
+    """
+
+    def __init__(self, metadata_kinds: Mapping[str, set[str]]) -> None:
+        self.metadata_kinds = metadata_kinds
+        self._clauses = 0
+
+    def compile(self, spec: Mapping[str, Any]) -> ColumnElement[bool]:
+        self._clauses = 0
+        return self._node(spec, depth=0)
+
+    def _node(self, spec: Any, depth: int) -> ColumnElement[bool]:
+        if depth > MAX_DEPTH:
+            raise FilterError(f"filter nests deeper than {MAX_DEPTH} levels")
+        if not isinstance(spec, Mapping) or not spec:
+            raise FilterError(f"a filter must be a non-empty dict, got {spec!r:.80}")
+        parts = []
+        for key, value in spec.items():
+            if not isinstance(key, str):
+                raise FilterError(f"filter keys must be strings, got {key!r:.80}")
+            if key in ("$and", "$or"):
+                if not isinstance(value, list) or not value:
+                    raise FilterError(f"{key} takes a non-empty list of filters")
+                children = [self._node(child, depth + 1) for child in value]
+                parts.append(and_(*children) if key == "$and" else or_(*children))
+            elif key == "$not":
+                parts.append(not_(self._node(value, depth + 1)))
+            elif key.startswith("$"):
+                raise UnknownFilterOperatorError(
+                    f"unknown filter operator {key!r:.80}; use $and, $or, $not or a field name"
+                )
+            else:
+                parts.append(self._field(key, value))
+        return and_(*parts) if len(parts) > 1 else parts[0]
+
+    def _field(self, name: str, condition: Any) -> ColumnElement[bool]:
+        target = self._resolve(name)
+        if not (isinstance(condition, Mapping) and any(str(k).startswith("$") for k in condition)):
+            return self._compare(target, name, "$eq", condition)
+        parts = []
+        for op, operand in condition.items():
+            if op not in COMPARISONS:
+                raise UnknownFilterOperatorError(
+                    f"unknown operator {op!r:.80} on field {name!r}; known: {sorted(COMPARISONS)}"
+                )
+            parts.append(self._compare(target, name, op, operand))
+        return and_(*parts) if len(parts) > 1 else parts[0]
+
+    def _resolve(self, name: str) -> tuple[str, Any]:
+        if name in COLUMNS:
+            return ("column", COLUMNS[name])
+        key = name.removeprefix("metadata.")
+        if key in self.metadata_kinds:
+            return ("metadata", key)
+        known = sorted(COLUMNS) + sorted(self.metadata_kinds)
+        raise UnknownFilterFieldError(
+            f"unknown filter field {name!r:.80}: no page has it; known fields: {known[:50]}"
+        )
+
+    def _compare(
+        self, target: tuple[str, Any], name: str, op: str, value: Any
+    ) -> ColumnElement[bool]:
+        self._clauses += 1
+        if self._clauses > MAX_CLAUSES:
+            raise FilterError(f"filter has more than {MAX_CLAUSES} conditions")
+        if op == "$exists":
+            if not isinstance(value, bool):
+                raise FilterError(f"$exists on {name!r} takes true or false")
+            present = self._expr(target, "string").is_not(None) if target[0] == "metadata" else (
+                target[1].is_not(None)
+            )
+            return present if value else not_(present)
+        if op in ("$in", "$nin"):
+            if not isinstance(value, list | tuple | set) or len(value) > MAX_IN_VALUES:
+                raise FilterError(f"{op} on {name!r} takes a list of at most {MAX_IN_VALUES} values")
+            if not value:
+                return false() if op == "$in" else true()
+            members = or_(*(self._scalar(target, name, "$eq", v) for v in value))
+            return members if op == "$in" else not_(members)
+        return self._scalar(target, name, op, value)
+
+    def _scalar(
+        self, target: tuple[str, Any], name: str, op: str, value: Any
+    ) -> ColumnElement[bool]:
+        value = _plain(value, name)
+        kind = kind_of(value)
+        if kind in ("list", "object"):
+            raise FilterError(f"cannot compare {name!r} with a {kind}")
+        if kind in ("bool", "null") and op not in ("$eq", "$ne"):
+            raise FilterError(f"{op} needs a number, string or date, got {value!r} for {name!r}")
+        if target[0] == "metadata":
+            seen = self.metadata_kinds[target[1]]
+            if op not in ("$eq", "$ne") and kind == "number" and "string" in seen:
+                raise FilterError(
+                    f"metadata key {name!r} holds both numbers and strings; a numeric range "
+                    "on it is ambiguous"
+                )
+            column = self._expr(target, "null" if kind == "null" else kind)
+        else:
+            column = target[1]
+            if name in ("created_at", "updated_at") and isinstance(value, str):
+                value = _parse_datetime(value, name)
+        if kind == "null":
+            return column.is_(None) if op == "$eq" else column.is_not(None)
+        compare: dict[str, Callable[[Any, Any], ColumnExpr[bool]]] = {
+            "$eq": lambda c, v: c == v,
+            "$ne": lambda c, v: or_(c != v, c.is_(None)),
+            "$gt": lambda c, v: c > v,
+            "$gte": lambda c, v: c >= v,
+            "$lt": lambda c, v: c < v,
+            "$lte": lambda c, v: c <= v,
+        }
+        return compare[op](column, value)
+
+    def _expr(self, target: tuple[str, Any], kind: str) -> Any:
+        element = PageRow.meta[target[1]]
+        if kind == "number":
+            return element.as_float()
+        if kind == "bool":
+            return element.as_boolean()
+        return element.as_string()
+
+
+def _plain(value: Any, name: str) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, float) and value != value:
+        raise FilterError(f"NaN is not a valid filter value for {name!r}")
+    return value
+
+
+def _parse_datetime(value: str, name: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise FilterError(f"{name!r} needs an ISO date, got {value!r:.80}") from exc

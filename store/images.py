@@ -1,0 +1,43 @@
+"""Decoding page images safely (size limits before pixels are decoded)."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image
+
+from latestore.errors import InvalidInputError
+
+# 64 megapixels: an A0 poster at 300 dpi is ~140 MP, but no retriever looks at more than
+# a few megapixels; larger inputs are almost always mistakes or decompression bombs.
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+class UnreadableImageError(InvalidInputError):
+    """An image that cannot be decoded, or is too large to decode safely."""
+
+
+def load_image(source: bytes | Path | str) -> Image.Image:
+    """Open, size-check and fully decode an image as RGB."""
+    try:
+        handle = io.BytesIO(source) if isinstance(source, bytes) else Path(source).open("rb")
+    except OSError as exc:
+        raise UnreadableImageError(f"cannot open image {source!s:.200}: {exc}") from exc
+    with handle, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(handle)
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise UnreadableImageError(
+                    f"image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,}"
+                )
+            image.load()
+            return image.convert("RGB")
+        except UnreadableImageError:
+            raise
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+                Image.DecompressionBombWarning) as exc:
+            raise UnreadableImageError(f"unreadable image: {exc}") from exc

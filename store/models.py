@@ -1,0 +1,141 @@
+"""Public records: what goes in (Page), what comes out (SearchHit), and store config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from latestore.index.late_index import SearchParams
+from latestore.index.token_index import IndexParams
+
+JSONScalar = str | int | float | bool | None
+Metadata = dict[str, Any]
+
+MAX_METADATA_BYTES = 64 * 1024
+
+
+class Page(BaseModel):
+    """One page to index: text, an image, or both; optionally precomputed vectors.
+
+    Examples
+    --------
+    >>> Page(text="MaxSim sums per-token maxima.", document_id="notes", page_number=1).text
+    'MaxSim sums per-token maxima.'
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+
+    text: str | None = None
+    image: bytes | None = Field(default=None, repr=False)
+    image_path: Path | None = None
+    external_id: str | None = Field(default=None, min_length=1, max_length=512)
+    document_id: str | None = Field(default=None, max_length=512)
+    page_number: int | None = Field(default=None, ge=0)
+    source: str | None = None
+    metadata: Metadata = Field(default_factory=dict)
+    vectors: npt.NDArray[Any] | None = Field(default=None, repr=False)
+
+    @field_validator("metadata")
+    @classmethod
+    def _json_metadata(cls, value: Metadata) -> Metadata:
+        try:
+            blob = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"metadata must be JSON-serialisable without NaN/inf: {exc}") from exc
+        if len(blob) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is {len(blob)} bytes; the limit is {MAX_METADATA_BYTES}")
+        for key in value:
+            if not key or len(key) > 256:
+                raise ValueError("metadata keys must be 1 to 256 characters")
+        return value
+
+    @field_validator("vectors", mode="before")
+    @classmethod
+    def _as_array(cls, value: Any) -> Any:
+        return None if value is None else np.asarray(value)
+
+    @model_validator(mode="after")
+    def _has_content(self) -> Page:
+        if self.text is None and self.image is None and self.image_path is None:
+            if self.vectors is None:
+                raise ValueError("a page needs text, an image or image_path, or vectors")
+        return self
+
+    def content_hash(self) -> str:
+        """sha256 over everything that defines the page's content (not its metadata)."""
+        digest = hashlib.sha256()
+        digest.update(b"text\0" + (self.text or "").encode("utf-8", "surrogatepass"))
+        digest.update(b"\0image\0" + (self.image or b""))
+        if self.image_path is not None and self.image is None:
+            digest.update(b"\0path\0" + str(self.image_path).encode())
+        if self.vectors is not None:
+            digest.update(b"\0vectors\0" + np.ascontiguousarray(self.vectors).tobytes())
+        return digest.hexdigest()
+
+
+class SearchHit(BaseModel):
+    """One ranked page."""
+
+    model_config = ConfigDict(frozen=True)
+
+    page_id: int
+    score: float
+    rank: int
+    external_id: str | None = None
+    document_id: str | None = None
+    page_number: int | None = None
+    text: str | None = None
+    source: str | None = None
+    image_path: str | None = None
+    has_image: bool = False
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class StoredPage(SearchHit):
+    """A page as read back with ``Store.get`` (score and rank are 0)."""
+
+    content_hash: str
+    n_tokens: int
+
+
+class StoreConfig(BaseModel):
+    """Build-time and query-time settings, recorded in the store at creation.
+
+    Query-time fields (``k_per_token``, ``nprobe``, ``n_rerank``,
+    ``exhaustive_max_tokens``) may be changed at any open; build-time fields are
+    fixed once the store exists.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    vector_dtype: Literal["float16", "float32"] = "float16"
+    ivf_min_tokens: int = Field(default=100_000, ge=1)
+    ivf_nlist: int | None = Field(default=None, ge=1)
+    ivf_codec: Literal["PQ", "SQ8", "SQfp16", "Flat", "none"] = "PQ"
+    k_per_token: int = Field(default=64, ge=1, le=65_536)
+    nprobe: int = Field(default=16, ge=1)
+    n_rerank: int = Field(default=128, ge=1)
+    exhaustive_max_tokens: int = Field(default=60_000, ge=0)
+    snapshot_every_tokens: int = Field(default=250_000, ge=1)
+
+    def index_params(self) -> IndexParams:
+        return IndexParams(
+            ivf_min_tokens=self.ivf_min_tokens, ivf_nlist=self.ivf_nlist, ivf_codec=self.ivf_codec
+        )
+
+    def search_params(self) -> SearchParams:
+        return SearchParams(
+            k_per_token=self.k_per_token,
+            nprobe=self.nprobe,
+            n_rerank=self.n_rerank,
+            exhaustive_max_tokens=self.exhaustive_max_tokens,
+        )
+
+
+BUILD_TIME_FIELDS = ("vector_dtype", "ivf_min_tokens", "ivf_nlist", "ivf_codec")

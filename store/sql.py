@@ -1,0 +1,79 @@
+"""Engines and transactions: SQLite from a path (WAL, durable commits), any URL otherwise."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def to_url(target: str | Path) -> str:
+    """A filesystem path becomes a SQLite URL; anything with ``://`` is a URL already."""
+    text = str(target)
+    if "://" in text:
+        return text
+    if text == ":memory:":
+        return "sqlite://"
+    return f"sqlite:///{Path(text).expanduser().resolve()}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def default_index_dir(url: str) -> Path | None:
+    """Where derived index files live: beside a SQLite file, else in the user cache."""
+    db_file = sqlite_file(url)
+    if db_file is not None:
+        return db_file.with_name(db_file.name + ".index")
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return None  # in-memory database: nothing outlives the process
+    safe = parsed.render_as_string(hide_password=True)
+    digest = hashlib.sha256(safe.encode()).hexdigest()[:16]
+    return Path.home() / ".cache" / "latestore" / digest
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    kwargs: dict[str, Any] = {}
+    if sqlite_file(url) is None:
+        # One shared connection, or every checkout would see a new empty database.
+        kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        kwargs.update(connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Transactions are begun explicitly below, so the driver must not do it itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if sqlite_file(url) is not None:
+            # WAL lets readers (threads and other processes) run while one writer
+            # commits; synchronous=FULL makes every acknowledged commit durable.
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # Writers take the write lock up front (BEGIN IMMEDIATE): a deferred transaction
+        # that upgrades from read to write can fail at once instead of waiting.
+        mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine

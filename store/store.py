@@ -1,0 +1,505 @@
+"""The public Store: add, search, update and delete pages of late-interaction vectors."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from latestore.encoders import Encoder, PageContent, default_encoder
+from latestore.errors import (
+    DuplicateExternalIdError,
+    EncoderError,
+    EncoderMismatchError,
+    InvalidInputError,
+    PageNotFoundError,
+    StoreClosedError,
+)
+from latestore.filters import FilterCompiler
+from latestore.index.late_index import LateInteractionIndex
+from latestore.migrations.runner import upgrade
+from latestore.models import BUILD_TIME_FIELDS, Page, SearchHit, StoreConfig, StoredPage
+from latestore.schema import MetadataKeyRow, PageRow, StoreRow
+from latestore.sql import default_index_dir, make_engine, to_url
+from latestore.sync import IndexSync
+from latestore.validation import check_unique_external_ids, checked_vectors
+from latestore.writes import PreparedPage, delete_pages, next_change, write_pages
+
+log = logging.getLogger("latestore")
+
+Query = str | npt.NDArray[np.floating]
+ProgressCallback = Callable[[int, int], None]
+MAX_K = 10_000
+
+
+class Store:
+    """A late-interaction retrieval store.
+
+    Examples
+    --------
+    >>> from latestore import Store, Page
+    >>> with Store.open("pages.db") as store:                       # doctest: +SKIP
+    ...     store.add_pages([Page(text="ColBERT scores with MaxSim.")])
+    ...     hits = store.search("how does ColBERT score?", k=5)
+    """
+
+    def __init__(self, engine: Engine, encoder: Encoder, row: StoreRow, config: StoreConfig,
+                 index_dir: Path | None) -> None:
+        self._engine = engine
+        self.encoder = encoder
+        self.config = config
+        self.dim = row.dim
+        self.store_uuid = row.store_uuid
+        self._lock = threading.RLock()
+        self._closed = False
+        index = LateInteractionIndex(row.dim, row.vector_dtype, config.index_params())
+        self._sync = IndexSync(engine, index, row.store_uuid, row.vector_dtype, index_dir)
+        self.opened_from = self._sync.load()
+
+    # -- lifecycle -------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        target: str | Path,
+        encoder: Encoder | str | Path | None = None,
+        *,
+        config: StoreConfig | None = None,
+        index_dir: str | Path | None = None,
+    ) -> Store:
+        """Open (creating if needed) the store at a SQLite path or SQLAlchemy URL.
+
+        ``encoder`` defaults to the offline MiniLM model for a new store, and to the
+        encoder recorded in the store for an existing one. Opening with an encoder whose
+        fingerprint differs from the store's raises EncoderMismatchError.
+        """
+        url = to_url(target)
+        engine = make_engine(url)
+        try:
+            with engine.begin() as conn:
+                upgrade(conn)
+            with Session(engine) as session, session.begin():
+                row = session.get(StoreRow, 1)
+                if row is None:
+                    resolved = _resolve_encoder(encoder) if encoder is not None else default_encoder()
+                    cfg = config or StoreConfig()
+                    row = _new_store_row(resolved, cfg)
+                    session.add(row)
+                else:
+                    resolved = _encoder_for(row, encoder)
+                    cfg = _merged_config(row, config)
+                session.flush()
+                session.expunge(row)
+            directory = Path(index_dir) if index_dir is not None else default_index_dir(url)
+            return cls(engine, resolved, row, cfg, directory)
+        except BaseException:
+            engine.dispose()
+            raise
+
+    def close(self) -> None:
+        """Snapshot the derived index and release the database."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self._sync.save()
+            finally:
+                self._closed = True
+                self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+
+    # -- writes ----------------------------------------------------------------
+    def add_pages(
+        self,
+        pages: Iterable[Page],
+        *,
+        batch_size: int | None = None,
+        on_progress: ProgressCallback | None = None,
+        upsert: bool = True,
+    ) -> list[int]:
+        """Encode and store pages in one transaction; returns their page ids, in order.
+
+        A page whose ``external_id`` already exists replaces that page in place (same
+        page id) when ``upsert`` is true, and is left untouched when its content and
+        metadata are unchanged. Any invalid page aborts the whole call: nothing is
+        written. ``on_progress(done, total)`` is called as pages are encoded.
+        """
+        self._check_open()
+        items = list(pages)
+        for item in items:
+            if not isinstance(item, Page):
+                raise InvalidInputError(f"add_pages takes Page objects, got {type(item).__name__}")
+        check_unique_external_ids([p.external_id for p in items])
+        existing = self._existing(items)
+        if not upsert:
+            taken = sorted(e for e in existing if e is not None)
+            if taken:
+                raise DuplicateExternalIdError(f"external ids already stored: {taken[:10]}")
+        todo: list[int] = []
+        ids: list[int | None] = [None] * len(items)
+        content_hashes = [p.content_hash() for p in items]
+        for i, page in enumerate(items):
+            found = existing.get(page.external_id) if page.external_id is not None else None
+            if found is not None and found[1] == content_hashes[i] and found[2] == page.metadata:
+                ids[i] = found[0]  # identical page already stored: nothing to do
+            else:
+                todo.append(i)
+        vectors = self._vectors_for([items[i] for i in todo], batch_size, on_progress)
+        prepared = [
+            PreparedPage(
+                page=items[i],
+                vectors=v,
+                content_hash=content_hashes[i],
+                existing_id=existing[items[i].external_id][0]
+                if items[i].external_id in existing
+                else None,
+            )
+            for i, v in zip(todo, vectors, strict=True)
+        ]
+        if prepared:
+            with self._lock:
+                with Session(self._engine) as session, session.begin():
+                    session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+                    change_no = next_change(session)
+                    new_ids = write_pages(session, prepared, change_no)
+                self._sync.applied_own(change_no, new_ids, [p.vectors for p in prepared])
+                for i, page_id in zip(todo, new_ids, strict=True):
+                    ids[i] = page_id
+                self._maybe_snapshot()
+        if on_progress is not None:
+            on_progress(len(items), len(items))
+        return [int(i) for i in ids if i is not None]
+
+    def delete(self, ids: Iterable[int] = (), *, external_ids: Iterable[str] = ()) -> int:
+        """Delete pages by id and/or external id; returns how many existed and are gone."""
+        self._check_open()
+        page_ids = [int(i) for i in ids]
+        wanted_external = list(external_ids)
+        with self._lock:
+            with Session(self._engine) as session, session.begin():
+                session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+                if wanted_external:
+                    page_ids += session.execute(
+                        select(PageRow.id).where(PageRow.external_id.in_(wanted_external))
+                    ).scalars().all()
+                if not page_ids:
+                    return 0
+                change_no = next_change(session)
+                removed = delete_pages(session, sorted(set(page_ids)), change_no)
+            self._sync.applied_own(change_no, removed, [])
+            self._maybe_snapshot()
+            return len(removed)
+
+    def _maybe_snapshot(self) -> None:
+        if self._sync.tokens_since_snapshot >= self.config.snapshot_every_tokens:
+            self._sync.save()
+
+    def _existing(self, items: list[Page]) -> dict[str | None, tuple[int, str, dict[str, Any]]]:
+        wanted = [p.external_id for p in items if p.external_id is not None]
+        found: dict[str | None, tuple[int, str, dict[str, Any]]] = {}
+        with Session(self._engine) as session:
+            for start in range(0, len(wanted), 500):
+                rows = session.execute(
+                    select(PageRow.external_id, PageRow.id, PageRow.content_hash, PageRow.meta).where(
+                        PageRow.external_id.in_(wanted[start : start + 500])
+                    )
+                )
+                for external_id, page_id, content_hash, meta in rows:
+                    found[external_id] = (page_id, content_hash, meta)
+        return found
+
+    def _vectors_for(
+        self, pages: list[Page], batch_size: int | None, on_progress: ProgressCallback | None
+    ) -> list[npt.NDArray[np.floating]]:
+        dtype = self._sync.dtype
+        out: list[npt.NDArray[np.floating] | None] = [None] * len(pages)
+        need = []
+        for i, page in enumerate(pages):
+            if page.vectors is not None:
+                out[i] = checked_vectors(page.vectors, self.dim, dtype, _label(page, i))
+            else:
+                need.append(i)
+        size = batch_size or self.encoder.batch_size
+        done = len(pages) - len(need)
+        for start in range(0, len(need), size):
+            chunk = need[start : start + size]
+            contents = [_content(pages[i]) for i in chunk]
+            encoded = self.encoder.encode_pages(contents)
+            if len(encoded) != len(chunk):
+                raise EncoderError(f"encoder returned {len(encoded)} results for {len(chunk)} pages")
+            for i, vectors in zip(chunk, encoded, strict=True):
+                out[i] = checked_vectors(vectors, self.dim, dtype, _label(pages[i], i))
+            done += len(chunk)
+            if on_progress is not None:
+                on_progress(done, len(pages))
+        return [v for v in out if v is not None]
+
+    # -- reads -----------------------------------------------------------------
+    def search(
+        self,
+        query: Query | Sequence[Query],
+        k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        *,
+        exhaustive: bool = False,
+        **overrides: Any,
+    ) -> Any:
+        """Rank pages for one query (a list of hits) or several (a list of lists).
+
+        A query is text or an ``(n_tokens, dim)`` array. ``filter`` restricts the pages
+        before ranking (see latestore.filters). ``exhaustive=True`` scores every
+        allowed page exactly: the ground truth the approximate pipeline is tuned
+        against. ``overrides`` adjust query-time settings (``k_per_token``,
+        ``nprobe``, ``n_rerank``, ``exhaustive_max_tokens``) for this call.
+        """
+        single = isinstance(query, str) or (isinstance(query, np.ndarray) and query.ndim == 2)
+        queries: list[Query] = [query] if single else list(query)  # type: ignore[list-item]
+        results = self.search_many(queries, k=k, filter=filter, exhaustive=exhaustive, **overrides)
+        return results[0] if single else results
+
+    def search_many(
+        self,
+        queries: Sequence[Query],
+        k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        *,
+        exhaustive: bool = False,
+        **overrides: Any,
+    ) -> list[list[SearchHit]]:
+        self._check_open()
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 0 < k <= MAX_K:
+            raise InvalidInputError(f"k must be an integer between 1 and {MAX_K}, got {k!r}")
+        params = self.config.model_copy(update=overrides) if overrides else self.config
+        if overrides:
+            StoreConfig.model_validate(params.model_dump())
+            unknown = set(overrides) - {"k_per_token", "nprobe", "n_rerank", "exhaustive_max_tokens"}
+            if unknown:
+                raise InvalidInputError(f"unknown search settings: {sorted(unknown)}")
+        vectors = self._query_vectors(queries)
+        allowed = self._allowed(filter) if filter is not None else None
+        with self._lock:
+            self._sync.catch_up()
+            rankings = self._sync.index.search(
+                vectors, int(k), params.search_params(), allowed=allowed, exhaustive=exhaustive
+            )
+        return self._hydrate(rankings)
+
+    def _query_vectors(self, queries: Sequence[Query]) -> list[npt.NDArray[np.float32]]:
+        texts = [(i, q) for i, q in enumerate(queries) if isinstance(q, str)]
+        out: list[npt.NDArray[np.float32] | None] = [None] * len(queries)
+        if texts:
+            if any(not q.strip() for _, q in texts):
+                raise InvalidInputError("a query is empty")
+            encoded = self.encoder.encode_queries([q for _, q in texts])
+            for (i, _), v in zip(texts, encoded, strict=True):
+                out[i] = checked_vectors(v, self.dim, "float32", f"query {i}")
+        for i, q in enumerate(queries):
+            if out[i] is None:
+                out[i] = checked_vectors(q, self.dim, "float32", f"query {i}")
+        return [v for v in out if v is not None]
+
+    def _allowed(self, spec: Mapping[str, Any]) -> npt.NDArray[np.int64]:
+        with Session(self._engine) as session:
+            kinds = {
+                row.key: set(row.kinds.split(","))
+                for row in session.execute(select(MetadataKeyRow)).scalars()
+            }
+            clause = FilterCompiler(kinds).compile(spec)
+            ids = session.execute(select(PageRow.id).where(clause)).scalars().all()
+        return np.asarray(ids, dtype=np.int64)
+
+    def _hydrate(self, rankings: list[list[tuple[int, float]]]) -> list[list[SearchHit]]:
+        wanted = sorted({p for ranking in rankings for p, _ in ranking})
+        rows = self._rows(wanted)
+        out = []
+        for ranking in rankings:
+            hits = []
+            for rank, (page_id, score) in enumerate(ranking, start=1):
+                row = rows.get(page_id)
+                if row is None:  # deleted by another process after ranking
+                    continue
+                hits.append(_hit(row, score, rank))
+            out.append(hits)
+        return out
+
+    def _rows(self, page_ids: list[int]) -> dict[int, PageRow]:
+        found: dict[int, PageRow] = {}
+        with Session(self._engine) as session:
+            for start in range(0, len(page_ids), 500):
+                chunk = page_ids[start : start + 500]
+                for row in session.execute(select(PageRow).where(PageRow.id.in_(chunk))).scalars():
+                    found[row.id] = row
+                session.expunge_all()
+        return found
+
+    def get(self, ids: Iterable[int]) -> list[StoredPage]:
+        """Pages by id, in the order asked; PageNotFoundError if any is missing."""
+        self._check_open()
+        wanted = [int(i) for i in ids]
+        rows = self._rows(sorted(set(wanted)))
+        missing = [i for i in wanted if i not in rows]
+        if missing:
+            raise PageNotFoundError(f"no page with id {missing[:10]}")
+        return [
+            StoredPage(**_hit(rows[i], 0.0, 0).model_dump(),
+                       content_hash=rows[i].content_hash, n_tokens=rows[i].n_tokens)
+            for i in wanted
+        ]
+
+    def get_by_external_id(self, external_id: str) -> StoredPage:
+        with Session(self._engine) as session:
+            page_id = session.execute(
+                select(PageRow.id).where(PageRow.external_id == external_id)
+            ).scalar_one_or_none()
+        if page_id is None:
+            raise PageNotFoundError(f"no page with external id {external_id!r}")
+        return self.get([page_id])[0]
+
+    def count(self) -> int:
+        self._check_open()
+        with Session(self._engine) as session:
+            return int(session.execute(select(func.count(PageRow.id))).scalar_one())
+
+    def image(self, page_id: int) -> bytes | None:
+        """The stored image bytes of a page (or None for text pages)."""
+        with Session(self._engine) as session:
+            row = session.get(PageRow, page_id)
+            if row is None:
+                raise PageNotFoundError(f"no page with id {page_id}")
+            return row.image
+
+    def stats(self) -> dict[str, Any]:
+        """Pages, tokens, encoder and index description."""
+        self._check_open()
+        with self._lock:
+            self._sync.catch_up()
+            index = self._sync.index
+            return {
+                "pages": len(index.vectors),
+                "tokens": index.vectors.total_tokens,
+                "dim": self.dim,
+                "vector_dtype": self._sync.dtype,
+                "encoder": self.encoder.name,
+                "encoder_fingerprint": self.encoder.fingerprint,
+                "index": index.tokens.describe(),
+                "change_no": self._sync.applied_change,
+                "index_dir": None if self._sync.index_dir is None else str(self._sync.index_dir),
+            }
+
+    def reindex(self) -> None:
+        """Rebuild the derived candidate index from the vectors in SQL and snapshot it."""
+        with self._lock:
+            self._sync.catch_up()
+            self._sync.index.rebuild()
+            self._sync.snapshot_change = -1
+            self._sync.save()
+
+
+def _label(page: Page, position: int) -> str:
+    return f"page {page.external_id!r}" if page.external_id else f"page #{position}"
+
+
+def _content(page: Page) -> PageContent:
+    image = None
+    if page.image is not None or page.image_path is not None:
+        from latestore.images import load_image
+
+        image = load_image(page.image if page.image is not None else page.image_path)
+    return PageContent(text=page.text, image=image)
+
+
+def _hit(row: PageRow, score: float, rank: int) -> SearchHit:
+    return SearchHit(
+        page_id=row.id,
+        score=score,
+        rank=rank,
+        external_id=row.external_id,
+        document_id=row.document_id,
+        page_number=row.page_number,
+        text=row.text,
+        source=row.source,
+        image_path=row.image_path,
+        has_image=row.image is not None or row.image_path is not None,
+        metadata=dict(row.meta or {}),
+    )
+
+
+def _resolve_encoder(encoder: Encoder | str | Path) -> Encoder:
+    if isinstance(encoder, str | Path):
+        try:
+            from latestore.encoders.registry import load_encoder
+        except ImportError as exc:  # pragma: no cover - registry ships with the package
+            raise EncoderError(f"cannot resolve encoder {encoder!r}: {exc}") from exc
+        return load_encoder(encoder)
+    return encoder
+
+
+def _encoder_for(row: StoreRow, given: Encoder | str | Path | None) -> Encoder:
+    if given is None:
+        if row.encoder_name == "minilm":
+            encoder = default_encoder()
+        elif row.encoder_spec:
+            encoder = _resolve_encoder(row.encoder_spec)
+        else:
+            raise EncoderMismatchError(
+                f"this store was built with encoder {row.encoder_name!r} "
+                f"(fingerprint {row.encoder_fingerprint}); pass it to Store.open"
+            )
+    else:
+        encoder = _resolve_encoder(given)
+    if encoder.fingerprint != row.encoder_fingerprint or encoder.dim != row.dim:
+        raise EncoderMismatchError(
+            f"store was built with encoder {row.encoder_name!r} (dim {row.dim}, fingerprint "
+            f"{row.encoder_fingerprint}); got {encoder.name!r} (dim {encoder.dim}, fingerprint "
+            f"{encoder.fingerprint}). Vectors from different models cannot be mixed."
+        )
+    return encoder
+
+
+def _new_store_row(encoder: Encoder, config: StoreConfig) -> StoreRow:
+    return StoreRow(
+        id=1,
+        store_uuid=str(uuid.uuid4()),
+        encoder_name=encoder.name,
+        encoder_spec=getattr(encoder, "spec", None),
+        encoder_fingerprint=encoder.fingerprint,
+        dim=encoder.dim,
+        vector_dtype=config.vector_dtype,
+        config=config.model_dump(),
+        last_change=0,
+    )
+
+
+def _merged_config(row: StoreRow, given: StoreConfig | None) -> StoreConfig:
+    stored = StoreConfig.model_validate(row.config)
+    if given is None:
+        return stored
+    clashes = [
+        f for f in BUILD_TIME_FIELDS
+        if f in given.model_fields_set and getattr(given, f) != getattr(stored, f)
+    ]
+    if clashes:
+        raise InvalidInputError(
+            f"{clashes} are fixed when a store is created (stored: "
+            f"{ {f: getattr(stored, f) for f in clashes} })"
+        )
+    query_time = {f: getattr(given, f) for f in given.model_fields_set if f not in BUILD_TIME_FIELDS}
+    return stored.model_copy(update=query_time)

@@ -1,0 +1,159 @@
+"""Keeping the derived index in step with SQL: load, replay, rebuild, snapshot."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Engine, select
+
+from latestore.errors import IndexSnapshotError
+from latestore.index.late_index import LateInteractionIndex
+from latestore.schema import ChangeRow, PageVectorsRow, StoreRow
+
+log = logging.getLogger("latestore")
+
+SNAPSHOT_NAME = "candidates.snapshot"
+
+
+def decode(blob: bytes, n_tokens: int, dim: int, dtype: str) -> npt.NDArray[np.floating]:
+    array = np.frombuffer(blob, dtype=dtype)
+    if array.size != n_tokens * dim:
+        raise IndexSnapshotError(f"stored vectors hold {array.size} values, expected {n_tokens}x{dim}")
+    return array.reshape(n_tokens, dim)
+
+
+class IndexSync:
+    """Owns the derived index of one store and the change number it reflects."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        index: LateInteractionIndex,
+        store_uuid: str,
+        dtype: str,
+        index_dir: Path | None,
+    ) -> None:
+        self.engine = engine
+        self.index = index
+        self.store_uuid = store_uuid
+        self.dtype = dtype
+        self.index_dir = index_dir
+        self.applied_change = 0
+        self.snapshot_change = -1
+        self.tokens_since_snapshot = 0
+
+    @property
+    def snapshot_path(self) -> Path | None:
+        return None if self.index_dir is None else self.index_dir / SNAPSHOT_NAME
+
+    def _read_vectors(self, page_ids: list[int] | None = None) -> Iterator[tuple[int, npt.NDArray[Any]]]:
+        dim = self.index.dim
+        with self.engine.connect() as conn:
+            if page_ids is None:
+                query = select(PageVectorsRow.page_id, PageVectorsRow.n_tokens, PageVectorsRow.data)
+                rows = conn.execution_options(yield_per=512).execute(query)
+                for page_id, n_tokens, data in rows:
+                    yield page_id, decode(data, n_tokens, dim, self.dtype)
+                return
+            for start in range(0, len(page_ids), 500):
+                chunk = page_ids[start : start + 500]
+                query = select(
+                    PageVectorsRow.page_id, PageVectorsRow.n_tokens, PageVectorsRow.data
+                ).where(PageVectorsRow.page_id.in_(chunk))
+                for page_id, n_tokens, data in conn.execute(query):
+                    yield page_id, decode(data, n_tokens, dim, self.dtype)
+
+    def last_change(self) -> int:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(StoreRow.last_change).where(StoreRow.id == 1)).scalar_one()
+            return int(value)
+
+    def load(self) -> str:
+        """Fill the index at open; returns how: "snapshot", "snapshot+replay" or "rebuilt"."""
+        # Read the change number first: vectors read afterwards are at least that new,
+        # and anything committed meanwhile is replayed on the next catch-up.
+        head = self.last_change()
+        for page_id, vectors in self._read_vectors():
+            self.index.vectors.put(page_id, vectors)
+        how = self._load_snapshot(head)
+        if how is None:
+            self.index.rebuild()
+            how = "rebuilt"
+        self.applied_change = head
+        self.catch_up()
+        return how
+
+    def _load_snapshot(self, head: int) -> str | None:
+        path = self.snapshot_path
+        if path is None or not path.exists():
+            return None
+        try:
+            header = self.index.load_tokens(path, {"store_uuid": self.store_uuid})
+            change = int(header["change_no"])
+            if change > head:
+                raise IndexSnapshotError(f"snapshot is at change {change}, database at {head}")
+        except (IndexSnapshotError, ValueError, KeyError, RuntimeError) as exc:
+            log.warning("latestore: index snapshot %s rejected (%s); rebuilding from SQL", path, exc)
+            return None
+        touched = self._touched_since(change)
+        self._reapply(touched)
+        if not self.index.consistent():
+            log.warning("latestore: index snapshot %s disagrees with SQL; rebuilding", path)
+            return None
+        self.snapshot_change = change
+        return "snapshot+replay" if touched else "snapshot"
+
+    def _touched_since(self, change: int) -> list[int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ChangeRow.page_id).where(ChangeRow.change_no > change).distinct()
+            )
+            return sorted(int(r[0]) for r in rows)
+
+    def _reapply(self, page_ids: list[int]) -> None:
+        """Make the index hold exactly SQL's current vectors for ``page_ids``."""
+        if not page_ids:
+            return
+        self.index.remove(page_ids)
+        fresh = dict(self._read_vectors(page_ids))
+        ids = sorted(fresh)
+        self.index.upsert(ids, [fresh[p] for p in ids])
+        self.tokens_since_snapshot += sum(len(v) for v in fresh.values())
+
+    def catch_up(self) -> bool:
+        """Apply changes committed (by this or another process) since the last look."""
+        head = self.last_change()
+        if head <= self.applied_change:
+            return False
+        self._reapply(self._touched_since(self.applied_change))
+        self.applied_change = head
+        return True
+
+    def applied_own(self, change_no: int, page_ids: list[int], vectors: list[Any]) -> None:
+        """Record a change this process just committed, applying it in memory."""
+        if change_no == self.applied_change + 1:
+            if vectors:
+                self.index.upsert(page_ids, vectors)
+            else:
+                self.index.remove(page_ids)
+            self.applied_change = change_no
+            self.tokens_since_snapshot += sum(len(v) for v in vectors) + len(page_ids)
+        else:  # another writer committed in between: replay everything from SQL
+            self.catch_up()
+
+    def save(self) -> int:
+        """Write the snapshot (if anything changed since the last one); returns bytes."""
+        path = self.snapshot_path
+        if path is None or self.snapshot_change == self.applied_change:
+            return 0
+        written = self.index.save(
+            path, {"store_uuid": self.store_uuid, "change_no": self.applied_change}
+        )
+        self.snapshot_change = self.applied_change
+        self.tokens_since_snapshot = 0
+        return written

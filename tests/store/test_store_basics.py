@@ -1,0 +1,230 @@
+"""Store lifecycle, add/search/delete/upsert, reopen, on a real SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from latestore import Page, PrecomputedVectors, Store, StoreConfig
+from latestore.errors import (
+    DimensionMismatchError,
+    DuplicateExternalIdError,
+    EncoderMismatchError,
+    InvalidInputError,
+    PageNotFoundError,
+    StoreClosedError,
+)
+from tests.store.helpers import clustered_pages, query_from
+
+DIM = 32
+# Small thresholds so these tests exercise the trained IVF path, not only flat.
+SMALL = StoreConfig(ivf_min_tokens=5_000, exhaustive_max_tokens=500, n_rerank=64)
+
+
+def open_store(path: Path, **kwargs: object) -> Store:
+    return Store.open(path, PrecomputedVectors(dim=DIM), config=kwargs.pop("config", SMALL), **kwargs)  # type: ignore[arg-type]
+
+
+def ids_of(hits: list) -> list[int]:  # type: ignore[type-arg]
+    return [h.page_id for h in hits]
+
+
+def test_add_search_get_count(db_path: Path, rng: np.random.Generator) -> None:
+    pages, centres = clustered_pages(rng, 400)
+    with open_store(db_path) as store:
+        ids = store.add_pages(pages)
+        assert ids == list(range(1, 401))
+        assert store.count() == 400
+        assert store.stats()["index"]["kind"] == "ivf"
+        query = query_from(rng, centres)
+        hits = store.search(query, k=10)
+        assert len(hits) == 10
+        assert [h.rank for h in hits] == list(range(1, 11))
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True)
+        top = store.get([hits[0].page_id])[0]
+        assert top.external_id == hits[0].external_id
+        assert top.metadata == hits[0].metadata
+        assert top.n_tokens == len(pages[hits[0].page_id - 1].vectors)  # type: ignore[arg-type]
+
+
+def test_scores_are_exact_maxsim(db_path: Path, rng: np.random.Generator) -> None:
+    pages, centres = clustered_pages(rng, 300)
+    query = query_from(rng, centres)
+    with open_store(db_path) as store:
+        store.add_pages(pages)
+        hits = store.search(query, k=20)
+    q = query / np.linalg.norm(query, axis=1, keepdims=True)
+    for hit in hits:
+        vectors = np.asarray(pages[hit.page_id - 1].vectors, dtype=np.float64)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors.astype(np.float16).astype(np.float64)  # stored as float16
+        expected = (q.astype(np.float64) @ vectors.T).max(axis=1).sum()
+        assert hit.score == pytest.approx(expected, rel=1e-5)
+
+
+def test_approximate_matches_exhaustive_on_clustered_data(db_path: Path, rng: np.random.Generator) -> None:
+    pages, centres = clustered_pages(rng, 600)
+    with open_store(db_path) as store:
+        store.add_pages(pages)
+        queries = [query_from(rng, centres) for _ in range(20)]
+        approx = store.search(queries, k=10)
+        exact = store.search(queries, k=10, exhaustive=True)
+    overlap = np.mean([len(set(ids_of(a)) & set(ids_of(e))) / 10 for a, e in zip(approx, exact, strict=True)])
+    assert overlap >= 0.95
+
+
+def test_batched_search_equals_single(db_path: Path, rng: np.random.Generator) -> None:
+    pages, centres = clustered_pages(rng, 200)
+    queries = [query_from(rng, centres) for _ in range(5)]
+    with open_store(db_path) as store:
+        store.add_pages(pages)
+        batched = store.search(queries, k=7)
+        singles = [store.search(q, k=7) for q in queries]
+    assert [ids_of(b) for b in batched] == [ids_of(s) for s in singles]
+
+
+def test_reopen_returns_identical_results(db_path: Path, rng: np.random.Generator) -> None:
+    pages, centres = clustered_pages(rng, 500)
+    queries = [query_from(rng, centres) for _ in range(10)]
+    with open_store(db_path) as store:
+        store.add_pages(pages)
+        before = [[(h.page_id, h.score) for h in r] for r in store.search(queries, k=10)]
+    with open_store(db_path) as store:
+        assert store.opened_from == "snapshot"
+        after = [[(h.page_id, h.score) for h in r] for r in store.search(queries, k=10)]
+    assert after == before
+
+
+def test_delete_disappears_at_once_and_after_reopen(db_path: Path, rng: np.random.Generator) -> None:
+    pages, centres = clustered_pages(rng, 300)
+    query = query_from(rng, centres)
+    with open_store(db_path) as store:
+        store.add_pages(pages)
+        top = ids_of(store.search(query, k=5))
+        assert store.delete(top[:3]) == 3
+        assert store.delete(top[:3]) == 0  # already gone: nothing more to delete
+        after = ids_of(store.search(query, k=5))
+        assert not set(top[:3]) & set(after)
+        assert set(top[3:]) <= set(after)
+        assert store.count() == 297
+        with pytest.raises(PageNotFoundError):
+            store.get([top[0]])
+    with open_store(db_path) as store:
+        assert store.count() == 297
+        assert not set(top[:3]) & set(ids_of(store.search(query, k=50, exhaustive=True)))
+        assert not set(top[:3]) & set(ids_of(store.search(query, k=5)))
+
+
+def test_ids_are_stable_and_never_reused(db_path: Path, rng: np.random.Generator) -> None:
+    pages, _ = clustered_pages(rng, 20)
+    with open_store(db_path) as store:
+        ids = store.add_pages(pages[:10])
+        store.delete([ids[-1]])
+        new_ids = store.add_pages(pages[10:12])
+    assert new_ids == [11, 12]
+
+
+def test_upsert_by_external_id_keeps_page_id(db_path: Path, rng: np.random.Generator) -> None:
+    pages, centres = clustered_pages(rng, 50)
+    with open_store(db_path) as store:
+        store.add_pages(pages)
+        assert store.add_pages([pages[4]]) == [5]  # identical: no change at all
+        change = store.stats()["change_no"]
+        store.add_pages([pages[4]])
+        assert store.stats()["change_no"] == change
+        replacement = Page(vectors=query_from(rng, centres, 6), external_id="doc-4", metadata={"v": 2})
+        assert store.add_pages([replacement]) == [5]
+        page = store.get([5])[0]
+        assert page.metadata == {"v": 2} and page.n_tokens == 6
+        hits = store.search(replacement.vectors, k=1, exhaustive=True)  # type: ignore[arg-type]
+        assert hits[0].page_id == 5
+        with pytest.raises(DuplicateExternalIdError):
+            store.add_pages([replacement], upsert=False)
+    with open_store(db_path) as store:
+        assert store.get([5])[0].n_tokens == 6
+        assert store.count() == 50
+
+
+def test_duplicate_external_ids_in_one_batch_write_nothing(db_path: Path, rng: np.random.Generator) -> None:
+    pages, _ = clustered_pages(rng, 3)
+    twin = Page(vectors=pages[0].vectors, external_id="doc-0")
+    with open_store(db_path) as store:
+        with pytest.raises(DuplicateExternalIdError):
+            store.add_pages([pages[0], twin])
+        assert store.count() == 0
+
+
+def test_bad_page_in_batch_writes_nothing(db_path: Path, rng: np.random.Generator) -> None:
+    pages, _ = clustered_pages(rng, 10)
+    bad = Page(vectors=np.ones((3, DIM + 1), dtype=np.float32), external_id="bad")
+    with open_store(db_path) as store:
+        store.add_pages(pages[:2])
+        with pytest.raises(DimensionMismatchError, match="dim 33"):
+            store.add_pages([*pages[2:], bad])
+        assert store.count() == 2
+        assert store.stats()["tokens"] == sum(len(p.vectors) for p in pages[:2])  # type: ignore[arg-type]
+
+
+def test_k_larger_than_store_returns_everything(db_path: Path, rng: np.random.Generator) -> None:
+    pages, centres = clustered_pages(rng, 8)
+    with open_store(db_path) as store:
+        store.add_pages(pages)
+        assert len(store.search(query_from(rng, centres), k=100)) == 8
+        with pytest.raises(InvalidInputError):
+            store.search(query_from(rng, centres), k=0)
+
+
+def test_empty_store_search(db_path: Path, rng: np.random.Generator) -> None:
+    with open_store(db_path) as store:
+        assert store.search(rng.standard_normal((3, DIM)), k=5) == []
+
+
+def test_encoder_mismatch_is_refused(db_path: Path, rng: np.random.Generator) -> None:
+    pages, _ = clustered_pages(rng, 3)
+    with open_store(db_path) as store:
+        store.add_pages(pages)
+    with pytest.raises(EncoderMismatchError, match="cannot be mixed"):
+        Store.open(db_path, PrecomputedVectors(dim=DIM, name="another-model"))
+    with pytest.raises(EncoderMismatchError):
+        Store.open(db_path, PrecomputedVectors(dim=DIM * 2))
+
+
+def test_build_time_config_is_fixed(db_path: Path) -> None:
+    with open_store(db_path):
+        pass
+    with pytest.raises(InvalidInputError, match="fixed"):
+        open_store(db_path, config=StoreConfig(vector_dtype="float32"))
+    with open_store(db_path, config=StoreConfig(nprobe=64)) as store:
+        assert store.config.nprobe == 64
+        assert store.config.ivf_min_tokens == SMALL.ivf_min_tokens
+
+
+def test_closed_store_refuses_work(db_path: Path) -> None:
+    store = open_store(db_path)
+    store.close()
+    store.close()
+    with pytest.raises(StoreClosedError):
+        store.count()
+
+
+def test_in_memory_store(rng: np.random.Generator) -> None:
+    pages, centres = clustered_pages(rng, 30)
+    with Store.open(":memory:", PrecomputedVectors(dim=DIM)) as store:
+        store.add_pages(pages)
+        assert len(store.search(query_from(rng, centres), k=3)) == 3
+
+
+def test_float32_store_and_search_overrides(db_path: Path, rng: np.random.Generator) -> None:
+    pages, centres = clustered_pages(rng, 300)
+    config = SMALL.model_copy(update={"vector_dtype": "float32"})
+    with open_store(db_path, config=config) as store:
+        store.add_pages(pages)
+        query = query_from(rng, centres)
+        wide = store.search(query, k=10, nprobe=64, k_per_token=256, n_rerank=300)
+        exact = store.search(query, k=10, exhaustive=True)
+        assert ids_of(wide) == ids_of(exact)
+        with pytest.raises(InvalidInputError):
+            store.search(query, k=10, bogus=1)
