@@ -14,8 +14,8 @@ Examples
 >>> from latestore.integrations.langchain import LatestoreRetriever, add_documents
 >>> store = Store.open("pages.db")                                    # doctest: +SKIP
 >>> add_documents(store, splitter.split_documents(loader.load()))     # doctest: +SKIP
->>> retriever = LatestoreRetriever(store=store, k=5, filter={"lang": "en"})
->>> retriever.invoke("how does MaxSim score a page?", k=3)           # doctest: +SKIP
+>>> retriever = LatestoreRetriever(store=store, k=5, filter={"lang": "en"})  # doctest: +SKIP
+>>> retriever.invoke("how does MaxSim score a page?", k=3)                 # doctest: +SKIP
 """
 
 from __future__ import annotations

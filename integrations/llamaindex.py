@@ -166,6 +166,7 @@ def metadata_filters_to_filter(filters: MetadataFilters) -> dict[str, Any] | Non
 
     Examples
     --------
+    >>> from llama_index.core.vector_stores.types import MetadataFilter
     >>> metadata_filters_to_filter(MetadataFilters(filters=[
     ...     MetadataFilter(key="year", value=2020, operator=FilterOperator.GTE),
     ...     MetadataFilter(key="lang", value=["en", "de"], operator=FilterOperator.IN),
