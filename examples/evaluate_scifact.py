@@ -51,10 +51,12 @@ def main() -> int:
         stats = store.stats()
     footprint = disk_footprint(args.store)
     tokens = max(1, stats["tokens"])
-    print(f"\nSciFact: {len(data.corpus)} docs, {len(data.queries)} queries, {stats['tokens']:,} "
-          f"tokens, index {stats['index']}")
+    print(
+        f"\nSciFact: {len(data.corpus)} docs, {len(data.queries)} queries, {stats['tokens']:,} "
+        f"tokens, index {stats['index']}"
+    )
     print(f"build/update time {build_s:.1f} s\n")
-    print(f"| metric | Store.search (default) | exhaustive MaxSim |\n|---|---|---|")
+    print("| metric | Store.search (default) | exhaustive MaxSim |\n|---|---|---|")
     for name, a, b in report.rows():
         print(f"| {name} | {a} | {b} |")
     print(f"\noverlap@10 (default vs exhaustive): {report.overlap10:.4f}")
@@ -64,9 +66,13 @@ def main() -> int:
     print(f"index bytes/token on disk: {footprint['index_bytes'] / tokens:.1f}")
     print(f"SQL bytes/token on disk (vectors + metadata): {footprint['sql_bytes'] / tokens:.1f}")
     if args.json:
-        args.json.write_text(json.dumps({"report": report.__dict__, "stats": stats,
-                                         "footprint": footprint}, default=lambda o: o.__dict__,
-                                        indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"report": report.__dict__, "stats": stats, "footprint": footprint},
+                default=lambda o: o.__dict__,
+                indent=2,
+            )
+        )
     return 0
 
 

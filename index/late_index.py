@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from latestore.index.maxsim import maxsim_many, maxsim_packed
 from latestore.index.snapshot import read_snapshot, write_snapshot
 from latestore.index.token_index import TOKEN_BITS, IndexParams, TokenIndex, selector_for_pages
@@ -34,9 +33,9 @@ class SearchParams:
     tokens, every one of them is scored exactly instead.
     """
 
-    k_per_token: int = 64
+    k_per_token: int = 128
     nprobe: int = 16
-    n_rerank: int = 128
+    n_rerank: int = 256
     exhaustive_max_tokens: int = 60_000
 
 
@@ -79,7 +78,9 @@ class LateInteractionIndex:
             from latestore.index.token_index import auto_nlist
 
             nlist = self.params.ivf_nlist or auto_nlist(total)
-            sample = self.vectors.sample(nlist * self.params.train_sample_per_list, self.params.seed)
+            sample = self.vectors.sample(
+                nlist * self.params.train_sample_per_list, self.params.seed
+            )
             self.tokens.train_ivf(sample, total)
             self.trained_tokens = total
         else:
@@ -130,7 +131,9 @@ class LateInteractionIndex:
                 keep = _top(best_scores[qi], best_pages[qi], k)
                 best_scores[qi], best_pages[qi] = best_scores[qi][keep], best_pages[qi][keep]
         for qi in range(len(queries)):
-            rankings[qi] = [(int(p), float(s)) for p, s in zip(best_pages[qi], best_scores[qi])]
+            rankings[qi] = [
+                (int(p), float(s)) for p, s in zip(best_pages[qi], best_scores[qi], strict=True)
+            ]
         return rankings
 
     def _approximate(
@@ -174,16 +177,25 @@ class LateInteractionIndex:
     # -- persistence -----------------------------------------------------------
     def save(self, path: Path, header: dict[str, Any]) -> int:
         pages = np.array(sorted(self.tokens.page_tokens.items()), dtype=np.int64).reshape(-1, 2)
-        head = dict(header, dim=self.dim, kind=self.tokens.kind, trained_tokens=self.trained_tokens,
-                    params=asdict(self.params))
-        return write_snapshot(path, head, {"faiss": self.tokens.to_bytes(), "pages": pages.tobytes()})
+        head = dict(
+            header,
+            dim=self.dim,
+            kind=self.tokens.kind,
+            trained_tokens=self.trained_tokens,
+            params=asdict(self.params),
+        )
+        return write_snapshot(
+            path, head, {"faiss": self.tokens.to_bytes(), "pages": pages.tobytes()}
+        )
 
     def load_tokens(self, path: Path, expect: dict[str, Any]) -> dict[str, Any]:
         """Replace the candidate index by a verified snapshot; returns its header."""
         snap = read_snapshot(path, dict(expect, dim=self.dim, params=asdict(self.params)))
         pairs = np.frombuffer(snap.sections["pages"], dtype=np.int64).reshape(-1, 2)
         page_tokens = {int(p): int(n) for p, n in pairs}
-        self.tokens = TokenIndex.from_bytes(snap.sections["faiss"], self.dim, self.params, page_tokens)
+        self.tokens = TokenIndex.from_bytes(
+            snap.sections["faiss"], self.dim, self.params, page_tokens
+        )
         self.trained_tokens = int(snap.header.get("trained_tokens", 0))
         return snap.header
 
@@ -197,9 +209,11 @@ class LateInteractionIndex:
         )
 
 
-def _top(scores: npt.NDArray[np.float32], pages: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.intp]:
+def _top(
+    scores: npt.NDArray[np.float32], pages: npt.NDArray[np.int64], k: int
+) -> npt.NDArray[np.intp]:
     """Indices of the ``k`` best scores, best first, ties by smaller page id."""
-    order = np.lexsort((pages, -scores.astype(np.float64)))
+    order: npt.NDArray[np.intp] = np.lexsort((pages, -scores.astype(np.float64)))
     return order[:k]
 
 
@@ -227,4 +241,5 @@ def _approximate_candidates(
     if len(unique) > n_rerank:
         keep = np.argpartition(-approx, n_rerank - 1)[:n_rerank]
         unique = unique[keep]
-    return unique
+    candidates: npt.NDArray[np.int64] = unique
+    return candidates

@@ -69,7 +69,11 @@ class TokenIndex:
         return int(self.index.ntotal)
 
     def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"kind": self.kind, "tokens": self.ntotal, "pages": len(self.page_tokens)}
+        info: dict[str, Any] = {
+            "kind": self.kind,
+            "tokens": self.ntotal,
+            "pages": len(self.page_tokens),
+        }
         ivf = faiss.try_extract_index_ivf(self.index)
         if ivf is not None:
             info.update(nlist=int(ivf.nlist), codec=self.params.ivf_codec)
@@ -103,9 +107,15 @@ class TokenIndex:
         if codec == "PQ":
             codec = f"PQ{max(1, self.dim // 8)}"
         index = faiss.index_factory(self.dim, f"IVF{nlist},{codec}", faiss.METRIC_INNER_PRODUCT)
-        ivf = faiss.extract_index_ivf(index)
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
         ivf.cp.seed = self.params.seed
         ivf.cp.niter = 12
+        if isinstance(ivf, faiss.IndexIVFPQ):
+            # Polysemous training (on by default) only serves Hamming pre-filtering,
+            # which we never use, and costs minutes on a laptop CPU.
+            ivf.do_polysemous_training = False
+            ivf.pq.cp.niter = 10
+            ivf.pq.cp.seed = self.params.seed
         log.info("training IVF%d,%s on %d of %d tokens", nlist, codec, len(sample), n_tokens)
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
         self.index = index
@@ -123,7 +133,8 @@ class TokenIndex:
         k = max(1, min(k, max(1, self.ntotal)))
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.is_ivf:
-            params: Any = faiss.SearchParametersIVF(nprobe=nprobe)
+            params: Any = faiss.SearchParametersIVF()
+            params.nprobe = nprobe
         else:
             params = faiss.SearchParameters()
         if selector is not None:
@@ -148,9 +159,7 @@ class TokenIndex:
         return out
 
 
-def selector_for_pages(
-    allowed: npt.NDArray[np.int64], page_tokens: dict[int, int]
-) -> Any:
+def selector_for_pages(allowed: npt.NDArray[np.int64], page_tokens: dict[int, int]) -> Any:
     """A FAISS selector admitting exactly the tokens of ``allowed`` pages.
 
     When most pages are allowed, the complement is smaller to build, so the selector

@@ -6,7 +6,6 @@ from collections.abc import Iterable
 
 import numpy as np
 import numpy.typing as npt
-
 from latestore.index.maxsim import pack_pages
 
 

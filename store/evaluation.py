@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from latestore.models import Page, SearchHit
 
 Qrels = dict[str, dict[str, float]]
@@ -61,7 +60,8 @@ def load_beir(
 def beir_pages(corpus: list[dict[str, str]]) -> list[Page]:
     return [
         Page(
-            text=" ".join(p for p in (doc.get("title", ""), doc.get("text", "")) if p).strip() or "(empty)",
+            text=" ".join(p for p in (doc.get("title", ""), doc.get("text", "")) if p).strip()
+            or "(empty)",
             external_id=str(doc["id"]),
             document_id=str(doc["id"]),
         )

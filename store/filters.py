@@ -19,11 +19,10 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, not_, or_, true
-from sqlalchemy.sql.elements import ColumnElement as ColumnExpr
-
 from latestore.errors import FilterError, UnknownFilterFieldError, UnknownFilterOperatorError
 from latestore.schema import PageRow
+from sqlalchemy import ColumnElement, and_, false, not_, or_, true
+from sqlalchemy.sql.elements import ColumnElement as ColumnExpr
 
 COLUMNS: dict[str, Any] = {
     "page_id": PageRow.id,
@@ -125,13 +124,18 @@ class FilterCompiler:
         if op == "$exists":
             if not isinstance(value, bool):
                 raise FilterError(f"$exists on {name!r} takes true or false")
-            present = self._expr(target, "string").is_not(None) if target[0] == "metadata" else (
-                target[1].is_not(None)
+            present = (
+                self._expr(target, "string").is_not(None)
+                if target[0] == "metadata"
+                else (target[1].is_not(None))
             )
-            return present if value else not_(present)
+            result: ColumnElement[bool] = present if value else not_(present)
+            return result
         if op in ("$in", "$nin"):
             if not isinstance(value, list | tuple | set) or len(value) > MAX_IN_VALUES:
-                raise FilterError(f"{op} on {name!r} takes a list of at most {MAX_IN_VALUES} values")
+                raise FilterError(
+                    f"{op} on {name!r} takes a list of at most {MAX_IN_VALUES} values"
+                )
             if not value:
                 return false() if op == "$in" else true()
             members = or_(*(self._scalar(target, name, "$eq", v) for v in value))
@@ -160,7 +164,8 @@ class FilterCompiler:
             if name in ("created_at", "updated_at") and isinstance(value, str):
                 value = _parse_datetime(value, name)
         if kind == "null":
-            return column.is_(None) if op == "$eq" else column.is_not(None)
+            nullness: ColumnElement[bool] = column.is_(None) if op == "$eq" else column.is_not(None)
+            return nullness
         compare: dict[str, Callable[[Any, Any], ColumnExpr[bool]]] = {
             "$eq": lambda c, v: c == v,
             "$ne": lambda c, v: or_(c != v, c.is_(None)),

@@ -13,5 +13,9 @@ def disk_footprint(db_path: Path) -> dict[str, int]:
         if p.exists()
     )
     index_dir = db_path.with_name(db_path.name + ".index")
-    index = sum(p.stat().st_size for p in index_dir.glob("*") if p.is_file()) if index_dir.exists() else 0
+    index = (
+        sum(p.stat().st_size for p in index_dir.glob("*") if p.is_file())
+        if index_dir.exists()
+        else 0
+    )
     return {"sql_bytes": sql, "index_bytes": index, "total_bytes": sql + index}

@@ -6,9 +6,8 @@ import io
 import warnings
 from pathlib import Path
 
-from PIL import Image
-
 from latestore.errors import InvalidInputError
+from PIL import Image
 
 # 64 megapixels: an A0 poster at 300 dpi is ~140 MP, but no retriever looks at more than
 # a few megapixels; larger inputs are almost always mistakes or decompression bombs.
@@ -22,7 +21,7 @@ class UnreadableImageError(InvalidInputError):
 def load_image(source: bytes | Path | str) -> Image.Image:
     """Open, size-check and fully decode an image as RGB."""
     try:
-        handle = io.BytesIO(source) if isinstance(source, bytes) else Path(source).open("rb")
+        handle = io.BytesIO(source) if isinstance(source, bytes) else Path(source).open("rb")  # noqa: SIM115
     except OSError as exc:
         raise UnreadableImageError(f"cannot open image {source!s:.200}: {exc}") from exc
     with handle, warnings.catch_warnings():
@@ -38,6 +37,11 @@ def load_image(source: bytes | Path | str) -> Image.Image:
             return image.convert("RGB")
         except UnreadableImageError:
             raise
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning) as exc:
+        except (
+            OSError,
+            ValueError,
+            SyntaxError,
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+        ) as exc:
             raise UnreadableImageError(f"unreadable image: {exc}") from exc

@@ -9,10 +9,9 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 from latestore.index.late_index import SearchParams
 from latestore.index.token_index import IndexParams
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 JSONScalar = str | int | float | bool | None
 Metadata = dict[str, Any]
@@ -62,9 +61,9 @@ class Page(BaseModel):
 
     @model_validator(mode="after")
     def _has_content(self) -> Page:
-        if self.text is None and self.image is None and self.image_path is None:
-            if self.vectors is None:
-                raise ValueError("a page needs text, an image or image_path, or vectors")
+        no_content = self.text is None and self.image is None and self.image_path is None
+        if no_content and self.vectors is None:
+            raise ValueError("a page needs text, an image or image_path, or vectors")
         return self
 
     def content_hash(self) -> str:
@@ -118,9 +117,9 @@ class StoreConfig(BaseModel):
     ivf_min_tokens: int = Field(default=100_000, ge=1)
     ivf_nlist: int | None = Field(default=None, ge=1)
     ivf_codec: Literal["PQ", "SQ8", "SQfp16", "Flat", "none"] = "PQ"
-    k_per_token: int = Field(default=64, ge=1, le=65_536)
+    k_per_token: int = Field(default=128, ge=1, le=65_536)
     nprobe: int = Field(default=16, ge=1)
-    n_rerank: int = Field(default=128, ge=1)
+    n_rerank: int = Field(default=256, ge=1)
     exhaustive_max_tokens: int = Field(default=60_000, ge=0)
     snapshot_every_tokens: int = Field(default=250_000, ge=1)
 

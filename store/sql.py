@@ -52,7 +52,9 @@ def make_engine(url: str) -> Engine:
         # One shared connection, or every checkout would see a new empty database.
         kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
-        kwargs.update(connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        kwargs.update(
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        )
     engine = create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")

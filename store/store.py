@@ -12,9 +12,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import Session
-
 from latestore.encoders import Encoder, PageContent, default_encoder
 from latestore.errors import (
     DuplicateExternalIdError,
@@ -33,6 +30,8 @@ from latestore.sql import default_index_dir, make_engine, to_url
 from latestore.sync import IndexSync
 from latestore.validation import check_unique_external_ids, checked_vectors
 from latestore.writes import PreparedPage, delete_pages, next_change, write_pages
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
 log = logging.getLogger("latestore")
 
@@ -52,8 +51,14 @@ class Store:
     ...     hits = store.search("how does ColBERT score?", k=5)
     """
 
-    def __init__(self, engine: Engine, encoder: Encoder, row: StoreRow, config: StoreConfig,
-                 index_dir: Path | None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        encoder: Encoder,
+        row: StoreRow,
+        config: StoreConfig,
+        index_dir: Path | None,
+    ) -> None:
         self._engine = engine
         self.encoder = encoder
         self.config = config
@@ -89,7 +94,9 @@ class Store:
             with Session(engine) as session, session.begin():
                 row = session.get(StoreRow, 1)
                 if row is None:
-                    resolved = _resolve_encoder(encoder) if encoder is not None else default_encoder()
+                    resolved = (
+                        _resolve_encoder(encoder) if encoder is not None else default_encoder()
+                    )
                     cfg = config or StoreConfig()
                     row = _new_store_row(resolved, cfg)
                     session.add(row)
@@ -118,8 +125,12 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def _check_open(self) -> None:
@@ -197,9 +208,13 @@ class Store:
             with Session(self._engine) as session, session.begin():
                 session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
                 if wanted_external:
-                    page_ids += session.execute(
-                        select(PageRow.id).where(PageRow.external_id.in_(wanted_external))
-                    ).scalars().all()
+                    page_ids += (
+                        session.execute(
+                            select(PageRow.id).where(PageRow.external_id.in_(wanted_external))
+                        )
+                        .scalars()
+                        .all()
+                    )
                 if not page_ids:
                     return 0
                 change_no = next_change(session)
@@ -218,9 +233,9 @@ class Store:
         with Session(self._engine) as session:
             for start in range(0, len(wanted), 500):
                 rows = session.execute(
-                    select(PageRow.external_id, PageRow.id, PageRow.content_hash, PageRow.meta).where(
-                        PageRow.external_id.in_(wanted[start : start + 500])
-                    )
+                    select(
+                        PageRow.external_id, PageRow.id, PageRow.content_hash, PageRow.meta
+                    ).where(PageRow.external_id.in_(wanted[start : start + 500]))
                 )
                 for external_id, page_id, content_hash, meta in rows:
                     found[external_id] = (page_id, content_hash, meta)
@@ -244,7 +259,9 @@ class Store:
             contents = [_content(pages[i]) for i in chunk]
             encoded = self.encoder.encode_pages(contents)
             if len(encoded) != len(chunk):
-                raise EncoderError(f"encoder returned {len(encoded)} results for {len(chunk)} pages")
+                raise EncoderError(
+                    f"encoder returned {len(encoded)} results for {len(chunk)} pages"
+                )
             for i, vectors in zip(chunk, encoded, strict=True):
                 out[i] = checked_vectors(vectors, self.dim, dtype, _label(pages[i], i))
             done += len(chunk)
@@ -290,7 +307,12 @@ class Store:
         params = self.config.model_copy(update=overrides) if overrides else self.config
         if overrides:
             StoreConfig.model_validate(params.model_dump())
-            unknown = set(overrides) - {"k_per_token", "nprobe", "n_rerank", "exhaustive_max_tokens"}
+            unknown = set(overrides) - {
+                "k_per_token",
+                "nprobe",
+                "n_rerank",
+                "exhaustive_max_tokens",
+            }
             if unknown:
                 raise InvalidInputError(f"unknown search settings: {sorted(unknown)}")
         vectors = self._query_vectors(queries)
@@ -359,8 +381,11 @@ class Store:
         if missing:
             raise PageNotFoundError(f"no page with id {missing[:10]}")
         return [
-            StoredPage(**_hit(rows[i], 0.0, 0).model_dump(),
-                       content_hash=rows[i].content_hash, n_tokens=rows[i].n_tokens)
+            StoredPage(
+                **_hit(rows[i], 0.0, 0).model_dump(),
+                content_hash=rows[i].content_hash,
+                n_tokens=rows[i].n_tokens,
+            )
             for i in wanted
         ]
 
@@ -422,7 +447,8 @@ def _content(page: Page) -> PageContent:
     if page.image is not None or page.image_path is not None:
         from latestore.images import load_image
 
-        image = load_image(page.image if page.image is not None else page.image_path)
+        source: bytes | Path = page.image if page.image is not None else page.image_path  # type: ignore[assignment]
+        image = load_image(source)
     return PageContent(text=page.text, image=image)
 
 
@@ -493,7 +519,8 @@ def _merged_config(row: StoreRow, given: StoreConfig | None) -> StoreConfig:
     if given is None:
         return stored
     clashes = [
-        f for f in BUILD_TIME_FIELDS
+        f
+        for f in BUILD_TIME_FIELDS
         if f in given.model_fields_set and getattr(given, f) != getattr(stored, f)
     ]
     if clashes:
@@ -501,5 +528,7 @@ def _merged_config(row: StoreRow, given: StoreConfig | None) -> StoreConfig:
             f"{clashes} are fixed when a store is created (stored: "
             f"{ {f: getattr(stored, f) for f in clashes} })"
         )
-    query_time = {f: getattr(given, f) for f in given.model_fields_set if f not in BUILD_TIME_FIELDS}
+    query_time = {
+        f: getattr(given, f) for f in given.model_fields_set if f not in BUILD_TIME_FIELDS
+    }
     return stored.model_copy(update=query_time)

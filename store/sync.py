@@ -9,11 +9,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, select
-
 from latestore.errors import IndexSnapshotError
 from latestore.index.late_index import LateInteractionIndex
 from latestore.schema import ChangeRow, PageVectorsRow, StoreRow
+from sqlalchemy import Engine, select
 
 log = logging.getLogger("latestore")
 
@@ -23,7 +22,9 @@ SNAPSHOT_NAME = "candidates.snapshot"
 def decode(blob: bytes, n_tokens: int, dim: int, dtype: str) -> npt.NDArray[np.floating]:
     array = np.frombuffer(blob, dtype=dtype)
     if array.size != n_tokens * dim:
-        raise IndexSnapshotError(f"stored vectors hold {array.size} values, expected {n_tokens}x{dim}")
+        raise IndexSnapshotError(
+            f"stored vectors hold {array.size} values, expected {n_tokens}x{dim}"
+        )
     return array.reshape(n_tokens, dim)
 
 
@@ -51,7 +52,9 @@ class IndexSync:
     def snapshot_path(self) -> Path | None:
         return None if self.index_dir is None else self.index_dir / SNAPSHOT_NAME
 
-    def _read_vectors(self, page_ids: list[int] | None = None) -> Iterator[tuple[int, npt.NDArray[Any]]]:
+    def _read_vectors(
+        self, page_ids: list[int] | None = None
+    ) -> Iterator[tuple[int, npt.NDArray[Any]]]:
         dim = self.index.dim
         with self.engine.connect() as conn:
             if page_ids is None:
@@ -98,7 +101,9 @@ class IndexSync:
             if change > head:
                 raise IndexSnapshotError(f"snapshot is at change {change}, database at {head}")
         except (IndexSnapshotError, ValueError, KeyError, RuntimeError) as exc:
-            log.warning("latestore: index snapshot %s rejected (%s); rebuilding from SQL", path, exc)
+            log.warning(
+                "latestore: index snapshot %s rejected (%s); rebuilding from SQL", path, exc
+            )
             return None
         touched = self._touched_since(change)
         self._reapply(touched)

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from latestore.errors import (
     DimensionMismatchError,
     DuplicateExternalIdError,
@@ -33,20 +32,26 @@ def checked_vectors(raw: Any, dim: int, dtype: str, what: str) -> npt.NDArray[np
     if array.dtype.kind not in "fiu":
         raise InvalidVectorError(f"{what}: vectors must be numeric, got dtype {array.dtype}")
     if array.ndim != 2:
-        raise InvalidVectorError(f"{what}: vectors must be 2-D (tokens, dim), got shape {array.shape}")
+        raise InvalidVectorError(
+            f"{what}: vectors must be 2-D (tokens, dim), got shape {array.shape}"
+        )
     if array.shape[1] != dim:
-        raise DimensionMismatchError(f"{what}: vectors have dim {array.shape[1]}, the store uses {dim}")
+        raise DimensionMismatchError(
+            f"{what}: vectors have dim {array.shape[1]}, the store uses {dim}"
+        )
     if array.shape[0] == 0:
         raise EmptyPageError(f"{what}: has 0 token vectors")
     if array.shape[0] >= MAX_TOKENS_PER_PAGE:
-        raise InvalidVectorError(f"{what}: {array.shape[0]} tokens; at most {MAX_TOKENS_PER_PAGE - 1}")
+        raise InvalidVectorError(
+            f"{what}: {array.shape[0]} tokens; at most {MAX_TOKENS_PER_PAGE - 1}"
+        )
     array = array.astype(np.float32, copy=False)
     if not np.isfinite(array).all():
         raise NonFiniteVectorError(f"{what}: vectors contain NaN or infinity")
     norms = np.linalg.norm(array.astype(np.float64), axis=1, keepdims=True)
     if (norms == 0).any():
         raise InvalidVectorError(f"{what}: contains an all-zero vector")
-    normalised = (array / norms).astype(dtype)
+    normalised: npt.NDArray[np.floating] = (array / norms).astype(dtype)
     if not np.isfinite(normalised).all():  # pragma: no cover - unit vectors always fit fp16
         raise NonFiniteVectorError(f"{what}: vectors overflow {dtype}")
     return normalised

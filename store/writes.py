@@ -7,12 +7,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.orm import Session
-
 from latestore.filters import kind_of
 from latestore.models import Page
 from latestore.schema import ChangeRow, MetadataKeyRow, PageRow, PageVectorsRow, StoreRow, utcnow
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
 
 
 @dataclass
@@ -31,7 +30,9 @@ def next_change(session: Session) -> int:
     The UPDATE row-locks ``ls_store`` (PostgreSQL) or holds SQLite's write lock, so
     change numbers follow commit order across processes.
     """
-    session.execute(update(StoreRow).where(StoreRow.id == 1).values(last_change=StoreRow.last_change + 1))
+    session.execute(
+        update(StoreRow).where(StoreRow.id == 1).values(last_change=StoreRow.last_change + 1)
+    )
     return int(session.execute(select(StoreRow.last_change).where(StoreRow.id == 1)).scalar_one())
 
 
@@ -99,7 +100,8 @@ def delete_pages(session: Session, page_ids: list[int], change_no: int) -> list[
         session.execute(delete(PageVectorsRow).where(PageVectorsRow.page_id.in_(found)))
         session.execute(delete(PageRow).where(PageRow.id.in_(found)))
         session.execute(
-            insert(ChangeRow), [{"change_no": change_no, "page_id": p, "op": "delete"} for p in found]
+            insert(ChangeRow),
+            [{"change_no": change_no, "page_id": p, "op": "delete"} for p in found],
         )
     return found
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from latestore.index import maxsim
 from latestore.index.maxsim import maxsim_many, maxsim_packed, maxsim_reference, pack_pages
 
@@ -30,7 +29,9 @@ def test_packed_equals_reference_on_mixed_lengths(rng: np.random.Generator, dtyp
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
-def test_chunk_boundaries_do_not_change_scores(rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chunk_boundaries_do_not_change_scores(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pages = random_pages(rng, 60, 16, 50)
     query = rng.standard_normal((5, 16)).astype(np.float32)
     tokens, lengths = pack_pages(pages)
@@ -41,7 +42,9 @@ def test_chunk_boundaries_do_not_change_scores(rng: np.random.Generator, monkeyp
 
 def test_many_queries_equal_single_queries(rng: np.random.Generator) -> None:
     pages = random_pages(rng, 80, 24, 120)
-    queries = [rng.standard_normal((int(rng.integers(1, 12)), 24)).astype(np.float32) for _ in range(7)]
+    queries = [
+        rng.standard_normal((int(rng.integers(1, 12)), 24)).astype(np.float32) for _ in range(7)
+    ]
     tokens, lengths = pack_pages(pages)
     many = maxsim_many(queries, tokens, lengths)
     for row, query in zip(many, queries, strict=True):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from latestore.errors import IndexSnapshotError
 from latestore.index.snapshot import read_snapshot, write_snapshot
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from latestore import Page, PrecomputedVectors, Store, StoreConfig
 from latestore.errors import FilterError, UnknownFilterFieldError, UnknownFilterOperatorError
+
 from tests.store.helpers import clustered_pages, query_from
 
 DIM = 32
@@ -19,7 +19,7 @@ DIM = 32
 @pytest.fixture
 def store(db_path: Path, rng: np.random.Generator) -> Iterator[Store]:
     pages, centres = clustered_pages(rng, 500)
-    config = StoreConfig(ivf_min_tokens=5_000, exhaustive_max_tokens=500)
+    config = StoreConfig(ivf_min_tokens=5_000, exhaustive_max_tokens=500, ivf_codec="SQ8")
     with Store.open(db_path, PrecomputedVectors(dim=DIM), config=config) as opened:
         opened.add_pages(pages)
         opened.centres = centres  # type: ignore[attr-defined]
@@ -36,20 +36,27 @@ CASES = [
     ({"year": {"$gte": 2010, "$lt": 2013}}, lambda p: 2010 <= p.metadata["year"] < 2013),
     ({"lang": {"$in": ["fr", "de"]}}, lambda p: p.metadata["lang"] in ("fr", "de")),
     ({"lang": {"$nin": ["fr", "de"]}}, lambda p: p.metadata["lang"] not in ("fr", "de")),
-    ({"document_id": "book-3", "page_number": {"$lte": 4}},
-     lambda p: p.document_id == "book-3" and p.page_number <= 4),
-    ({"$or": [{"lang": "en"}, {"year": 2001}]},
-     lambda p: p.metadata["lang"] == "en" or p.metadata["year"] == 2001),
-    ({"$and": [{"lang": {"$ne": "en"}}, {"$not": {"year": {"$gt": 2005}}}]},
-     lambda p: p.metadata["lang"] != "en" and not p.metadata["year"] > 2005),
+    (
+        {"document_id": "book-3", "page_number": {"$lte": 4}},
+        lambda p: p.document_id == "book-3" and p.page_number <= 4,
+    ),
+    (
+        {"$or": [{"lang": "en"}, {"year": 2001}]},
+        lambda p: p.metadata["lang"] == "en" or p.metadata["year"] == 2001,
+    ),
+    (
+        {"$and": [{"lang": {"$ne": "en"}}, {"$not": {"year": {"$gt": 2005}}}]},
+        lambda p: p.metadata["lang"] != "en" and not p.metadata["year"] > 2005,
+    ),
     ({"metadata.i": {"$in": [3, 30, 300]}}, lambda p: p.metadata["i"] in (3, 30, 300)),
     ({"external_id": "doc-7"}, lambda p: p.external_id == "doc-7"),
 ]
 
 
 @pytest.mark.parametrize(("spec", "predicate"), CASES)
-def test_filter_returns_only_matching_and_k_of_them(store: Store, rng: np.random.Generator,
-                                                    spec: dict, predicate: object) -> None:  # type: ignore[type-arg]
+def test_filter_returns_only_matching_and_k_of_them(
+    store: Store, rng: np.random.Generator, spec: dict, predicate: object
+) -> None:  # type: ignore[type-arg]
     allowed = expected_ids(store, predicate)
     assert allowed
     query = query_from(rng, store.centres)  # type: ignore[attr-defined]
@@ -64,7 +71,9 @@ def test_filter_returns_only_matching_and_k_of_them(store: Store, rng: np.random
 
 def test_selective_filter_still_returns_k(store: Store, rng: np.random.Generator) -> None:
     spec = {"year": 2003, "lang": "en"}
-    allowed = expected_ids(store, lambda p: p.metadata["year"] == 2003 and p.metadata["lang"] == "en")
+    allowed = expected_ids(
+        store, lambda p: p.metadata["year"] == 2003 and p.metadata["lang"] == "en"
+    )
     hits = store.search(query_from(rng, store.centres), k=len(allowed), filter=spec)  # type: ignore[attr-defined]
     assert {h.page_id for h in hits} == allowed
 
@@ -84,10 +93,12 @@ def test_no_match_gives_empty_list(store: Store, rng: np.random.Generator) -> No
 
 def test_dates_and_created_at(db_path: Path, rng: np.random.Generator) -> None:
     with Store.open(db_path, PrecomputedVectors(dim=8)) as s:
-        s.add_pages([
-            Page(vectors=rng.standard_normal((2, 8)), metadata={"published": "2021-03-01"}),
-            Page(vectors=rng.standard_normal((2, 8)), metadata={"published": "2023-07-15"}),
-        ])
+        s.add_pages(
+            [
+                Page(vectors=rng.standard_normal((2, 8)), metadata={"published": "2021-03-01"}),
+                Page(vectors=rng.standard_normal((2, 8)), metadata={"published": "2023-07-15"}),
+            ]
+        )
         q = rng.standard_normal((2, 8))
         hits = s.search(q, k=5, filter={"published": {"$gte": date(2022, 1, 1)}})
         assert [h.metadata["published"] for h in hits] == ["2023-07-15"]
@@ -109,8 +120,9 @@ def test_dates_and_created_at(db_path: Path, rng: np.random.Generator) -> None:
         ({"lang' OR 1=1 --": "en"}, UnknownFilterFieldError),
     ],
 )
-def test_bad_filters_raise_typed_errors(store: Store, rng: np.random.Generator,
-                                        spec: dict, error: type[Exception] | None) -> None:  # type: ignore[type-arg]
+def test_bad_filters_raise_typed_errors(
+    store: Store, rng: np.random.Generator, spec: dict, error: type[Exception] | None
+) -> None:  # type: ignore[type-arg]
     query = query_from(rng, store.centres)  # type: ignore[attr-defined]
     if error is None:  # an injection attempt in a value is just a value that matches nothing
         assert store.search(query, k=5, filter=spec) == []

@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
-
 from latestore import PrecomputedVectors, Store
 from latestore.errors import SchemaVersionError
 from latestore.migrations.runner import VERSION_TABLE, current_revision, head_revision, upgrade
 from latestore.schema import Base
+from sqlalchemy import create_engine, text
 
 
 def test_upgrade_to_head_gives_exactly_the_orm_schema(tmp_path: Path) -> None:
@@ -25,11 +24,15 @@ def test_upgrade_to_head_gives_exactly_the_orm_schema(tmp_path: Path) -> None:
             conn,
             opts={
                 "compare_type": True,
-                "include_name": lambda name, kind, parent: not (kind == "table" and name == VERSION_TABLE),
+                "include_name": lambda name, kind, parent: (
+                    not (kind == "table" and name == VERSION_TABLE)
+                ),
             },
         )
         assert compare_metadata(context, Base.metadata) == []
-        tables = {r[0] for r in conn.execute(text("select name from sqlite_master where type='table'"))}
+        tables = {
+            r[0] for r in conn.execute(text("select name from sqlite_master where type='table'"))
+        }
     assert VERSION_TABLE in tables and "alembic_version" not in tables
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from latestore import Page, PrecomputedVectors, Store, StoreConfig
 from latestore.errors import (
     DimensionMismatchError,
@@ -16,15 +15,18 @@ from latestore.errors import (
     PageNotFoundError,
     StoreClosedError,
 )
+
 from tests.store.helpers import clustered_pages, query_from
 
 DIM = 32
 # Small thresholds so these tests exercise the trained IVF path, not only flat.
-SMALL = StoreConfig(ivf_min_tokens=5_000, exhaustive_max_tokens=500, n_rerank=64)
+SMALL = StoreConfig(ivf_min_tokens=5_000, exhaustive_max_tokens=500, n_rerank=64, ivf_codec="SQ8")
 
 
 def open_store(path: Path, **kwargs: object) -> Store:
-    return Store.open(path, PrecomputedVectors(dim=DIM), config=kwargs.pop("config", SMALL), **kwargs)  # type: ignore[arg-type]
+    return Store.open(
+        path, PrecomputedVectors(dim=DIM), config=kwargs.pop("config", SMALL), **kwargs
+    )  # type: ignore[arg-type]
 
 
 def ids_of(hits: list) -> list[int]:  # type: ignore[type-arg]
@@ -65,14 +67,18 @@ def test_scores_are_exact_maxsim(db_path: Path, rng: np.random.Generator) -> Non
         assert hit.score == pytest.approx(expected, rel=1e-5)
 
 
-def test_approximate_matches_exhaustive_on_clustered_data(db_path: Path, rng: np.random.Generator) -> None:
+def test_approximate_matches_exhaustive_on_clustered_data(
+    db_path: Path, rng: np.random.Generator
+) -> None:
     pages, centres = clustered_pages(rng, 600)
     with open_store(db_path) as store:
         store.add_pages(pages)
         queries = [query_from(rng, centres) for _ in range(20)]
         approx = store.search(queries, k=10)
         exact = store.search(queries, k=10, exhaustive=True)
-    overlap = np.mean([len(set(ids_of(a)) & set(ids_of(e))) / 10 for a, e in zip(approx, exact, strict=True)])
+    overlap = np.mean(
+        [len(set(ids_of(a)) & set(ids_of(e))) / 10 for a, e in zip(approx, exact, strict=True)]
+    )
     assert overlap >= 0.95
 
 
@@ -98,7 +104,9 @@ def test_reopen_returns_identical_results(db_path: Path, rng: np.random.Generato
     assert after == before
 
 
-def test_delete_disappears_at_once_and_after_reopen(db_path: Path, rng: np.random.Generator) -> None:
+def test_delete_disappears_at_once_and_after_reopen(
+    db_path: Path, rng: np.random.Generator
+) -> None:
     pages, centres = clustered_pages(rng, 300)
     query = query_from(rng, centres)
     with open_store(db_path) as store:
@@ -135,7 +143,9 @@ def test_upsert_by_external_id_keeps_page_id(db_path: Path, rng: np.random.Gener
         change = store.stats()["change_no"]
         store.add_pages([pages[4]])
         assert store.stats()["change_no"] == change
-        replacement = Page(vectors=query_from(rng, centres, 6), external_id="doc-4", metadata={"v": 2})
+        replacement = Page(
+            vectors=query_from(rng, centres, 6), external_id="doc-4", metadata={"v": 2}
+        )
         assert store.add_pages([replacement]) == [5]
         page = store.get([5])[0]
         assert page.metadata == {"v": 2} and page.n_tokens == 6
@@ -148,7 +158,9 @@ def test_upsert_by_external_id_keeps_page_id(db_path: Path, rng: np.random.Gener
         assert store.count() == 50
 
 
-def test_duplicate_external_ids_in_one_batch_write_nothing(db_path: Path, rng: np.random.Generator) -> None:
+def test_duplicate_external_ids_in_one_batch_write_nothing(
+    db_path: Path, rng: np.random.Generator
+) -> None:
     pages, _ = clustered_pages(rng, 3)
     twin = Page(vectors=pages[0].vectors, external_id="doc-0")
     with open_store(db_path) as store:
@@ -228,3 +240,28 @@ def test_float32_store_and_search_overrides(db_path: Path, rng: np.random.Genera
         assert ids_of(wide) == ids_of(exact)
         with pytest.raises(InvalidInputError):
             store.search(query, k=10, bogus=1)
+
+
+def test_product_quantized_index_finds_the_exact_top(
+    db_path: Path, rng: np.random.Generator
+) -> None:
+    pages, centres = clustered_pages(rng, 250)
+    config = StoreConfig(
+        ivf_min_tokens=2_000, exhaustive_max_tokens=0, ivf_codec="PQ", ivf_nlist=32
+    )
+    with open_store(db_path, config=config) as store:
+        store.add_pages(pages)
+        assert store.stats()["index"] == {
+            "kind": "ivf",
+            "tokens": store.stats()["tokens"],
+            "pages": 250,
+            "nlist": 32,
+            "codec": "PQ",
+        }
+        queries = [query_from(rng, centres) for _ in range(10)]
+        approx = store.search(queries, k=5)
+        exact = store.search(queries, k=5, exhaustive=True)
+    overlap = np.mean(
+        [len(set(ids_of(a)) & set(ids_of(e))) / 5 for a, e in zip(approx, exact, strict=True)]
+    )
+    assert overlap >= 0.9

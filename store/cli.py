@@ -1,0 +1,297 @@
+"""The ``latestore`` command line: ingest, search, info, delete, reindex, evaluate.
+
+A thin layer over :mod:`latestore.ingest` and :class:`latestore.Store`. Exit status:
+0 success, 1 some files failed to ingest, 2 bad usage or an unusable store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from latestore.cli_common import (
+    EncoderOption,
+    JsonOption,
+    StoreOption,
+    fail,
+    open_catalog,
+    open_existing,
+    print_json,
+)
+from latestore.cli_evaluate import evaluate
+from latestore.cli_progress import ConsoleProgress
+from latestore.errors import LatestoreError
+from latestore.ingest import IngestOptions, Ingestor, IngestReport
+from latestore.ingest_catalog import directory_bytes, sqlite_bytes
+from latestore.store import Store
+from rich.console import Console
+from rich.table import Table
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+app = typer.Typer(
+    name="latestore",
+    help="Late-interaction retrieval store: ingest files, search, inspect and evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("evaluate")(evaluate)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+def parse_metadata(items: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values that parse as JSON numbers, booleans or null keep
+    that type (``year=2024`` is a number), anything else is a string."""
+    metadata: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--metadata expects key=value, got {item!r}")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if isinstance(value, dict | list):
+            value = raw
+        metadata[key.strip()] = value
+    return metadata
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
+    store: StoreOption,
+    encoder: EncoderOption = None,
+    batch_size: Annotated[int, typer.Option(help="Pages per write transaction.", min=1)] = 32,
+    dpi: Annotated[
+        int,
+        typer.Option(
+            help="PDF render resolution of stored page images (0: no images).", min=0, max=1200
+        ),
+    ] = 150,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option("--metadata", "-m", help="key=value added to every page (repeatable)."),
+    ] = None,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")
+    ] = False,
+    chunk_chars: Annotated[
+        int, typer.Option(help="Max characters per page of a text file.", min=100)
+    ] = 1500,
+    json_output: JsonOption = False,
+) -> None:
+    """Ingest PDFs, images (png/jpeg/tiff/webp), text/markdown and JSONL files.
+
+    Re-running adds nothing; a changed file replaces its pages; after a crash or kill the
+    same command finishes the job. Files that cannot be read are listed with their
+    reasons and make the exit status 1; the others are ingested.
+    """
+    try:
+        options = IngestOptions(
+            dpi=dpi,
+            batch_size=batch_size,
+            recursive=recursive,
+            chunk_chars=chunk_chars,
+            metadata=parse_metadata(metadata or []),
+        )
+        with (
+            Store.open(store, encoder) as opened,
+            open_catalog(store) as catalog,
+            ConsoleProgress(err) as progress,
+        ):
+            report = Ingestor(opened, catalog, options, progress).run(paths)
+    except LatestoreError as exc:
+        fail(str(exc))
+    if json_output:
+        print_json(out, report.to_dict())
+    else:
+        print_summary(report)
+    raise typer.Exit(report.exit_code)
+
+
+def print_summary(report: IngestReport) -> None:
+    out.print(
+        f"{report.files_seen} files: {report.files_ingested} ingested, {report.files_unchanged} "
+        f"unchanged, {report.files_skipped} skipped, {len(report.failed)} failed, "
+        f"{report.files_ignored} ignored (unsupported type)"
+    )
+    out.print(
+        f"pages: {report.pages_added} added, {report.pages_updated} updated, "
+        f"{report.pages_unchanged} unchanged, {report.pages_deleted} deleted, "
+        f"{len(report.skipped)} skipped in {report.seconds:.1f} s "
+        f"({report.to_dict()['pages_per_second']} pages/s)"
+    )
+    if report.skipped:
+        out.print("skipped pages:")
+        for page in report.skipped[:50]:
+            out.print(f"  {page.path} page {page.page}: {page.reason}")
+        if len(report.skipped) > 50:
+            out.print(f"  ... and {len(report.skipped) - 50} more (use --json for all)")
+    if report.failed:
+        out.print("[red]failed files:[/red]")
+        for problem in report.failed:
+            out.print(f"  {problem.path}: {problem.reason}")
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="The query text.")],
+    store: StoreOption,
+    k: Annotated[int, typer.Option("-k", "--k", help="Number of hits.", min=1, max=10_000)] = 10,
+    filter_json: Annotated[
+        str | None,
+        typer.Option("--filter", help='Metadata filter as JSON, e.g. \'{"file_type": "pdf"}\'.'),
+    ] = None,
+    exhaustive: Annotated[bool, typer.Option(help="Score every page exactly.")] = False,
+    encoder: EncoderOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Rank pages for a query (exact MaxSim over FAISS candidates)."""
+    spec: dict[str, Any] | None = None
+    if filter_json is not None:
+        try:
+            spec = json.loads(filter_json)
+        except json.JSONDecodeError as exc:
+            fail(f"--filter is not valid JSON: {exc}")
+        if not isinstance(spec, dict):
+            fail("--filter must be a JSON object")
+    try:
+        with open_existing(store, encoder) as opened:
+            hits = opened.search(query, k=k, filter=spec, exhaustive=exhaustive)
+    except LatestoreError as exc:
+        fail(str(exc))
+    if json_output:
+        print_json(out, [hit.model_dump() for hit in hits])
+        return
+    table = Table("rank", "score", "page id", "document", "page", "text")
+    for hit in hits:
+        name = Path(hit.document_id).name if hit.document_id else (hit.external_id or "")
+        snippet = " ".join((hit.text or "").split())[:80]
+        table.add_row(
+            str(hit.rank),
+            f"{hit.score:.3f}",
+            str(hit.page_id),
+            name,
+            "" if hit.page_number is None else str(hit.page_number),
+            snippet,
+        )
+    out.print(table)
+
+
+@app.command()
+def info(
+    store: StoreOption, encoder: EncoderOption = None, json_output: JsonOption = False
+) -> None:
+    """Pages, documents, tokens, encoder, index and bytes on disk."""
+    try:
+        with open_existing(store, encoder) as opened, open_catalog(store) as catalog:
+            stats = opened.stats()
+            counts = catalog.counts()
+            db_file = catalog.sqlite_path()
+            config = opened.config.model_dump()
+    except LatestoreError as exc:
+        fail(str(exc))
+    itemsize = 2 if stats["vector_dtype"] == "float16" else 4
+    index_dir = Path(stats["index_dir"]) if stats["index_dir"] else None
+    details = {
+        "store": str(store),
+        **counts,
+        "tokens": stats["tokens"],
+        "encoder": stats["encoder"],
+        "encoder_fingerprint": stats["encoder_fingerprint"],
+        "dim": stats["dim"],
+        "vector_dtype": stats["vector_dtype"],
+        "index": stats["index"],
+        "search_settings": {
+            k: config[k] for k in ("k_per_token", "nprobe", "n_rerank", "exhaustive_max_tokens")
+        },
+        "sql_bytes": sqlite_bytes(db_file),
+        "vector_bytes": stats["tokens"] * stats["dim"] * itemsize,
+        "index_bytes": directory_bytes(index_dir),
+        "index_dir": stats["index_dir"],
+    }
+    if json_output:
+        print_json(out, details)
+        return
+    table = Table("property", "value", show_header=False)
+    for name, value in details.items():
+        if name.endswith("_bytes") and isinstance(value, int):
+            value = f"{value:,} ({value / 2**20:.1f} MiB)"
+        table.add_row(name, "n/a" if value is None else str(value))
+    out.print(table)
+    out.print("vector_bytes are the token vectors held inside the SQL database.")
+
+
+@app.command()
+def delete(
+    store: StoreOption,
+    ids: Annotated[list[int] | None, typer.Option("--id", help="Page id (repeatable).")] = None,
+    external_ids: Annotated[
+        list[str] | None, typer.Option("--external-id", help="External id (repeatable).")
+    ] = None,
+    documents: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--document",
+            help="Every page of a document; an ingested file's document id is its "
+            "absolute path, and a relative path is resolved (repeatable).",
+        ),
+    ] = None,
+    encoder: EncoderOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete pages by page id, external id or document."""
+    if not (ids or external_ids or documents):
+        fail("give at least one --id, --external-id or --document")
+    try:
+        with open_existing(store, encoder) as opened, open_catalog(store) as catalog:
+            wanted = list(ids or [])
+            if documents:
+                names = [
+                    *documents,
+                    *(Path(d).expanduser().resolve().as_posix() for d in documents),
+                ]
+                wanted += catalog.page_ids_of_documents(sorted(set(names)))
+            removed = opened.delete(wanted, external_ids=external_ids or [])
+            remaining = opened.count()
+    except LatestoreError as exc:
+        fail(str(exc))
+    if json_output:
+        print_json(out, {"deleted": removed, "pages": remaining})
+    else:
+        out.print(f"deleted {removed} pages; {remaining} remain")
+
+
+@app.command()
+def reindex(
+    store: StoreOption, encoder: EncoderOption = None, json_output: JsonOption = False
+) -> None:
+    """Rebuild the derived FAISS index from the vectors in SQL, and snapshot it."""
+    try:
+        with open_existing(store, encoder) as opened:
+            opened.reindex()
+            stats = opened.stats()
+    except LatestoreError as exc:
+        fail(str(exc))
+    if json_output:
+        print_json(
+            out, {"pages": stats["pages"], "tokens": stats["tokens"], "index": stats["index"]}
+        )
+    else:
+        out.print(
+            f"rebuilt index over {stats['pages']} pages, {stats['tokens']} tokens: {stats['index']}"
+        )
+
+
+def main() -> None:  # pragma: no cover - `python -m latestore.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,59 @@
+"""Options and helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from latestore.ingest_catalog import Catalog
+from latestore.sql import sqlite_file, to_url
+from latestore.store import Store
+from rich.console import Console
+
+StoreOption = Annotated[
+    str,
+    typer.Option(
+        "--store", "-s", help="SQLite file path or SQLAlchemy URL (postgresql+psycopg://...)."
+    ),
+]
+EncoderOption = Annotated[
+    str | None,
+    typer.Option(
+        "--encoder",
+        "-e",
+        help="Encoder name (minilm) or model directory; "
+        "default: the store's own, minilm for a new store.",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+_errors = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    _errors.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def print_json(console: Console, value: Any) -> None:
+    # Plain write, not rich's print_json: no wrapping or colour inside the JSON.
+    console.file.write(json.dumps(value, indent=2, default=str) + "\n")
+    console.file.flush()
+
+
+def check_exists(target: str) -> None:
+    db_file = sqlite_file(to_url(target))
+    if db_file is not None and not db_file.exists():
+        fail(f"no store at {target} (create one with `latestore ingest`)")
+
+
+def open_existing(target: str, encoder: str | None) -> Store:
+    """Open a store that must already exist (reading commands never create one)."""
+    check_exists(target)
+    return Store.open(target, encoder)
+
+
+def open_catalog(target: str | Path) -> Catalog:
+    return Catalog(target)

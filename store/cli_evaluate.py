@@ -1,0 +1,146 @@
+"""``latestore evaluate``: retrieval quality of a store on a BEIR-format folder."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from latestore.cli_common import EncoderOption, JsonOption, fail, print_json
+from latestore.cli_progress import ConsoleProgress
+from latestore.errors import LatestoreError
+from latestore.evaluation import beir_pages, evaluate_store, load_beir
+from latestore.store import Store
+from rich.console import Console
+from rich.table import Table
+
+# Cranfield's qrels codes run the other way (1 = complete answer ... 4 = minimum
+# interest, -1 = not relevant), so graded nDCG needs gain = 5 - code.
+GAIN_PRESETS: dict[str, dict[float, float] | None] = {
+    "identity": None,
+    "cranfield": {1.0: 4.0, 2.0: 3.0, 3.0: 2.0, 4.0: 1.0},
+}
+
+
+def gain_function(spec: str) -> Callable[[float], float] | None:
+    """A preset name, or explicit ``code=gain`` pairs ("1=4,2=3,3=2,4=1"); codes not
+    listed get gain 0 (not relevant)."""
+    if spec in GAIN_PRESETS:
+        table = GAIN_PRESETS[spec]
+    else:
+        table = {}
+        for pair in spec.split(","):
+            code, sep, gain = pair.partition("=")
+            try:
+                table[float(code)] = float(gain)
+            except ValueError:
+                fail(
+                    f"--gain-map: expected a preset ({', '.join(GAIN_PRESETS)}) or code=gain "
+                    f"pairs, got {pair!r}"
+                )
+            if not sep:
+                fail(f"--gain-map: {pair!r} is not code=gain")
+    if table is None:
+        return None
+    mapping = table
+    return lambda score: mapping.get(score, 0.0)
+
+
+def evaluate(
+    directory: Annotated[
+        Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels.tsv.")
+    ],
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            "-s",
+            help="Store to fill and search (reused when it already holds the "
+            "corpus); default: a temporary one.",
+        ),
+    ] = None,
+    limit_docs: Annotated[
+        int | None, typer.Option(help="Use only the first N documents.", min=1)
+    ] = None,
+    gain_map: Annotated[
+        str,
+        typer.Option(
+            help="qrels score -> gain: 'identity', 'cranfield' (gain = 5 - code) or "
+            "'code=gain,...'."
+        ),
+    ] = "identity",
+    k: Annotated[
+        int, typer.Option("-k", "--k", help="Hits per query (recall@100 needs 100).", min=10)
+    ] = 100,
+    batch_size: Annotated[int, typer.Option(help="Pages per write transaction.", min=1)] = 256,
+    encoder: EncoderOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """nDCG@10, recall@10/100, MRR@10 and overlap@10 with exhaustive MaxSim on a BEIR folder."""
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels.tsv"):
+        if not (directory / name).is_file():
+            fail(f"{directory} is not a BEIR folder: {name} is missing")
+    data = load_beir(directory, gain_function(gain_map), limit_docs)
+    with tempfile.TemporaryDirectory(prefix="latestore-eval-") as scratch:
+        target = store or str(Path(scratch) / "eval.db")
+        try:
+            result = _run(target, encoder, data, k, batch_size)
+        except LatestoreError as exc:
+            fail(str(exc))
+    result.update(dataset=str(directory), gain_map=gain_map, store=store)
+    if json_output:
+        print_json(Console(), result)
+    else:
+        _print(result)
+
+
+def _run(target: str, encoder: str | None, data: Any, k: int, batch_size: int) -> dict[str, Any]:
+    pages = beir_pages(data.corpus)
+    with Store.open(target, encoder) as opened:
+        start = time.perf_counter()
+        with ConsoleProgress(Console(stderr=True), label="encode corpus") as progress:
+            progress.start(1, len(pages))
+            for begin in range(0, len(pages), batch_size):
+                chunk = pages[begin : begin + batch_size]
+                opened.add_pages(chunk)
+                progress.advance(len(chunk))
+            progress.file_done(Path(target), "ingested")
+        build_s = time.perf_counter() - start
+        report = evaluate_store(opened, data, k=k)
+        stats = opened.stats()
+    return {
+        "documents": len(data.corpus),
+        "queries": len(data.queries),
+        "tokens": stats["tokens"],
+        "encoder": stats["encoder"],
+        "index": stats["index"],
+        "build_seconds": round(build_s, 1),
+        "default": report.default.__dict__,
+        "exhaustive": report.exhaustive.__dict__,
+        "overlap10": report.overlap10,
+        "latency_ms": report.latency_ms,
+        "rows": report.rows(),
+    }
+
+
+def _print(result: dict[str, Any]) -> None:
+    console = Console(highlight=False)
+    console.print(
+        f"{result['dataset']}: {result['documents']} documents, {result['queries']} queries, "
+        f"{result['tokens']:,} tokens, encoder {result['encoder']}, index {result['index']}, "
+        f"gain map {result['gain_map']}, build {result['build_seconds']} s"
+    )
+    table = Table("metric", "Store.search (default)", "exhaustive MaxSim")
+    for row in result["rows"]:
+        table.add_row(*row)
+    table.add_row("overlap@10 vs exhaustive", f"{result['overlap10']:.4f}", "1.0000")
+    console.print(table)
+    latency = result["latency_ms"]
+    console.print(
+        f"search latency p50/p95: {latency['search_p50']:.1f}/{latency['search_p95']:.1f} ms "
+        f"(query vectors in), {latency['text_search_p50']:.1f}/"
+        f"{latency['text_search_p95']:.1f} ms (text in, encoder included)"
+    )
