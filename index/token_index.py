@@ -107,13 +107,13 @@ class TokenIndex:
         if codec == "PQ":
             codec = f"PQ{max(1, self.dim // 8)}"
         index = faiss.index_factory(self.dim, f"IVF{nlist},{codec}", faiss.METRIC_INNER_PRODUCT)
-        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+        ivf: Any = faiss.downcast_index(faiss.extract_index_ivf(index))
         ivf.cp.seed = self.params.seed
         ivf.cp.niter = 12
         if isinstance(ivf, faiss.IndexIVFPQ):
             # Polysemous training (on by default) only serves Hamming pre-filtering,
             # which we never use, and costs minutes on a laptop CPU.
-            ivf.do_polysemous_training = False
+            ivf.do_polysemous_training = False  # type: ignore[attr-defined]
             ivf.pq.cp.niter = 10
             ivf.pq.cp.seed = self.params.seed
         log.info("training IVF%d,%s on %d of %d tokens", nlist, codec, len(sample), n_tokens)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -16,7 +15,6 @@ from latestore.encoders import Encoder, PageContent, default_encoder
 from latestore.errors import (
     DuplicateExternalIdError,
     EncoderError,
-    EncoderMismatchError,
     InvalidInputError,
     PageNotFoundError,
     StoreClosedError,
@@ -24,7 +22,8 @@ from latestore.errors import (
 from latestore.filters import FilterCompiler
 from latestore.index.late_index import LateInteractionIndex
 from latestore.migrations.runner import upgrade
-from latestore.models import BUILD_TIME_FIELDS, Page, SearchHit, StoreConfig, StoredPage
+from latestore.models import Page, SearchHit, StoreConfig, StoredPage
+from latestore.opening import encoder_for, merged_config, new_store_row, resolve_encoder
 from latestore.schema import MetadataKeyRow, PageRow, StoreRow
 from latestore.sql import default_index_dir, make_engine, to_url
 from latestore.sync import IndexSync
@@ -95,14 +94,14 @@ class Store:
                 row = session.get(StoreRow, 1)
                 if row is None:
                     resolved = (
-                        _resolve_encoder(encoder) if encoder is not None else default_encoder()
+                        resolve_encoder(encoder) if encoder is not None else default_encoder()
                     )
                     cfg = config or StoreConfig()
-                    row = _new_store_row(resolved, cfg)
+                    row = new_store_row(resolved, cfg)
                     session.add(row)
                 else:
-                    resolved = _encoder_for(row, encoder)
-                    cfg = _merged_config(row, config)
+                    resolved = encoder_for(row, encoder)
+                    cfg = merged_config(row, config)
                 session.flush()
                 session.expunge(row)
             directory = Path(index_dir) if index_dir is not None else default_index_dir(url)
@@ -466,69 +465,3 @@ def _hit(row: PageRow, score: float, rank: int) -> SearchHit:
         has_image=row.image is not None or row.image_path is not None,
         metadata=dict(row.meta or {}),
     )
-
-
-def _resolve_encoder(encoder: Encoder | str | Path) -> Encoder:
-    if isinstance(encoder, str | Path):
-        try:
-            from latestore.encoders.registry import load_encoder
-        except ImportError as exc:  # pragma: no cover - registry ships with the package
-            raise EncoderError(f"cannot resolve encoder {encoder!r}: {exc}") from exc
-        return load_encoder(encoder)
-    return encoder
-
-
-def _encoder_for(row: StoreRow, given: Encoder | str | Path | None) -> Encoder:
-    if given is None:
-        if row.encoder_name == "minilm":
-            encoder = default_encoder()
-        elif row.encoder_spec:
-            encoder = _resolve_encoder(row.encoder_spec)
-        else:
-            raise EncoderMismatchError(
-                f"this store was built with encoder {row.encoder_name!r} "
-                f"(fingerprint {row.encoder_fingerprint}); pass it to Store.open"
-            )
-    else:
-        encoder = _resolve_encoder(given)
-    if encoder.fingerprint != row.encoder_fingerprint or encoder.dim != row.dim:
-        raise EncoderMismatchError(
-            f"store was built with encoder {row.encoder_name!r} (dim {row.dim}, fingerprint "
-            f"{row.encoder_fingerprint}); got {encoder.name!r} (dim {encoder.dim}, fingerprint "
-            f"{encoder.fingerprint}). Vectors from different models cannot be mixed."
-        )
-    return encoder
-
-
-def _new_store_row(encoder: Encoder, config: StoreConfig) -> StoreRow:
-    return StoreRow(
-        id=1,
-        store_uuid=str(uuid.uuid4()),
-        encoder_name=encoder.name,
-        encoder_spec=getattr(encoder, "spec", None),
-        encoder_fingerprint=encoder.fingerprint,
-        dim=encoder.dim,
-        vector_dtype=config.vector_dtype,
-        config=config.model_dump(),
-        last_change=0,
-    )
-
-
-def _merged_config(row: StoreRow, given: StoreConfig | None) -> StoreConfig:
-    stored = StoreConfig.model_validate(row.config)
-    if given is None:
-        return stored
-    clashes = [
-        f
-        for f in BUILD_TIME_FIELDS
-        if f in given.model_fields_set and getattr(given, f) != getattr(stored, f)
-    ]
-    if clashes:
-        raise InvalidInputError(
-            f"{clashes} are fixed when a store is created (stored: "
-            f"{ {f: getattr(stored, f) for f in clashes} })"
-        )
-    query_time = {
-        f: getattr(given, f) for f in given.model_fields_set if f not in BUILD_TIME_FIELDS
-    }
-    return stored.model_copy(update=query_time)

@@ -1,0 +1,77 @@
+"""Opening a store: which encoder, which configuration, a new store's config row."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from latestore.encoders import Encoder, default_encoder
+from latestore.errors import EncoderError, EncoderMismatchError, InvalidInputError
+from latestore.models import BUILD_TIME_FIELDS, StoreConfig
+from latestore.schema import StoreRow
+
+
+def resolve_encoder(encoder: Encoder | str | Path) -> Encoder:
+    if isinstance(encoder, str | Path):
+        try:
+            from latestore.encoders.registry import load_encoder
+        except ImportError as exc:  # pragma: no cover - registry ships with the package
+            raise EncoderError(f"cannot resolve encoder {encoder!r}: {exc}") from exc
+        return load_encoder(encoder)
+    return encoder
+
+
+def encoder_for(row: StoreRow, given: Encoder | str | Path | None) -> Encoder:
+    if given is None:
+        if row.encoder_name == "minilm":
+            encoder = default_encoder()
+        elif row.encoder_spec:
+            encoder = resolve_encoder(row.encoder_spec)
+        else:
+            raise EncoderMismatchError(
+                f"this store was built with encoder {row.encoder_name!r} "
+                f"(fingerprint {row.encoder_fingerprint}); pass it to Store.open"
+            )
+    else:
+        encoder = resolve_encoder(given)
+    if encoder.fingerprint != row.encoder_fingerprint or encoder.dim != row.dim:
+        raise EncoderMismatchError(
+            f"store was built with encoder {row.encoder_name!r} (dim {row.dim}, fingerprint "
+            f"{row.encoder_fingerprint}); got {encoder.name!r} (dim {encoder.dim}, fingerprint "
+            f"{encoder.fingerprint}). Vectors from different models cannot be mixed."
+        )
+    return encoder
+
+
+def new_store_row(encoder: Encoder, config: StoreConfig) -> StoreRow:
+    return StoreRow(
+        id=1,
+        store_uuid=str(uuid.uuid4()),
+        encoder_name=encoder.name,
+        encoder_spec=getattr(encoder, "spec", None),
+        encoder_fingerprint=encoder.fingerprint,
+        dim=encoder.dim,
+        vector_dtype=config.vector_dtype,
+        config=config.model_dump(),
+        last_change=0,
+    )
+
+
+def merged_config(row: StoreRow, given: StoreConfig | None) -> StoreConfig:
+    stored = StoreConfig.model_validate(row.config)
+    if given is None:
+        return stored
+    clashes = [
+        f
+        for f in BUILD_TIME_FIELDS
+        if f in given.model_fields_set and getattr(given, f) != getattr(stored, f)
+    ]
+    if clashes:
+        raise InvalidInputError(
+            f"{clashes} are fixed when a store is created (stored: "
+            f"{ {f: getattr(stored, f) for f in clashes} })"
+        )
+    query_time = {
+        f: getattr(given, f) for f in given.model_fields_set if f not in BUILD_TIME_FIELDS
+    }
+    return stored.model_copy(update=query_time)
