@@ -70,7 +70,8 @@ def l2_normalise(vectors: npt.NDArray[np.floating[Any]]) -> TokenVectors:
     """Row-wise L2 normalisation in float32; all-zero rows stay zero."""
     out = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(out, axis=-1, keepdims=True)
-    return np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
+    result: TokenVectors = np.divide(out, norms, out=np.zeros_like(out), where=norms > 0)
+    return result
 
 
 @dataclass
@@ -87,12 +88,16 @@ class PrecomputedVectors:
     fingerprint: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.fingerprint = fingerprint_of({"family": "precomputed", "name": self.name, "dim": self.dim})
+        self.fingerprint = fingerprint_of(
+            {"family": "precomputed", "name": self.name, "dim": self.dim}
+        )
 
     def encode_queries(self, queries: Sequence[str]) -> list[TokenVectors]:
         from latestore.errors import EncoderError
 
-        raise EncoderError(f"encoder {self.name!r} holds no model: pass query vectors instead of text")
+        raise EncoderError(
+            f"encoder {self.name!r} holds no model: pass query vectors instead of text"
+        )
 
     def encode_pages(self, pages: Sequence[PageContent]) -> list[TokenVectors]:
         from latestore.errors import EncoderError

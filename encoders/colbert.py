@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from latestore.encoders.colbert_jina import (
     JinaXLMRobertaConfig,
     JinaXLMRobertaModel,

@@ -15,8 +15,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
-from latestore.errors import EncoderError
 from torch import nn
+
+from latestore.errors import EncoderError
 
 __all__ = ["JinaXLMRobertaConfig", "JinaXLMRobertaModel", "is_jina_flash_checkpoint"]
 

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from latestore.errors import EncoderError
 from torch import nn
+
+from latestore.errors import EncoderError
 
 __all__ = [
     "IGNORABLE_SUFFIXES",

@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
 from latestore.encoders.base import PageContent, TokenVectors, fingerprint_of, hash_files
 from latestore.encoders.device import pick_device
 from latestore.errors import EncoderError
-from torch import nn
 
 __all__ = ["ColBERTEncoder", "ColBERTNet", "Projection", "PromptSettings", "resolve_dtype"]
 

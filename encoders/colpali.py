@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from latestore.encoders.base import PageContent, TokenVectors, fingerprint_of
 from latestore.encoders.vision_common import (
     architectures,

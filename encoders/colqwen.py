@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+
 from latestore.encoders.base import PageContent, TokenVectors, fingerprint_of
 from latestore.encoders.vision_common import (
     check_key_sets,
@@ -35,7 +37,6 @@ from latestore.encoders.vision_common import (
     weights_digest,
 )
 from latestore.errors import EncoderError
-from safetensors import safe_open
 
 # Most specific first: the first matching prefix is stripped.
 BACKBONE_PREFIXES = ("vlm.model.", "vlm.", "model.", "")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from latestore.encoders.colqwen import QwenPrompts, QwenVLRetriever
 from latestore.encoders.colqwen3 import backbone_config
 from latestore.encoders.vision_common import architectures, read_config

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
 from latestore.encoders.base import Encoder, PageContent, TokenVectors, fingerprint_of, l2_normalise
 from latestore.errors import EncoderError
 

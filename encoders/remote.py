@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import numpy as np
+
 from latestore.encoders.base import PageContent, TokenVectors, fingerprint_of, l2_normalise
 from latestore.errors import EncoderError
 

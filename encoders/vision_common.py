@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
 from latestore.encoders.base import PageContent, TokenVectors, hash_files
 from latestore.encoders.device import pick_device
 from latestore.errors import EncoderError

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
+
 from latestore.index.maxsim import maxsim_many, maxsim_packed
 from latestore.index.snapshot import read_snapshot, write_snapshot
 from latestore.index.token_index import TOKEN_BITS, IndexParams, TokenIndex, selector_for_pages
@@ -40,10 +42,13 @@ class SearchParams:
 
 
 class LateInteractionIndex:
-    def __init__(self, dim: int, dtype: str, params: IndexParams) -> None:
+    def __init__(
+        self, dim: int, dtype: str, params: IndexParams, device: str | None = None
+    ) -> None:
         self.dim = dim
         self.params = params
-        self.vectors = VectorCache(dim, dtype)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.vectors = VectorCache(dim, dtype, self.device)
         self.tokens = TokenIndex(dim, params)
         self.trained_tokens = 0
 
@@ -123,7 +128,7 @@ class LateInteractionIndex:
         group = 4096
         for start in range(0, len(pages), group):
             chunk = pages[start : start + group]
-            tokens, lengths = self.vectors.gather(chunk.tolist())
+            tokens, lengths = self.vectors.gather_on_device(chunk.tolist())
             scores = maxsim_many(queries, tokens, lengths)
             for qi in range(len(queries)):
                 best_scores[qi] = np.concatenate([best_scores[qi], scores[qi]])
@@ -168,7 +173,7 @@ class LateInteractionIndex:
             if len(candidates) < min(k, len(universe)):
                 out.append(self._exact([query], k, universe)[0])
                 continue
-            tokens, lengths = self.vectors.gather(candidates.tolist())
+            tokens, lengths = self.vectors.gather_on_device(candidates.tolist())
             exact = maxsim_packed(query, tokens, lengths)
             keep = _top(exact, candidates, k)
             out.append([(int(candidates[i]), float(exact[i])) for i in keep])

@@ -144,6 +144,10 @@ def maxsim_many(
     stacked = torch.as_tensor(np.concatenate([np.asarray(q, dtype=np.float32) for q in queries]))
     query_bounds = np.concatenate([[0], np.cumsum([len(q) for q in queries])[:-1]])
     tokens_t = torch.as_tensor(tokens)
+    if tokens_t.device.type == "cuda":
+        return _maxsim_many_torch(
+            stacked.to(tokens_t.device), [len(q) for q in queries], tokens_t, lengths
+        )
     scores = np.empty((len(queries), len(lengths)), dtype=np.float32)
     bounds = np.concatenate([[0], np.cumsum(lengths)])
     for start, stop in _chunks(lengths):
@@ -152,3 +156,28 @@ def maxsim_many(
         best = np.maximum.reduceat(sims, bounds[start:stop] - lo, axis=1)
         scores[:, start:stop] = np.add.reduceat(best, query_bounds, axis=0)
     return scores
+
+
+def _maxsim_many_torch(
+    stacked: torch.Tensor,
+    query_lengths: list[int],
+    tokens: torch.Tensor,
+    lengths: npt.NDArray[np.int64],
+) -> npt.NDArray[np.float32]:
+    device = stacked.device
+    out = torch.empty((len(query_lengths), len(lengths)), dtype=torch.float32, device=device)
+    owner = torch.repeat_interleave(
+        torch.arange(len(query_lengths), device=device),
+        torch.as_tensor(query_lengths, device=device),
+    )
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    for start, stop in _chunks(lengths):
+        lo, hi = int(bounds[start]), int(bounds[stop])
+        sims = torch.mm(tokens[lo:hi].to(torch.float32), stacked.T)  # (chunk tokens, query tokens)
+        segment = torch.as_tensor(lengths[start:stop], device=device)
+        best = torch.segment_reduce(sims, "max", lengths=segment, axis=0)  # (pages, query tokens)
+        summed = torch.zeros((len(query_lengths), stop - start), dtype=torch.float32, device=device)
+        summed.index_add_(0, owner, best.T)
+        out[:, start:stop] = summed
+    result: npt.NDArray[np.float32] = out.cpu().numpy()
+    return result

@@ -34,6 +34,20 @@ class IndexParams:
     seed: int = 1234
 
 
+_GPU_RESOURCES: list[Any] = []
+
+
+def gpu_available() -> bool:
+    """True when the installed faiss has GPU support and a CUDA device is visible."""
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def _gpu_resources() -> Any:
+    if not _GPU_RESOURCES:
+        _GPU_RESOURCES.append(faiss.StandardGpuResources())
+    return _GPU_RESOURCES[0]
+
+
 def token_ids(page_id: int, n_tokens: int) -> npt.NDArray[np.int64]:
     return (np.int64(page_id) << TOKEN_BITS) + np.arange(n_tokens, dtype=np.int64)
 
@@ -55,6 +69,7 @@ class TokenIndex:
         self.params = params
         self.index: Any = index if index is not None else self._flat()
         self.page_tokens: dict[int, int] = {}
+        self._gpu_index: Any | None = None  # a cache of `index`; the CPU index is persisted
 
     @property
     def kind(self) -> str:
@@ -88,6 +103,7 @@ class TokenIndex:
         ids = np.concatenate([token_ids(p, len(v)) for p, v in zip(page_ids, vectors, strict=True)])
         data = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32)
         self.index.add_with_ids(data, ids)
+        self._gpu_index = None
         for page_id, v in zip(page_ids, vectors, strict=True):
             self.page_tokens[page_id] = len(v)
 
@@ -97,6 +113,7 @@ class TokenIndex:
             return
         ids = np.concatenate([token_ids(p, self.page_tokens[p]) for p in present])
         self.index.remove_ids(faiss.IDSelectorBatch(ids))
+        self._gpu_index = None
         for page_id in present:
             del self.page_tokens[page_id]
 
@@ -120,6 +137,7 @@ class TokenIndex:
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
         self.index = index
         self.page_tokens = {}
+        self._gpu_index = None
 
     def search(
         self,
@@ -139,8 +157,25 @@ class TokenIndex:
             params = faiss.SearchParameters()
         if selector is not None:
             params.sel = selector
-        scores, ids = self.index.search(queries, k, params=params)
+        # FAISS GPU indexes take no id selector: filtered searches stay on the CPU copy.
+        searcher = self._gpu() if selector is None else None
+        if searcher is not None:
+            if self.is_ivf:
+                searcher.nprobe = min(nprobe, 2048)
+            scores, ids = searcher.search(queries, k)
+        else:
+            scores, ids = self.index.search(queries, k, params=params)
         return scores, ids
+
+    def _gpu(self) -> Any | None:
+        """The GPU copy of the index, built lazily when faiss and CUDA both allow it."""
+        if self._gpu_index is None and gpu_available() and self.ntotal > 0:
+            try:
+                self._gpu_index = faiss.index_cpu_to_gpu(_gpu_resources(), 0, self.index)
+            except RuntimeError as exc:  # e.g. a codec the GPU build does not support
+                log.warning("FAISS GPU copy unavailable (%s); searching on the CPU", exc)
+                return None
+        return self._gpu_index
 
     def to_bytes(self) -> bytes:
         return bytes(faiss.serialize_index(self.index).tobytes())

@@ -1,4 +1,8 @@
-"""In-memory page vectors for the exact rerank (derived from SQL at open)."""
+"""In-memory page vectors for the exact rerank (derived from SQL at open).
+
+On a CUDA machine every page is also kept on the GPU, so a query moves no page vectors
+from host to device: the rerank gathers device tensors and scores them there.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,20 @@ from collections.abc import Iterable
 
 import numpy as np
 import numpy.typing as npt
+import torch
+
 from latestore.index.maxsim import pack_pages
 
 
 class VectorCache:
     """Page id -> ``(n_tokens, dim)`` token matrix in the store's vector dtype."""
 
-    def __init__(self, dim: int, dtype: str) -> None:
+    def __init__(self, dim: int, dtype: str, device: str = "cpu") -> None:
         self.dim = dim
         self.dtype = np.dtype(dtype)
+        self.device = torch.device(device)
         self._pages: dict[int, npt.NDArray[np.floating]] = {}
+        self._on_device: dict[int, torch.Tensor] = {}
         self.total_tokens = 0
 
     def __len__(self) -> int:
@@ -39,8 +47,11 @@ class VectorCache:
         stored.setflags(write=False)
         self._pages[page_id] = stored
         self.total_tokens += len(stored)
+        if self.device.type != "cpu":
+            self._on_device[page_id] = torch.from_numpy(stored.copy()).to(self.device)
 
     def discard(self, page_id: int) -> None:
+        self._on_device.pop(page_id, None)
         old = self._pages.pop(page_id, None)
         if old is not None:
             self.total_tokens -= len(old)
@@ -49,6 +60,17 @@ class VectorCache:
         self, page_ids: Iterable[int]
     ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.int64]]:
         return pack_pages([self._pages[p] for p in page_ids])
+
+    def gather_on_device(
+        self, page_ids: list[int]
+    ) -> tuple[npt.NDArray[np.floating] | torch.Tensor, npt.NDArray[np.int64]]:
+        """Packed tokens where the rerank runs: a device tensor on CUDA, numpy on CPU."""
+        if self.device.type == "cpu":
+            return self.gather(page_ids)
+        lengths = np.fromiter((len(self._pages[p]) for p in page_ids), np.int64, len(page_ids))
+        if not page_ids:
+            return torch.zeros((0, self.dim), device=self.device), lengths
+        return torch.cat([self._on_device[p] for p in page_ids]), lengths
 
     def tokens_of(self, page_ids: npt.NDArray[np.int64]) -> int:
         return int(sum(len(self._pages[int(p)]) for p in page_ids))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from latestore.models import Page, SearchHit
 
 Qrels = dict[str, dict[str, float]]

@@ -19,10 +19,11 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from latestore.errors import FilterError, UnknownFilterFieldError, UnknownFilterOperatorError
-from latestore.schema import PageRow
 from sqlalchemy import ColumnElement, and_, false, not_, or_, true
 from sqlalchemy.sql.elements import ColumnElement as ColumnExpr
+
+from latestore.errors import FilterError, UnknownFilterFieldError, UnknownFilterOperatorError
+from latestore.schema import PageRow
 
 COLUMNS: dict[str, Any] = {
     "page_id": PageRow.id,

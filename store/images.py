@@ -6,8 +6,9 @@ import io
 import warnings
 from pathlib import Path
 
-from latestore.errors import InvalidInputError
 from PIL import Image
+
+from latestore.errors import InvalidInputError
 
 # 64 megapixels: an A0 poster at 300 dpi is ~140 MP, but no retriever looks at more than
 # a few megapixels; larger inputs are almost always mistakes or decompression bombs.

@@ -9,9 +9,10 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
 from latestore.index.late_index import SearchParams
 from latestore.index.token_index import IndexParams
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 JSONScalar = str | int | float | bool | None
 Metadata = dict[str, Any]

@@ -11,6 +11,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
 from latestore.encoders import Encoder, PageContent, default_encoder
 from latestore.errors import (
     DuplicateExternalIdError,
@@ -29,8 +32,6 @@ from latestore.sql import default_index_dir, make_engine, to_url
 from latestore.sync import IndexSync
 from latestore.validation import check_unique_external_ids, checked_vectors
 from latestore.writes import PreparedPage, delete_pages, next_change, write_pages
-from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import Session
 
 log = logging.getLogger("latestore")
 

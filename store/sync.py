@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy import Engine, select
+
 from latestore.errors import IndexSnapshotError
 from latestore.index.late_index import LateInteractionIndex
 from latestore.schema import ChangeRow, PageVectorsRow, StoreRow
-from sqlalchemy import Engine, select
 
 log = logging.getLogger("latestore")
 

@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
 from latestore.filters import kind_of
 from latestore.models import Page
 from latestore.schema import ChangeRow, MetadataKeyRow, PageRow, PageVectorsRow, StoreRow, utcnow
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.orm import Session
 
 
 @dataclass

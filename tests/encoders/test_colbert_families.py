@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+
 from latestore.encoders.base import Encoder, PageContent
 from latestore.encoders.registry import load_encoder
 from latestore.errors import EncoderError
-
 from tests.encoders.checkpoints import (
     drop_tensor,
     load_tensors,

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from latestore.encoders import registry
 from latestore.encoders.base import PageContent, PrecomputedVectors, TokenVectors, l2_normalise
 from latestore.encoders.pooling import PooledEncoder, pool_tokens
 from latestore.encoders.registry import load_encoder, register, registered_names
 from latestore.errors import EncoderError
-
 from tests.encoders.checkpoints import write_hf_colbert
 
 

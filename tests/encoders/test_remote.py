@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from latestore.encoders.base import PageContent
 from latestore.encoders.remote import PROMPT_PRESETS, PromptContract, VLLMEncoder
 from latestore.errors import EncoderError
-from PIL import Image
 
 DIM = 8
 

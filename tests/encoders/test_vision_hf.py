@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
+
 from latestore.encoders.base import PageContent
 from latestore.encoders.colpali import ColVisionEncoder
 from latestore.encoders.registry import load_encoder
 from latestore.errors import EncoderError
-from PIL import Image, ImageDraw
-
 from tests.encoders.vision_checkpoints import (
     build_colmodernvbert,
     build_colpali,

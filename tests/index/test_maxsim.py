@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from latestore.index import maxsim
 from latestore.index.maxsim import maxsim_many, maxsim_packed, maxsim_reference, pack_pages
 

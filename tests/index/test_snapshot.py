@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from latestore.errors import IndexSnapshotError
 from latestore.index.snapshot import read_snapshot, write_snapshot
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from latestore import Page, Store
 from latestore.encoders.minilm import MiniLMEncoder
 from latestore.errors import EncoderError, InvalidInputError

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from latestore import Page, PrecomputedVectors, Store, StoreConfig
 from latestore.errors import FilterError, UnknownFilterFieldError, UnknownFilterOperatorError
-
 from tests.store.helpers import clustered_pages, query_from
 
 DIM = 32

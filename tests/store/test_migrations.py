@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, text
+
 from latestore import PrecomputedVectors, Store
 from latestore.errors import SchemaVersionError
 from latestore.migrations.runner import VERSION_TABLE, current_revision, head_revision, upgrade
 from latestore.schema import Base
-from sqlalchemy import create_engine, text
 
 
 def test_upgrade_to_head_gives_exactly_the_orm_schema(tmp_path: Path) -> None:

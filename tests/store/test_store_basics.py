@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from latestore import Page, PrecomputedVectors, Store, StoreConfig
 from latestore.errors import (
     DimensionMismatchError,
@@ -15,7 +16,6 @@ from latestore.errors import (
     PageNotFoundError,
     StoreClosedError,
 )
-
 from tests.store.helpers import clustered_pages, query_from
 
 DIM = 32
