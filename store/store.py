@@ -66,7 +66,8 @@ class Store:
         self.store_uuid = row.store_uuid
         self._lock = threading.RLock()
         self._closed = False
-        index = LateInteractionIndex(row.dim, row.vector_dtype, config.index_params())
+        memory_dtype = config.memory_dtype or row.vector_dtype
+        index = LateInteractionIndex(row.dim, memory_dtype, config.index_params())
         self._sync = IndexSync(engine, index, row.store_uuid, row.vector_dtype, index_dir)
         self.opened_from = self._sync.load()
 
@@ -422,6 +423,7 @@ class Store:
                 "tokens": index.vectors.total_tokens,
                 "dim": self.dim,
                 "vector_dtype": self._sync.dtype,
+                "memory_dtype": str(index.vectors.dtype),
                 "encoder": self.encoder.name,
                 "encoder_fingerprint": self.encoder.fingerprint,
                 "index": index.tokens.describe(),

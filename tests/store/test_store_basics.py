@@ -265,3 +265,18 @@ def test_product_quantized_index_finds_the_exact_top(
         [len(set(ids_of(a)) & set(ids_of(e))) / 5 for a, e in zip(approx, exact, strict=True)]
     )
     assert overlap >= 0.9
+
+
+def test_memory_dtype_float32_gives_same_ranking(db_path: Path, rng: np.random.Generator) -> None:
+    pages, centres = clustered_pages(rng, 200)
+    queries = [query_from(rng, centres) for _ in range(5)]
+    with open_store(db_path) as store:
+        store.add_pages(pages)
+        half = store.search(queries, k=10)
+    wide = SMALL.model_copy(update={"memory_dtype": "float32"})
+    with open_store(db_path, config=wide) as store:
+        assert store.stats()["memory_dtype"] == "float32"
+        full = store.search(queries, k=10)
+    assert [ids_of(h) for h in half] == [ids_of(f) for f in full]
+    for h_hits, f_hits in zip(half, full, strict=True):
+        np.testing.assert_allclose([h.score for h in h_hits], [f.score for f in f_hits], rtol=1e-5)
