@@ -21,6 +21,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from langchain_core.documents import Document
+
 from latestore import Store
 from latestore.integrations.langchain import LatestoreRetriever, add_documents
 

@@ -18,10 +18,11 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from latestore import Page, Store
-from latestore.integrations.llamaindex import LatestoreRetriever
 from llama_index.core.schema import NodeWithScore
 from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter, MetadataFilters
+
+from latestore import Page, Store
+from latestore.integrations.llamaindex import LatestoreRetriever
 
 ROOT = Path(__file__).resolve().parent.parent
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact" / "corpus.jsonl"

@@ -26,10 +26,11 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from pydantic import Field
+
 from latestore.integrations._common import combine_filters, hit_metadata, missing_framework
 from latestore.models import Page, SearchHit
 from latestore.store import Store
-from pydantic import Field
 
 try:
     from langchain_core.callbacks import (

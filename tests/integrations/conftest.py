@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from latestore import Encoder, Page, Store
 from PIL import Image
+
+from latestore import Encoder, Page, Store
 
 # (text, document_id, page_number, metadata); topics far apart so rankings are stable.
 CORPUS: list[tuple[str, str, int, dict[str, Any]]] = [

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from langchain_core.documents import Document
+
 from latestore import Store
 from latestore.errors import FilterError
 from latestore.integrations import page_image
@@ -14,7 +15,6 @@ from latestore.integrations.langchain import (
     add_documents,
     delete_documents,
 )
-
 from tests.integrations.conftest import FIGURE_TEXT, png_bytes
 
 QUERY = "how does late interaction score documents?"

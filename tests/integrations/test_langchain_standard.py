@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from langchain_tests.integration_tests import RetrieversIntegrationTests
+
 from latestore import Store
 from latestore.integrations.langchain import LatestoreRetriever
 

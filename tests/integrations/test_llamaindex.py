@@ -3,9 +3,6 @@ from __future__ import annotations
 import base64
 
 import pytest
-from latestore import Store
-from latestore.errors import FilterError
-from latestore.integrations.llamaindex import LatestoreRetriever, metadata_filters_to_filter
 from llama_index.core.schema import ImageNode, NodeWithScore, TextNode
 from llama_index.core.vector_stores.types import (
     FilterCondition,
@@ -14,6 +11,9 @@ from llama_index.core.vector_stores.types import (
     MetadataFilters,
 )
 
+from latestore import Store
+from latestore.errors import FilterError
+from latestore.integrations.llamaindex import LatestoreRetriever, metadata_filters_to_filter
 from tests.integrations.conftest import FIGURE_TEXT, png_bytes
 
 QUERY = "how does late interaction score documents?"
