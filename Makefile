@@ -23,8 +23,8 @@ demo: install
 	$(BIN)/python examples/demo.py
 
 lint: install
-	$(BIN)/ruff check store index encoders migrations tests examples tools
-	$(BIN)/ruff format --check store index encoders migrations tests examples tools
+	$(BIN)/ruff check store index encoders migrations integrations tests examples tools bench
+	$(BIN)/ruff format --check store index encoders migrations integrations tests examples tools bench
 
 typecheck: install
 	$(BIN)/python tools/devfarm.py
@@ -37,6 +37,9 @@ test: lint typecheck pytest
 
 eval: install
 	$(BIN)/python examples/evaluate_scifact.py
+
+bench: install
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .dev build *.egg-info .pytest_cache .mypy_cache .ruff_cache

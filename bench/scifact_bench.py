@@ -1,0 +1,98 @@
+"""SciFact with the default encoder: latency/overlap sweep, ingestion split, compression."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.search_bench import SWEEP, sweep_store
+from latestore import Page, PrecomputedVectors, Store
+from latestore.encoders import PageContent
+from latestore.encoders.pooling import pool_tokens
+from latestore.evaluation import beir_pages, load_beir, metrics_for, overlap_at, ranked_ids
+from latestore.footprint import disk_footprint
+
+
+def quality(store: Store, qids: list[str], vectors: list[Any], qrels: Any) -> dict[str, float]:
+    approx = {
+        q: ranked_ids(h) for q, h in zip(qids, store.search_many(vectors, k=100), strict=True)
+    }
+    exact_hits = store.search_many(vectors, k=100, exhaustive=True)
+    exact = {q: ranked_ids(h) for q, h in zip(qids, exact_hits, strict=True)}
+    return {
+        "ndcg10": metrics_for(approx, qrels).ndcg10,
+        "ndcg10_exhaustive": metrics_for(exact, qrels).ndcg10,
+        "overlap10": float(np.mean([overlap_at(approx[q], exact[q], 10) for q in qids])),
+    }
+
+
+def run(data_dir: Path, store_path: Path) -> dict[str, Any]:
+    if not store_path.exists():
+        return {"skipped": f"{store_path} missing: run `make eval` first to encode SciFact"}
+    data = load_beir(data_dir)
+    out: dict[str, Any] = {}
+    with Store.open(store_path) as store:
+        qids = list(data.queries)
+        vectors = store.encoder.encode_queries([data.queries[q] for q in qids])
+        out["sweep"] = sweep_store(store, vectors, SWEEP)
+        out["fp16"] = quality(store, qids, vectors, data.qrels)
+        tokens = store.stats()["tokens"]
+        out["fp16"]["bytes_per_token"] = {
+            k: v / tokens for k, v in disk_footprint(store_path).items()
+        }
+        # Ingestion split on 300 documents: encoder time vs store (SQL + index) time.
+        sample = beir_pages(data.corpus[:300])
+        start = time.perf_counter()
+        encoded = store.encoder.encode_pages([PageContent(text=p.text) for p in sample])
+        encode_s = time.perf_counter() - start
+        cache = store._sync.index.vectors
+        page_ids = [int(p) for p in cache.page_ids()]
+        external = {p.page_id: p.external_id or str(p.page_id) for p in store.get(page_ids)}
+        page_vectors = {external[p]: cache.get(p) for p in page_ids}
+    with tempfile.TemporaryDirectory() as tmp:
+        with Store.open(Path(tmp) / "ingest.db", PrecomputedVectors(dim=384)) as scratch:
+            start = time.perf_counter()
+            scratch.add_pages([Page(vectors=v, external_id=str(i)) for i, v in enumerate(encoded)])
+            store_s = time.perf_counter() - start
+        n_tok = sum(len(v) for v in encoded)
+        out["ingestion"] = {
+            "pages": len(sample),
+            "tokens": n_tok,
+            "encoder_pages_per_s": len(sample) / encode_s,
+            "store_pages_per_s": len(sample) / store_s,
+            "encoder_share": encode_s / (encode_s + store_s),
+        }
+        out["compression"] = [dict(out["fp16"], variant="fp16 (default)")]
+        for factor in (2, 3):
+            out["compression"].append(_pooled(Path(tmp), factor, page_vectors, data, qids, vectors))
+    return out
+
+
+def _pooled(
+    tmp: Path,
+    factor: int,
+    page_vectors: dict[str, Any],
+    data: Any,
+    qids: list[str],
+    vectors: list[Any],
+) -> dict[str, Any]:
+    """Token pooling applied to the stored vectors (same model, fewer tokens per page)."""
+    path = tmp / f"pooled{factor}.db"
+    pages = [
+        Page(vectors=pool_tokens(np.asarray(v, np.float32), factor), external_id=external_id)
+        for external_id, v in page_vectors.items()
+    ]
+    with Store.open(path, PrecomputedVectors(dim=384, name=f"pooled{factor}")) as store:
+        store.add_pages(pages)
+        result = quality(store, qids, vectors, data.qrels)
+        tokens = store.stats()["tokens"]
+    result["bytes_per_token_of_unpooled"] = {
+        k: v / sum(len(v) for v in page_vectors.values()) for k, v in disk_footprint(path).items()
+    }
+    result["variant"] = f"token pooling x{factor}"
+    result["tokens"] = tokens
+    return result
