@@ -69,3 +69,12 @@ def test_cuda_path_equals_reference(rng: np.random.Generator) -> None:
     tokens, lengths = pack_pages(pages)
     got = maxsim_packed(query, torch.from_numpy(tokens).cuda(), lengths)
     np.testing.assert_allclose(got, maxsim_reference(query, pages), rtol=1e-5)
+
+
+def test_equal_length_pages_take_the_reshape_path(rng: np.random.Generator) -> None:
+    pages = [rng.standard_normal((64, 32)).astype(np.float32) for _ in range(40)]
+    query = rng.standard_normal((9, 32)).astype(np.float32)
+    tokens, lengths = pack_pages(pages)
+    np.testing.assert_allclose(
+        maxsim_packed(query, tokens, lengths), maxsim_reference(query, pages), rtol=1e-5
+    )
