@@ -27,6 +27,10 @@ class NonFiniteVectorError(InvalidVectorError):
     """Vectors containing NaN or infinity."""
 
 
+class InvalidPageError(InvalidInputError):
+    """A Page with a field of the wrong type or value (wraps pydantic's report)."""
+
+
 class EmptyPageError(InvalidInputError):
     """A page with no text and no image (or with zero token vectors)."""
 

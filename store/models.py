@@ -9,8 +9,9 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from latestore.errors import EmptyPageError, InvalidPageError
 from latestore.index.late_index import SearchParams
 from latestore.index.token_index import IndexParams
 
@@ -40,6 +41,21 @@ class Page(BaseModel):
     source: str | None = None
     metadata: Metadata = Field(default_factory=dict)
     vectors: npt.NDArray[Any] | None = Field(default=None, repr=False)
+
+    def __init__(self, **data: Any) -> None:
+        # Page errors belong to latestore's hierarchy (InvalidPageError is a ValueError,
+        # like pydantic's), so one `except LatestoreError` covers every bad input.
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            if any(
+                e.get("ctx", {}).get("error") and "needs text" in str(e["ctx"]["error"])
+                for e in exc.errors()
+            ):
+                raise EmptyPageError(
+                    "a page needs text, an image or image_path, or vectors"
+                ) from exc
+            raise InvalidPageError(str(exc)) from exc
 
     @field_validator("metadata")
     @classmethod
