@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
 from latestore.cli_common import (
     EncoderOption,
     JsonOption,
@@ -20,6 +23,7 @@ from latestore.cli_common import (
     open_catalog,
     open_existing,
     print_json,
+    resolve_encoder,
 )
 from latestore.cli_evaluate import evaluate
 from latestore.cli_progress import ConsoleProgress
@@ -27,8 +31,6 @@ from latestore.errors import LatestoreError
 from latestore.ingest import IngestOptions, Ingestor, IngestReport
 from latestore.ingest_catalog import directory_bytes, sqlite_bytes
 from latestore.store import Store
-from rich.console import Console
-from rich.table import Table
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -101,7 +103,7 @@ def ingest(
             metadata=parse_metadata(metadata or []),
         )
         with (
-            Store.open(store, encoder) as opened,
+            Store.open(store, resolve_encoder(encoder)) as opened,
             open_catalog(store) as catalog,
             ConsoleProgress(err) as progress,
         ):

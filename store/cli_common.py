@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.console import Console
+
+from latestore.encoders import Encoder
 from latestore.ingest_catalog import Catalog
 from latestore.sql import sqlite_file, to_url
 from latestore.store import Store
-from rich.console import Console
 
 StoreOption = Annotated[
     str,
@@ -43,6 +45,23 @@ def print_json(console: Console, value: Any) -> None:
     console.file.flush()
 
 
+def resolve_encoder(spec: str | None) -> Encoder | None:
+    """Load ``--encoder``; None leaves the choice to the store (its own, or minilm).
+
+    The store records ``encoder.spec`` so later commands can reopen it without
+    ``--encoder``; directory encoders do not always set it, so it is set here.
+    """
+    if spec is None:
+        return None
+    from latestore.encoders.registry import load_encoder, registered_names
+
+    encoder = load_encoder(spec)
+    if getattr(encoder, "spec", None) is None:
+        recorded = spec if spec in registered_names() else str(Path(spec).expanduser().resolve())
+        encoder.spec = recorded  # type: ignore[attr-defined]
+    return encoder
+
+
 def check_exists(target: str) -> None:
     db_file = sqlite_file(to_url(target))
     if db_file is not None and not db_file.exists():
@@ -52,7 +71,7 @@ def check_exists(target: str) -> None:
 def open_existing(target: str, encoder: str | None) -> Store:
     """Open a store that must already exist (reading commands never create one)."""
     check_exists(target)
-    return Store.open(target, encoder)
+    return Store.open(target, resolve_encoder(encoder))
 
 
 def open_catalog(target: str | Path) -> Catalog:

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from latestore.cli_common import EncoderOption, JsonOption, fail, print_json
+from rich.console import Console
+from rich.table import Table
+
+from latestore.cli_common import EncoderOption, JsonOption, fail, print_json, resolve_encoder
 from latestore.cli_progress import ConsoleProgress
 from latestore.errors import LatestoreError
 from latestore.evaluation import beir_pages, evaluate_store, load_beir
 from latestore.store import Store
-from rich.console import Console
-from rich.table import Table
 
 # Cranfield's qrels codes run the other way (1 = complete answer ... 4 = minimum
 # interest, -1 = not relevant), so graded nDCG needs gain = 5 - code.
@@ -99,7 +100,7 @@ def evaluate(
 
 def _run(target: str, encoder: str | None, data: Any, k: int, batch_size: int) -> dict[str, Any]:
     pages = beir_pages(data.corpus)
-    with Store.open(target, encoder) as opened:
+    with Store.open(target, resolve_encoder(encoder)) as opened:
         start = time.perf_counter()
         with ConsoleProgress(Console(stderr=True), label="encode corpus") as progress:
             progress.start(1, len(pages))

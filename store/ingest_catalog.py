@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine, distinct, func, select
+
 from latestore.schema import PageRow
 from latestore.sql import make_engine, sqlite_file, to_url
-from sqlalchemy import Engine, distinct, func, select
 
 CHUNK = 500
 

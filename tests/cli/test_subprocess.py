@@ -1,0 +1,84 @@
+"""The installed console script: a SIGKILL mid-ingest, then the same command again."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+from tests.cli.conftest import cli_command, run_cli
+
+
+def count_pages(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return int(conn.execute("SELECT count(*) FROM ls_pages").fetchone()[0])
+    except sqlite3.OperationalError:  # the schema is not created yet
+        return 0
+
+
+def test_sigkill_then_rerun_ends_with_every_page_once(
+    tmp_path: Path, pdf_files: list[Path]
+) -> None:
+    # Every PDF but the 61-page report keeps the test short: 36 pages, 9 transactions.
+    files = [p for p in pdf_files if not p.name.startswith("nist")]
+    expected_pages = sum(page_count(p) for p in files)
+    db = tmp_path / "store.db"
+    args = ["ingest", *map(str, files), "--store", str(db), "--dpi", "40", "--batch-size", "4"]
+    log = (tmp_path / "killed.log").open("w")
+    proc = subprocess.Popen([*cli_command(), *args], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while count_pages(db) < 8 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log.flush()
+        report = (tmp_path / "killed.log").read_text()
+        assert proc.poll() is None, f"ingest ended before it could be killed:\n{report}"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    at_kill = count_pages(db)
+    assert 8 <= at_kill < expected_pages, (tmp_path / "killed.log").read_text()
+
+    rerun = run_cli(*args, "--json")
+    assert rerun.returncode == 0, rerun.stderr
+    summary = json.loads(rerun.stdout)
+    assert summary["pages_added"] == expected_pages - at_kill
+    assert summary["pages_unchanged"] == at_kill
+    assert "ingest: " in rerun.stderr  # plain progress lines when not on a terminal
+
+    with sqlite3.connect(db) as conn:
+        found = conn.execute(
+            "SELECT external_id, document_id, page_number FROM ls_pages"
+        ).fetchall()
+    assert len(found) == expected_pages
+    expected = {
+        f"{p.resolve().as_posix()}#page={n}" for p in files for n in range(1, page_count(p) + 1)
+    }
+    assert {row[0] for row in found} == expected
+    assert len({(row[1], row[2]) for row in found}) == expected_pages
+
+
+def page_count(path: Path) -> int:
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(path)
+    try:
+        return len(document)
+    finally:
+        document.close()
+
+
+def test_console_script_help() -> None:
+    result = run_cli("--help", timeout=120)
+    assert result.returncode == 0
+    for command in ("ingest", "search", "info", "delete", "reindex", "evaluate"):
+        assert command in result.stdout
