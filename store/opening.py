@@ -58,9 +58,13 @@ def new_store_row(encoder: Encoder, config: StoreConfig) -> StoreRow:
 
 
 def merged_config(row: StoreRow, given: StoreConfig | None) -> StoreConfig:
+    """Build-time settings from the store; query-time ones from ``given`` or the defaults.
+
+    Query-time settings are not taken from the store, so a store opened by a newer
+    latestore gets that version's tuned defaults unless the caller sets them.
+    """
     stored = StoreConfig.model_validate(row.config)
-    if given is None:
-        return stored
+    given = given or StoreConfig()
     clashes = [
         f
         for f in BUILD_TIME_FIELDS
@@ -71,7 +75,4 @@ def merged_config(row: StoreRow, given: StoreConfig | None) -> StoreConfig:
             f"{clashes} are fixed when a store is created (stored: "
             f"{ {f: getattr(stored, f) for f in clashes} })"
         )
-    query_time = {
-        f: getattr(given, f) for f in given.model_fields_set if f not in BUILD_TIME_FIELDS
-    }
-    return stored.model_copy(update=query_time)
+    return given.model_copy(update={f: getattr(stored, f) for f in BUILD_TIME_FIELDS})
