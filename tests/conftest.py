@@ -36,3 +36,34 @@ def rng() -> np.random.Generator:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "store.db"
+
+
+PG_URL_ENV = "LATESTORE_TEST_PG_URL"
+PG_HOW = (
+    f"set {PG_URL_ENV}=postgresql+psycopg://user@host:port/db (a server where that user "
+    "may create databases) to run the PostgreSQL variants; .ci/run starts one"
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Where a store test keeps its store: a SQLite file, or a fresh PostgreSQL database.
+
+    The PostgreSQL variant skips unless LATESTORE_TEST_PG_URL is set.
+    """
+    if request.param == "sqlite":
+        yield str(tmp_path / "store.db")
+        return
+    from tests.postgres import fresh_database
+
+    admin_url = os.environ.get(PG_URL_ENV)
+    if not admin_url:
+        pytest.skip(f"PostgreSQL variant: {PG_HOW}")
+    # Derived index files of a URL store live under ~/.cache; keep them per test.
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    try:
+        with fresh_database(admin_url) as url:
+            yield url
+    finally:
+        monkeypatch.undo()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,10 +16,10 @@ DIM = 32
 
 
 @pytest.fixture
-def store(db_path: Path, rng: np.random.Generator) -> Iterator[Store]:
+def store(store_url: str, rng: np.random.Generator) -> Iterator[Store]:
     pages, centres = clustered_pages(rng, 500)
     config = StoreConfig(ivf_min_tokens=5_000, exhaustive_max_tokens=500, ivf_codec="SQ8")
-    with Store.open(db_path, PrecomputedVectors(dim=DIM), config=config) as opened:
+    with Store.open(store_url, PrecomputedVectors(dim=DIM), config=config) as opened:
         opened.add_pages(pages)
         opened.centres = centres  # type: ignore[attr-defined]
         yield opened
@@ -91,8 +90,8 @@ def test_no_match_gives_empty_list(store: Store, rng: np.random.Generator) -> No
     assert store.search(query_from(rng, store.centres), k=5, filter={"lang": "xx"}) == []  # type: ignore[attr-defined]
 
 
-def test_dates_and_created_at(db_path: Path, rng: np.random.Generator) -> None:
-    with Store.open(db_path, PrecomputedVectors(dim=8)) as s:
+def test_dates_and_created_at(store_url: str, rng: np.random.Generator) -> None:
+    with Store.open(store_url, PrecomputedVectors(dim=8)) as s:
         s.add_pages(
             [
                 Page(vectors=rng.standard_normal((2, 8)), metadata={"published": "2021-03-01"}),

@@ -13,6 +13,7 @@ from latestore import PrecomputedVectors, Store
 from latestore.errors import SchemaVersionError
 from latestore.migrations.runner import VERSION_TABLE, current_revision, head_revision, upgrade
 from latestore.schema import Base
+from latestore.sql import to_url
 
 
 def test_upgrade_to_head_gives_exactly_the_orm_schema(tmp_path: Path) -> None:
@@ -37,19 +38,19 @@ def test_upgrade_to_head_gives_exactly_the_orm_schema(tmp_path: Path) -> None:
     assert VERSION_TABLE in tables and "alembic_version" not in tables
 
 
-def test_store_open_applies_migrations(db_path: Path) -> None:
-    with Store.open(db_path, PrecomputedVectors(dim=4)):
+def test_store_open_applies_migrations(store_url: str) -> None:
+    with Store.open(store_url, PrecomputedVectors(dim=4)):
         pass
-    engine = create_engine(f"sqlite:///{db_path}")
+    engine = create_engine(to_url(store_url))
     with engine.connect() as conn:
         assert current_revision(conn) == head_revision()
 
 
-def test_newer_database_is_refused(db_path: Path) -> None:
-    with Store.open(db_path, PrecomputedVectors(dim=4)):
+def test_newer_database_is_refused(store_url: str) -> None:
+    with Store.open(store_url, PrecomputedVectors(dim=4)):
         pass
-    engine = create_engine(f"sqlite:///{db_path}")
+    engine = create_engine(to_url(store_url))
     with engine.begin() as conn:
         conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999_from_the_future'"))
     with pytest.raises(SchemaVersionError, match="newer latestore"):
-        Store.open(db_path, PrecomputedVectors(dim=4))
+        Store.open(store_url, PrecomputedVectors(dim=4))

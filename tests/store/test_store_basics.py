@@ -23,7 +23,7 @@ DIM = 32
 SMALL = StoreConfig(ivf_min_tokens=5_000, exhaustive_max_tokens=500, n_rerank=64, ivf_codec="SQ8")
 
 
-def open_store(path: Path, **kwargs: object) -> Store:
+def open_store(path: str | Path, **kwargs: object) -> Store:
     return Store.open(
         path, PrecomputedVectors(dim=DIM), config=kwargs.pop("config", SMALL), **kwargs
     )  # type: ignore[arg-type]
@@ -33,9 +33,9 @@ def ids_of(hits: list) -> list[int]:  # type: ignore[type-arg]
     return [h.page_id for h in hits]
 
 
-def test_add_search_get_count(db_path: Path, rng: np.random.Generator) -> None:
+def test_add_search_get_count(store_url: str, rng: np.random.Generator) -> None:
     pages, centres = clustered_pages(rng, 400)
-    with open_store(db_path) as store:
+    with open_store(store_url) as store:
         ids = store.add_pages(pages)
         assert ids == list(range(1, 401))
         assert store.count() == 400
@@ -52,10 +52,10 @@ def test_add_search_get_count(db_path: Path, rng: np.random.Generator) -> None:
         assert top.n_tokens == len(pages[hits[0].page_id - 1].vectors)  # type: ignore[arg-type]
 
 
-def test_scores_are_exact_maxsim(db_path: Path, rng: np.random.Generator) -> None:
+def test_scores_are_exact_maxsim(store_url: str, rng: np.random.Generator) -> None:
     pages, centres = clustered_pages(rng, 300)
     query = query_from(rng, centres)
-    with open_store(db_path) as store:
+    with open_store(store_url) as store:
         store.add_pages(pages)
         hits = store.search(query, k=20)
     q = query / np.linalg.norm(query, axis=1, keepdims=True)
@@ -68,10 +68,10 @@ def test_scores_are_exact_maxsim(db_path: Path, rng: np.random.Generator) -> Non
 
 
 def test_approximate_matches_exhaustive_on_clustered_data(
-    db_path: Path, rng: np.random.Generator
+    store_url: str, rng: np.random.Generator
 ) -> None:
     pages, centres = clustered_pages(rng, 600)
-    with open_store(db_path) as store:
+    with open_store(store_url) as store:
         store.add_pages(pages)
         queries = [query_from(rng, centres) for _ in range(20)]
         approx = store.search(queries, k=10)
@@ -82,34 +82,34 @@ def test_approximate_matches_exhaustive_on_clustered_data(
     assert overlap >= 0.95
 
 
-def test_batched_search_equals_single(db_path: Path, rng: np.random.Generator) -> None:
+def test_batched_search_equals_single(store_url: str, rng: np.random.Generator) -> None:
     pages, centres = clustered_pages(rng, 200)
     queries = [query_from(rng, centres) for _ in range(5)]
-    with open_store(db_path) as store:
+    with open_store(store_url) as store:
         store.add_pages(pages)
         batched = store.search(queries, k=7)
         singles = [store.search(q, k=7) for q in queries]
     assert [ids_of(b) for b in batched] == [ids_of(s) for s in singles]
 
 
-def test_reopen_returns_identical_results(db_path: Path, rng: np.random.Generator) -> None:
+def test_reopen_returns_identical_results(store_url: str, rng: np.random.Generator) -> None:
     pages, centres = clustered_pages(rng, 500)
     queries = [query_from(rng, centres) for _ in range(10)]
-    with open_store(db_path) as store:
+    with open_store(store_url) as store:
         store.add_pages(pages)
         before = [[(h.page_id, h.score) for h in r] for r in store.search(queries, k=10)]
-    with open_store(db_path) as store:
+    with open_store(store_url) as store:
         assert store.opened_from == "snapshot"
         after = [[(h.page_id, h.score) for h in r] for r in store.search(queries, k=10)]
     assert after == before
 
 
 def test_delete_disappears_at_once_and_after_reopen(
-    db_path: Path, rng: np.random.Generator
+    store_url: str, rng: np.random.Generator
 ) -> None:
     pages, centres = clustered_pages(rng, 300)
     query = query_from(rng, centres)
-    with open_store(db_path) as store:
+    with open_store(store_url) as store:
         store.add_pages(pages)
         top = ids_of(store.search(query, k=5))
         assert store.delete(top[:3]) == 3
@@ -120,24 +120,24 @@ def test_delete_disappears_at_once_and_after_reopen(
         assert store.count() == 297
         with pytest.raises(PageNotFoundError):
             store.get([top[0]])
-    with open_store(db_path) as store:
+    with open_store(store_url) as store:
         assert store.count() == 297
         assert not set(top[:3]) & set(ids_of(store.search(query, k=50, exhaustive=True)))
         assert not set(top[:3]) & set(ids_of(store.search(query, k=5)))
 
 
-def test_ids_are_stable_and_never_reused(db_path: Path, rng: np.random.Generator) -> None:
+def test_ids_are_stable_and_never_reused(store_url: str, rng: np.random.Generator) -> None:
     pages, _ = clustered_pages(rng, 20)
-    with open_store(db_path) as store:
+    with open_store(store_url) as store:
         ids = store.add_pages(pages[:10])
         store.delete([ids[-1]])
         new_ids = store.add_pages(pages[10:12])
     assert new_ids == [11, 12]
 
 
-def test_upsert_by_external_id_keeps_page_id(db_path: Path, rng: np.random.Generator) -> None:
+def test_upsert_by_external_id_keeps_page_id(store_url: str, rng: np.random.Generator) -> None:
     pages, centres = clustered_pages(rng, 50)
-    with open_store(db_path) as store:
+    with open_store(store_url) as store:
         store.add_pages(pages)
         assert store.add_pages([pages[4]]) == [5]  # identical: no change at all
         change = store.stats()["change_no"]
@@ -153,26 +153,26 @@ def test_upsert_by_external_id_keeps_page_id(db_path: Path, rng: np.random.Gener
         assert hits[0].page_id == 5
         with pytest.raises(DuplicateExternalIdError):
             store.add_pages([replacement], upsert=False)
-    with open_store(db_path) as store:
+    with open_store(store_url) as store:
         assert store.get([5])[0].n_tokens == 6
         assert store.count() == 50
 
 
 def test_duplicate_external_ids_in_one_batch_write_nothing(
-    db_path: Path, rng: np.random.Generator
+    store_url: str, rng: np.random.Generator
 ) -> None:
     pages, _ = clustered_pages(rng, 3)
     twin = Page(vectors=pages[0].vectors, external_id="doc-0")
-    with open_store(db_path) as store:
+    with open_store(store_url) as store:
         with pytest.raises(DuplicateExternalIdError):
             store.add_pages([pages[0], twin])
         assert store.count() == 0
 
 
-def test_bad_page_in_batch_writes_nothing(db_path: Path, rng: np.random.Generator) -> None:
+def test_bad_page_in_batch_writes_nothing(store_url: str, rng: np.random.Generator) -> None:
     pages, _ = clustered_pages(rng, 10)
     bad = Page(vectors=np.ones((3, DIM + 1), dtype=np.float32), external_id="bad")
-    with open_store(db_path) as store:
+    with open_store(store_url) as store:
         store.add_pages(pages[:2])
         with pytest.raises(DimensionMismatchError, match="dim 33"):
             store.add_pages([*pages[2:], bad])
@@ -180,42 +180,42 @@ def test_bad_page_in_batch_writes_nothing(db_path: Path, rng: np.random.Generato
         assert store.stats()["tokens"] == sum(len(p.vectors) for p in pages[:2])  # type: ignore[arg-type]
 
 
-def test_k_larger_than_store_returns_everything(db_path: Path, rng: np.random.Generator) -> None:
+def test_k_larger_than_store_returns_everything(store_url: str, rng: np.random.Generator) -> None:
     pages, centres = clustered_pages(rng, 8)
-    with open_store(db_path) as store:
+    with open_store(store_url) as store:
         store.add_pages(pages)
         assert len(store.search(query_from(rng, centres), k=100)) == 8
         with pytest.raises(InvalidInputError):
             store.search(query_from(rng, centres), k=0)
 
 
-def test_empty_store_search(db_path: Path, rng: np.random.Generator) -> None:
-    with open_store(db_path) as store:
+def test_empty_store_search(store_url: str, rng: np.random.Generator) -> None:
+    with open_store(store_url) as store:
         assert store.search(rng.standard_normal((3, DIM)), k=5) == []
 
 
-def test_encoder_mismatch_is_refused(db_path: Path, rng: np.random.Generator) -> None:
+def test_encoder_mismatch_is_refused(store_url: str, rng: np.random.Generator) -> None:
     pages, _ = clustered_pages(rng, 3)
-    with open_store(db_path) as store:
+    with open_store(store_url) as store:
         store.add_pages(pages)
     with pytest.raises(EncoderMismatchError, match="cannot be mixed"):
-        Store.open(db_path, PrecomputedVectors(dim=DIM, name="another-model"))
+        Store.open(store_url, PrecomputedVectors(dim=DIM, name="another-model"))
     with pytest.raises(EncoderMismatchError):
-        Store.open(db_path, PrecomputedVectors(dim=DIM * 2))
+        Store.open(store_url, PrecomputedVectors(dim=DIM * 2))
 
 
-def test_build_time_config_is_fixed(db_path: Path) -> None:
-    with open_store(db_path):
+def test_build_time_config_is_fixed(store_url: str) -> None:
+    with open_store(store_url):
         pass
     with pytest.raises(InvalidInputError, match="fixed"):
-        open_store(db_path, config=StoreConfig(vector_dtype="float32"))
-    with open_store(db_path, config=StoreConfig(nprobe=64)) as store:
+        open_store(store_url, config=StoreConfig(vector_dtype="float32"))
+    with open_store(store_url, config=StoreConfig(nprobe=64)) as store:
         assert store.config.nprobe == 64
         assert store.config.ivf_min_tokens == SMALL.ivf_min_tokens
 
 
-def test_closed_store_refuses_work(db_path: Path) -> None:
-    store = open_store(db_path)
+def test_closed_store_refuses_work(store_url: str) -> None:
+    store = open_store(store_url)
     store.close()
     store.close()
     with pytest.raises(StoreClosedError):
@@ -229,10 +229,10 @@ def test_in_memory_store(rng: np.random.Generator) -> None:
         assert len(store.search(query_from(rng, centres), k=3)) == 3
 
 
-def test_float32_store_and_search_overrides(db_path: Path, rng: np.random.Generator) -> None:
+def test_float32_store_and_search_overrides(store_url: str, rng: np.random.Generator) -> None:
     pages, centres = clustered_pages(rng, 300)
     config = SMALL.model_copy(update={"vector_dtype": "float32"})
-    with open_store(db_path, config=config) as store:
+    with open_store(store_url, config=config) as store:
         store.add_pages(pages)
         query = query_from(rng, centres)
         wide = store.search(query, k=10, nprobe=64, k_per_token=256, n_rerank=300)
@@ -243,13 +243,13 @@ def test_float32_store_and_search_overrides(db_path: Path, rng: np.random.Genera
 
 
 def test_product_quantized_index_finds_the_exact_top(
-    db_path: Path, rng: np.random.Generator
+    store_url: str, rng: np.random.Generator
 ) -> None:
     pages, centres = clustered_pages(rng, 250)
     config = StoreConfig(
         ivf_min_tokens=2_000, exhaustive_max_tokens=0, ivf_codec="PQ", ivf_nlist=32
     )
-    with open_store(db_path, config=config) as store:
+    with open_store(store_url, config=config) as store:
         store.add_pages(pages)
         assert store.stats()["index"] == {
             "kind": "ivf",
@@ -267,14 +267,14 @@ def test_product_quantized_index_finds_the_exact_top(
     assert overlap >= 0.9
 
 
-def test_memory_dtype_float32_gives_same_ranking(db_path: Path, rng: np.random.Generator) -> None:
+def test_memory_dtype_float32_gives_same_ranking(store_url: str, rng: np.random.Generator) -> None:
     pages, centres = clustered_pages(rng, 200)
     queries = [query_from(rng, centres) for _ in range(5)]
-    with open_store(db_path) as store:
+    with open_store(store_url) as store:
         store.add_pages(pages)
         half = store.search(queries, k=10)
     wide = SMALL.model_copy(update={"memory_dtype": "float32"})
-    with open_store(db_path, config=wide) as store:
+    with open_store(store_url, config=wide) as store:
         assert store.stats()["memory_dtype"] == "float32"
         full = store.search(queries, k=10)
     assert [ids_of(h) for h in half] == [ids_of(f) for f in full]
