@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import struct
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,15 +42,22 @@ def write_snapshot(path: Path, header: dict[str, Any], sections: dict[str, bytes
     )
     head = json.dumps(full_header, sort_keys=True).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as handle:
-        handle.write(MAGIC)
-        handle.write(struct.pack("<Q", len(head)))
-        handle.write(head)
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    remove_orphaned_temporaries(path)
+    # pid first (for orphan clean-up), then a random part: two stores of one process
+    # may snapshot the same directory at once and must not share a temporary file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with tmp.open("wb") as handle:
+            handle.write(MAGIC)
+            handle.write(struct.pack("<Q", len(head)))
+            handle.write(head)
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_dir(path.parent)
     return len(MAGIC) + 8 + len(head) + len(payload)
 
@@ -89,6 +97,36 @@ def read_snapshot(path: Path, expect: dict[str, Any]) -> Snapshot:
     if offset != len(payload):
         raise IndexSnapshotError(f"{path} has a malformed payload")
     return Snapshot(header=header, sections=sections)
+
+
+def remove_orphaned_temporaries(path: Path) -> int:
+    """Delete temporary files of ``path`` left by writers that died mid-snapshot.
+
+    A temporary file names its writer's pid; one whose process is gone can never be
+    renamed into place, and without this every crash would leave a full-size copy
+    behind. Files of live processes (another store writing now) are left alone.
+    """
+    removed = 0
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid_text = tmp.name[len(path.name) + 2 :].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+            continue
+        try:
+            tmp.unlink()
+            removed += 1
+        except FileNotFoundError:  # another process cleaned it up first
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _fsync_dir(directory: Path) -> None:

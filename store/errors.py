@@ -67,6 +67,10 @@ class SchemaVersionError(LatestoreError):
     """The database schema was written by a newer (or unknown) latestore version."""
 
 
+class StoreBusyError(LatestoreError, TimeoutError):
+    """Another writer held the store's write lock for longer than the lock timeout."""
+
+
 class StoreClosedError(LatestoreError, RuntimeError):
     """An operation on a store that has been closed."""
 

@@ -57,18 +57,34 @@ class Page(BaseModel):
                 ) from exc
             raise InvalidPageError(str(exc)) from exc
 
+    @field_validator("text", "external_id", "document_id", "source")
+    @classmethod
+    def _storable_text(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_storable(value)
+        return value
+
     @field_validator("metadata")
     @classmethod
     def _json_metadata(cls, value: Metadata) -> Metadata:
         try:
-            blob = json.dumps(value, allow_nan=False)
+            # ensure_ascii=False + encode: lone surrogates fail here, not in the database.
+            blob = json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
         except (TypeError, ValueError) as exc:
             raise ValueError(f"metadata must be JSON-serialisable without NaN/inf: {exc}") from exc
+        except RecursionError as exc:
+            raise ValueError("metadata nests too deeply to store") from exc
         if len(blob) > MAX_METADATA_BYTES:
             raise ValueError(f"metadata is {len(blob)} bytes; the limit is {MAX_METADATA_BYTES}")
         for key in value:
             if not key or len(key) > 256:
                 raise ValueError("metadata keys must be 1 to 256 characters")
+            # A filter addresses a key through a JSON path ('$."key"' in SQLite), which
+            # has no escape for these: such a key could be stored but never filtered on.
+            if any(ch in key for ch in '"\\') or any(ord(ch) < 32 for ch in key):
+                raise ValueError(
+                    f"metadata key {key[:80]!r} contains a quote, backslash or control character"
+                )
         return value
 
     @field_validator("vectors", mode="before")
@@ -93,6 +109,18 @@ class Page(BaseModel):
         if self.vectors is not None:
             digest.update(b"\0vectors\0" + np.ascontiguousarray(self.vectors).tobytes())
         return digest.hexdigest()
+
+
+def _check_storable(value: str) -> None:
+    """Text every backend can store: UTF-8 encodable, and no NUL (PostgreSQL refuses it)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"text is not valid Unicode (lone surrogate at position {exc.start})"
+        ) from exc
+    if "\x00" in value:
+        raise ValueError(f"text contains a NUL character at position {value.index(chr(0))}")
 
 
 class SearchHit(BaseModel):

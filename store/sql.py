@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.pool import StaticPool
+
+from latestore.errors import StoreBusyError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -46,7 +48,9 @@ def default_index_dir(url: str) -> Path | None:
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True)
+        event.listen(engine, "handle_error", _busy_as_typed_error)
+        return engine
     kwargs: dict[str, Any] = {}
     if sqlite_file(url) is None:
         # One shared connection, or every checkout would see a new empty database.
@@ -71,6 +75,8 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA synchronous = FULL")
         cursor.close()
 
+    event.listen(engine, "handle_error", _busy_as_typed_error)
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # Writers take the write lock up front (BEGIN IMMEDIATE): a deferred transaction
@@ -79,3 +85,24 @@ def make_engine(url: str) -> Engine:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _busy_as_typed_error(context: ExceptionContext) -> None:
+    """A writer that waited out the lock timeout gets StoreBusyError, not a driver error.
+
+    SQLite reports it as "database is locked" after busy_timeout; PostgreSQL as
+    lock_not_available (SQLSTATE 55P03) when the server's ``lock_timeout`` is set.
+    """
+    original = context.original_exception
+    message = str(original).lower()
+    sqlstate = getattr(original, "sqlstate", None)
+    if "database is locked" in message or "database is busy" in message:
+        waited = f"{SQLITE_BUSY_TIMEOUT_MS / 1000:g} s"
+    elif sqlstate == "55P03":
+        waited = "the server's lock_timeout"
+    else:
+        return
+    raise StoreBusyError(
+        f"another writer held the store's write lock for longer than {waited}; nothing "
+        f"was written, retry later ({original})"
+    ) from original

@@ -64,7 +64,11 @@ class Store:
         self.config = config
         self.dim = row.dim
         self.store_uuid = row.store_uuid
+        # _lock guards the in-memory index; _write_lock serialises this process's SQL
+        # write transactions. They are separate so that a writer queued behind another
+        # process's write lock (up to the busy timeout) does not stall searches here.
         self._lock = threading.RLock()
+        self._write_lock = threading.Lock()
         self._closed = False
         memory_dtype = config.memory_dtype or row.vector_dtype
         index = LateInteractionIndex(row.dim, memory_dtype, config.index_params())
@@ -187,11 +191,11 @@ class Store:
             for i, v in zip(todo, vectors, strict=True)
         ]
         if prepared:
+            with self._write_lock, Session(self._engine) as session, session.begin():
+                session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+                change_no = next_change(session)
+                new_ids = write_pages(session, prepared, change_no)
             with self._lock:
-                with Session(self._engine) as session, session.begin():
-                    session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-                    change_no = next_change(session)
-                    new_ids = write_pages(session, prepared, change_no)
                 self._sync.applied_own(change_no, new_ids, [p.vectors for p in prepared])
                 for i, page_id in zip(todo, new_ids, strict=True):
                     ids[i] = page_id
@@ -205,21 +209,21 @@ class Store:
         self._check_open()
         page_ids = [int(i) for i in ids]
         wanted_external = list(external_ids)
-        with self._lock:
-            with Session(self._engine) as session, session.begin():
-                session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-                if wanted_external:
-                    page_ids += (
-                        session.execute(
-                            select(PageRow.id).where(PageRow.external_id.in_(wanted_external))
-                        )
-                        .scalars()
-                        .all()
+        with self._write_lock, Session(self._engine) as session, session.begin():
+            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+            if wanted_external:
+                page_ids += (
+                    session.execute(
+                        select(PageRow.id).where(PageRow.external_id.in_(wanted_external))
                     )
-                if not page_ids:
-                    return 0
-                change_no = next_change(session)
-                removed = delete_pages(session, sorted(set(page_ids)), change_no)
+                    .scalars()
+                    .all()
+                )
+            if not page_ids:
+                return 0
+            change_no = next_change(session)
+            removed = delete_pages(session, sorted(set(page_ids)), change_no)
+        with self._lock:
             self._sync.applied_own(change_no, removed, [])
             self._maybe_snapshot()
             return len(removed)

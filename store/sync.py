@@ -157,9 +157,15 @@ class IndexSync:
         path = self.snapshot_path
         if path is None or self.snapshot_change == self.applied_change:
             return 0
-        written = self.index.save(
-            path, {"store_uuid": self.store_uuid, "change_no": self.applied_change}
-        )
+        try:
+            written = self.index.save(
+                path, {"store_uuid": self.store_uuid, "change_no": self.applied_change}
+            )
+        except OSError as exc:
+            # The snapshot only shortens the next open; the write that triggered it is
+            # already committed, so a full disk or read-only folder must not fail it.
+            log.warning("latestore: cannot write index snapshot %s (%s)", path, exc)
+            return 0
         self.snapshot_change = self.applied_change
         self.tokens_since_snapshot = 0
         return written

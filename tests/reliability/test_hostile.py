@@ -1,0 +1,390 @@
+"""Hostile input corpus: each case gets a typed error or a documented safe behaviour,
+and the store is verified unchanged afterwards (apart from a safely stored page)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import inspect, select
+from sqlalchemy.orm import Session
+
+from latestore import Page, PrecomputedVectors, Store, StoreConfig
+from latestore.errors import (
+    DimensionMismatchError,
+    DuplicateExternalIdError,
+    EmptyPageError,
+    EncoderError,
+    FilterError,
+    InvalidInputError,
+    InvalidVectorError,
+    NonFiniteVectorError,
+    UnknownFilterFieldError,
+    UnknownFilterOperatorError,
+)
+from latestore.images import UnreadableImageError
+from latestore.ingest_sources import SourceError, open_source
+from latestore.schema import PageRow
+from tests.reliability import hostile_inputs
+from tests.store.helpers import clustered_pages
+
+DIM = 16
+N_PAGES = 20
+SQL_KEY = "x'); DROP TABLE ls_pages; --"
+SQL_VALUE = "1' OR '1'='1'; DELETE FROM ls_pages; --"
+
+
+@dataclass
+class Ctx:
+    store: Store
+    tmp: Path
+
+    def vec(self, n: int = 3, dim: int = DIM) -> np.ndarray:
+        return np.random.default_rng(n).standard_normal((n, dim)).astype(np.float32)
+
+    def add(self, **fields: Any) -> list[int]:
+        fields.setdefault("vectors", self.vec())
+        return self.store.add_pages([Page(**fields)])
+
+    def query(self, **kwargs: Any) -> Any:
+        return self.store.search(kwargs.pop("q", self.vec(4)), **kwargs)
+
+    def source(self, name: str, data: bytes) -> Any:
+        path = self.tmp / name
+        path.write_bytes(data)
+        return open_source(path, dpi=72, chunk_chars=2000)
+
+
+Action = Callable[[Ctx], Any]
+Check = Callable[[Ctx, Any], None]
+
+
+def stored_verbatim(**expect: Any) -> Check:
+    def check(ctx: Ctx, ids: Any) -> None:
+        page = ctx.store.get(ids)[0]
+        for key, value in expect.items():
+            assert getattr(page, key) == value
+
+    return check
+
+
+def finds_only_new_page(ctx: Ctx, ids: Any) -> None:
+    (page_id,) = ids
+    key, value = next(iter(ctx.store.get([page_id])[0].metadata.items()))
+    hits = ctx.query(k=50, filter={f"metadata.{key}": value})
+    assert [h.page_id for h in hits] == [page_id]
+
+
+def empty_result(_: Ctx, hits: Any) -> None:
+    assert hits == []
+
+
+def all_pages(_: Ctx, hits: Any) -> None:
+    assert len(hits) == N_PAGES
+
+
+def deep(depth: int) -> dict[str, Any]:
+    node: dict[str, Any] = {"leaf": 1}
+    for _ in range(depth):
+        node = {"n": node}
+    return node
+
+
+def nested_filter(depth: int) -> dict[str, Any]:
+    spec: dict[str, Any] = {"lang": "en"}
+    for _ in range(depth):
+        spec = {"$and": [spec]}
+    return spec
+
+
+E = type[BaseException]
+CASES: list[tuple[str, Action, E | None, Check | None]] = [
+    # -- vectors ---------------------------------------------------------------
+    ("nan-vector", lambda c: c.add(vectors=np.full((2, DIM), np.nan)), NonFiniteVectorError, None),
+    ("inf-vector", lambda c: c.add(vectors=np.full((2, DIM), np.inf)), NonFiniteVectorError, None),
+    (
+        "neg-inf-one-value",
+        lambda c: c.add(vectors=_poke(c.vec(), -np.inf)),
+        NonFiniteVectorError,
+        None,
+    ),
+    (
+        "float64-overflows-float32",
+        lambda c: c.add(vectors=np.full((2, DIM), 1e300)),
+        NonFiniteVectorError,
+        None,
+    ),
+    ("all-zero-vectors", lambda c: c.add(vectors=np.zeros((3, DIM))), InvalidVectorError, None),
+    ("one-zero-token", lambda c: c.add(vectors=_zero_row(c.vec())), InvalidVectorError, None),
+    ("dim-too-big", lambda c: c.add(vectors=c.vec(3, DIM + 1)), DimensionMismatchError, None),
+    ("dim-too-small", lambda c: c.add(vectors=c.vec(3, DIM - 1)), DimensionMismatchError, None),
+    ("dim-zero", lambda c: c.add(vectors=np.zeros((3, 0))), DimensionMismatchError, None),
+    ("vectors-1d", lambda c: c.add(vectors=np.ones(DIM)), InvalidVectorError, None),
+    ("vectors-3d", lambda c: c.add(vectors=np.ones((2, 2, DIM))), InvalidVectorError, None),
+    ("zero-tokens", lambda c: c.add(vectors=np.zeros((0, DIM))), EmptyPageError, None),
+    ("string-vectors", lambda c: c.add(vectors=np.array([["a"] * DIM])), InvalidVectorError, None),
+    ("bool-vectors", lambda c: c.add(vectors=np.ones((2, DIM), bool)), InvalidVectorError, None),
+    (
+        "complex-vectors",
+        lambda c: c.add(vectors=np.ones((2, DIM), complex)),
+        InvalidVectorError,
+        None,
+    ),
+    ("ragged-vectors", lambda c: c.add(vectors=[[1.0] * DIM, [1.0]]), InvalidInputError, None),
+    (
+        "huge-finite-values",
+        lambda c: c.add(vectors=np.full((2, DIM), 3e38, np.float32)),
+        None,
+        stored_verbatim(n_tokens=2),
+    ),
+    # -- pages and batches -----------------------------------------------------
+    ("page-without-content", lambda c: Page(), InvalidInputError, None),
+    ("not-a-page", lambda c: c.store.add_pages([{"text": "hi"}]), InvalidInputError, None),  # type: ignore[list-item]
+    (
+        "duplicate-ids-in-batch",
+        lambda c: c.store.add_pages(
+            [Page(vectors=c.vec(), external_id="d"), Page(vectors=c.vec(4), external_id="d")]
+        ),
+        DuplicateExternalIdError,
+        None,
+    ),
+    (
+        "existing-id-no-upsert",
+        lambda c: c.store.add_pages([Page(vectors=c.vec(), external_id="doc-1")], upsert=False),
+        DuplicateExternalIdError,
+        None,
+    ),
+    (
+        "bad-page-last-in-batch",
+        lambda c: c.store.add_pages(
+            [Page(vectors=c.vec(), external_id="ok"), Page(vectors=np.full((2, DIM), np.nan))]
+        ),
+        NonFiniteVectorError,
+        None,
+    ),
+    ("empty-external-id", lambda c: c.add(external_id=""), InvalidInputError, None),
+    ("huge-external-id", lambda c: c.add(external_id="x" * 10_000), InvalidInputError, None),
+    ("negative-page-number", lambda c: c.add(page_number=-1), InvalidInputError, None),
+    (
+        "text-without-vectors-no-model",
+        lambda c: c.store.add_pages([Page(text="hello")]),
+        EncoderError,
+        None,
+    ),
+    # -- text ------------------------------------------------------------------
+    ("non-utf8-bytes-as-text", lambda c: c.add(text=b"\xff\xfe\xfa"), InvalidInputError, None),
+    ("lone-surrogate-text", lambda c: c.add(text="bad \udcff end"), InvalidInputError, None),
+    ("lone-surrogate-metadata", lambda c: c.add(metadata={"k": "\ud800"}), InvalidInputError, None),
+    ("nul-in-text", lambda c: c.add(text="a\x00b"), InvalidInputError, None),
+    ("nul-in-document-id", lambda c: c.add(document_id="a\x00b"), InvalidInputError, None),
+    (
+        "non-utf8-text-file",
+        lambda c: c.source("latin.txt", "café".encode("latin-1")),
+        SourceError,
+        None,
+    ),
+    (
+        "rtl-and-emoji-text",
+        lambda c: c.add(text="\u202eevil\u202c 🧨" * 100),
+        None,
+        stored_verbatim(text="\u202eevil\u202c 🧨" * 100),
+    ),
+    # -- metadata --------------------------------------------------------------
+    ("sql-looking-key", lambda c: c.add(metadata={SQL_KEY: "v"}), None, finds_only_new_page),
+    ("sql-looking-value", lambda c: c.add(metadata={"note": SQL_VALUE}), None, finds_only_new_page),
+    ("json-path-key", lambda c: c.add(metadata={'a"].b[0': "v"}), InvalidInputError, None),
+    ("control-char-key", lambda c: c.add(metadata={"a\nb": "v"}), InvalidInputError, None),
+    ("bracket-dot-key", lambda c: c.add(metadata={"a].b[0": "v"}), None, finds_only_new_page),
+    ("dollar-dot-key", lambda c: c.add(metadata={"$.lang": "zz"}), None, finds_only_new_page),
+    (
+        "oversized-metadata",
+        lambda c: c.add(metadata={"blob": "x" * 70_000}),
+        InvalidInputError,
+        None,
+    ),
+    ("nan-metadata", lambda c: c.add(metadata={"v": float("nan")}), InvalidInputError, None),
+    ("inf-metadata", lambda c: c.add(metadata={"v": float("inf")}), InvalidInputError, None),
+    ("non-json-metadata", lambda c: c.add(metadata={"v": {1, 2}}), InvalidInputError, None),
+    ("empty-metadata-key", lambda c: c.add(metadata={"": 1}), InvalidInputError, None),
+    ("long-metadata-key", lambda c: c.add(metadata={"k" * 300: 1}), InvalidInputError, None),
+    ("deeply-nested-metadata", lambda c: c.add(metadata=deep(50_000)), InvalidInputError, None),
+    (
+        "huge-int-metadata",
+        lambda c: c.add(metadata={"n": 10**40}),
+        None,
+        stored_verbatim(metadata={"n": 10**40}),
+    ),
+    # -- filters ---------------------------------------------------------------
+    (
+        "filter-injection-value",
+        lambda c: c.query(k=5, filter={"lang": "en' OR '1'='1"}),
+        None,
+        empty_result,
+    ),
+    (
+        "filter-injection-field",
+        lambda c: c.query(k=5, filter={"lang' OR 1=1 --": "en"}),
+        UnknownFilterFieldError,
+        None,
+    ),
+    (
+        "filter-injection-metadata-path",
+        lambda c: c.query(k=5, filter={"metadata.lang') OR 1=1 --": "x"}),
+        UnknownFilterFieldError,
+        None,
+    ),
+    (
+        "filter-injection-operator",
+        lambda c: c.query(k=5, filter={"lang": {"$where": "1=1"}}),
+        UnknownFilterOperatorError,
+        None,
+    ),
+    (
+        "filter-injection-in-list",
+        lambda c: c.query(k=5, filter={"lang": {"$in": ["x') OR 1=1 --"]}}),
+        None,
+        empty_result,
+    ),
+    (
+        "filter-raw-sql-string",
+        lambda c: c.query(k=5, filter="1=1; DROP TABLE ls_pages"),
+        FilterError,
+        None,
+    ),  # type: ignore[arg-type]
+    ("filter-too-deep", lambda c: c.query(k=5, filter=nested_filter(100)), FilterError, None),
+    (
+        "filter-huge-in",
+        lambda c: c.query(k=5, filter={"lang": {"$in": list(range(20_000))}}),
+        FilterError,
+        None,
+    ),
+    (
+        "filter-too-many-clauses",
+        lambda c: c.query(k=5, filter={"$or": [{"i": i} for i in range(2_000)]}),
+        FilterError,
+        None,
+    ),
+    (
+        "filter-nan-value",
+        lambda c: c.query(k=5, filter={"year": {"$gt": float("nan")}}),
+        FilterError,
+        None,
+    ),
+    ("filter-non-string-key", lambda c: c.query(k=5, filter={1: "en"}), FilterError, None),
+    # -- k ---------------------------------------------------------------------
+    ("k-zero", lambda c: c.query(k=0), InvalidInputError, None),
+    ("k-negative", lambda c: c.query(k=-5), InvalidInputError, None),
+    ("k-huge", lambda c: c.query(k=10**12), InvalidInputError, None),
+    ("k-bool", lambda c: c.query(k=True), InvalidInputError, None),
+    ("k-float", lambda c: c.query(k=2.5), InvalidInputError, None),
+    ("k-string", lambda c: c.query(k="10"), InvalidInputError, None),
+    ("k-larger-than-store", lambda c: c.query(k=5_000), None, all_pages),
+    # -- queries ---------------------------------------------------------------
+    ("query-nan", lambda c: c.query(q=np.full((2, DIM), np.nan), k=5), NonFiniteVectorError, None),
+    ("query-wrong-dim", lambda c: c.query(q=c.vec(2, DIM * 2), k=5), DimensionMismatchError, None),
+    ("query-zero-tokens", lambda c: c.query(q=np.zeros((0, DIM)), k=5), EmptyPageError, None),
+    ("query-blank-text", lambda c: c.query(q="   ", k=5), InvalidInputError, None),
+    ("query-search-setting-typo", lambda c: c.query(k=5, nprobes=4), InvalidInputError, None),
+    # A pydantic ValidationError today (a ValueError, not yet an InvalidInputError).
+    ("query-negative-nprobe", lambda c: c.query(k=5, nprobe=-1), ValueError, None),
+    # -- images and PDFs -------------------------------------------------------
+    (
+        "decompression-bomb-png",
+        lambda c: c.store.add_pages([Page(image=hostile_inputs.png_bomb())]),
+        UnreadableImageError,
+        None,
+    ),
+    (
+        "truncated-png",
+        lambda c: c.store.add_pages([Page(image=hostile_inputs.small_png()[:60])]),
+        UnreadableImageError,
+        None,
+    ),
+    (
+        "not-an-image",
+        lambda c: c.store.add_pages([Page(image=b"<html>hi</html>")]),
+        UnreadableImageError,
+        None,
+    ),
+    (
+        "missing-image-path",
+        lambda c: c.store.add_pages([Page(image_path=c.tmp / "nope.png")]),
+        UnreadableImageError,
+        None,
+    ),
+    (
+        "truncated-pdf",
+        lambda c: c.source("t.pdf", hostile_inputs.pdf_bytes()[:200]),
+        SourceError,
+        None,
+    ),
+    (
+        "encrypted-pdf",
+        lambda c: c.source("e.pdf", hostile_inputs.encrypted_pdf()),
+        SourceError,
+        None,
+    ),
+    ("html-named-pdf", lambda c: c.source("h.pdf", b"<html></html>"), SourceError, None),
+    ("empty-pdf", lambda c: c.source("z.pdf", b""), SourceError, None),
+]
+
+
+def _poke(array: np.ndarray, value: float) -> np.ndarray:
+    array[1, 3] = value
+    return array
+
+
+def _zero_row(array: np.ndarray) -> np.ndarray:
+    array[-1] = 0
+    return array
+
+
+def state(store: Store) -> tuple[Any, ...]:
+    with Session(store._engine) as session:
+        rows = session.execute(
+            select(PageRow.id, PageRow.external_id, PageRow.content_hash, PageRow.meta)
+            .where(PageRow.id <= N_PAGES)
+            .order_by(PageRow.id)
+        ).all()
+    tables = sorted(inspect(store._engine).get_table_names())
+    return tuple(rows), tuple(tables)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Iterator[Ctx]:
+    config = StoreConfig(vector_dtype="float32", exhaustive_max_tokens=0, ivf_codec="none")
+    pages, _ = clustered_pages(np.random.default_rng(2), N_PAGES, dim=DIM)
+    with Store.open(tmp_path / "h.db", PrecomputedVectors(dim=DIM), config=config) as store:
+        store.add_pages(pages)
+        yield Ctx(store, tmp_path)
+
+
+def test_corpus_is_large_enough() -> None:
+    assert len(CASES) >= 40
+    assert len({name for name, *_ in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize(("name", "action", "error", "check"), CASES, ids=[c[0] for c in CASES])
+def test_hostile_input(
+    ctx: Ctx, name: str, action: Action, error: E | None, check: Check | None
+) -> None:
+    store = ctx.store
+    before, change_before = state(store), store.stats()["change_no"]
+    count_before = store.count()
+    if error is not None:
+        with pytest.raises(error):
+            action(ctx)
+        assert store.count() == count_before
+        assert store.stats()["change_no"] == change_before
+    else:
+        result = action(ctx)
+        if check is not None:
+            check(ctx, result)
+    assert state(store) == before
+    index = store._sync.index
+    assert index.consistent() and len(index.vectors) == store.count()
+    assert len(store.search(ctx.vec(4), k=N_PAGES)) == min(N_PAGES, store.count())
