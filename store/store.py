@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
@@ -38,6 +39,7 @@ log = logging.getLogger("latestore")
 Query = str | npt.NDArray[np.floating]
 ProgressCallback = Callable[[int, int], None]
 MAX_K = 10_000
+QUERY_TIME_FIELDS = ("k_per_token", "nprobe", "n_rerank", "exhaustive_max_tokens")
 
 
 class Store:
@@ -309,17 +311,17 @@ class Store:
         self._check_open()
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 0 < k <= MAX_K:
             raise InvalidInputError(f"k must be an integer between 1 and {MAX_K}, got {k!r}")
-        params = self.config.model_copy(update=overrides) if overrides else self.config
+        params = self.config
         if overrides:
-            StoreConfig.model_validate(params.model_dump())
-            unknown = set(overrides) - {
-                "k_per_token",
-                "nprobe",
-                "n_rerank",
-                "exhaustive_max_tokens",
-            }
+            unknown = sorted(set(overrides) - set(QUERY_TIME_FIELDS))
             if unknown:
-                raise InvalidInputError(f"unknown search settings: {sorted(unknown)}")
+                raise InvalidInputError(
+                    f"unknown search settings {unknown}; known: {list(QUERY_TIME_FIELDS)}"
+                )
+            try:
+                params = StoreConfig.model_validate(self.config.model_dump() | overrides)
+            except ValidationError as exc:
+                raise InvalidInputError(f"bad search settings: {exc}") from exc
         vectors = self._query_vectors(queries)
         allowed = self._allowed(filter) if filter is not None else None
         with self._lock:

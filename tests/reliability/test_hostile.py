@@ -290,7 +290,7 @@ CASES: list[tuple[str, Action, E | None, Check | None]] = [
     ("query-blank-text", lambda c: c.query(q="   ", k=5), InvalidInputError, None),
     ("query-search-setting-typo", lambda c: c.query(k=5, nprobes=4), InvalidInputError, None),
     # A pydantic ValidationError today (a ValueError, not yet an InvalidInputError).
-    ("query-negative-nprobe", lambda c: c.query(k=5, nprobe=-1), ValueError, None),
+    ("query-negative-nprobe", lambda c: c.query(k=5, nprobe=-1), InvalidInputError, None),
     # -- images and PDFs -------------------------------------------------------
     (
         "decompression-bomb-png",
