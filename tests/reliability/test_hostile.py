@@ -289,7 +289,6 @@ CASES: list[tuple[str, Action, E | None, Check | None]] = [
     ("query-zero-tokens", lambda c: c.query(q=np.zeros((0, DIM)), k=5), EmptyPageError, None),
     ("query-blank-text", lambda c: c.query(q="   ", k=5), InvalidInputError, None),
     ("query-search-setting-typo", lambda c: c.query(k=5, nprobes=4), InvalidInputError, None),
-    # A pydantic ValidationError today (a ValueError, not yet an InvalidInputError).
     ("query-negative-nprobe", lambda c: c.query(k=5, nprobe=-1), InvalidInputError, None),
     # -- images and PDFs -------------------------------------------------------
     (
