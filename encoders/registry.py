@@ -129,6 +129,8 @@ def load_encoder(spec: str | Path, **options: Any) -> Encoder:
                 f"no encoder family recognises {model_dir}: {_describe(model_dir, config)}"
             )
         encoder = family.load(model_dir, **options)
+        if not getattr(encoder, "spec", None):
+            encoder.spec = str(model_dir.resolve())  # type: ignore[attr-defined]
     if pool_factor is not None:
         from latestore.encoders.pooling import PooledEncoder
 
