@@ -7,11 +7,13 @@ from host to device: the rerank gathers device tensors and scores them there.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
+from latestore.index.codec import dequantize_int8, quantize_int8
 from latestore.index.maxsim import pack_pages
 
 
@@ -22,8 +24,10 @@ class VectorCache:
         self.dim = dim
         self.dtype = np.dtype(dtype)
         self.device = torch.device(device)
-        self._pages: dict[int, npt.NDArray[np.floating]] = {}
+        # float16/float32 rows, or int8 codes with their scales in _scales
+        self._pages: dict[int, npt.NDArray[Any]] = {}
         self._on_device: dict[int, torch.Tensor] = {}
+        self._scales: dict[int, npt.NDArray[np.float32]] = {}  # int8 only
         self.total_tokens = 0
 
     def __len__(self) -> int:
@@ -36,6 +40,9 @@ class VectorCache:
         return np.fromiter(self._pages, dtype=np.int64, count=len(self._pages))
 
     def get(self, page_id: int) -> npt.NDArray[np.floating]:
+        """The page's vectors as floats (int8 pages are dequantised)."""
+        if self.dtype == np.int8:
+            return dequantize_int8(self._pages[page_id], self._scales[page_id])
         return self._pages[page_id]
 
     def n_tokens(self, page_id: int) -> int:
@@ -43,15 +50,23 @@ class VectorCache:
 
     def put(self, page_id: int, vectors: npt.NDArray[np.floating]) -> None:
         self.discard(page_id)
-        stored = np.ascontiguousarray(vectors, dtype=self.dtype)
+        stored: npt.NDArray[Any]
+        if self.dtype == np.int8:
+            stored, self._scales[page_id] = quantize_int8(vectors)
+        else:
+            stored = np.ascontiguousarray(vectors, dtype=self.dtype)
         stored.setflags(write=False)
         self._pages[page_id] = stored
         self.total_tokens += len(stored)
         if self.device.type != "cpu":
-            self._on_device[page_id] = torch.from_numpy(stored.copy()).to(self.device)
+            on_device = self.get(page_id).astype(
+                np.float16 if self.dtype == np.int8 else self.dtype
+            )
+            self._on_device[page_id] = torch.from_numpy(on_device.copy()).to(self.device)
 
     def discard(self, page_id: int) -> None:
         self._on_device.pop(page_id, None)
+        self._scales.pop(page_id, None)
         old = self._pages.pop(page_id, None)
         if old is not None:
             self.total_tokens -= len(old)
@@ -59,6 +74,8 @@ class VectorCache:
     def gather(
         self, page_ids: Iterable[int]
     ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.int64]]:
+        if self.dtype == np.int8:
+            return pack_pages([self.get(p) for p in page_ids])
         return pack_pages([self._pages[p] for p in page_ids])
 
     def gather_on_device(
@@ -80,10 +97,10 @@ class VectorCache:
         rng = np.random.default_rng(seed)
         keep = min(1.0, n / max(1, self.total_tokens))
         parts = []
-        for vectors in self._pages.values():
+        for page_id, vectors in self._pages.items():
             mask = rng.random(len(vectors)) < keep
             if mask.any():
-                parts.append(np.asarray(vectors[mask], dtype=np.float32))
+                parts.append(np.asarray(self.get(page_id)[mask], dtype=np.float32))
         if not parts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.concatenate(parts)

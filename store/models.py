@@ -158,10 +158,10 @@ class StoreConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    vector_dtype: Literal["float16", "float32"] = "float16"
+    vector_dtype: Literal["float16", "float32", "int8"] = "float16"
     # How the rerank keeps vectors in RAM; None = as stored. float32 doubles memory and
     # makes the CPU rerank about twice as fast (no half->float conversion per query).
-    memory_dtype: Literal["float16", "float32"] | None = None
+    memory_dtype: Literal["float16", "float32", "int8"] | None = None
     ivf_min_tokens: int = Field(default=100_000, ge=1)
     ivf_nlist: int | None = Field(default=None, ge=1)
     ivf_codec: Literal["PQ", "SQ8", "SQfp16", "Flat", "none"] = "PQ"

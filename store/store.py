@@ -24,6 +24,7 @@ from latestore.errors import (
     StoreClosedError,
 )
 from latestore.filters import FilterCompiler
+from latestore.index.codec import as_stored
 from latestore.index.late_index import LateInteractionIndex
 from latestore.migrations.runner import upgrade
 from latestore.models import Page, SearchHit, StoreConfig, StoredPage
@@ -189,6 +190,7 @@ class Store:
                 existing_id=existing[items[i].external_id][0]
                 if items[i].external_id in existing
                 else None,
+                storage_dtype=self._sync.dtype,
             )
             for i, v in zip(todo, vectors, strict=True)
         ]
@@ -198,7 +200,10 @@ class Store:
                 change_no = next_change(session)
                 new_ids = write_pages(session, prepared, change_no)
             with self._lock:
-                self._sync.applied_own(change_no, new_ids, [p.vectors for p in prepared])
+                # The index must hold what SQL holds (int8 is lossy), exactly as a
+                # reopen would load it, or results would shift after a restart.
+                stored = [as_stored(p.vectors, self._sync.dtype) for p in prepared]
+                self._sync.applied_own(change_no, new_ids, stored)
                 for i, page_id in zip(todo, new_ids, strict=True):
                     ids[i] = page_id
                 self._maybe_snapshot()

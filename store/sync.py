@@ -12,6 +12,7 @@ import numpy.typing as npt
 from sqlalchemy import Engine, select
 
 from latestore.errors import IndexSnapshotError
+from latestore.index.codec import from_storage
 from latestore.index.late_index import LateInteractionIndex
 from latestore.schema import ChangeRow, PageVectorsRow, StoreRow
 
@@ -21,12 +22,10 @@ SNAPSHOT_NAME = "candidates.snapshot"
 
 
 def decode(blob: bytes, n_tokens: int, dim: int, dtype: str) -> npt.NDArray[np.floating]:
-    array = np.frombuffer(blob, dtype=dtype)
-    if array.size != n_tokens * dim:
-        raise IndexSnapshotError(
-            f"stored vectors hold {array.size} values, expected {n_tokens}x{dim}"
-        )
-    return array.reshape(n_tokens, dim)
+    try:
+        return from_storage(blob, n_tokens, dim, dtype)
+    except ValueError as exc:
+        raise IndexSnapshotError(str(exc)) from exc
 
 
 class IndexSync:

@@ -52,7 +52,10 @@ def checked_vectors(raw: Any, dim: int, dtype: str, what: str) -> npt.NDArray[np
     norms = np.linalg.norm(array.astype(np.float64), axis=1, keepdims=True)
     if (norms == 0).any():
         raise InvalidVectorError(f"{what}: contains an all-zero vector")
-    normalised: npt.NDArray[np.floating] = (array / norms).astype(dtype)
+    # int8 is quantised when stored (latestore.index.codec); until then it stays float32.
+    normalised: npt.NDArray[np.floating] = (array / norms).astype(
+        np.float32 if dtype == "int8" else dtype
+    )
     if not np.isfinite(normalised).all():  # pragma: no cover - unit vectors always fit fp16
         raise NonFiniteVectorError(f"{what}: vectors overflow {dtype}")
     return normalised

@@ -11,6 +11,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from latestore.filters import kind_of
+from latestore.index.codec import to_storage
 from latestore.models import Page
 from latestore.schema import ChangeRow, MetadataKeyRow, PageRow, PageVectorsRow, StoreRow, utcnow
 
@@ -23,6 +24,7 @@ class PreparedPage:
     vectors: npt.NDArray[np.floating]
     content_hash: str
     existing_id: int | None  # set when an external id already names a page (upsert)
+    storage_dtype: str = "float16"
 
 
 def next_change(session: Session) -> int:
@@ -62,7 +64,11 @@ def write_pages(session: Session, prepared: list[PreparedPage], change_no: int) 
     session.execute(
         insert(PageVectorsRow),
         [
-            {"page_id": p, "n_tokens": len(item.vectors), "data": item.vectors.tobytes()}
+            {
+                "page_id": p,
+                "n_tokens": len(item.vectors),
+                "data": to_storage(item.vectors, item.storage_dtype),
+            }
             for p, item in zip(ids, prepared, strict=True)
         ],
     )

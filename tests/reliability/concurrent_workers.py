@@ -57,10 +57,14 @@ def reader(db: str, log: str, out: str, seed: int) -> None:
     with Store.open(db, PrecomputedVectors(dim=DIM)) as store:
         while True:
             lines = path.read_text().splitlines() if path.exists() else []
-            started = {int(x.split()[1]) for x in lines if x.startswith("add ")}
-            poisoned = {int(x.split()[1]) for x in lines if x.startswith("poison ")}
             deleted = {i for x in lines if x.startswith("deleted ") for i in json.loads(x[8:])}
-            for result in store.search(queries(3, seed=seed + searches), k=20):
+            results = store.search(queries(3, seed=seed + searches), k=20)
+            # A search may see batches committed while it ran: the journal read *after*
+            # it says which batches had begun by then, i.e. which may legitimately show.
+            after = path.read_text().splitlines() if path.exists() else []
+            started = {int(x.split()[1]) for x in after if x.startswith("add ")}
+            poisoned = {int(x.split()[1]) for x in after if x.startswith("poison ")}
+            for result in results:
                 for hit in result:
                     number = batch_of(hit.external_id or "")
                     assert number in started or number == 0, f"uncommitted page {hit}"
@@ -69,7 +73,7 @@ def reader(db: str, log: str, out: str, seed: int) -> None:
                     assert hit.metadata["batch"] == number
                     hits_seen += 1
             searches += 1
-            if "done" in lines:
+            if "done" in after:
                 break
             time.sleep(0.01)
         assert store.count() == store.stats()["pages"]

@@ -280,3 +280,23 @@ def test_memory_dtype_float32_gives_same_ranking(store_url: str, rng: np.random.
     assert [ids_of(h) for h in half] == [ids_of(f) for f in full]
     for h_hits, f_hits in zip(half, full, strict=True):
         np.testing.assert_allclose([h.score for h in h_hits], [f.score for f in f_hits], rtol=1e-5)
+
+
+def test_int8_store_reopens_identically_and_tracks_exhaustive(
+    store_url: str, rng: np.random.Generator
+) -> None:
+    pages, centres = clustered_pages(rng, 300)
+    queries = [query_from(rng, centres) for _ in range(8)]
+    config = SMALL.model_copy(update={"vector_dtype": "int8"})
+    with Store.open(store_url, PrecomputedVectors(dim=DIM), config=config) as store:
+        store.add_pages(pages)
+        assert store.stats()["memory_dtype"] == "int8"
+        before = [[(h.page_id, h.score) for h in r] for r in store.search(queries, k=10)]
+        exact = store.search(queries, k=10, exhaustive=True)
+    with Store.open(store_url, PrecomputedVectors(dim=DIM), config=config) as store:
+        after = [[(h.page_id, h.score) for h in r] for r in store.search(queries, k=10)]
+    assert after == before
+    overlap = np.mean(
+        [len({p for p, _ in b} & set(ids_of(e))) / 10 for b, e in zip(before, exact, strict=True)]
+    )
+    assert overlap >= 0.9
