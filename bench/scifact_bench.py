@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from bench.search_bench import SWEEP, sweep_store
-from latestore import Page, PrecomputedVectors, Store
+from latestore import Page, PrecomputedVectors, Store, StoreConfig
 from latestore.encoders import PageContent
 from latestore.encoders.pooling import pool_tokens
 from latestore.evaluation import beir_pages, load_beir, metrics_for, overlap_at, ranked_ids
@@ -67,32 +67,42 @@ def run(data_dir: Path, store_path: Path) -> dict[str, Any]:
             "encoder_share": encode_s / (encode_s + store_s),
         }
         out["compression"] = [dict(out["fp16"], variant="fp16 (default)")]
+        out["compression"].append(_variant(Path(tmp), "int8", 1, page_vectors, data, qids, vectors))
         for factor in (2, 3):
-            out["compression"].append(_pooled(Path(tmp), factor, page_vectors, data, qids, vectors))
+            out["compression"].append(
+                _variant(Path(tmp), "float16", factor, page_vectors, data, qids, vectors)
+            )
+        out["compression"].append(_variant(Path(tmp), "int8", 2, page_vectors, data, qids, vectors))
     return out
 
 
-def _pooled(
+def _variant(
     tmp: Path,
+    dtype: str,
     factor: int,
     page_vectors: dict[str, Any],
     data: Any,
     qids: list[str],
     vectors: list[Any],
 ) -> dict[str, Any]:
-    """Token pooling applied to the stored vectors (same model, fewer tokens per page)."""
-    path = tmp / f"pooled{factor}.db"
-    pages = [
-        Page(vectors=pool_tokens(np.asarray(v, np.float32), factor), external_id=external_id)
-        for external_id, v in page_vectors.items()
-    ]
-    with Store.open(path, PrecomputedVectors(dim=384, name=f"pooled{factor}")) as store:
+    """The stored vectors re-stored as ``dtype`` after token pooling by ``factor``."""
+    name = f"{dtype}-pool{factor}"
+    path = tmp / f"{name}.db"
+
+    def pooled(v: Any) -> Any:
+        return pool_tokens(np.asarray(v, np.float32), factor) if factor > 1 else v
+
+    pages = [Page(vectors=pooled(v), external_id=ext) for ext, v in page_vectors.items()]
+    config = StoreConfig(vector_dtype=dtype)  # type: ignore[arg-type]
+    with Store.open(path, PrecomputedVectors(dim=384, name=name), config=config) as store:
         store.add_pages(pages)
         result = quality(store, qids, vectors, data.qrels)
         tokens = store.stats()["tokens"]
+    original = sum(len(v) for v in page_vectors.values())
     result["bytes_per_token_of_unpooled"] = {
-        k: v / sum(len(v) for v in page_vectors.values()) for k, v in disk_footprint(path).items()
+        k: v / original for k, v in disk_footprint(path).items()
     }
-    result["variant"] = f"token pooling x{factor}"
+    label = "int8" if dtype == "int8" else "fp16"
+    result["variant"] = label + (f" + token pooling x{factor}" if factor > 1 else "")
     result["tokens"] = tokens
     return result
