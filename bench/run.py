@@ -100,7 +100,7 @@ def main() -> None:
             table(
                 "SciFact (MiniLM, 300 queries): search sweep",
                 sci["sweep"],
-                ["k_per_token", "nprobe", "n_rerank", "p50_ms", "p95_ms", "overlap10"],
+                ["memory", "k_per_token", "nprobe", "n_rerank", "p50_ms", "p95_ms", "overlap10"],
             )
             table("SciFact ingestion split (300 docs)", [sci["ingestion"]], list(sci["ingestion"]))
             comp = [

@@ -38,7 +38,7 @@ def run(data_dir: Path, store_path: Path) -> dict[str, Any]:
     with Store.open(store_path) as store:
         qids = list(data.queries)
         vectors = store.encoder.encode_queries([data.queries[q] for q in qids])
-        out["sweep"] = sweep_store(store, vectors, SWEEP)
+        out["sweep"] = [dict(r, memory="float16") for r in sweep_store(store, vectors, SWEEP)]
         out["fp16"] = quality(store, qids, vectors, data.qrels)
         tokens = store.stats()["tokens"]
         out["fp16"]["bytes_per_token"] = {
@@ -53,6 +53,8 @@ def run(data_dir: Path, store_path: Path) -> dict[str, Any]:
         page_ids = [int(p) for p in cache.page_ids()]
         external = {p.page_id: p.external_id or str(p.page_id) for p in store.get(page_ids)}
         page_vectors = {external[p]: cache.get(p) for p in page_ids}
+    with Store.open(store_path, config=StoreConfig(memory_dtype="float32")) as store:
+        out["sweep"] += [dict(r, memory="float32") for r in sweep_store(store, vectors, SWEEP)]
     with tempfile.TemporaryDirectory() as tmp:
         with Store.open(Path(tmp) / "ingest.db", PrecomputedVectors(dim=384)) as scratch:
             start = time.perf_counter()

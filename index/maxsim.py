@@ -105,8 +105,9 @@ def _maxsim_cpu(
             scores[start:stop] = sims_t.amax(dim=1).sum(dim=1).numpy()
             continue
         # (query_tokens, chunk) keeps each page's similarities contiguous per query
-        # token, which is the layout numpy's segmented reduceat is fast on.
-        sims = torch.mm(query, block.T).numpy()
+        # token, which is the layout numpy's segmented reduceat is fast on; the product
+        # itself is faster as (chunk x query) and the transpose copy is small.
+        sims = torch.mm(block, query.T).T.contiguous().numpy()
         offsets = bounds[start:stop] - lo
         scores[start:stop] = np.maximum.reduceat(sims, offsets, axis=1).sum(axis=0)
     return scores
