@@ -7,6 +7,7 @@ to the longest page. Products accumulate in float32 whatever the storage dtype.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -89,6 +90,31 @@ def _chunks(lengths: npt.NDArray[np.int64]) -> list[tuple[int, int]]:
     return ranges
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(name: str, rows: int, cols: int) -> torch.Tensor:
+    """A reusable float32 ``(rows, cols)`` buffer for this thread.
+
+    Fresh multi-megabyte tensors per chunk come from mmap and page-fault on first
+    touch; that, not the arithmetic, made half-to-float conversion cost 3x more.
+    """
+    buffers: dict[str, torch.Tensor] = _SCRATCH.__dict__.setdefault("buffers", {})
+    buffer = buffers.get(name)
+    if buffer is None or buffer.numel() < rows * cols:
+        buffer = torch.empty(max(rows * cols, CHUNK_TOKENS * cols), dtype=torch.float32)
+        buffers[name] = buffer
+    return buffer[: rows * cols].view(rows, cols)
+
+
+def _as_float32_block(tokens: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    if tokens.dtype == torch.float32:
+        return tokens[lo:hi]
+    block = _scratch("tokens", hi - lo, tokens.shape[1])
+    block.copy_(tokens[lo:hi])
+    return block
+
+
 def _maxsim_cpu(
     query: torch.Tensor, tokens: torch.Tensor, lengths: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.float32]:
@@ -96,18 +122,19 @@ def _maxsim_cpu(
     bounds = np.concatenate([[0], np.cumsum(lengths)])
     for start, stop in _chunks(lengths):
         lo, hi = int(bounds[start]), int(bounds[stop])
-        block = tokens[lo:hi].to(torch.float32)
+        block = _as_float32_block(tokens, lo, hi)
+        product = torch.mm(block, query.T, out=_scratch("sims", hi - lo, len(query)))
         first = int(lengths[start])
         if (lengths[start:stop] == first).all():
             # Equal-length pages (every ColPali page): a plain reshape replaces the
-            # segmented reduction, and (tokens x query) is the faster product layout.
-            sims_t = torch.mm(block, query.T).view(stop - start, first, -1)
+            # segmented reduction.
+            sims_t = product.view(stop - start, first, -1)
             scores[start:stop] = sims_t.amax(dim=1).sum(dim=1).numpy()
             continue
         # (query_tokens, chunk) keeps each page's similarities contiguous per query
         # token, which is the layout numpy's segmented reduceat is fast on; the product
         # itself is faster as (chunk x query) and the transpose copy is small.
-        sims = torch.mm(block, query.T).T.contiguous().numpy()
+        sims = product.T.contiguous().numpy()
         offsets = bounds[start:stop] - lo
         scores[start:stop] = np.maximum.reduceat(sims, offsets, axis=1).sum(axis=0)
     return scores
@@ -160,7 +187,8 @@ def maxsim_many(
     bounds = np.concatenate([[0], np.cumsum(lengths)])
     for start, stop in _chunks(lengths):
         lo, hi = int(bounds[start]), int(bounds[stop])
-        sims = torch.mm(stacked, tokens_t[lo:hi].to(torch.float32).T).numpy()
+        block = _as_float32_block(tokens_t, lo, hi)
+        sims = torch.mm(stacked, block.T).numpy()
         best = np.maximum.reduceat(sims, bounds[start:stop] - lo, axis=1)
         scores[:, start:stop] = np.add.reduceat(best, query_bounds, axis=0)
     return scores

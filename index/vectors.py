@@ -6,6 +6,7 @@ from host to device: the rerank gathers device tensors and scores them there.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +16,8 @@ import torch
 
 from latestore.index.codec import dequantize_int8, quantize_int8
 from latestore.index.maxsim import pack_pages
+
+MAX_REUSED_ROWS = 262_144
 
 
 class VectorCache:
@@ -28,6 +31,7 @@ class VectorCache:
         self._pages: dict[int, npt.NDArray[Any]] = {}
         self._on_device: dict[int, torch.Tensor] = {}
         self._scales: dict[int, npt.NDArray[np.float32]] = {}  # int8 only
+        self._local = threading.local()
         self.total_tokens = 0
 
     def __len__(self) -> int:
@@ -74,9 +78,29 @@ class VectorCache:
     def gather(
         self, page_ids: Iterable[int]
     ) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.int64]]:
-        if self.dtype == np.int8:
-            return pack_pages([self.get(p) for p in page_ids])
-        return pack_pages([self._pages[p] for p in page_ids])
+        pages = [self.get(p) if self.dtype == np.int8 else self._pages[p] for p in page_ids]
+        lengths = np.fromiter((len(p) for p in pages), dtype=np.int64, count=len(pages))
+        if not pages:
+            return pack_pages(pages)
+        # Packed into a reused per-thread buffer: a fresh array per query would page-fault
+        # on every touch (tens of MB for a few hundred candidates).
+        total = int(lengths.sum())
+        buffer = self._pack_buffer(total, pages[0].dtype)
+        np.concatenate(pages, axis=0, out=buffer)
+        return buffer, lengths
+
+    def _pack_buffer(self, rows: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+        """Scratch for :meth:`gather`: valid until this thread's next gather."""
+        if rows > MAX_REUSED_ROWS:  # exhaustive scans: do not pin hundreds of MB
+            return np.empty((rows, self.dim), dtype)
+        buffers: dict[Any, npt.NDArray[Any]] = self._local.__dict__.setdefault("buffers", {})
+        buffer = buffers.get(dtype)
+        if buffer is None or len(buffer) < rows:
+            buffer = np.empty(
+                (max(rows, 2 * len(buffer) if buffer is not None else rows), self.dim), dtype
+            )
+            buffers[dtype] = buffer
+        return buffer[:rows]
 
     def gather_on_device(
         self, page_ids: list[int]
