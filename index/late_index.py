@@ -23,6 +23,7 @@ from latestore.index.vectors import VectorCache
 log = logging.getLogger(__name__)
 
 Ranking = list[tuple[int, float]]
+RETRAIN_GROWTH = 4
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,9 @@ class LateInteractionIndex:
         total = self.vectors.total_tokens
         if total < self.params.ivf_min_tokens or self.params.ivf_codec == "none":
             return False
-        if self.tokens.is_ivf and total < 16 * self.trained_tokens:
+        # Re-training at 4x growth keeps nlist within 2x of sqrt(tokens) (an index trained
+        # at the first 100k tokens is too coarse for millions); the cost is geometric.
+        if self.tokens.is_ivf and total < RETRAIN_GROWTH * self.trained_tokens:
             return False
         self.rebuild()
         return True
