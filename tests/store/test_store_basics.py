@@ -29,6 +29,12 @@ def open_store(path: str | Path, **kwargs: object) -> Store:
     )  # type: ignore[arg-type]
 
 
+def mean_overlap(approx: list, exact: list, k: int) -> float:  # type: ignore[type-arg]
+    """Mean |top-k(approx) ∩ top-k(exact)| / k over queries."""
+    pairs = zip(approx, exact, strict=True)
+    return float(np.mean([len(set(ids_of(a)) & set(ids_of(e))) / k for a, e in pairs]))
+
+
 def ids_of(hits: list) -> list[int]:  # type: ignore[type-arg]
     return [h.page_id for h in hits]
 
@@ -76,10 +82,7 @@ def test_approximate_matches_exhaustive_on_clustered_data(
         queries = [query_from(rng, centres) for _ in range(20)]
         approx = store.search(queries, k=10)
         exact = store.search(queries, k=10, exhaustive=True)
-    overlap = np.mean(
-        [len(set(ids_of(a)) & set(ids_of(e))) / 10 for a, e in zip(approx, exact, strict=True)]
-    )
-    assert overlap >= 0.95
+    assert mean_overlap(approx, exact, 10) >= 0.95
 
 
 def test_batched_search_equals_single(store_url: str, rng: np.random.Generator) -> None:
@@ -261,10 +264,7 @@ def test_product_quantized_index_finds_the_exact_top(
         queries = [query_from(rng, centres) for _ in range(10)]
         approx = store.search(queries, k=5)
         exact = store.search(queries, k=5, exhaustive=True)
-    overlap = np.mean(
-        [len(set(ids_of(a)) & set(ids_of(e))) / 5 for a, e in zip(approx, exact, strict=True)]
-    )
-    assert overlap >= 0.9
+    assert mean_overlap(approx, exact, 5) >= 0.9
 
 
 def test_memory_dtype_float32_gives_same_ranking(store_url: str, rng: np.random.Generator) -> None:
@@ -291,12 +291,10 @@ def test_int8_store_reopens_identically_and_tracks_exhaustive(
     with Store.open(store_url, PrecomputedVectors(dim=DIM), config=config) as store:
         store.add_pages(pages)
         assert store.stats()["memory_dtype"] == "int8"
-        before = [[(h.page_id, h.score) for h in r] for r in store.search(queries, k=10)]
+        approx = store.search(queries, k=10)
+        before = [[(h.page_id, h.score) for h in r] for r in approx]
         exact = store.search(queries, k=10, exhaustive=True)
     with Store.open(store_url, PrecomputedVectors(dim=DIM), config=config) as store:
         after = [[(h.page_id, h.score) for h in r] for r in store.search(queries, k=10)]
     assert after == before
-    overlap = np.mean(
-        [len({p for p, _ in b} & set(ids_of(e))) / 10 for b, e in zip(before, exact, strict=True)]
-    )
-    assert overlap >= 0.9
+    assert mean_overlap(approx, exact, 10) >= 0.9
