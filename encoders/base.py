@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -64,6 +64,29 @@ def hash_files(paths: Sequence[Path]) -> str:
             while chunk := handle.read(1 << 22):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def page_texts(encoder_name: str, pages: Sequence[PageContent]) -> list[str]:
+    """The pages' texts, for text-only encoders; EncoderError if a page has none."""
+    from latestore.errors import EncoderError
+
+    texts: list[str] = []
+    for page in pages:
+        if not page.text:
+            raise EncoderError(f"{encoder_name} encodes text only; a page has no text")
+        texts.append(page.text)
+    return texts
+
+
+def length_sorted_batches(texts: Sequence[str], batch_size: int) -> Iterator[list[int]]:
+    """Indices of ``texts`` in batches of similar length.
+
+    Batching texts of similar length keeps padding (wasted FLOPs) small; callers put
+    results back by index.
+    """
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
 
 
 def l2_normalise(vectors: npt.NDArray[np.floating[Any]]) -> TokenVectors:

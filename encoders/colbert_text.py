@@ -23,7 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from latestore.encoders.base import PageContent, TokenVectors, fingerprint_of, hash_files
+from latestore.encoders.base import (
+    PageContent,
+    TokenVectors,
+    fingerprint_of,
+    hash_files,
+    length_sorted_batches,
+    page_texts,
+)
 from latestore.encoders.device import pick_device
 from latestore.errors import EncoderError
 
@@ -276,20 +283,12 @@ class ColBERTEncoder:
 
     def encode_pages(self, pages: Sequence[PageContent]) -> list[TokenVectors]:
         """One ``(n_tokens, dim)`` array per page: its text tokens minus punctuation."""
-        texts: list[str] = []
-        for page in pages:
-            if not page.text:
-                raise EncoderError(f"{self.name} encodes text only; a page has no text")
-            texts.append(page.text)
-        return self._encode(texts, is_query=False)
+        return self._encode(page_texts(self.name, pages), is_query=False)
 
     @torch.inference_mode()
     def _encode(self, texts: list[str], *, is_query: bool) -> list[TokenVectors]:
         out: list[TokenVectors | None] = [None] * len(texts)
-        # Similar lengths per batch keep padding (wasted FLOPs) small.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
+        for chunk in length_sorted_batches(texts, self.batch_size):
             ids, attention, keep = self._tokenize([texts[i] for i in chunk], is_query)
             projected = self.net(ids.to(self.device), attention.to(self.device))
             vectors = nn.functional.normalize(projected.float(), dim=-1).cpu()

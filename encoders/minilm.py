@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latestore.encoders.base import PageContent, TokenVectors, fingerprint_of, hash_files
+from latestore.encoders.base import (
+    PageContent,
+    TokenVectors,
+    fingerprint_of,
+    hash_files,
+    length_sorted_batches,
+    page_texts,
+)
 from latestore.encoders.device import pick_device
 
 DEFAULT_NAME = "minilm"
@@ -72,22 +79,12 @@ class MiniLMEncoder:
         return self._encode(list(queries), self.query_max_tokens)
 
     def encode_pages(self, pages: Sequence[PageContent]) -> list[TokenVectors]:
-        from latestore.errors import EncoderError
-
-        texts: list[str] = []
-        for page in pages:
-            if not page.text:
-                raise EncoderError(f"{self.name} encodes text only; a page has no text")
-            texts.append(page.text)
-        return self._encode(texts, self.page_max_tokens)
+        return self._encode(page_texts(self.name, pages), self.page_max_tokens)
 
     @torch.inference_mode()
     def _encode(self, texts: list[str], max_tokens: int) -> list[TokenVectors]:
         out: list[TokenVectors | None] = [None] * len(texts)
-        # Batching texts of similar length keeps padding (wasted FLOPs) small.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
+        for chunk in length_sorted_batches(texts, self.batch_size):
             batch = self._tokenizer(
                 [texts[i] for i in chunk],
                 padding=True,
