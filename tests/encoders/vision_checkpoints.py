@@ -80,6 +80,28 @@ def weight_names(model_dir: Path) -> list[str]:
 # -- transformers-native ColVision families --------------------------------------------
 
 
+# The smallest SigLIP tower the ColPali and ColModernVBert configs accept.
+TINY_SIGLIP: dict[str, Any] = {
+    "model_type": "siglip_vision_model",
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "image_size": 28,
+    "patch_size": 14,
+}
+
+
+def save_tiny_model(model_class: Any, config: Any, processor: Any, out: Path) -> None:
+    """Seeded random weights for ``config``, saved with its processor in ``out``."""
+    config.architectures = [model_class.__name__]
+    torch.manual_seed(0)
+    model = model_class(config).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+
+
 def build_colpali(out: Path, embedding_dim: int = 16) -> Path:
     """vidore/colpali-v1.3-hf: ColPaliForRetrieval over PaliGemma (SigLIP + Gemma)."""
     from transformers import (
@@ -112,24 +134,10 @@ def build_colpali(out: Path, embedding_dim: int = 16) -> Path:
                 "head_dim": 16,
                 "vocab_size": len(processor.tokenizer) + 8,
             },
-            "vision_config": {
-                "model_type": "siglip_vision_model",
-                "hidden_size": 32,
-                "intermediate_size": 64,
-                "num_hidden_layers": 1,
-                "num_attention_heads": 2,
-                "image_size": 28,
-                "patch_size": 14,
-                "projection_dim": 32,
-            },
+            "vision_config": dict(TINY_SIGLIP, projection_dim=32),
         },
     )
-    config.architectures = ["ColPaliForRetrieval"]
-    torch.manual_seed(0)
-    model = ColPaliForRetrieval(config).eval()
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    save_tiny_model(ColPaliForRetrieval, config, processor, out)
     # The hub checkpoint predates transformers 5: its SigLIP tower keeps `vision_model.`.
     rename_weights(out, lambda k: k.replace("vlm.vision_tower.", "vlm.vision_tower.vision_model."))
     return out
@@ -184,12 +192,7 @@ def build_colqwen2(out: Path, embedding_dim: int = 16) -> Path:
             },
         },
     )
-    config.architectures = ["ColQwen2ForRetrieval"]
-    torch.manual_seed(0)
-    model = ColQwen2ForRetrieval(config).eval()
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    save_tiny_model(ColQwen2ForRetrieval, config, processor, out)
     return out
 
 
@@ -261,23 +264,10 @@ def build_colmodernvbert(out: Path, embedding_dim: int = 16) -> Path:
                 "eos_token_id": tokenizer.sep_token_id,
                 "sep_token_id": tokenizer.sep_token_id,
             },
-            "vision_config": {
-                "model_type": "siglip_vision_model",
-                "hidden_size": 32,
-                "intermediate_size": 64,
-                "num_hidden_layers": 1,
-                "num_attention_heads": 2,
-                "image_size": 28,
-                "patch_size": 14,
-            },
+            "vision_config": dict(TINY_SIGLIP),
         },
     )
-    config.architectures = ["ColModernVBertForRetrieval"]
-    torch.manual_seed(0)
-    model = ColModernVBertForRetrieval(config).eval()
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    save_tiny_model(ColModernVBertForRetrieval, config, processor, out)
     return out
 
 
