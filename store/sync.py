@@ -106,7 +106,7 @@ class IndexSync:
             )
             return None
         touched = self._touched_since(change)
-        self._reapply(touched)
+        self._replay_from_cache(touched)
         if not self.index.consistent():
             log.warning("latestore: index snapshot %s disagrees with SQL; rebuilding", path)
             return None
@@ -119,6 +119,21 @@ class IndexSync:
                 select(ChangeRow.page_id).where(ChangeRow.change_no > change).distinct()
             )
             return sorted(int(r[0]) for r in rows)
+
+    def _replay_from_cache(self, page_ids: list[int]) -> None:
+        """At open: re-index ``page_ids`` from the vectors just loaded from SQL.
+
+        The cache already holds SQL's current vectors, so reading them again (as
+        :meth:`_reapply` must for later changes) would double the replay's I/O.
+        """
+        if not page_ids:
+            return
+        cache = self.index.vectors
+        self.index.tokens.remove(page_ids)
+        present = [p for p in page_ids if p in cache]
+        self.index.tokens.add(present, [cache.get(p) for p in present])
+        self.index.maybe_train()
+        self.tokens_since_snapshot += sum(cache.n_tokens(p) for p in present)
 
     def _reapply(self, page_ids: list[int]) -> None:
         """Make the index hold exactly SQL's current vectors for ``page_ids``."""
