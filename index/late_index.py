@@ -17,7 +17,13 @@ import torch
 
 from latestore.index.maxsim import maxsim_many, maxsim_packed
 from latestore.index.snapshot import read_snapshot, write_snapshot
-from latestore.index.token_index import TOKEN_BITS, IndexParams, TokenIndex, selector_for_pages
+from latestore.index.token_index import (
+    TOKEN_BITS,
+    IndexParams,
+    TokenIndex,
+    auto_nlist,
+    selector_for_pages,
+)
 from latestore.index.vectors import VectorCache
 
 log = logging.getLogger(__name__)
@@ -83,8 +89,6 @@ class LateInteractionIndex:
         total = self.vectors.total_tokens
         self.tokens = TokenIndex(self.dim, self.params)
         if total >= self.params.ivf_min_tokens and self.params.ivf_codec != "none":
-            from latestore.index.token_index import auto_nlist
-
             nlist = self.params.ivf_nlist or auto_nlist(total)
             sample = self.vectors.sample(
                 nlist * self.params.train_sample_per_list, self.params.seed
