@@ -16,9 +16,13 @@ import torch
 
 FloatArray = npt.NDArray[np.floating]
 
-# Tokens scored per matmul: the (query_tokens x chunk) similarity block stays in cache
-# on CPU and bounds temporary memory on GPU.
+# Tokens scored per matmul on GPU, where the chunk only bounds temporary memory.
 CHUNK_TOKENS = 65_536
+# On CPU the converted float32 block (chunk x dim) must stay in L2: on a 2-core Sapphire
+# Rapids, 4 MiB blocks (8k tokens at dim 128) cut the 1000x1024x128 float16 rerank from
+# 182 to about 110 ms, because MKL's skinny GEMM runs 1.5x faster on cache-hot operands
+# than on ones streamed from DRAM, and the half-to-float copy lands in cache.
+CPU_CHUNK_BYTES = 4 << 20
 
 
 def pack_pages(pages: Sequence[FloatArray]) -> tuple[FloatArray, npt.NDArray[np.int64]]:
@@ -77,17 +81,23 @@ def _device_of(tokens: FloatArray | torch.Tensor) -> torch.device:
     return tokens.device if isinstance(tokens, torch.Tensor) else torch.device("cpu")
 
 
-def _chunks(lengths: npt.NDArray[np.int64]) -> list[tuple[int, int]]:
-    """Page ranges ``[start, stop)`` whose tokens fill about CHUNK_TOKENS each."""
+def _chunks(
+    lengths: npt.NDArray[np.int64], chunk_tokens: int = CHUNK_TOKENS
+) -> list[tuple[int, int]]:
+    """Page ranges ``[start, stop)`` whose tokens fill about ``chunk_tokens`` each."""
     bounds = np.concatenate([[0], np.cumsum(lengths)])
     ranges: list[tuple[int, int]] = []
     start = 0
     while start < len(lengths):
-        stop = int(np.searchsorted(bounds, bounds[start] + CHUNK_TOKENS, side="right")) - 1
+        stop = int(np.searchsorted(bounds, bounds[start] + chunk_tokens, side="right")) - 1
         stop = max(stop, start + 1)
         ranges.append((start, min(stop, len(lengths))))
         start = ranges[-1][1]
     return ranges
+
+
+def _cpu_chunk_tokens(dim: int) -> int:
+    return max(1, CPU_CHUNK_BYTES // (4 * max(1, dim)))
 
 
 _SCRATCH = threading.local()
@@ -102,7 +112,7 @@ def _scratch(name: str, rows: int, cols: int) -> torch.Tensor:
     buffers: dict[str, torch.Tensor] = _SCRATCH.__dict__.setdefault("buffers", {})
     buffer = buffers.get(name)
     if buffer is None or buffer.numel() < rows * cols:
-        buffer = torch.empty(max(rows * cols, CHUNK_TOKENS * cols), dtype=torch.float32)
+        buffer = torch.empty(max(rows * cols, CPU_CHUNK_BYTES // 4), dtype=torch.float32)
         buffers[name] = buffer
     return buffer[: rows * cols].view(rows, cols)
 
@@ -120,24 +130,40 @@ def _maxsim_cpu(
 ) -> npt.NDArray[np.float32]:
     scores = np.empty(len(lengths), dtype=np.float32)
     bounds = np.concatenate([[0], np.cumsum(lengths)])
-    for start, stop in _chunks(lengths):
+    for start, stop in _chunks(lengths, _cpu_chunk_tokens(tokens.shape[1])):
         lo, hi = int(bounds[start]), int(bounds[stop])
         block = _as_float32_block(tokens, lo, hi)
         product = torch.mm(block, query.T, out=_scratch("sims", hi - lo, len(query)))
-        first = int(lengths[start])
-        if (lengths[start:stop] == first).all():
+        chunk_lengths = lengths[start:stop]
+        first = int(chunk_lengths[0])
+        if (chunk_lengths == first).all():
             # Equal-length pages (every ColPali page): a plain reshape replaces the
             # segmented reduction.
-            sims_t = product.view(stop - start, first, -1)
-            scores[start:stop] = sims_t.amax(dim=1).sum(dim=1).numpy()
-            continue
-        # (query_tokens, chunk) keeps each page's similarities contiguous per query
-        # token, which is the layout numpy's segmented reduceat is fast on; the product
-        # itself is faster as (chunk x query) and the transpose copy is small.
-        sims = product.T.contiguous().numpy()
-        offsets = bounds[start:stop] - lo
-        scores[start:stop] = np.maximum.reduceat(sims, offsets, axis=1).sum(axis=0)
+            best = product.view(stop - start, first, -1).amax(dim=1)
+        else:
+            best = _segment_max(product, chunk_lengths)
+        scores[start:stop] = best.sum(dim=1).numpy()
     return scores
+
+
+def _segment_max(product: torch.Tensor, chunk_lengths: npt.NDArray[np.int64]) -> torch.Tensor:
+    """Per-page max over the rows of ``product``: ``(pages, query_tokens)``.
+
+    Each page's rows are laid out in a ``(pages, longest, query_tokens)`` block, short
+    pages padded by repeating their last row (which leaves the max unchanged), so one
+    strided ``amax`` does the reduction: 2.5x faster than numpy's ``reduceat`` on an
+    8k-token chunk of mixed-length pages.
+    """
+    n_pages, longest = len(chunk_lengths), int(chunk_lengths.max())
+    rows, width = product.shape
+    starts = np.cumsum(chunk_lengths) - chunk_lengths
+    if n_pages * longest > 4 * rows:
+        # One long page among many short ones: padding would cost more than it saves.
+        return torch.from_numpy(np.maximum.reduceat(product.numpy(), starts, axis=0))
+    source = starts[:, None] + np.minimum(np.arange(longest), chunk_lengths[:, None] - 1)
+    padded = _scratch("padded", n_pages * longest, width)
+    torch.index_select(product, 0, torch.from_numpy(source.ravel()), out=padded)
+    return padded.view(n_pages, longest, width).amax(dim=1)
 
 
 def _maxsim_torch(
@@ -185,7 +211,7 @@ def maxsim_many(
         )
     scores = np.empty((len(queries), len(lengths)), dtype=np.float32)
     bounds = np.concatenate([[0], np.cumsum(lengths)])
-    for start, stop in _chunks(lengths):
+    for start, stop in _chunks(lengths, _cpu_chunk_tokens(tokens_t.shape[1])):
         lo, hi = int(bounds[start]), int(bounds[stop])
         block = _as_float32_block(tokens_t, lo, hi)
         sims = torch.mm(stacked, block.T).numpy()

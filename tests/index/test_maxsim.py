@@ -37,8 +37,33 @@ def test_chunk_boundaries_do_not_change_scores(
     query = rng.standard_normal((5, 16)).astype(np.float32)
     tokens, lengths = pack_pages(pages)
     whole = maxsim_packed(query, tokens, lengths)
-    monkeypatch.setattr(maxsim, "CHUNK_TOKENS", 37)  # forces many chunks, pages split across none
+    # 37-token chunks: many chunks, and no page is ever split across two
+    monkeypatch.setattr(maxsim, "CPU_CHUNK_BYTES", 37 * 4 * 16)
     np.testing.assert_allclose(maxsim_packed(query, tokens, lengths), whole, rtol=1e-6)
+    np.testing.assert_allclose(maxsim_many([query], tokens, lengths)[0], whole, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "page_lengths",
+    [
+        [3, 1, 7, 7, 2, 5, 1, 6],  # padded block: short pages repeat their last row
+        [1, 1, 1, 400, 1, 1],  # one long page among short ones: segmented reduceat
+        [1, 2, 1, 2],
+    ],
+)
+def test_mixed_lengths_in_one_chunk_match_the_reference(
+    rng: np.random.Generator, page_lengths: list[int]
+) -> None:
+    pages = []
+    for n in page_lengths:
+        # negative similarities everywhere would expose any padding value taken as a max
+        v = -np.abs(rng.standard_normal((n, 8))).astype(np.float32)
+        pages.append(v)
+    query = np.abs(rng.standard_normal((3, 8))).astype(np.float32)
+    tokens, lengths = pack_pages(pages)
+    np.testing.assert_allclose(
+        maxsim_packed(query, tokens, lengths), maxsim_reference(query, pages), rtol=1e-5
+    )
 
 
 def test_many_queries_equal_single_queries(rng: np.random.Generator) -> None:
