@@ -170,6 +170,9 @@ class StoreConfig(BaseModel):
     n_rerank: int = Field(default=256, ge=1)
     exhaustive_max_tokens: int = Field(default=60_000, ge=0)
     snapshot_every_tokens: int = Field(default=250_000, ge=1)
+    # Write transactions whose change-log rows are kept after they are in a snapshot.
+    # Another process whose index is older than the kept log reloads it from SQL.
+    change_log_keep: int = Field(default=10_000, ge=0)
 
     def index_params(self) -> IndexParams:
         return IndexParams(

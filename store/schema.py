@@ -55,6 +55,8 @@ class StoreRow(Base):
     # Bumped by every write transaction; its row lock serialises writers so change
     # numbers are assigned in commit order (a snapshot at change N misses nothing <= N).
     last_change: Mapped[int] = mapped_column(Integer, default=0)
+    # Change-log rows up to here are deleted; a reader that saw less reloads from SQL.
+    pruned_through: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

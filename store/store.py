@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from latestore.encoders import Encoder, PageContent, default_encoder
@@ -21,6 +22,7 @@ from latestore.errors import (
     EncoderError,
     InvalidInputError,
     PageNotFoundError,
+    StoreBusyError,
     StoreClosedError,
 )
 from latestore.filters import FilterCompiler
@@ -33,7 +35,13 @@ from latestore.schema import MetadataKeyRow, PageRow, StoreRow
 from latestore.sql import default_index_dir, make_engine, to_url
 from latestore.sync import IndexSync
 from latestore.validation import check_unique_external_ids, checked_vectors
-from latestore.writes import PreparedPage, delete_pages, next_change, write_pages
+from latestore.writes import (
+    PreparedPage,
+    delete_pages,
+    next_change,
+    prune_changes,
+    write_pages,
+)
 
 log = logging.getLogger("latestore")
 
@@ -207,6 +215,7 @@ class Store:
                 for i, page_id in zip(todo, new_ids, strict=True):
                     ids[i] = page_id
                 self._maybe_snapshot()
+            self._maybe_prune_changes()
         if on_progress is not None:
             on_progress(len(items), len(items))
         return [int(i) for i in ids if i is not None]
@@ -233,11 +242,33 @@ class Store:
         with self._lock:
             self._sync.applied_own(change_no, removed, [])
             self._maybe_snapshot()
-            return len(removed)
+        self._maybe_prune_changes()
+        return len(removed)
 
     def _maybe_snapshot(self) -> None:
         if self._sync.tokens_since_snapshot >= self.config.snapshot_every_tokens:
             self._sync.save()
+
+    def _maybe_prune_changes(self) -> None:
+        """Bound the change log: keep the last ``change_log_keep`` changes, and every
+        change since the snapshot that the next open will replay from."""
+        with self._lock:
+            sync = self._sync
+            through = sync.applied_change - self.config.change_log_keep
+            if sync.snapshot_path is not None:
+                through = min(through, sync.snapshot_change)
+            if through - sync.pruned_through < max(1, self.config.change_log_keep // 4):
+                return
+        try:
+            with self._write_lock, Session(self._engine) as session, session.begin():
+                session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+                prune_changes(session, through)
+        except (SQLAlchemyError, StoreBusyError) as exc:
+            # Housekeeping only: the write that triggered it is committed; retry next time.
+            log.warning("latestore: change log not pruned this time (%s)", exc)
+            return
+        with self._lock:
+            sync.pruned_through = max(sync.pruned_through, through)
 
     def _existing(self, items: list[Page]) -> dict[str | None, tuple[int, str, dict[str, Any]]]:
         wanted = [p.external_id for p in items if p.external_id is not None]
@@ -439,6 +470,7 @@ class Store:
                 "encoder_fingerprint": self.encoder.fingerprint,
                 "index": index.tokens.describe(),
                 "change_no": self._sync.applied_change,
+                "change_log_pruned_through": self._sync.pruned_through,
                 "index_dir": None if self._sync.index_dir is None else str(self._sync.index_dir),
             }
 

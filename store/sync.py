@@ -47,6 +47,8 @@ class IndexSync:
         self.applied_change = 0
         self.snapshot_change = -1
         self.tokens_since_snapshot = 0
+        self.pruned_through = 0
+        self.resyncs = 0  # full reloads forced by a pruned change log
 
     @property
     def snapshot_path(self) -> Path | None:
@@ -81,6 +83,9 @@ class IndexSync:
         # Read the change number first: vectors read afterwards are at least that new,
         # and anything committed meanwhile is replayed on the next catch-up.
         head = self.last_change()
+        with self.engine.connect() as conn:
+            pruned = conn.execute(select(StoreRow.pruned_through).where(StoreRow.id == 1))
+            self.pruned_through = int(pruned.scalar_one())
         for page_id, vectors in self._read_vectors():
             self.index.vectors.put(page_id, vectors)
         how = self._load_snapshot(head)
@@ -106,6 +111,9 @@ class IndexSync:
             )
             return None
         touched = self._touched_since(change)
+        if touched is None:
+            log.info("latestore: index snapshot %s predates the kept change log; rebuilding", path)
+            return None
         self._replay_from_cache(touched)
         if not self.index.consistent():
             log.warning("latestore: index snapshot %s disagrees with SQL; rebuilding", path)
@@ -113,12 +121,20 @@ class IndexSync:
         self.snapshot_change = change
         return "snapshot+replay" if touched else "snapshot"
 
-    def _touched_since(self, change: int) -> list[int]:
+    def _touched_since(self, change: int) -> list[int] | None:
+        """Pages changed after ``change``; None when the kept log no longer reaches back."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(ChangeRow.page_id).where(ChangeRow.change_no > change).distinct()
             )
-            return sorted(int(r[0]) for r in rows)
+            touched = sorted(int(r[0]) for r in rows)
+            # Read after the log: under READ COMMITTED a prune that committed between the
+            # two statements shows here, so a partial answer is never trusted.
+            pruned = conn.execute(
+                select(StoreRow.pruned_through).where(StoreRow.id == 1)
+            ).scalar_one()
+        self.pruned_through = max(self.pruned_through, int(pruned))
+        return None if int(pruned) > change else touched
 
     def _replay_from_cache(self, page_ids: list[int]) -> None:
         """At open: re-index ``page_ids`` from the vectors just loaded from SQL.
@@ -150,9 +166,28 @@ class IndexSync:
         head = self.last_change()
         if head <= self.applied_change:
             return False
-        self._reapply(self._touched_since(self.applied_change))
+        touched = self._touched_since(self.applied_change)
+        if touched is None:
+            self._resync()
+        else:
+            self._reapply(touched)
         self.applied_change = head
         return True
+
+    def _resync(self) -> None:
+        """Reload every page from SQL: the log was pruned past what this process applied."""
+        log.info("latestore: change log pruned past this index; reloading it from SQL")
+        cache = self.index.vectors
+        seen: set[int] = set()
+        for page_id, vectors in self._read_vectors():
+            cache.put(page_id, vectors)
+            seen.add(page_id)
+        for page_id in cache.page_ids().tolist():
+            if page_id not in seen:
+                cache.discard(page_id)
+        self.index.rebuild()
+        self.snapshot_change = -1
+        self.resyncs += 1
 
     def applied_own(self, change_no: int, page_ids: list[int], vectors: list[Any]) -> None:
         """Record a change this process just committed, applying it in memory."""

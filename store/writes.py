@@ -39,6 +39,21 @@ def next_change(session: Session) -> int:
     return int(session.execute(select(StoreRow.last_change).where(StoreRow.id == 1)).scalar_one())
 
 
+def prune_changes(session: Session, through: int) -> int:
+    """Delete change-log rows up to change ``through``; returns how many went.
+
+    ``pruned_through`` is raised in the same transaction, so a reader whose index is
+    older than the kept log can tell and reloads from SQL instead of missing changes.
+    """
+    removed = session.execute(delete(ChangeRow).where(ChangeRow.change_no <= through))
+    session.execute(
+        update(StoreRow)
+        .where(StoreRow.id == 1, StoreRow.pruned_through < through)
+        .values(pruned_through=through)
+    )
+    return int(getattr(removed, "rowcount", 0) or 0)
+
+
 def write_pages(session: Session, prepared: list[PreparedPage], change_no: int) -> list[int]:
     """Insert new pages and replace upserted ones; returns page ids in input order."""
     now = utcnow()

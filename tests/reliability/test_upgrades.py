@@ -100,7 +100,17 @@ def seed_0001(conn: Connection) -> None:
             )
 
 
-SEEDERS: dict[str, Callable[[Connection], None]] = {"0001_initial": seed_0001}
+def seed_0002(conn: Connection) -> None:
+    """0002 added ls_store.pruned_through: a store whose log was pruned halfway."""
+    seed_0001(conn)
+    conn.execute(text("DELETE FROM ls_changes WHERE change_no <= 6"))
+    conn.execute(text("UPDATE ls_store SET pruned_through = 6 WHERE id = 1"))
+
+
+SEEDERS: dict[str, Callable[[Connection], None]] = {
+    "0001_initial": seed_0001,
+    "0002_change_log_pruning": seed_0002,
+}
 
 
 def revisions() -> list[str]:
