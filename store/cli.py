@@ -141,6 +141,18 @@ def print_summary(report: IngestReport) -> None:
             out.print(f"  {problem.path}: {problem.reason}")
 
 
+def parse_filter(filter_json: str | None) -> dict[str, Any] | None:
+    if filter_json is None:
+        return None
+    try:
+        spec = json.loads(filter_json)
+    except json.JSONDecodeError as exc:
+        fail(f"--filter is not valid JSON: {exc}")
+    if not isinstance(spec, dict):
+        fail("--filter must be a JSON object")
+    return spec
+
+
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
@@ -155,14 +167,7 @@ def search(
     json_output: JsonOption = False,
 ) -> None:
     """Rank pages for a query (exact MaxSim over FAISS candidates)."""
-    spec: dict[str, Any] | None = None
-    if filter_json is not None:
-        try:
-            spec = json.loads(filter_json)
-        except json.JSONDecodeError as exc:
-            fail(f"--filter is not valid JSON: {exc}")
-        if not isinstance(spec, dict):
-            fail("--filter must be a JSON object")
+    spec = parse_filter(filter_json)
     try:
         with open_existing(store, encoder) as opened:
             hits = opened.search(query, k=k, filter=spec, exhaustive=exhaustive)
@@ -245,22 +250,27 @@ def delete(
             "absolute path, and a relative path is resolved (repeatable).",
         ),
     ] = None,
+    filter_json: Annotated[
+        str | None,
+        typer.Option("--filter", help="Every page matching a filter (JSON), as in search."),
+    ] = None,
     encoder: EncoderOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Delete pages by page id, external id or document."""
-    if not (ids or external_ids or documents):
-        fail("give at least one --id, --external-id or --document")
+    """Delete pages by page id, external id, document or filter."""
+    if not (ids or external_ids or documents or filter_json):
+        fail("give at least one --id, --external-id, --document or --filter")
+    spec = parse_filter(filter_json)
     try:
-        with open_existing(store, encoder) as opened, open_catalog(store) as catalog:
+        with open_existing(store, encoder) as opened:
             wanted = list(ids or [])
             if documents:
                 names = [
                     *documents,
                     *(Path(d).expanduser().resolve().as_posix() for d in documents),
                 ]
-                wanted += catalog.page_ids_of_documents(sorted(set(names)))
-            removed = opened.delete(wanted, external_ids=external_ids or [])
+                wanted += opened.page_ids({"document_id": {"$in": sorted(set(names))}})
+            removed = opened.delete(wanted, external_ids=external_ids or [], filter=spec)
             remaining = opened.count()
     except LatestoreError as exc:
         fail(str(exc))

@@ -16,8 +16,6 @@ from sqlalchemy import Engine, distinct, func, select
 from latestore.schema import PageRow
 from latestore.sql import make_engine, sqlite_file, to_url
 
-CHUNK = 500
-
 
 class Catalog:
     """Page listings of one store, by document."""
@@ -46,15 +44,6 @@ class Catalog:
                 for external_id, page_id, meta in conn.execute(query)
                 if external_id is not None
             }
-
-    def page_ids_of_documents(self, document_ids: list[str]) -> list[int]:
-        ids: list[int] = []
-        with self._engine.connect() as conn:
-            for start in range(0, len(document_ids), CHUNK):
-                chunk = document_ids[start : start + CHUNK]
-                rows = conn.execute(select(PageRow.id).where(PageRow.document_id.in_(chunk)))
-                ids.extend(int(i) for i in rows.scalars())
-        return ids
 
     def counts(self) -> dict[str, int]:
         with self._engine.connect() as conn:

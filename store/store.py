@@ -220,11 +220,24 @@ class Store:
             on_progress(len(items), len(items))
         return [int(i) for i in ids if i is not None]
 
-    def delete(self, ids: Iterable[int] = (), *, external_ids: Iterable[str] = ()) -> int:
-        """Delete pages by id and/or external id; returns how many existed and are gone."""
+    def delete(
+        self,
+        ids: Iterable[int] = (),
+        *,
+        external_ids: Iterable[str] = (),
+        filter: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Delete pages by id, external id and/or filter; returns how many are gone.
+
+        The three selections are united. A filter is evaluated inside the delete's own
+        transaction, so pages that match it when the delete commits are the ones removed;
+        an empty filter is refused rather than taken to mean every page.
+        """
         self._check_open()
         page_ids = [int(i) for i in ids]
         wanted_external = list(external_ids)
+        if filter is not None and not filter:
+            raise InvalidInputError("an empty filter would delete every page; refusing")
         with self._write_lock, Session(self._engine) as session, session.begin():
             session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
             if wanted_external:
@@ -235,6 +248,8 @@ class Store:
                     .scalars()
                     .all()
                 )
+            if filter is not None:
+                page_ids += self._matching(session, filter)
             if not page_ids:
                 return 0
             change_no = next_change(session)
@@ -383,13 +398,29 @@ class Store:
 
     def _allowed(self, spec: Mapping[str, Any]) -> npt.NDArray[np.int64]:
         with Session(self._engine) as session:
-            kinds = {
-                row.key: set(row.kinds.split(","))
-                for row in session.execute(select(MetadataKeyRow)).scalars()
-            }
-            clause = FilterCompiler(kinds).compile(spec)
-            ids = session.execute(select(PageRow.id).where(clause)).scalars().all()
-        return np.asarray(ids, dtype=np.int64)
+            return np.asarray(self._matching(session, spec), dtype=np.int64)
+
+    @staticmethod
+    def _matching(session: Session, spec: Mapping[str, Any]) -> list[int]:
+        kinds = {
+            row.key: set(row.kinds.split(","))
+            for row in session.execute(select(MetadataKeyRow)).scalars()
+        }
+        clause = FilterCompiler(kinds).compile(spec)
+        query = select(PageRow.id).where(clause).order_by(PageRow.id)
+        return [int(i) for i in session.execute(query).scalars()]
+
+    def page_ids(self, filter: Mapping[str, Any] | None = None) -> list[int]:
+        """Ids of the stored pages matching ``filter`` (every page without one), ascending.
+
+        The same filter language as :meth:`search`, evaluated in SQL.
+        """
+        self._check_open()
+        with Session(self._engine) as session:
+            if filter is None:
+                query = select(PageRow.id).order_by(PageRow.id)
+                return [int(i) for i in session.execute(query).scalars()]
+            return self._matching(session, filter)
 
     def _hydrate(self, rankings: list[list[tuple[int, float]]]) -> list[list[SearchHit]]:
         wanted = sorted({p for ranking in rankings for p, _ in ranking})

@@ -103,6 +103,12 @@ def test_delete_by_document_external_id_and_page_id(tmp_path: Path, runner: CliR
     assert runner.invoke(app, ["delete", "--store", db]).exit_code == 2
     # Re-ingesting restores exactly what was deleted.
     assert ingest(runner, str(tmp_path), "--store", db)["pages_added"] == 3
+    unknown = runner.invoke(app, ["delete", "--store", db, "--filter", '{"colour": "red"}'])
+    assert unknown.exit_code != 0 and "colour" in unknown.stderr
+    by_filter = runner.invoke(
+        app, ["delete", "--store", db, "--filter", '{"file_type": "text"}', "--json"]
+    )
+    assert json.loads(by_filter.stdout) == {"deleted": 3, "pages": 0}
 
 
 def test_reading_commands_refuse_a_missing_store(tmp_path: Path, runner: CliRunner) -> None:

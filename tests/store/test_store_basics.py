@@ -15,6 +15,7 @@ from latestore.errors import (
     InvalidInputError,
     PageNotFoundError,
     StoreClosedError,
+    UnknownFilterFieldError,
 )
 from tests.store.helpers import clustered_pages, query_from
 
@@ -298,3 +299,24 @@ def test_int8_store_reopens_identically_and_tracks_exhaustive(
         after = [[(h.page_id, h.score) for h in r] for r in store.search(queries, k=10)]
     assert after == before
     assert mean_overlap(approx, exact, 10) >= 0.9
+
+
+def test_page_ids_and_delete_by_filter(db_path: Path, rng: np.random.Generator) -> None:
+    pages, _ = clustered_pages(rng, 30, dim=16)
+    with Store.open(db_path, PrecomputedVectors(dim=16)) as store:
+        ids = store.add_pages(pages)
+        assert store.page_ids() == sorted(ids)
+        german = store.page_ids({"lang": "de"})
+        assert german == [ids[i] for i in range(30) if i % 3 == 1]
+        with pytest.raises(InvalidInputError):
+            store.delete(filter={})  # never "delete everything" by accident
+        with pytest.raises(UnknownFilterFieldError):
+            store.delete(filter={"colour": "red"})
+        assert store.count() == 30
+        # the selections are united: a filter plus an id outside it
+        removed = store.delete([ids[0]], filter={"lang": "de", "year": {"$gte": 2010}})
+        expected_gone = {ids[0]} | {ids[i] for i in range(30) if i % 3 == 1 and i % 25 >= 10}
+        assert removed == len(expected_gone)
+        assert set(store.page_ids()) == set(ids) - expected_gone
+        hits = store.search(pages[4].vectors, k=30, filter={"lang": "de"})
+        assert {h.page_id for h in hits} == set(german) - expected_gone
