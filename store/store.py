@@ -65,13 +65,19 @@ class Store:
     def __init__(
         self,
         engine: Engine,
-        encoder: Encoder,
+        encoder: Encoder | Callable[[], Encoder],
         row: StoreRow,
         config: StoreConfig,
         index_dir: Path | None,
     ) -> None:
         self._engine = engine
-        self.encoder = encoder
+        # A store opened without an encoder loads its recorded one on first use: deleting,
+        # listing or searching by vectors never pays for a (possibly multi-GB) model.
+        self._encoder = encoder if isinstance(encoder, Encoder) else None
+        self._load_encoder = encoder if not isinstance(encoder, Encoder) else None
+        self._encoder_lock = threading.Lock()
+        self.encoder_name = row.encoder_name
+        self.encoder_fingerprint = row.encoder_fingerprint
         self.config = config
         self.dim = row.dim
         self.store_uuid = row.store_uuid
@@ -86,6 +92,19 @@ class Store:
         self._sync = IndexSync(engine, index, row.store_uuid, row.vector_dtype, index_dir)
         self.opened_from = self._sync.load()
 
+    @property
+    def encoder(self) -> Encoder:
+        """The store's encoder, loaded on first use when Store.open was not given one.
+
+        Raises EncoderMismatchError if the recorded encoder cannot be loaded or no
+        longer matches the store's fingerprint.
+        """
+        with self._encoder_lock:
+            if self._encoder is None:
+                assert self._load_encoder is not None
+                self._encoder = self._load_encoder()
+            return self._encoder
+
     # -- lifecycle -------------------------------------------------------------
     @classmethod
     def open(
@@ -99,11 +118,13 @@ class Store:
         """Open (creating if needed) the store at a SQLite path or SQLAlchemy URL.
 
         ``encoder`` defaults to the offline MiniLM model for a new store, and to the
-        encoder recorded in the store for an existing one. Opening with an encoder whose
-        fingerprint differs from the store's raises EncoderMismatchError.
+        encoder recorded in the store for an existing one, loaded when first needed (a
+        text query or new pages). Opening with an encoder whose fingerprint differs from
+        the store's raises EncoderMismatchError.
         """
         url = to_url(target)
         engine = make_engine(url)
+        resolved: Encoder | Callable[[], Encoder]
         try:
             with engine.begin() as conn:
                 upgrade(conn)
@@ -117,7 +138,12 @@ class Store:
                     row = new_store_row(resolved, cfg)
                     session.add(row)
                 else:
-                    resolved = encoder_for(row, encoder)
+                    recorded = row
+                    resolved = (
+                        encoder_for(row, encoder)
+                        if encoder is not None
+                        else lambda: encoder_for(recorded, None)
+                    )
                     cfg = merged_config(row, config)
                 session.flush()
                 session.expunge(row)
@@ -497,8 +523,8 @@ class Store:
                 "dim": self.dim,
                 "vector_dtype": self._sync.dtype,
                 "memory_dtype": str(index.vectors.dtype),
-                "encoder": self.encoder.name,
-                "encoder_fingerprint": self.encoder.fingerprint,
+                "encoder": self.encoder_name,
+                "encoder_fingerprint": self.encoder_fingerprint,
                 "index": index.tokens.describe(),
                 "change_no": self._sync.applied_change,
                 "change_log_pruned_through": self._sync.pruned_through,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from latestore import Page, Store
 from latestore.encoders import registry
 from latestore.encoders.base import PageContent, PrecomputedVectors, TokenVectors, l2_normalise
 from latestore.encoders.pooling import PooledEncoder, pool_tokens
@@ -113,3 +115,25 @@ def test_pooled_encoder_fingerprint(rng: np.random.Generator) -> None:
     assert two.dim == 8 and two.name == "fixed+pool2"
     with pytest.raises(EncoderError):
         PooledEncoder(inner, 0)
+
+
+def test_a_store_opened_without_encoder_loads_it_only_when_text_needs_it(
+    tmp_path: Path,
+) -> None:
+    model = write_hf_colbert(tmp_path / "colbert", dim=16)
+    db = tmp_path / "s.db"
+    with Store.open(db, load_encoder(model)) as store:
+        ids = store.add_pages([Page(text="propeller blades"), Page(text="wing flutter")])
+        query = store.encoder.encode_queries(["propeller"])[0]
+        want = store.search(query, k=2)
+    # the checkpoint moved away: listing, deleting and vector search still work
+    shutil.rmtree(model)
+    with Store.open(db) as store:
+        assert store.stats()["encoder_fingerprint"] == store.encoder_fingerprint
+        assert store.search(query, k=2) == want
+        assert store.page_ids() == ids
+        with pytest.raises(EncoderError, match="colbert"):
+            store.search("propeller", k=2)
+        assert store.delete([ids[1]]) == 1
+    with Store.open(db, load_encoder(write_hf_colbert(tmp_path / "colbert", dim=16))) as store:
+        assert [h.page_id for h in store.search("propeller", k=2)] == [ids[0]]
