@@ -169,7 +169,12 @@ class StoreConfig(BaseModel):
     nprobe: int = Field(default=16, ge=1)
     n_rerank: int = Field(default=256, ge=1)
     exhaustive_max_tokens: int = Field(default=60_000, ge=0)
+    # The snapshot is rewritten whole, so a fixed interval would make total snapshot
+    # writes grow with the square of the store's size. Waiting also for a fraction of
+    # the store bounds them to about (1 + 1/fraction) times the final snapshot, at the
+    # price of replaying up to that fraction of tokens at the next open.
     snapshot_every_tokens: int = Field(default=250_000, ge=1)
+    snapshot_every_fraction: float = Field(default=0.1, ge=0.0, le=10.0)
     # Write transactions whose change-log rows are kept after they are in a snapshot.
     # Another process whose index is older than the kept log reloads it from SQL.
     change_log_keep: int = Field(default=10_000, ge=0)

@@ -287,7 +287,9 @@ class Store:
         return len(removed)
 
     def _maybe_snapshot(self) -> None:
-        if self._sync.tokens_since_snapshot >= self.config.snapshot_every_tokens:
+        total = self._sync.index.vectors.total_tokens
+        due = max(self.config.snapshot_every_tokens, self.config.snapshot_every_fraction * total)
+        if self._sync.tokens_since_snapshot >= due:
             self._sync.save()
 
     def _maybe_prune_changes(self) -> None:

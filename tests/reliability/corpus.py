@@ -18,6 +18,7 @@ CONFIG = StoreConfig(
     ivf_codec="none",
     exhaustive_max_tokens=0,
     snapshot_every_tokens=120,
+    snapshot_every_fraction=0,
     k_per_token=64,
 )
 

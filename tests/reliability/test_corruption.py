@@ -141,7 +141,7 @@ def test_unwritable_index_folder_does_not_fail_committed_writes(
     db = tmp_path / "s.db"
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the index folder should be")
-    config = CONFIG.model_copy(update={"snapshot_every_tokens": 10})
+    config = CONFIG.model_copy(update={"snapshot_every_tokens": 10, "snapshot_every_fraction": 0})
     with caplog.at_level(logging.WARNING, logger="latestore"):
         store = Store.open(db, PrecomputedVectors(dim=DIM), config=config, index_dir=blocker)
         with store:

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, func, select
 from latestore import Page, PrecomputedVectors, Store, StoreConfig
 from latestore.schema import ChangeRow, StoreRow
 from latestore.sql import to_url
-from latestore.sync import SNAPSHOT_NAME
+from latestore.sync import SNAPSHOT_NAME, IndexSync
 from tests.store.helpers import clustered_pages
 
 DIM = 32
@@ -40,7 +40,7 @@ def test_log_is_bounded_and_reopen_still_uses_the_snapshot(
     db_path: Path, rng: np.random.Generator
 ) -> None:
     pages, _ = clustered_pages(rng, 60, dim=DIM)
-    config = StoreConfig(change_log_keep=4, snapshot_every_tokens=1)
+    config = StoreConfig(change_log_keep=4, snapshot_every_tokens=1, snapshot_every_fraction=0)
     with Store.open(db_path, ENCODER, config=config) as store:
         for start in range(0, 60, 3):  # 20 write transactions of 3 pages
             store.add_pages(pages[start : start + 3])
@@ -72,7 +72,7 @@ def test_a_reader_behind_the_pruned_log_reloads_and_sees_every_change(
     store_url: str, rng: np.random.Generator
 ) -> None:
     pages, _ = clustered_pages(rng, 40, dim=DIM)
-    config = StoreConfig(change_log_keep=0, snapshot_every_tokens=1)
+    config = StoreConfig(change_log_keep=0, snapshot_every_tokens=1, snapshot_every_fraction=0)
     with Store.open(store_url, ENCODER, config=config) as writer:
         ids = writer.add_pages(pages[:20])
         reader = Store.open(store_url, ENCODER, config=config)
@@ -108,7 +108,7 @@ def test_a_snapshot_older_than_the_kept_log_is_rebuilt_not_replayed(
     snapshot = db_path.parent / f"{db_path.name}.index" / SNAPSHOT_NAME
     old = snapshot.with_suffix(".old")
     shutil.copy(snapshot, old)
-    config = StoreConfig(change_log_keep=0, snapshot_every_tokens=1)
+    config = StoreConfig(change_log_keep=0, snapshot_every_tokens=1, snapshot_every_fraction=0)
     with Store.open(db_path, ENCODER, config=config) as store:
         store.delete(ids[:4])
         store.add_pages(pages[10:])
@@ -126,8 +126,36 @@ def test_add_pages_leaves_the_log_alone_below_the_pruning_step(
     db_path: Path, rng: np.random.Generator
 ) -> None:
     pages, _ = clustered_pages(rng, 8, dim=DIM)
-    config = StoreConfig(change_log_keep=100, snapshot_every_tokens=1)
+    config = StoreConfig(change_log_keep=100, snapshot_every_tokens=1, snapshot_every_fraction=0)
     with Store.open(db_path, ENCODER, config=config) as store:
         for page in pages:
             store.add_pages([Page(vectors=page.vectors, external_id=page.external_id)])
     assert log_state(str(db_path)) == (8, 0)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.1])
+def test_snapshot_writes_grow_linearly_with_the_store(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, fraction: float
+) -> None:
+    written: list[int] = []
+    real_save = IndexSync.save
+
+    def counting_save(self: IndexSync) -> int:
+        n = real_save(self)
+        if n:
+            written.append(n)
+        return n
+
+    monkeypatch.setattr(IndexSync, "save", counting_save)
+    config = StoreConfig(snapshot_every_tokens=100, snapshot_every_fraction=fraction)
+    batch = [rng.standard_normal((10, DIM)).astype(np.float32) for _ in range(5)]
+    with Store.open(tmp_path / "s.db", ENCODER, config=config) as store:
+        for _ in range(200):  # 200 writes of 50 tokens: 10,000 tokens in all
+            store.add_pages([Page(vectors=v) for v in batch])
+    final = written[-1]
+    if fraction == 0:
+        assert len(written) >= 95  # a fixed interval: one rewrite per 100 tokens
+        assert sum(written) > 40 * final  # quadratic in the store's size
+    else:
+        assert len(written) <= 40  # about 10 + log(10) / log(1.1)
+        assert sum(written) <= (1 + 1 / fraction + 1) * final
