@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from bench import ceilings, maxsim_bench, scifact_bench, search_bench
+from bench import cache_bench, ceilings, maxsim_bench, scifact_bench, search_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +39,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[2_000, 20_000])
     parser.add_argument("--scifact", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
     parser.add_argument("--scifact-store", type=Path, default=ROOT / "build" / "scifact.db")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["maxsim", "search", "scifact"])
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["maxsim", "search", "scifact", "cache"]
+    )
     args = parser.parse_args()
 
     result: dict[str, Any] = {
@@ -90,6 +92,15 @@ def main() -> None:
         for row in rows:
             if "bytes_per_token" in row:
                 print(f"{row['corpus']}: bytes/token on disk {row['bytes_per_token']}")
+
+    if "cache" not in args.skip and args.scifact_store.exists():
+        rows = cache_bench.run(args.scifact_store, args.scifact)
+        result["vector_cache"] = rows
+        table(
+            "SciFact store: vector cache in the heap vs on disk (fresh process each)",
+            rows,
+            list(rows[0]),
+        )
 
     if "scifact" not in args.skip and (args.scifact / "corpus.jsonl").exists():
         sci = scifact_bench.run(args.scifact, args.scifact_store)

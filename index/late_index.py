@@ -50,12 +50,21 @@ class SearchParams:
 
 class LateInteractionIndex:
     def __init__(
-        self, dim: int, dtype: str, params: IndexParams, device: str | None = None
+        self,
+        dim: int,
+        dtype: str,
+        params: IndexParams,
+        device: str | None = None,
+        *,
+        vectors_on_disk: bool = False,
+        scratch_dir: Path | None = None,
     ) -> None:
         self.dim = dim
         self.params = params
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.vectors = VectorCache(dim, dtype, self.device)
+        self.vectors = VectorCache(
+            dim, dtype, self.device, on_disk=vectors_on_disk, directory=scratch_dir
+        )
         self.tokens = TokenIndex(dim, params)
         self.trained_tokens = 0
 

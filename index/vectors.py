@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
+from latestore.index.arena import DiskArena
 from latestore.index.codec import dequantize_int8, quantize_int8
 from latestore.index.maxsim import pack_pages
 
@@ -23,10 +25,21 @@ MAX_REUSED_ROWS = 262_144
 class VectorCache:
     """Page id -> ``(n_tokens, dim)`` token matrix in the store's vector dtype."""
 
-    def __init__(self, dim: int, dtype: str, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        dim: int,
+        dtype: str,
+        device: str = "cpu",
+        *,
+        on_disk: bool = False,
+        directory: Path | None = None,
+    ) -> None:
         self.dim = dim
         self.dtype = np.dtype(dtype)
         self.device = torch.device(device)
+        # on_disk: rows live in mapped scratch files (see arena.py), not in the heap
+        self.arena = DiskArena(dim, self.dtype, directory) if on_disk else None
+        self._segment_of: dict[int, int] = {}
         # float16/float32 rows, or int8 codes with their scales in _scales
         self._pages: dict[int, npt.NDArray[Any]] = {}
         self._on_device: dict[int, torch.Tensor] = {}
@@ -59,6 +72,8 @@ class VectorCache:
             stored, self._scales[page_id] = quantize_int8(vectors)
         else:
             stored = np.ascontiguousarray(vectors, dtype=self.dtype)
+        if self.arena is not None and len(stored):
+            stored, self._segment_of[page_id] = self.arena.store(stored)
         stored.setflags(write=False)
         self._pages[page_id] = stored
         self.total_tokens += len(stored)
@@ -74,6 +89,9 @@ class VectorCache:
         old = self._pages.pop(page_id, None)
         if old is not None:
             self.total_tokens -= len(old)
+        segment = self._segment_of.pop(page_id, None)
+        if segment is not None and self.arena is not None and old is not None:
+            self.arena.release(segment, len(old))
 
     def gather(
         self, page_ids: Iterable[int]

@@ -162,6 +162,10 @@ class StoreConfig(BaseModel):
     # How the rerank keeps vectors in RAM; None = as stored. float32 doubles memory and
     # makes the CPU rerank about twice as fast (no half->float conversion per query).
     memory_dtype: Literal["float16", "float32", "int8"] | None = None
+    # Where the rerank's copy of the page vectors lives: the heap ("memory"), or mapped
+    # scratch files beside the index ("disk"), which the kernel pages in per query and
+    # may evict, so resident memory stays flat as the store grows.
+    vector_cache: Literal["memory", "disk"] = "memory"
     ivf_min_tokens: int = Field(default=100_000, ge=1)
     ivf_nlist: int | None = Field(default=None, ge=1)
     ivf_codec: Literal["PQ", "SQ8", "SQfp16", "Flat", "none"] = "PQ"

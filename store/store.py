@@ -88,7 +88,13 @@ class Store:
         self._write_lock = threading.Lock()
         self._closed = False
         memory_dtype = config.memory_dtype or row.vector_dtype
-        index = LateInteractionIndex(row.dim, memory_dtype, config.index_params())
+        index = LateInteractionIndex(
+            row.dim,
+            memory_dtype,
+            config.index_params(),
+            vectors_on_disk=config.vector_cache == "disk",
+            scratch_dir=_scratch_dir(index_dir) if config.vector_cache == "disk" else None,
+        )
         self._sync = IndexSync(engine, index, row.store_uuid, row.vector_dtype, index_dir)
         self.opened_from = self._sync.load()
 
@@ -525,6 +531,7 @@ class Store:
                 "dim": self.dim,
                 "vector_dtype": self._sync.dtype,
                 "memory_dtype": str(index.vectors.dtype),
+                "vector_cache": "disk" if index.vectors.arena is not None else "memory",
                 "encoder": self.encoder_name,
                 "encoder_fingerprint": self.encoder_fingerprint,
                 "index": index.tokens.describe(),
@@ -540,6 +547,18 @@ class Store:
             self._sync.index.rebuild()
             self._sync.snapshot_change = -1
             self._sync.save()
+
+
+def _scratch_dir(index_dir: Path | None) -> Path | None:
+    """The index folder for mapped vector files, or the system temp folder if unusable."""
+    if index_dir is None:
+        return None
+    try:
+        index_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("latestore: vector scratch files go to the temp folder (%s)", exc)
+        return None
+    return index_dir
 
 
 def _label(page: Page, position: int) -> str:

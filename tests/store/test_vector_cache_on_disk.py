@@ -1,0 +1,53 @@
+"""StoreConfig(vector_cache="disk"): same answers as the in-memory cache, no files left."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from latestore import PrecomputedVectors, Store, StoreConfig
+from tests.store.helpers import clustered_pages, query_from
+
+DIM = 32
+ENCODER = PrecomputedVectors(dim=DIM)
+
+
+def ranking(store: Store, query: np.ndarray, **kwargs: object) -> list[tuple[int, float]]:
+    return [(h.page_id, round(h.score, 5)) for h in store.search(query, k=10, **kwargs)]  # type: ignore[arg-type]
+
+
+def test_disk_cache_answers_like_memory_through_writes_and_reopen(
+    db_path: Path, rng: np.random.Generator
+) -> None:
+    pages, centres = clustered_pages(rng, 400, dim=DIM)
+    queries = [query_from(rng, centres) for _ in range(5)]
+    # a small IVF threshold so the approximate path (FAISS + rerank) is exercised
+    base = {"ivf_min_tokens": 2_000, "exhaustive_max_tokens": 0}
+    with Store.open(db_path, ENCODER, config=StoreConfig(**base)) as store:  # type: ignore[arg-type]
+        ids = store.add_pages(pages[:300])
+        store.delete(ids[:40])
+        store.add_pages(pages[300:])
+        store.add_pages([pages[350].model_copy(update={"metadata": {"lang": "xx"}})])
+    disk_cfg = StoreConfig(vector_cache="disk", **base)  # type: ignore[arg-type]
+    with (
+        Store.open(db_path, ENCODER, config=StoreConfig(**base)) as memory,  # type: ignore[arg-type]
+        Store.open(db_path, ENCODER, config=disk_cfg) as disk,
+    ):
+        assert disk.stats()["vector_cache"] == "disk"
+        assert memory.stats()["vector_cache"] == "memory"
+        for q in queries:
+            assert ranking(disk, q) == ranking(memory, q)
+            assert ranking(disk, q, exhaustive=True) == ranking(memory, q, exhaustive=True)
+            assert ranking(disk, q, filter={"lang": "de"}) == ranking(
+                memory, q, filter={"lang": "de"}
+            )
+        # writes through the disk-backed store are seen by both
+        disk.delete(ids[40:80])
+        fresh = disk.add_pages(pages[:20])
+        for q in queries:
+            assert ranking(disk, q) == ranking(memory, q)
+        assert disk.stats()["pages"] == memory.stats()["pages"] == 400 - 80 + 20
+        assert set(fresh) <= set(disk.page_ids())
+    index_dir = db_path.parent / f"{db_path.name}.index"
+    assert [p.name for p in index_dir.iterdir()] == ["candidates.snapshot"]
