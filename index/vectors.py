@@ -83,6 +83,16 @@ class VectorCache:
             )
             self._on_device[page_id] = torch.from_numpy(on_device.copy()).to(self.device)
 
+    def clear(self) -> None:
+        """Drop every page (and the arena's mappings): frees the memory at close."""
+        self._pages.clear()
+        self._on_device.clear()
+        self._scales.clear()
+        self._segment_of.clear()
+        self.total_tokens = 0
+        if self.arena is not None:
+            self.arena = DiskArena(self.dim, self.dtype, self.arena.directory)
+
     def discard(self, page_id: int) -> None:
         self._on_device.pop(page_id, None)
         self._scales.pop(page_id, None)

@@ -168,6 +168,7 @@ class Store:
                 self._sync.save()
             finally:
                 self._closed = True
+                self._sync.index.vectors.clear()  # a closed store may live on: free its vectors
                 self._engine.dispose()
 
     def __enter__(self) -> Store:

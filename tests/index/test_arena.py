@@ -76,3 +76,6 @@ def test_disk_cache_matches_memory_cache(
     want, want_lengths = memory.gather(ids[:10])
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(lengths, want_lengths)
+    disk.clear()
+    assert disk.total_tokens == 0 and len(disk) == 0
+    assert disk.arena is not None and disk.arena.segments == 0
