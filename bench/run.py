@@ -40,7 +40,10 @@ def main() -> None:
     parser.add_argument("--scifact", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
     parser.add_argument("--scifact-store", type=Path, default=ROOT / "build" / "scifact.db")
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=["maxsim", "search", "scifact", "cache"]
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["maxsim", "search", "scifact", "cache", "compression"],
     )
     args = parser.parse_args()
 
@@ -103,7 +106,9 @@ def main() -> None:
         )
 
     if "scifact" not in args.skip and (args.scifact / "corpus.jsonl").exists():
-        sci = scifact_bench.run(args.scifact, args.scifact_store)
+        sci = scifact_bench.run(
+            args.scifact, args.scifact_store, compression="compression" not in args.skip
+        )
         result["scifact"] = sci
         if "skipped" in sci:
             print(f"\nSciFact: {sci['skipped']}")

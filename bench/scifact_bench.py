@@ -30,7 +30,7 @@ def quality(store: Store, qids: list[str], vectors: list[Any], qrels: Any) -> di
     }
 
 
-def run(data_dir: Path, store_path: Path) -> dict[str, Any]:
+def run(data_dir: Path, store_path: Path, compression: bool = True) -> dict[str, Any]:
     if not store_path.exists():
         return {"skipped": f"{store_path} missing: run `make eval` first to encode SciFact"}
     data = load_beir(data_dir)
@@ -69,6 +69,8 @@ def run(data_dir: Path, store_path: Path) -> dict[str, Any]:
             "encoder_share": encode_s / (encode_s + store_s),
         }
         out["compression"] = [dict(out["fp16"], variant="fp16 (default)")]
+        if not compression:
+            return out
         out["compression"].append(_variant(Path(tmp), "int8", 1, page_vectors, data, qids, vectors))
         for factor in (2, 3):
             out["compression"].append(
