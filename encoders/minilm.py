@@ -22,6 +22,7 @@ from latestore.encoders.base import (
     page_texts,
 )
 from latestore.encoders.device import pick_device
+from latestore.errors import EncoderError
 
 DEFAULT_NAME = "minilm"
 
@@ -41,6 +42,11 @@ class MiniLMEncoder:
         A sentence-transformers MiniLM folder; the bundled one by default.
     page_max_tokens, query_max_tokens:
         Truncation lengths (the model was trained at 256).
+    dtype:
+        Compute precision: ``"float32"`` (default) or ``"bfloat16"`` (autocast: matmuls
+        in bf16, norms and softmax in fp32). On a CPU with AMX/AVX-512 BF16, bfloat16
+        encodes about 2x faster; token vectors stay within cosine 0.999 of float32, so
+        it is the same model to a store (the fingerprint does not change).
     """
 
     name = DEFAULT_NAME
@@ -53,8 +59,11 @@ class MiniLMEncoder:
         batch_size: int = 32,
         page_max_tokens: int = 256,
         query_max_tokens: int = 64,
+        dtype: str | torch.dtype | None = None,
     ) -> None:
         from transformers import AutoModel, AutoTokenizer
+
+        from latestore.encoders.vision_common import pick_dtype
 
         self.model_dir = model_dir or bundled_model_dir()
         self.device = pick_device(device)
@@ -64,6 +73,9 @@ class MiniLMEncoder:
         self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
         self._model = AutoModel.from_pretrained(str(self.model_dir)).to(self.device).eval()
         self.dim = int(self._model.config.hidden_size)
+        self.dtype = pick_dtype("cpu", dtype)  # float32 unless asked, on any device
+        if self.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise EncoderError(f"MiniLM computes in float32, bfloat16 or float16, not {dtype!r}")
         weights = sorted(self.model_dir.glob("*.safetensors"))
         self.fingerprint = fingerprint_of(
             {
@@ -92,7 +104,12 @@ class MiniLMEncoder:
                 max_length=max_tokens,
                 return_tensors="pt",
             ).to(self.device)
-            hidden = self._model(**batch).last_hidden_state
+            with torch.autocast(
+                torch.device(self.device).type,
+                dtype=self.dtype,
+                enabled=self.dtype != torch.float32,
+            ):
+                hidden = self._model(**batch).last_hidden_state
             hidden = torch.nn.functional.normalize(hidden.float(), dim=-1)
             lengths = batch["attention_mask"].sum(dim=1).tolist()
             for row, index in enumerate(chunk):

@@ -16,21 +16,21 @@ from rich.console import Console
 from rich.table import Table
 
 from latestore.cli_common import (
+    EncoderDtypeOption,
     EncoderOption,
     JsonOption,
     StoreOption,
     fail,
     open_catalog,
     open_existing,
+    open_store,
     print_json,
-    resolve_encoder,
 )
 from latestore.cli_evaluate import evaluate
 from latestore.cli_progress import ConsoleProgress
 from latestore.errors import LatestoreError
 from latestore.ingest import IngestOptions, Ingestor, IngestReport
 from latestore.ingest_catalog import directory_bytes, sqlite_bytes
-from latestore.store import Store
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -69,6 +69,7 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
     store: StoreOption,
     encoder: EncoderOption = None,
+    encoder_dtype: EncoderDtypeOption = None,
     batch_size: Annotated[int, typer.Option(help="Pages per write transaction.", min=1)] = 32,
     dpi: Annotated[
         int,
@@ -103,7 +104,7 @@ def ingest(
             metadata=parse_metadata(metadata or []),
         )
         with (
-            Store.open(store, resolve_encoder(encoder)) as opened,
+            open_store(store, encoder, encoder_dtype) as opened,
             open_catalog(store) as catalog,
             ConsoleProgress(err) as progress,
         ):

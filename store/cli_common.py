@@ -29,6 +29,14 @@ EncoderOption = Annotated[
         "default: the store's own, minilm for a new store.",
     ),
 ]
+EncoderDtypeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--encoder-dtype",
+        help="Encoder compute precision: float32 (default) or bfloat16 (about 2x faster "
+        "encoding on CPUs with AMX/AVX-512 BF16; same vectors to cosine 0.999).",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 _errors = Console(stderr=True, highlight=False)
@@ -45,7 +53,7 @@ def print_json(console: Console, value: Any) -> None:
     console.file.flush()
 
 
-def resolve_encoder(spec: str | None) -> Encoder | None:
+def resolve_encoder(spec: str | None, dtype: str | None = None) -> Encoder | None:
     """Load ``--encoder``; None leaves the choice to the store (its own, or minilm).
 
     The store records ``encoder.spec`` so later commands can reopen it without
@@ -55,7 +63,7 @@ def resolve_encoder(spec: str | None) -> Encoder | None:
         return None
     from latestore.encoders.registry import load_encoder, registered_names
 
-    encoder = load_encoder(spec)
+    encoder = load_encoder(spec, **({"dtype": dtype} if dtype else {}))
     if getattr(encoder, "spec", None) is None:
         recorded = spec if spec in registered_names() else str(Path(spec).expanduser().resolve())
         encoder.spec = recorded  # type: ignore[attr-defined]
@@ -68,10 +76,17 @@ def check_exists(target: str) -> None:
         fail(f"no store at {target} (create one with `latestore ingest`)")
 
 
-def open_existing(target: str, encoder: str | None) -> Store:
+def open_store(target: str, encoder: str | None, dtype: str | None = None) -> Store:
+    """Open (or create) a store; ``dtype`` also reaches the store's own recorded encoder."""
+    resolved = resolve_encoder(encoder, dtype)
+    options = {"dtype": dtype} if dtype and resolved is None else None
+    return Store.open(target, resolved, encoder_options=options)
+
+
+def open_existing(target: str, encoder: str | None, dtype: str | None = None) -> Store:
     """Open a store that must already exist (reading commands never create one)."""
     check_exists(target)
-    return Store.open(target, resolve_encoder(encoder))
+    return open_store(target, encoder, dtype)
 
 
 def open_catalog(target: str | Path) -> Catalog:

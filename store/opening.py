@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from latestore.encoders import Encoder, default_encoder
 from latestore.errors import EncoderError, EncoderMismatchError, InvalidInputError
@@ -11,29 +13,50 @@ from latestore.models import BUILD_TIME_FIELDS, StoreConfig
 from latestore.schema import StoreRow
 
 
-def resolve_encoder(encoder: Encoder | str | Path) -> Encoder:
+def resolve_encoder(
+    encoder: Encoder | str | Path, options: Mapping[str, Any] | None = None
+) -> Encoder:
+    """Load a name or checkpoint directory (with loader ``options``); pass objects through."""
     if isinstance(encoder, str | Path):
         try:
             from latestore.encoders.registry import load_encoder
         except ImportError as exc:  # pragma: no cover - registry ships with the package
             raise EncoderError(f"cannot resolve encoder {encoder!r}: {exc}") from exc
-        return load_encoder(encoder)
+        return load_encoder(encoder, **dict(options or {}))
+    if options:
+        raise InvalidInputError(
+            "encoder_options apply when latestore loads the encoder (by name, folder or "
+            "the store's record), not to an encoder object"
+        )
     return encoder
 
 
-def encoder_for(row: StoreRow, given: Encoder | str | Path | None) -> Encoder:
+def new_store_encoder(
+    given: Encoder | str | Path | None, options: Mapping[str, Any] | None
+) -> Encoder:
     if given is None:
-        if row.encoder_name == "minilm":
+        return resolve_encoder("minilm", options) if options else default_encoder()
+    return resolve_encoder(given, options)
+
+
+def encoder_for(
+    row: StoreRow,
+    given: Encoder | str | Path | None,
+    options: Mapping[str, Any] | None = None,
+) -> Encoder:
+    if given is None:
+        spec = row.encoder_spec or ("minilm" if row.encoder_name == "minilm" else None)
+        if spec == "minilm" and not options:
             encoder = default_encoder()
-        elif row.encoder_spec:
-            encoder = resolve_encoder(row.encoder_spec)
+        elif spec is not None:
+            encoder = resolve_encoder(spec, options)
         else:
             raise EncoderMismatchError(
                 f"this store was built with encoder {row.encoder_name!r} "
                 f"(fingerprint {row.encoder_fingerprint}); pass it to Store.open"
             )
     else:
-        encoder = resolve_encoder(given)
+        encoder = resolve_encoder(given, options)
     if encoder.fingerprint != row.encoder_fingerprint or encoder.dim != row.dim:
         raise EncoderMismatchError(
             f"store was built with encoder {row.encoder_name!r} (dim {row.dim}, fingerprint "

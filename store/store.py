@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from latestore.encoders import Encoder, PageContent, default_encoder
+from latestore.encoders import Encoder, PageContent
 from latestore.errors import (
     DuplicateExternalIdError,
     EncoderError,
@@ -30,7 +30,7 @@ from latestore.index.codec import as_stored
 from latestore.index.late_index import LateInteractionIndex
 from latestore.migrations.runner import upgrade
 from latestore.models import Page, SearchHit, StoreConfig, StoredPage
-from latestore.opening import encoder_for, merged_config, new_store_row, resolve_encoder
+from latestore.opening import encoder_for, merged_config, new_store_encoder, new_store_row
 from latestore.schema import MetadataKeyRow, PageRow, StoreRow
 from latestore.sql import default_index_dir, make_engine, to_url
 from latestore.sync import IndexSync
@@ -120,13 +120,16 @@ class Store:
         *,
         config: StoreConfig | None = None,
         index_dir: str | Path | None = None,
+        encoder_options: Mapping[str, Any] | None = None,
     ) -> Store:
         """Open (creating if needed) the store at a SQLite path or SQLAlchemy URL.
 
         ``encoder`` defaults to the offline MiniLM model for a new store, and to the
         encoder recorded in the store for an existing one, loaded when first needed (a
         text query or new pages). Opening with an encoder whose fingerprint differs from
-        the store's raises EncoderMismatchError.
+        the store's raises EncoderMismatchError. ``encoder_options`` (``device``,
+        ``dtype``, ``batch_size``...) go to the loader whenever latestore loads the
+        encoder itself: by name, by folder, or the store's recorded one.
         """
         url = to_url(target)
         engine = make_engine(url)
@@ -137,18 +140,17 @@ class Store:
             with Session(engine) as session, session.begin():
                 row = session.get(StoreRow, 1)
                 if row is None:
-                    resolved = (
-                        resolve_encoder(encoder) if encoder is not None else default_encoder()
-                    )
+                    resolved = new_store_encoder(encoder, encoder_options)
                     cfg = config or StoreConfig()
                     row = new_store_row(resolved, cfg)
                     session.add(row)
                 else:
                     recorded = row
+                    options = dict(encoder_options or {})
                     resolved = (
-                        encoder_for(row, encoder)
+                        encoder_for(row, encoder, options)
                         if encoder is not None
-                        else lambda: encoder_for(recorded, None)
+                        else lambda: encoder_for(recorded, None, options)
                     )
                     cfg = merged_config(row, config)
                 session.flush()

@@ -178,3 +178,17 @@ def test_every_command_is_documented_in_the_readme() -> None:
         heading = re.search(rf"^#+ .*\blatestore {command}\b", readme, re.MULTILINE)
         usage = re.search(rf"^\s*(\$ )?latestore {command}\b", readme, re.MULTILINE)
         assert heading or usage, f"README.md does not document `latestore {command}`"
+
+
+def test_ingest_with_bfloat16_encoding(tmp_path: Path, runner: CliRunner) -> None:
+    (tmp_path / "a.txt").write_text("Propellers convert engine torque into thrust.")
+    (tmp_path / "b.txt").write_text("Sourdough bread rises slowly in a cold kitchen.")
+    db = str(tmp_path / "s.db")
+    summary = ingest(runner, str(tmp_path), "--store", db, "--encoder-dtype", "bfloat16")
+    assert summary["pages_added"] == 2
+    hits = json.loads(
+        runner.invoke(app, ["search", "aircraft thrust", "--store", db, "-k", "1", "--json"]).stdout
+    )
+    assert hits[0]["metadata"]["file_name"] == "a.txt"
+    bad = runner.invoke(app, ["ingest", str(tmp_path), "--store", db, "--encoder-dtype", "int3"])
+    assert bad.exit_code != 0 and "int3" in bad.stderr

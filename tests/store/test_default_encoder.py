@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from latestore import Page, Store
 from latestore.encoders.minilm import MiniLMEncoder
@@ -99,3 +100,31 @@ def test_text_filter_delete_reopen(built: Path, minilm: MiniLMEncoder, tmp_path:
         assert top.page_id not in [
             h.page_id for h in store.search("why does bread dough rise?", k=5)
         ]
+
+
+def test_bfloat16_encoding_is_the_same_model_to_a_store(
+    minilm: MiniLMEncoder, tmp_path: Path
+) -> None:
+    fast = MiniLMEncoder(dtype="bfloat16")
+    assert fast.fingerprint == minilm.fingerprint
+    texts = [p.text or "" for p in demo_pages()[:6]]
+    for full, half in zip(minilm.encode_queries(texts), fast.encode_queries(texts), strict=True):
+        assert full.shape == half.shape
+        assert float((full * half).sum(axis=1).min()) > 0.99  # same tokens, same directions
+    with pytest.raises(EncoderError, match="int8"):
+        MiniLMEncoder(dtype="int8")
+
+    path = tmp_path / "bf16.db"
+    with Store.open(path, encoder_options={"dtype": "bfloat16"}) as store:
+        store.add_pages(demo_pages())
+        assert store.encoder.dtype == torch.bfloat16
+        built_with_bf16 = [h.external_id for h in store.search("how do propellers work?", k=3)]
+    with Store.open(path) as store:  # reopened by the default float32 encoder
+        assert store.encoder.dtype == torch.float32
+        assert [h.external_id for h in store.search("how do propellers work?", k=3)] == (
+            built_with_bf16
+        )
+    with Store.open(path, encoder_options={"dtype": "bfloat16"}) as store:
+        assert store.encoder.dtype == torch.bfloat16  # options reach the recorded encoder
+    with pytest.raises(InvalidInputError, match="encoder_options"):
+        Store.open(path, minilm, encoder_options={"dtype": "bfloat16"})
