@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from latestore.index.device_search import DeviceTokenSearch
 from latestore.index.maxsim import maxsim_many, maxsim_packed
 from latestore.index.snapshot import read_snapshot, write_snapshot
 from latestore.index.token_index import (
@@ -22,6 +23,7 @@ from latestore.index.token_index import (
     IndexParams,
     TokenIndex,
     auto_nlist,
+    gpu_available,
     selector_for_pages,
 )
 from latestore.index.vectors import VectorCache
@@ -58,6 +60,7 @@ class LateInteractionIndex:
         *,
         vectors_on_disk: bool = False,
         scratch_dir: Path | None = None,
+        candidate_search: str = "auto",
     ) -> None:
         self.dim = dim
         self.params = params
@@ -67,6 +70,12 @@ class LateInteractionIndex:
         )
         self.tokens = TokenIndex(dim, params)
         self.trained_tokens = 0
+        # "auto": on CUDA without a FAISS GPU build, search candidates with torch on the
+        # device; the FAISS index is still kept, since it is what the snapshot persists.
+        use_torch = candidate_search == "torch" or (
+            candidate_search == "auto" and self.device.startswith("cuda") and not gpu_available()
+        )
+        self.device_tokens = DeviceTokenSearch(dim, self.device) if use_torch else None
 
     # -- updates ---------------------------------------------------------------
     def upsert(self, page_ids: list[int], vectors: list[npt.NDArray[Any]]) -> None:
@@ -74,12 +83,35 @@ class LateInteractionIndex:
         for page_id, v in zip(page_ids, vectors, strict=True):
             self.vectors.put(page_id, v)
         self.tokens.add(page_ids, [self.vectors.get(p) for p in page_ids])
+        if self.device_tokens is not None:
+            self.device_tokens.add(page_ids, [self.vectors.get(p) for p in page_ids])
         self.maybe_train()
 
     def remove(self, page_ids: list[int]) -> None:
         self.tokens.remove(page_ids)
+        if self.device_tokens is not None:
+            self.device_tokens.remove(page_ids)
         for page_id in page_ids:
             self.vectors.discard(page_id)
+
+    def reindex_from_cache(self, page_ids: list[int]) -> None:
+        """Re-add ``page_ids`` to the candidate search from the cache (dropping absent ones)."""
+        self.tokens.remove(page_ids)
+        present = [p for p in page_ids if p in self.vectors]
+        self.tokens.add(present, [self.vectors.get(p) for p in present])
+        if self.device_tokens is not None:
+            self.device_tokens.remove(page_ids)
+            self.device_tokens.add(present, [self.vectors.get(p) for p in present])
+        self.maybe_train()
+
+    def _refill_device_tokens(self) -> None:
+        if self.device_tokens is None:
+            return
+        self.device_tokens = DeviceTokenSearch(self.dim, self.device)
+        ids = self.vectors.page_ids().tolist()
+        for start in range(0, len(ids), 2048):
+            chunk = ids[start : start + 2048]
+            self.device_tokens.add(chunk, [self.vectors.get(p) for p in chunk])
 
     def maybe_train(self) -> bool:
         """Switch to (or re-train) IVF when the store outgrew its current index."""
@@ -110,6 +142,7 @@ class LateInteractionIndex:
         for start in range(0, len(ids), 2048):
             chunk = ids[start : start + 2048]
             self.tokens.add(chunk, [self.vectors.get(p) for p in chunk])
+        self._refill_device_tokens()
 
     # -- search ----------------------------------------------------------------
     def search(
@@ -165,12 +198,22 @@ class LateInteractionIndex:
         universe: npt.NDArray[np.int64],
         filtered: bool,
     ) -> list[Ranking]:
-        holder = selector_for_pages(universe, self.tokens.page_tokens) if filtered else None
+        holder = None
+        if filtered and self.device_tokens is None:
+            holder = selector_for_pages(universe, self.tokens.page_tokens)
         selector = holder.selector if holder is not None else None
+
+        def token_search(
+            q: npt.NDArray[np.float32], k_tok: int, nprobe: int
+        ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+            if self.device_tokens is not None:
+                return self.device_tokens.search(q, k_tok, universe if filtered else None)
+            return self.tokens.search(q, k_tok, nprobe=nprobe, selector=selector)
+
         stacked = np.concatenate(queries).astype(np.float32, copy=False)
         bounds = np.cumsum([0] + [len(q) for q in queries])
         k_tok = params.k_per_token
-        scores, ids = self.tokens.search(stacked, k_tok, nprobe=params.nprobe, selector=selector)
+        scores, ids = token_search(stacked, k_tok, params.nprobe)
         out: list[Ranking] = []
         for qi, query in enumerate(queries):
             rows = slice(int(bounds[qi]), int(bounds[qi + 1]))
@@ -181,9 +224,7 @@ class LateInteractionIndex:
             # come back whenever k pages exist.
             while len(candidates) < min(k, len(universe)) and attempt < 2:
                 widened *= 8
-                more_s, more_i = self.tokens.search(
-                    query, widened, nprobe=params.nprobe * 4, selector=selector
-                )
+                more_s, more_i = token_search(query, widened, params.nprobe * 4)
                 candidates = _approximate_candidates(more_s, more_i, max(params.n_rerank, k))
                 attempt += 1
             if len(candidates) < min(k, len(universe)):
@@ -218,6 +259,7 @@ class LateInteractionIndex:
             snap.sections["faiss"], self.dim, self.params, page_tokens
         )
         self.trained_tokens = int(snap.header.get("trained_tokens", 0))
+        self._refill_device_tokens()
         return snap.header
 
     def consistent(self) -> bool:

@@ -167,6 +167,10 @@ class StoreConfig(BaseModel):
     # scratch files beside the index ("disk"), which the kernel pages in per query and
     # may evict, so resident memory stays flat as the store grows.
     vector_cache: Literal["memory", "disk"] = "memory"
+    # Candidate token search: "faiss" (the persisted IVF/flat index, FAISS GPU when
+    # installed), "torch" (exact matmul + top-k over all tokens on the rerank device),
+    # or "auto": torch on CUDA when the installed faiss has no GPU support, else faiss.
+    candidate_search: Literal["auto", "faiss", "torch"] = "auto"
     ivf_min_tokens: int = Field(default=100_000, ge=1)
     ivf_nlist: int | None = Field(default=None, ge=1)
     ivf_codec: Literal["PQ", "SQ8", "SQfp16", "Flat", "none"] = "PQ"

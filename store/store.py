@@ -94,6 +94,7 @@ class Store:
             config.index_params(),
             vectors_on_disk=config.vector_cache == "disk",
             scratch_dir=_scratch_dir(index_dir) if config.vector_cache == "disk" else None,
+            candidate_search=config.candidate_search,
         )
         self._sync = IndexSync(engine, index, row.store_uuid, row.vector_dtype, index_dir)
         self.opened_from = self._sync.load()
@@ -538,6 +539,7 @@ class Store:
                 "encoder": self.encoder_name,
                 "encoder_fingerprint": self.encoder_fingerprint,
                 "index": index.tokens.describe(),
+                "candidate_search": "torch" if index.device_tokens is not None else "faiss",
                 "change_no": self._sync.applied_change,
                 "change_log_pruned_through": self._sync.pruned_through,
                 "index_dir": None if self._sync.index_dir is None else str(self._sync.index_dir),

@@ -145,11 +145,8 @@ class IndexSync:
         if not page_ids:
             return
         cache = self.index.vectors
-        self.index.tokens.remove(page_ids)
-        present = [p for p in page_ids if p in cache]
-        self.index.tokens.add(present, [cache.get(p) for p in present])
-        self.index.maybe_train()
-        self.tokens_since_snapshot += sum(cache.n_tokens(p) for p in present)
+        self.index.reindex_from_cache(page_ids)
+        self.tokens_since_snapshot += sum(cache.n_tokens(p) for p in page_ids if p in cache)
 
     def _reapply(self, page_ids: list[int]) -> None:
         """Make the index hold exactly SQL's current vectors for ``page_ids``."""

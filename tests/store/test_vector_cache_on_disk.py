@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from latestore import PrecomputedVectors, Store, StoreConfig
 from tests.store.helpers import clustered_pages, query_from
@@ -51,3 +52,30 @@ def test_disk_cache_answers_like_memory_through_writes_and_reopen(
         assert set(fresh) <= set(disk.page_ids())
     index_dir = db_path.parent / f"{db_path.name}.index"
     assert [p.name for p in index_dir.iterdir()] == ["candidates.snapshot"]
+
+
+def test_torch_candidate_search_ranks_like_exhaustive(
+    db_path: Path, rng: np.random.Generator
+) -> None:
+    """candidate_search="torch" is what a GPU without faiss-gpu uses; here it runs on CPU."""
+    pages, centres = clustered_pages(rng, 300, dim=DIM)
+    queries = [query_from(rng, centres) for _ in range(5)]
+    base = {"ivf_min_tokens": 2_000, "exhaustive_max_tokens": 0}
+    torch_cfg = StoreConfig(candidate_search="torch", **base)  # type: ignore[arg-type]
+    with Store.open(db_path, ENCODER, config=torch_cfg) as store:
+        ids = store.add_pages(pages[:250])
+        assert store.stats()["candidate_search"] == "torch"
+        store.delete(ids[:30])
+    with Store.open(db_path, ENCODER, config=StoreConfig(**base)) as writer:  # type: ignore[arg-type]
+        writer.add_pages(pages[250:])  # committed after the snapshot: replayed at open
+    with Store.open(db_path, ENCODER, config=torch_cfg) as store:
+        assert store.count() == 270
+        assert store.stats()["candidate_search"] == "torch"
+        for q in queries:
+            for spec in (None, {"lang": "de"}):
+                got = ranking(store, q, filter=spec)
+                exact = ranking(store, q, filter=spec, exhaustive=True)
+                # exact candidate tokens: the same top 10 (scores to float32 summation order)
+                assert [p for p, _ in got] == [p for p, _ in exact]
+                assert [s for _, s in got] == pytest.approx([s for _, s in exact], rel=1e-5)
+        assert not {h.page_id for h in store.search(pages[0].vectors, k=300)} & set(ids[:30])
