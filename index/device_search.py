@@ -62,6 +62,19 @@ class DeviceTokenSearch:
             start += len(v)
         self._used += n
 
+    def gather(self, page_ids: list[int]) -> tuple[torch.Tensor, npt.NDArray[np.int64]]:
+        """The pages' token rows, packed in order on the device, and their lengths.
+
+        Lets the rerank read the same device copy the search uses, so tokens are not
+        held on the GPU twice.
+        """
+        spans = [self._where[p] for p in page_ids]
+        lengths = np.fromiter((n for _, n in spans), dtype=np.int64, count=len(spans))
+        if not spans:
+            return self._rows[:0], lengths
+        rows = np.concatenate([np.arange(first, first + n) for first, n in spans])
+        return self._rows[torch.from_numpy(rows).to(self.device)], lengths
+
     def remove(self, page_ids: list[int]) -> None:
         for page_id in page_ids:
             found = self._where.pop(page_id, None)
@@ -88,7 +101,11 @@ class DeviceTokenSearch:
             keep = self._allowed_rows(allowed)
             for lo in range(0, self._used, BLOCK_ROWS):
                 hi = min(self._used, lo + BLOCK_ROWS)
-                sims = (q.to(self.dtype) @ self._rows[lo:hi].T).float()
+                block = self._rows[lo:hi]
+                if self.device.type == "cuda":  # tensor cores; fp32 accumulation inside
+                    sims = (q.to(self.dtype) @ block.T).float()
+                else:  # CPU half matmuls are slow and round their output
+                    sims = q @ block.float().T
                 sims.masked_fill_(~keep[lo:hi], -torch.inf)
                 top_s, top_r = sims.topk(min(k, hi - lo), dim=1)
                 best_s = torch.cat([best_s, top_s], dim=1)

@@ -65,17 +65,23 @@ class LateInteractionIndex:
         self.dim = dim
         self.params = params
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.vectors = VectorCache(
-            dim, dtype, self.device, on_disk=vectors_on_disk, directory=scratch_dir
-        )
-        self.tokens = TokenIndex(dim, params)
-        self.trained_tokens = 0
         # "auto": on CUDA without a FAISS GPU build, search candidates with torch on the
         # device; the FAISS index is still kept, since it is what the snapshot persists.
         use_torch = candidate_search == "torch" or (
             candidate_search == "auto" and self.device.startswith("cuda") and not gpu_available()
         )
-        self.device_tokens = DeviceTokenSearch(dim, self.device) if use_torch else None
+        # With the torch search, its packed device copy also feeds the rerank, so the
+        # cache itself stays on the host instead of holding every page on the GPU again.
+        self.vectors = VectorCache(
+            dim,
+            dtype,
+            "cpu" if use_torch else self.device,
+            on_disk=vectors_on_disk,
+            directory=scratch_dir,
+        )
+        self.tokens = TokenIndex(dim, params)
+        self.trained_tokens = 0
+        self.device_tokens = self._new_device_tokens() if use_torch else None
 
     # -- updates ---------------------------------------------------------------
     def upsert(self, page_ids: list[int], vectors: list[npt.NDArray[Any]]) -> None:
@@ -104,10 +110,22 @@ class LateInteractionIndex:
             self.device_tokens.add(present, [self.vectors.get(p) for p in present])
         self.maybe_train()
 
+    def _new_device_tokens(self) -> DeviceTokenSearch:
+        # The rerank reads these rows: keep the cache's precision (int8 is dequantised).
+        dtype = torch.float32 if self.vectors.dtype == np.float32 else torch.float16
+        return DeviceTokenSearch(self.dim, self.device, dtype=dtype)
+
+    def _gather(
+        self, page_ids: list[int]
+    ) -> tuple[npt.NDArray[np.floating] | torch.Tensor, npt.NDArray[np.int64]]:
+        if self.device_tokens is not None:
+            return self.device_tokens.gather(page_ids)
+        return self.vectors.gather_on_device(page_ids)
+
     def _refill_device_tokens(self) -> None:
         if self.device_tokens is None:
             return
-        self.device_tokens = DeviceTokenSearch(self.dim, self.device)
+        self.device_tokens = self._new_device_tokens()
         ids = self.vectors.page_ids().tolist()
         for start in range(0, len(ids), 2048):
             chunk = ids[start : start + 2048]
@@ -177,7 +195,7 @@ class LateInteractionIndex:
         group = 4096
         for start in range(0, len(pages), group):
             chunk = pages[start : start + group]
-            tokens, lengths = self.vectors.gather_on_device(chunk.tolist())
+            tokens, lengths = self._gather(chunk.tolist())
             scores = maxsim_many(queries, tokens, lengths)
             for qi in range(len(queries)):
                 best_scores[qi] = np.concatenate([best_scores[qi], scores[qi]])
@@ -230,7 +248,7 @@ class LateInteractionIndex:
             if len(candidates) < min(k, len(universe)):
                 out.append(self._exact([query], k, universe)[0])
                 continue
-            tokens, lengths = self.vectors.gather_on_device(candidates.tolist())
+            tokens, lengths = self._gather(candidates.tolist())
             exact = maxsim_packed(query, tokens, lengths)
             keep = _top(exact, candidates, k)
             out.append([(int(candidates[i]), float(exact[i])) for i in keep])

@@ -66,3 +66,13 @@ def test_filter_and_short_results(rng: np.random.Generator) -> None:
     empty = DeviceTokenSearch(16, "cpu")
     s, i = empty.search(queries, 4)
     assert (i == -1).all() and np.isneginf(s).all()
+
+
+def test_gather_returns_each_pages_rows_after_compaction(rng: np.random.Generator) -> None:
+    search, _, pages = build(rng, "cpu")
+    search.remove(list(range(1, 100)))  # most pages: compacts
+    wanted = [117, 100, 120]
+    rows, lengths = search.gather(wanted)
+    assert lengths.tolist() == [len(pages[p]) for p in wanted]
+    np.testing.assert_array_equal(rows.numpy(), np.concatenate([pages[p] for p in wanted]))
+    assert search.gather([])[0].shape == (0, 16)
