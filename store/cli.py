@@ -205,7 +205,7 @@ def info(
             config = opened.config.model_dump()
     except LatestoreError as exc:
         fail(str(exc))
-    itemsize = 2 if stats["vector_dtype"] == "float16" else 4
+    itemsize = {"float16": 2, "float32": 4, "int8": 1}.get(stats["vector_dtype"], 4)
     index_dir = Path(stats["index_dir"]) if stats["index_dir"] else None
     details = {
         "store": str(store),
