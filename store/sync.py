@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from latestore.errors import IndexSnapshotError
 from latestore.index.codec import from_storage
@@ -84,8 +84,7 @@ class IndexSync:
         # and anything committed meanwhile is replayed on the next catch-up.
         head = self.last_change()
         with self.engine.connect() as conn:
-            pruned = conn.execute(select(StoreRow.pruned_through).where(StoreRow.id == 1))
-            self.pruned_through = int(pruned.scalar_one())
+            self.pruned_through = _pruned_through(conn)
         for page_id, vectors in self._read_vectors():
             self.index.vectors.put(page_id, vectors)
         how = self._load_snapshot(head)
@@ -130,11 +129,9 @@ class IndexSync:
             touched = sorted(int(r[0]) for r in rows)
             # Read after the log: under READ COMMITTED a prune that committed between the
             # two statements shows here, so a partial answer is never trusted.
-            pruned = conn.execute(
-                select(StoreRow.pruned_through).where(StoreRow.id == 1)
-            ).scalar_one()
-        self.pruned_through = max(self.pruned_through, int(pruned))
-        return None if int(pruned) > change else touched
+            pruned = _pruned_through(conn)
+        self.pruned_through = max(self.pruned_through, pruned)
+        return None if pruned > change else touched
 
     def _replay_from_cache(self, page_ids: list[int]) -> None:
         """At open: re-index ``page_ids`` from the vectors just loaded from SQL.
@@ -215,3 +212,7 @@ class IndexSync:
         self.snapshot_change = self.applied_change
         self.tokens_since_snapshot = 0
         return written
+
+
+def _pruned_through(conn: Connection) -> int:
+    return int(conn.execute(select(StoreRow.pruned_through).where(StoreRow.id == 1)).scalar_one())
