@@ -46,7 +46,8 @@ def checked_vectors(raw: Any, dim: int, dtype: str, what: str) -> npt.NDArray[np
         raise InvalidVectorError(
             f"{what}: {array.shape[0]} tokens; at most {MAX_TOKENS_PER_PAGE - 1}"
         )
-    array = array.astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):  # an overflow becomes inf, refused just below
+        array = array.astype(np.float32, copy=False)
     if not np.isfinite(array).all():
         raise NonFiniteVectorError(f"{what}: vectors contain NaN or infinity")
     norms = np.linalg.norm(array.astype(np.float64), axis=1, keepdims=True)

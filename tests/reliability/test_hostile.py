@@ -1,5 +1,8 @@
 """Hostile input corpus: each case gets a typed error or a documented safe behaviour,
-and the store is verified unchanged afterwards (apart from a safely stored page)."""
+and the store is verified unchanged afterwards (apart from a safely stored page).
+
+Every case runs on SQLite and, when LATESTORE_TEST_PG_URL is set (.ci/run sets it), on
+PostgreSQL, whose text, JSON and error handling differ from SQLite's."""
 
 from __future__ import annotations
 
@@ -354,10 +357,10 @@ def state(store: Store) -> tuple[Any, ...]:
 
 
 @pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[Ctx]:
+def ctx(store_url: str, tmp_path: Path) -> Iterator[Ctx]:
     config = StoreConfig(vector_dtype="float32", exhaustive_max_tokens=0, ivf_codec="none")
     pages, _ = clustered_pages(np.random.default_rng(2), N_PAGES, dim=DIM)
-    with Store.open(tmp_path / "h.db", PrecomputedVectors(dim=DIM), config=config) as store:
+    with Store.open(store_url, PrecomputedVectors(dim=DIM), config=config) as store:
         store.add_pages(pages)
         yield Ctx(store, tmp_path)
 
