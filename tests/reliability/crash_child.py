@@ -56,9 +56,17 @@ class Countdown:
         return self.left == 0
 
 
-def install_hooks(mode: str, rng: random.Random) -> None:
+def install_hooks(mode: str, rng: random.Random, postgres: bool) -> None:
     countdown = Countdown(rng)
-    if mode == "commit":
+    if mode == "commit" and postgres:
+        # psycopg has no statement trace: die within milliseconds of SQLAlchemy issuing
+        # the COMMIT, which lands before, during or after the server's commit.
+        def on_commit(_connection: Any) -> None:
+            if countdown.hit():
+                die_soon(rng, 0.003)
+
+        event.listen(Engine, "commit", on_commit)
+    elif mode == "commit":
 
         def on_connect(dbapi_connection: Any, _record: Any) -> None:
             def trace(statement: str) -> None:
@@ -102,7 +110,7 @@ def install_hooks(mode: str, rng: random.Random) -> None:
 
 def writer(job: dict[str, Any]) -> None:
     rng = random.Random(job["seed"])
-    install_hooks(job["mode"], rng)
+    install_hooks(job["mode"], rng, str(job["db"]).startswith("postgresql"))
     ack = os.open(job["acks"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     store = Store.open(job["db"], PrecomputedVectors(dim=DIM), config=CONFIG)
     for number in range(job["first"], job["first"] + job["max_batches"]):

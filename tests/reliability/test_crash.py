@@ -29,10 +29,13 @@ from sqlalchemy.orm import Session
 from latestore import PrecomputedVectors, Store
 from latestore.index.late_index import LateInteractionIndex
 from latestore.schema import PageRow, PageVectorsRow
+from latestore.sql import default_index_dir, to_url
 from tests.reliability.corpus import CONFIG, DIM, batch, batch_of, queries
 
 CHILD = Path(__file__).with_name("crash_child.py")
 KILLS = int(os.environ.get("LATESTORE_CRASH_KILLS", "60"))
+# PostgreSQL rounds cost more (a server round trip per statement): fewer kills there.
+PG_KILLS = int(os.environ.get("LATESTORE_CRASH_KILLS_PG", "40"))
 # Timer kills hit wherever the writer happens to be (open, encode, commit, replay,
 # snapshot); the hook modes make sure commits and snapshot writes are hit many times.
 MODES = [
@@ -120,7 +123,7 @@ def read_acks(path: Path) -> set[int]:
     return {int(n) for n in lines}
 
 
-def verify(db: Path, acks: Path, ledger: Ledger, first: int, rng: random.Random) -> None:
+def verify(db: str, acks: Path, ledger: Ledger, first: int, rng: random.Random) -> None:
     acked = read_acks(acks)
     store = Store.open(db, PrecomputedVectors(dim=DIM), config=CONFIG)
     try:
@@ -179,17 +182,18 @@ def verify(db: Path, acks: Path, ledger: Ledger, first: int, rng: random.Random)
 
 
 def test_sigkill_at_random_moments_loses_nothing_acknowledged(
-    tmp_path: Path, worker: Worker
+    store_url: str, tmp_path: Path, worker: Worker
 ) -> None:
-    db = tmp_path / "crash.db"
+    db = store_url  # SQLite file, or a fresh PostgreSQL database (store_url's HOME holds its index)
+    kills = PG_KILLS if db.startswith("postgresql") else KILLS
     acks = tmp_path / "acks.txt"
     rng = random.Random(20240607)
     ledger = Ledger()
     started = time.monotonic()
     rounds = 0
-    while sum(ledger.kills.values()) < KILLS:
+    while sum(ledger.kills.values()) < kills:
         rounds += 1
-        assert rounds <= KILLS * 2, f"only {ledger.kills} kills in {rounds} rounds"
+        assert rounds <= kills * 2, f"only {ledger.kills} kills in {rounds} rounds"
         mode = MODES[rounds % len(MODES)]
         first = ledger.next_batch
         job = {
@@ -206,7 +210,9 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(
         if code == -signal.SIGKILL:
             ledger.kills[mode] += 1
         verify(db, acks, ledger, first, rng)
-    leftovers = list((tmp_path / "crash.db.index").glob(".*.tmp"))
+    index_dir = default_index_dir(to_url(db))
+    assert index_dir is not None
+    leftovers = list(index_dir.glob(".*.tmp"))
     summary = (
         f"{sum(ledger.kills.values())} kills in {rounds} rounds, "
         f"{time.monotonic() - started:.0f}s: "
