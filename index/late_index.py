@@ -88,9 +88,7 @@ class LateInteractionIndex:
         self.remove(page_ids)
         for page_id, v in zip(page_ids, vectors, strict=True):
             self.vectors.put(page_id, v)
-        self.tokens.add(page_ids, [self.vectors.get(p) for p in page_ids])
-        if self.device_tokens is not None:
-            self.device_tokens.add(page_ids, [self.vectors.get(p) for p in page_ids])
+        self._add_to_search(page_ids)
         self.maybe_train()
 
     def remove(self, page_ids: list[int]) -> None:
@@ -103,12 +101,18 @@ class LateInteractionIndex:
     def reindex_from_cache(self, page_ids: list[int]) -> None:
         """Re-add ``page_ids`` to the candidate search from the cache (dropping absent ones)."""
         self.tokens.remove(page_ids)
-        present = [p for p in page_ids if p in self.vectors]
-        self.tokens.add(present, [self.vectors.get(p) for p in present])
         if self.device_tokens is not None:
             self.device_tokens.remove(page_ids)
-            self.device_tokens.add(present, [self.vectors.get(p) for p in present])
+        self._add_to_search([p for p in page_ids if p in self.vectors])
         self.maybe_train()
+
+    def _add_to_search(self, page_ids: list[int], *, faiss: bool = True) -> None:
+        """Add cached pages to the candidate search(es), reading each page once."""
+        vectors = [self.vectors.get(p) for p in page_ids]  # int8 pages dequantise here
+        if faiss:
+            self.tokens.add(page_ids, vectors)
+        if self.device_tokens is not None:
+            self.device_tokens.add(page_ids, vectors)
 
     def _new_device_tokens(self) -> DeviceTokenSearch:
         # The rerank reads these rows: keep the cache's precision (int8 is dequantised).
@@ -122,14 +126,15 @@ class LateInteractionIndex:
             return self.device_tokens.gather(page_ids)
         return self.vectors.gather_on_device(page_ids)
 
-    def _refill_device_tokens(self) -> None:
-        if self.device_tokens is None:
+    def _fill_search(self, *, faiss: bool) -> None:
+        """Add every cached page to a fresh device search (and to FAISS if asked)."""
+        if self.device_tokens is not None:
+            self.device_tokens = self._new_device_tokens()
+        elif not faiss:
             return
-        self.device_tokens = self._new_device_tokens()
         ids = self.vectors.page_ids().tolist()
         for start in range(0, len(ids), 2048):
-            chunk = ids[start : start + 2048]
-            self.device_tokens.add(chunk, [self.vectors.get(p) for p in chunk])
+            self._add_to_search(ids[start : start + 2048], faiss=faiss)
 
     def maybe_train(self) -> bool:
         """Switch to (or re-train) IVF when the store outgrew its current index."""
@@ -156,11 +161,7 @@ class LateInteractionIndex:
             self.trained_tokens = total
         else:
             self.trained_tokens = 0
-        ids = self.vectors.page_ids().tolist()
-        for start in range(0, len(ids), 2048):
-            chunk = ids[start : start + 2048]
-            self.tokens.add(chunk, [self.vectors.get(p) for p in chunk])
-        self._refill_device_tokens()
+        self._fill_search(faiss=True)
 
     # -- search ----------------------------------------------------------------
     def search(
@@ -277,7 +278,7 @@ class LateInteractionIndex:
             snap.sections["faiss"], self.dim, self.params, page_tokens
         )
         self.trained_tokens = int(snap.header.get("trained_tokens", 0))
-        self._refill_device_tokens()
+        self._fill_search(faiss=False)  # FAISS came from the snapshot; the device copy did not
         return snap.header
 
     def consistent(self) -> bool:
