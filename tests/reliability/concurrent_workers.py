@@ -29,9 +29,17 @@ def journal(path: Path, line: str) -> None:
         os.close(fd)
 
 
-def writer(db: str, log: str, first: int, batches: int) -> None:
+def writer(db: str, log: str, first: int, batches: int, readers: int = 0) -> None:
     path = Path(log)
     rng = random.Random(first)
+    # Spawned readers take seconds to import torch and faiss: start writing only once
+    # they all have the store open, or a fast writer may finish before they search.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if sum(x.startswith("ready ") for x in lines) >= readers:
+            break
+        time.sleep(0.05)
     with Store.open(db, PrecomputedVectors(dim=DIM), config=CONFIG) as store:
         for number in range(first, first + batches):
             if number % 4 == 3:
@@ -55,6 +63,7 @@ def reader(db: str, log: str, out: str, seed: int) -> None:
     path = Path(log)
     searches = hits_seen = 0
     with Store.open(db, PrecomputedVectors(dim=DIM)) as store:
+        journal(path, f"ready {seed}")
         while True:
             lines = path.read_text().splitlines() if path.exists() else []
             deleted = {i for x in lines if x.startswith("deleted ") for i in json.loads(x[8:])}

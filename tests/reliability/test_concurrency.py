@@ -92,7 +92,7 @@ def test_reader_processes_while_another_process_ingests(tmp_path: Path) -> None:
         ctx.Process(target=concurrent_workers.reader, args=(db, log, out, i * 10_000))
         for i, out in enumerate(outs)
     ]
-    writer = ctx.Process(target=concurrent_workers.writer, args=(db, log, 1, 60))
+    writer = ctx.Process(target=concurrent_workers.writer, args=(db, log, 1, 60, READER_PROCESSES))
     for p in [*readers, writer]:
         p.start()
     for p in [writer, *readers]:
