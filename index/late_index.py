@@ -15,7 +15,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from latestore.index.device_search import DeviceTokenSearch
+from latestore.index import maxsim_triton
+from latestore.index.device_rank import exact_topk, rerank_pairs
+from latestore.index.device_search import DEFAULT_BUDGET_BYTES, DeviceTokenSearch
 from latestore.index.maxsim import maxsim_many, maxsim_packed
 from latestore.index.snapshot import read_snapshot, write_snapshot
 from latestore.index.token_index import (
@@ -41,16 +43,38 @@ class SearchParams:
     ``k_per_token`` nearest page tokens are fetched per query token; pages found that
     way are ranked by an approximate MaxSim and the best ``n_rerank`` are scored
     exactly. When the pages a query may see hold at most ``exhaustive_max_tokens``
-    tokens, every one of them is scored exactly instead.
+    tokens, every one of them is scored exactly instead. ``device_exact``: where the
+    pages are resident on a GPU with the fused kernel, score every allowed page
+    exactly (at memory speed) instead of going through candidates.
     """
 
     k_per_token: int = 128
     nprobe: int = 16
     n_rerank: int = 256
     exhaustive_max_tokens: int = 60_000
+    device_exact: bool = True
+
+
+# Share of the GPU's memory the resident page matrix may take; beyond it the store
+# ranks through FAISS candidates and the host copy, as on a CPU.
+DEVICE_MEMORY_SHARE = 0.7
 
 
 class LateInteractionIndex:
+    """The derived search state of one store, and the plan that answers a query.
+
+    Pages live in a host :class:`VectorCache` (the exact rerank on a CPU), in a FAISS
+    :class:`TokenIndex` (candidate tokens; the part the snapshot persists) and, on a
+    GPU, packed in a :class:`DeviceTokenSearch` that the fused kernel ranks from.
+
+    The plan, per query batch: on a GPU with the resident matrix, exact MaxSim over
+    every allowed page (``device_exact``); otherwise exact scoring when the allowed
+    pages are few (``exhaustive_max_tokens``) or when asked (``exhaustive``), and
+    else candidates from the token search, an approximate MaxSim over them, and an
+    exact rerank of the best ``n_rerank``, widening the token search (and at last
+    falling back to exact) when too few pages surface.
+    """
+
     def __init__(
         self,
         dim: int,
@@ -61,27 +85,34 @@ class LateInteractionIndex:
         vectors_on_disk: bool = False,
         scratch_dir: Path | None = None,
         candidate_search: str = "auto",
+        kernel: bool | None = None,
+        device_budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        max_device_bytes: int | None = None,
+        device_memory_share: float = DEVICE_MEMORY_SHARE,
     ) -> None:
         self.dim = dim
         self.params = params
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        on_cuda = self.device.startswith("cuda")
         # "auto": on CUDA without a FAISS GPU build, search candidates with torch on the
         # device; the FAISS index is still kept, since it is what the snapshot persists.
-        use_torch = candidate_search == "torch" or (
-            candidate_search == "auto" and self.device.startswith("cuda") and not gpu_available()
+        self._torch_candidates = candidate_search == "torch" or (
+            candidate_search == "auto" and on_cuda and not gpu_available()
         )
-        # With the torch search, its packed device copy also feeds the rerank, so the
-        # cache itself stays on the host instead of holding every page on the GPU again.
-        self.vectors = VectorCache(
-            dim,
-            dtype,
-            "cpu" if use_torch else self.device,
-            on_disk=vectors_on_disk,
-            directory=scratch_dir,
-        )
+        # The fused kernel ranks on CUDA; kernel=True also runs it elsewhere (the CPU
+        # tests, under TRITON_INTERPRET=1).
+        self.kernel = maxsim_triton.available() and (on_cuda if kernel is None else kernel)
+        self.device_budget_bytes = device_budget_bytes
+        self.max_device_bytes = max_device_bytes
+        if max_device_bytes is None and on_cuda:
+            total = torch.cuda.get_device_properties(torch.device(self.device)).total_memory
+            self.max_device_bytes = int(device_memory_share * total)
+        self.device_fallback: str | None = None  # why pages are not resident, if not
+        self.vectors = VectorCache(dim, dtype, on_disk=vectors_on_disk, directory=scratch_dir)
         self.tokens = TokenIndex(dim, params)
         self.trained_tokens = 0
-        self.device_tokens = self._new_device_tokens() if use_torch else None
+        wants_device = self._torch_candidates or on_cuda or self.kernel
+        self.device_tokens = self._new_device_tokens() if wants_device else None
 
     # -- updates ---------------------------------------------------------------
     def upsert(self, page_ids: list[int], vectors: list[npt.NDArray[Any]]) -> None:
@@ -111,30 +142,85 @@ class LateInteractionIndex:
         vectors = [self.vectors.get(p) for p in page_ids]  # int8 pages dequantise here
         if faiss:
             self.tokens.add(page_ids, vectors)
-        if self.device_tokens is not None:
-            self.device_tokens.add(page_ids, vectors)
+        device = self.device_tokens
+        if device is None:
+            return
+        if not self._fits_on_device(device.ntotal + sum(len(v) for v in vectors)):
+            return
+        if device.quantized:  # the kernel reads int8 codes and scales as stored
+            held = [self.vectors.codes(p) for p in page_ids]
+            device.add(page_ids, [c for c, _ in held], [s for _, s in held])
+        else:
+            device.add(page_ids, vectors)
+
+    def _fits_on_device(self, tokens: int) -> bool:
+        """Keep pages resident while they fit; past the limit, drop the device copy."""
+        device = self.device_tokens
+        assert device is not None
+        needed = tokens * device.bytes_per_row()
+        if self.max_device_bytes is None or needed <= self.max_device_bytes:
+            return True
+        self.device_fallback = (
+            f"{tokens} tokens need {needed >> 20} MiB on "
+            f"{self.device}, over the {self.max_device_bytes >> 20} MiB allowed"
+        )
+        log.warning("latestore: pages no longer resident on the device: %s", self.device_fallback)
+        self.device_tokens = None
+        return False
 
     def _new_device_tokens(self) -> DeviceTokenSearch:
-        # The rerank reads these rows: keep the cache's precision (int8 is dequantised).
-        dtype = torch.float32 if self.vectors.dtype == np.float32 else torch.float16
-        return DeviceTokenSearch(self.dim, self.device, dtype=dtype)
+        # The kernel reads the store's precision: int8 codes with scales, or floats.
+        dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.int8): torch.int8}.get(
+            self.vectors.dtype, torch.float16
+        )
+        if not self.kernel and dtype == torch.int8:
+            dtype = torch.float16  # the torch fallback reads floats
+        device = DeviceTokenSearch(
+            self.dim, self.device, dtype=dtype, budget_bytes=self.device_budget_bytes
+        )
+        return device
 
     def _gather(
         self, page_ids: list[int]
     ) -> tuple[npt.NDArray[np.floating] | torch.Tensor, npt.NDArray[np.int64]]:
         if self.device_tokens is not None:
             return self.device_tokens.gather(page_ids)
-        return self.vectors.gather_on_device(page_ids)
+        return self.vectors.gather(page_ids)
 
     def _fill_search(self, *, faiss: bool) -> None:
         """Add every cached page to a fresh device search (and to FAISS if asked)."""
-        if self.device_tokens is not None:
+        if self.device_tokens is not None or self.device_fallback:
+            # A store that outgrew the device is tried again whenever it is refilled.
             self.device_tokens = self._new_device_tokens()
+            self.device_fallback = None
+            if self._fits_on_device(self.vectors.total_tokens):
+                self.device_tokens.reserve(self.vectors.total_tokens)
         elif not faiss:
             return
         ids = self.vectors.page_ids().tolist()
         for start in range(0, len(ids), 2048):
             self._add_to_search(ids[start : start + 2048], faiss=faiss)
+
+    @property
+    def torch_candidates(self) -> bool:
+        """Are candidate tokens searched by torch over the resident pages?"""
+        return self._torch_candidates and self.device_tokens is not None
+
+    @property
+    def ranks_on_device(self) -> bool:
+        """Does the fused kernel rank from resident pages?"""
+        return self.kernel and self.device_tokens is not None
+
+    def plan(self, params: SearchParams) -> str:
+        """How an unfiltered query is answered now: for ``latestore info``."""
+        if self.ranks_on_device and params.device_exact:
+            return f"exact MaxSim over every page on {self.device} (fused kernel)"
+        where = self.device if self.device_tokens is not None else "cpu"
+        reason = f" ({self.device_fallback})" if self.device_fallback else ""
+        return (
+            f"candidates ({'torch' if self.torch_candidates else 'faiss'}) + exact rerank "
+            f"on {where}; exact below {params.exhaustive_max_tokens} tokens{reason}"
+        )
 
     def maybe_train(self) -> bool:
         """Switch to (or re-train) IVF when the store outgrew its current index."""
@@ -173,13 +259,18 @@ class LateInteractionIndex:
         exhaustive: bool = False,
     ) -> list[Ranking]:
         """Top ``k`` pages per query, best first (ties broken by smaller page id)."""
+        if k <= 0 or not queries:
+            return [[] for _ in queries]
+        if self.ranks_on_device and (exhaustive or params.device_exact):
+            assert self.device_tokens is not None
+            return exact_topk(self.device_tokens, queries, k, allowed)
         if allowed is None:
             universe = self.vectors.page_ids()
             universe_tokens = self.vectors.total_tokens
         else:
             universe = np.asarray([p for p in allowed.tolist() if p in self.vectors], np.int64)
             universe_tokens = self.vectors.tokens_of(universe)
-        if len(universe) == 0 or k <= 0 or not queries:
+        if len(universe) == 0:
             return [[] for _ in queries]
         if exhaustive or universe_tokens <= params.exhaustive_max_tokens:
             return self._exact(queries, k, universe)
@@ -188,6 +279,9 @@ class LateInteractionIndex:
     def _exact(
         self, queries: list[npt.NDArray[np.float32]], k: int, pages: npt.NDArray[np.int64]
     ) -> list[Ranking]:
+        if self.ranks_on_device:
+            assert self.device_tokens is not None
+            return exact_topk(self.device_tokens, queries, k, pages)
         pages = np.sort(pages)
         rankings: list[Ranking] = [[] for _ in queries]
         best_scores = [np.zeros(0, np.float32) for _ in queries]
@@ -218,14 +312,15 @@ class LateInteractionIndex:
         filtered: bool,
     ) -> list[Ranking]:
         holder = None
-        if filtered and self.device_tokens is None:
+        if filtered and not self.torch_candidates:
             holder = selector_for_pages(universe, self.tokens.page_tokens)
         selector = holder.selector if holder is not None else None
 
         def token_search(
             q: npt.NDArray[np.float32], k_tok: int, nprobe: int
         ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-            if self.device_tokens is not None:
+            if self.torch_candidates:
+                assert self.device_tokens is not None
                 return self.device_tokens.search(q, k_tok, universe if filtered else None)
             return self.tokens.search(q, k_tok, nprobe=nprobe, selector=selector)
 
@@ -233,7 +328,9 @@ class LateInteractionIndex:
         bounds = np.cumsum([0] + [len(q) for q in queries])
         k_tok = params.k_per_token
         scores, ids = token_search(stacked, k_tok, params.nprobe)
-        out: list[Ranking] = []
+        out: list[Ranking] = [[] for _ in queries]
+        chosen: list[npt.NDArray[np.int64]] = []
+        fallback: list[int] = []
         for qi, query in enumerate(queries):
             rows = slice(int(bounds[qi]), int(bounds[qi + 1]))
             candidates = _approximate_candidates(scores[rows], ids[rows], params.n_rerank)
@@ -247,12 +344,35 @@ class LateInteractionIndex:
                 candidates = _approximate_candidates(more_s, more_i, max(params.n_rerank, k))
                 attempt += 1
             if len(candidates) < min(k, len(universe)):
-                out.append(self._exact([query], k, universe)[0])
-                continue
-            tokens, lengths = self._gather(candidates.tolist())
-            exact = maxsim_packed(query, tokens, lengths)
+                fallback.append(qi)
+                candidates = np.zeros(0, dtype=np.int64)
+            chosen.append(candidates)
+        if fallback:
+            exact_rankings = self._exact([queries[qi] for qi in fallback], k, universe)
+            for qi, ranking in zip(fallback, exact_rankings, strict=True):
+                out[qi] = ranking
+        for qi, (candidates, exact) in enumerate(
+            zip(chosen, self._rerank(queries, chosen), strict=True)
+        ):
             keep = _top(exact, candidates, k)
-            out.append([(int(candidates[i]), float(exact[i])) for i in keep])
+            if len(candidates):
+                out[qi] = [(int(candidates[i]), float(exact[i])) for i in keep]
+        return out
+
+    def _rerank(
+        self, queries: list[npt.NDArray[np.float32]], candidates: list[npt.NDArray[np.int64]]
+    ) -> list[npt.NDArray[np.float32]]:
+        """Exact MaxSim of each query against its candidates (all in one launch on GPU)."""
+        if self.ranks_on_device:
+            assert self.device_tokens is not None
+            return rerank_pairs(self.device_tokens, queries, candidates)
+        out = []
+        for query, pages in zip(queries, candidates, strict=True):
+            if not len(pages):
+                out.append(np.zeros(0, dtype=np.float32))
+                continue
+            tokens, lengths = self._gather(pages.tolist())
+            out.append(maxsim_packed(query, tokens, lengths))
         return out
 
     # -- persistence -----------------------------------------------------------

@@ -73,7 +73,8 @@ def maxsim_packed(
     query_t = torch.as_tensor(query).to(target, torch.float32)
     tokens_t = torch.as_tensor(tokens)
     if target.type == "cuda":
-        return _maxsim_torch(query_t, tokens_t.to(target), lengths)
+        scores: npt.NDArray[np.float32] = _maxsim_cuda([query_t], tokens_t.to(target), lengths)[0]
+        return scores
     return _maxsim_cpu(query_t, tokens_t, lengths)
 
 
@@ -166,6 +167,27 @@ def _segment_max(product: torch.Tensor, chunk_lengths: npt.NDArray[np.int64]) ->
     return padded.view(n_pages, longest, width).amax(dim=1)
 
 
+def _maxsim_cuda(
+    queries: list[torch.Tensor], tokens: torch.Tensor, lengths: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
+    """``(n_queries, n_pages)`` on the GPU: the fused kernel, or torch without triton."""
+    from latestore.index import maxsim_triton
+
+    if maxsim_triton.available() and tokens.dtype in (torch.float16, torch.float32):
+        device = tokens.device
+        lengths_t = torch.from_numpy(lengths).to(device)
+        starts = torch.cumsum(lengths_t, 0) - lengths_t
+        kind = maxsim_triton.storage_kind(tokens.dtype)
+        packed = maxsim_triton.pack_queries(queries, kind, device)
+        scores = maxsim_triton.maxsim_shared(packed, tokens.contiguous(), starts, lengths_t)
+        result: npt.NDArray[np.float32] = scores.cpu().numpy()
+        return result
+    if len(queries) == 1:
+        return _maxsim_torch(queries[0].to(tokens.device), tokens, lengths)[None, :]
+    stacked = torch.cat(queries).to(tokens.device, torch.float32)
+    return _maxsim_many_torch(stacked, [len(q) for q in queries], tokens, lengths)
+
+
 def _maxsim_torch(
     query: torch.Tensor, tokens: torch.Tensor, lengths: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.float32]:
@@ -206,8 +228,8 @@ def maxsim_many(
     query_bounds = np.concatenate([[0], np.cumsum([len(q) for q in queries])[:-1]])
     tokens_t = torch.as_tensor(tokens)
     if tokens_t.device.type == "cuda":
-        return _maxsim_many_torch(
-            stacked.to(tokens_t.device), [len(q) for q in queries], tokens_t, lengths
+        return _maxsim_cuda(
+            [torch.as_tensor(np.asarray(q, dtype=np.float32)) for q in queries], tokens_t, lengths
         )
     scores = np.empty((len(queries), len(lengths)), dtype=np.float32)
     bounds = np.concatenate([[0], np.cumsum(lengths)])

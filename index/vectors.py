@@ -1,7 +1,7 @@
 """In-memory page vectors for the exact rerank (derived from SQL at open).
 
-On a CUDA machine every page is also kept on the GPU, so a query moves no page vectors
-from host to device: the rerank gathers device tensors and scores them there.
+This is the host copy. On a CUDA machine the pages are also packed on the GPU by
+device_search.DeviceTokenSearch, which the fused kernel ranks from in place.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from latestore.index.arena import DiskArena
 from latestore.index.codec import dequantize_int8, quantize_int8
@@ -29,20 +28,17 @@ class VectorCache:
         self,
         dim: int,
         dtype: str,
-        device: str = "cpu",
         *,
         on_disk: bool = False,
         directory: Path | None = None,
     ) -> None:
         self.dim = dim
         self.dtype = np.dtype(dtype)
-        self.device = torch.device(device)
         # on_disk: rows live in mapped scratch files (see arena.py), not in the heap
         self.arena = DiskArena(dim, self.dtype, directory) if on_disk else None
         self._segment_of: dict[int, int] = {}
         # float16/float32 rows, or int8 codes with their scales in _scales
         self._pages: dict[int, npt.NDArray[Any]] = {}
-        self._on_device: dict[int, torch.Tensor] = {}
         self._scales: dict[int, npt.NDArray[np.float32]] = {}  # int8 only
         self._local = threading.local()
         self.total_tokens = 0
@@ -62,6 +58,10 @@ class VectorCache:
             return dequantize_int8(self._pages[page_id], self._scales[page_id])
         return self._pages[page_id]
 
+    def codes(self, page_id: int) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]]:
+        """An int8 page's codes and per-token scales, as held."""
+        return self._pages[page_id], self._scales[page_id]
+
     def n_tokens(self, page_id: int) -> int:
         return len(self._pages[page_id])
 
@@ -77,16 +77,10 @@ class VectorCache:
         stored.setflags(write=False)
         self._pages[page_id] = stored
         self.total_tokens += len(stored)
-        if self.device.type != "cpu":
-            on_device = self.get(page_id).astype(
-                np.float16 if self.dtype == np.int8 else self.dtype
-            )
-            self._on_device[page_id] = torch.from_numpy(on_device.copy()).to(self.device)
 
     def clear(self) -> None:
         """Drop every page (and the arena's mappings): frees the memory at close."""
         self._pages.clear()
-        self._on_device.clear()
         self._scales.clear()
         self._segment_of.clear()
         self.total_tokens = 0
@@ -94,7 +88,6 @@ class VectorCache:
             self.arena = DiskArena(self.dim, self.dtype, self.arena.directory)
 
     def discard(self, page_id: int) -> None:
-        self._on_device.pop(page_id, None)
         self._scales.pop(page_id, None)
         old = self._pages.pop(page_id, None)
         if old is not None:
@@ -129,17 +122,6 @@ class VectorCache:
             )
             buffers[dtype] = buffer
         return buffer[:rows]
-
-    def gather_on_device(
-        self, page_ids: list[int]
-    ) -> tuple[npt.NDArray[np.floating] | torch.Tensor, npt.NDArray[np.int64]]:
-        """Packed tokens where the rerank runs: a device tensor on CUDA, numpy on CPU."""
-        if self.device.type == "cpu":
-            return self.gather(page_ids)
-        lengths = np.fromiter((len(self._pages[p]) for p in page_ids), np.int64, len(page_ids))
-        if not page_ids:
-            return torch.zeros((0, self.dim), device=self.device), lengths
-        return torch.cat([self._on_device[p] for p in page_ids]), lengths
 
     def tokens_of(self, page_ids: npt.NDArray[np.int64]) -> int:
         return int(sum(len(self._pages[int(p)]) for p in page_ids))

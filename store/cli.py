@@ -216,9 +216,18 @@ def info(
         "dim": stats["dim"],
         "vector_dtype": stats["vector_dtype"],
         "index": stats["index"],
+        "search_plan": stats["search_plan"],
         "search_settings": {
-            k: config[k] for k in ("k_per_token", "nprobe", "n_rerank", "exhaustive_max_tokens")
+            k: config[k]
+            for k in (
+                "k_per_token",
+                "nprobe",
+                "n_rerank",
+                "exhaustive_max_tokens",
+                "device_exact",
+            )
         },
+        **{k: v for k, v in stats.items() if k.startswith("device")},
         "sql_bytes": sqlite_bytes(db_file),
         "vector_bytes": stats["tokens"] * stats["dim"] * itemsize,
         "index_bytes": directory_bytes(index_dir),

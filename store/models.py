@@ -171,6 +171,16 @@ class StoreConfig(BaseModel):
     # installed), "torch" (exact matmul + top-k over all tokens on the rerank device),
     # or "auto": torch on CUDA when the installed faiss has no GPU support, else faiss.
     candidate_search: Literal["auto", "faiss", "torch"] = "auto"
+    # On a GPU with the fused kernel, rank by exact MaxSim over every allowed page (the
+    # pages are resident, so a query reads them once at memory speed) rather than by
+    # candidates. The candidate path stays for CPUs, stores larger than the device's
+    # share of memory (device_memory_share), and device_exact=False.
+    device_exact: bool = True
+    # Largest temporary memory one search may take on the device, in MiB, whatever the
+    # number of queries, query tokens or pages.
+    device_budget_mb: int = Field(default=512, ge=1)
+    # Share of the device's memory the resident page matrix may take.
+    device_memory_share: float = Field(default=0.7, gt=0.0, le=0.95)
     ivf_min_tokens: int = Field(default=100_000, ge=1)
     ivf_nlist: int | None = Field(default=None, ge=1)
     ivf_codec: Literal["PQ", "SQ8", "SQfp16", "Flat", "none"] = "PQ"
@@ -199,6 +209,7 @@ class StoreConfig(BaseModel):
             nprobe=self.nprobe,
             n_rerank=self.n_rerank,
             exhaustive_max_tokens=self.exhaustive_max_tokens,
+            device_exact=self.device_exact,
         )
 
 

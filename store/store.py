@@ -31,6 +31,7 @@ from latestore.index.late_index import LateInteractionIndex
 from latestore.migrations.runner import upgrade
 from latestore.models import Page, SearchHit, StoreConfig, StoredPage
 from latestore.opening import encoder_for, merged_config, new_store_encoder, new_store_row
+from latestore.rwlock import ReadWriteLock
 from latestore.schema import MetadataKeyRow, PageRow, StoreRow
 from latestore.sql import default_index_dir, make_engine, to_url
 from latestore.sync import IndexSync
@@ -48,7 +49,7 @@ log = logging.getLogger("latestore")
 Query = str | npt.NDArray[np.floating]
 ProgressCallback = Callable[[int, int], None]
 MAX_K = 10_000
-QUERY_TIME_FIELDS = ("k_per_token", "nprobe", "n_rerank", "exhaustive_max_tokens")
+QUERY_TIME_FIELDS = ("k_per_token", "nprobe", "n_rerank", "exhaustive_max_tokens", "device_exact")
 
 
 class Store:
@@ -81,10 +82,11 @@ class Store:
         self.config = config
         self.dim = row.dim
         self.store_uuid = row.store_uuid
-        # _lock guards the in-memory index; _write_lock serialises this process's SQL
-        # write transactions. They are separate so that a writer queued behind another
-        # process's write lock (up to the busy timeout) does not stall searches here.
-        self._lock = threading.RLock()
+        # _index_lock guards the in-memory index: searches share it, updates take it
+        # alone. _write_lock serialises this process's SQL write transactions; it is
+        # separate so a writer queued behind another process's write lock (up to the
+        # busy timeout) does not stall searches here.
+        self._index_lock = ReadWriteLock()
         self._write_lock = threading.Lock()
         self._closed = False
         memory_dtype = config.memory_dtype or row.vector_dtype
@@ -95,6 +97,8 @@ class Store:
             vectors_on_disk=config.vector_cache == "disk",
             scratch_dir=_scratch_dir(index_dir) if config.vector_cache == "disk" else None,
             candidate_search=config.candidate_search,
+            device_budget_bytes=config.device_budget_mb << 20,
+            device_memory_share=config.device_memory_share,
         )
         self._sync = IndexSync(engine, index, row.store_uuid, row.vector_dtype, index_dir)
         self.opened_from = self._sync.load()
@@ -164,7 +168,7 @@ class Store:
 
     def close(self) -> None:
         """Snapshot the derived index and release the database."""
-        with self._lock:
+        with self._index_lock.write():
             if self._closed:
                 return
             try:
@@ -243,7 +247,7 @@ class Store:
                 session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
                 change_no = next_change(session)
                 new_ids = write_pages(session, prepared, change_no)
-            with self._lock:
+            with self._index_lock.write():
                 # The index must hold what SQL holds (int8 is lossy), exactly as a
                 # reopen would load it, or results would shift after a restart.
                 stored = [as_stored(p.vectors, self._sync.dtype) for p in prepared]
@@ -290,7 +294,7 @@ class Store:
                 return 0
             change_no = next_change(session)
             removed = delete_pages(session, sorted(set(page_ids)), change_no)
-        with self._lock:
+        with self._index_lock.write():
             self._sync.applied_own(change_no, removed, [])
             self._maybe_snapshot()
         self._maybe_prune_changes()
@@ -305,7 +309,7 @@ class Store:
     def _maybe_prune_changes(self) -> None:
         """Bound the change log: keep the last ``change_log_keep`` changes, and every
         change since the snapshot that the next open will replay from."""
-        with self._lock:
+        with self._index_lock.write():
             sync = self._sync
             through = sync.applied_change - self.config.change_log_keep
             if sync.snapshot_path is not None:
@@ -320,7 +324,7 @@ class Store:
             # Housekeeping only: the write that triggered it is committed; retry next time.
             log.warning("latestore: change log not pruned this time (%s)", exc)
             return
-        with self._lock:
+        with self._index_lock.write():
             sync.pruned_through = max(sync.pruned_through, through)
 
     def _existing(self, items: list[Page]) -> dict[str | None, tuple[int, str, dict[str, Any]]]:
@@ -413,8 +417,12 @@ class Store:
                 raise InvalidInputError(f"bad search settings: {exc}") from exc
         vectors = self._query_vectors(queries)
         allowed = self._allowed(filter) if filter is not None else None
-        with self._lock:
-            self._sync.catch_up()
+        if self._sync.behind():  # the SQL look runs unlocked: searches never queue on it
+            with self._index_lock.write():
+                self._sync.catch_up()
+        # Ranking shares the lock: concurrent searches run in parallel.
+        with self._index_lock.read():
+            self._check_open()
             rankings = self._sync.index.search(
                 vectors, int(k), params.search_params(), allowed=allowed, exhaustive=exhaustive
             )
@@ -526,7 +534,7 @@ class Store:
     def stats(self) -> dict[str, Any]:
         """Pages, tokens, encoder and index description."""
         self._check_open()
-        with self._lock:
+        with self._index_lock.write():
             self._sync.catch_up()
             index = self._sync.index
             return {
@@ -539,7 +547,9 @@ class Store:
                 "encoder": self.encoder_name,
                 "encoder_fingerprint": self.encoder_fingerprint,
                 "index": index.tokens.describe(),
-                "candidate_search": "torch" if index.device_tokens is not None else "faiss",
+                "candidate_search": "torch" if index.torch_candidates else "faiss",
+                "search_plan": index.plan(self.config.search_params()),
+                **_device_footprint(index),
                 "change_no": self._sync.applied_change,
                 "change_log_pruned_through": self._sync.pruned_through,
                 "index_dir": None if self._sync.index_dir is None else str(self._sync.index_dir),
@@ -547,11 +557,26 @@ class Store:
 
     def reindex(self) -> None:
         """Rebuild the derived candidate index from the vectors in SQL and snapshot it."""
-        with self._lock:
+        with self._index_lock.write():
             self._sync.catch_up()
             self._sync.index.rebuild()
             self._sync.snapshot_change = -1
             self._sync.save()
+
+
+def _device_footprint(index: LateInteractionIndex) -> dict[str, Any]:
+    """Where ranking runs and what the resident pages cost there."""
+    device = index.device_tokens
+    if device is None:
+        return {"device": "cpu" if not index.device_fallback else index.device}
+    held = max(1, device.ntotal)
+    return {
+        "device": str(device.device),
+        "device_dtype": str(device.dtype).removeprefix("torch."),
+        "device_bytes_per_token": device.bytes_per_row(),
+        "device_resident_bytes": device.resident_bytes(),
+        "device_capacity_per_token": round(device.resident_bytes() / held, 1),
+    }
 
 
 def _scratch_dir(index_dir: Path | None) -> Path | None:

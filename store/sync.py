@@ -155,6 +155,10 @@ class IndexSync:
         self.index.upsert(ids, [fresh[p] for p in ids])
         self.tokens_since_snapshot += sum(len(v) for v in fresh.values())
 
+    def behind(self) -> bool:
+        """Has SQL seen changes this index has not applied? (One cheap read.)"""
+        return self.last_change() > self.applied_change
+
     def catch_up(self) -> bool:
         """Apply changes committed (by this or another process) since the last look."""
         head = self.last_change()

@@ -7,6 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Without CUDA, Triton kernels run in Triton's interpreter on CPU tensors, so the fused
+# MaxSim kernel is tested in CI. It must be set before any kernel module is imported.
+if not os.environ.get("LATESTORE_TEST_NO_INTERPRET"):
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

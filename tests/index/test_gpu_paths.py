@@ -35,8 +35,10 @@ def test_cuda_index_keeps_vectors_resident_and_matches_cpu(rng: np.random.Genera
     for device in ("cpu", "cuda"):
         index = LateInteractionIndex(32, "float16", params, device=device)
         index.upsert(ids, pages)
-        if device == "cuda":
-            assert all(index.vectors._on_device[p].is_cuda for p in ids)
+        if device == "cuda":  # every page resident once, in the packed device matrix
+            assert index.device_tokens is not None and index.device_tokens.rows.is_cuda
+            assert all(p in index.device_tokens for p in ids)
+            assert index.device_tokens.ntotal == index.vectors.total_tokens
         queries = [unit(np.random.default_rng(7), 8, 32)]
         results[device] = index.search(
             queries, 10, SearchParams(exhaustive_max_tokens=0), exhaustive=True

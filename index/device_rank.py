@@ -1,0 +1,144 @@
+"""Exact MaxSim ranking of pages resident on a device, under a memory budget.
+
+``exact_topk`` scores every allowed page against every query of a batch with one
+kernel pass per chunk of pages, and keeps a running top-k on the device.
+``rerank_pairs`` scores each query against its own candidates in one launch.
+
+Temporaries are sized from ``DeviceTokenSearch.budget_bytes``, whatever the number
+of queries, query tokens or pages: queries are taken in groups and pages in chunks.
+
+Ranking order is score descending, ties by smaller page id, as on the CPU. It is
+exact and deterministic because the top-k runs on one int64 key per (query, page):
+the float32 score mapped to an order-preserving int32 in the high half, and the
+page's position in descending id order in the low half.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from latestore.index.device_search import Addresses, DeviceTokenSearch
+from latestore.index.maxsim_triton import (
+    PackedQueries,
+    maxsim_pairs,
+    maxsim_shared,
+    pack_queries,
+    query_bytes,
+    storage_kind,
+)
+
+Ranking = list[tuple[int, float]]
+LOW_MASK = 0xFFFFFFFF
+
+
+def _group_queries(
+    queries: list[npt.NDArray[np.float32]], dim: int, budget: int
+) -> list[list[int]]:
+    """Consecutive query indices whose padded copies use at most a quarter of the budget."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i, q in enumerate(queries):
+        widest = max(longest, len(q))
+        if current and query_bytes(len(current) + 1, widest, dim) > budget // 4:
+            groups.append(current)
+            current, widest = [], len(q)
+        current.append(i)
+        longest = widest
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _to_keys(scores: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
+    """int64 keys ordering (score desc, page id asc); ``ranks`` ascend with page id."""
+    bits = (scores + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into 0.0
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)
+    return ordered * (1 << 32) + (LOW_MASK - ranks)[None, :]
+
+
+def _from_keys(keys: torch.Tensor) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    high = (keys >> 32).to(torch.int32)
+    bits = torch.where(high < 0, high ^ 0x7FFFFFFF, high)
+    scores = bits.view(torch.float32).cpu().numpy()
+    ranks = (LOW_MASK - (keys & LOW_MASK)).cpu().numpy()
+    return scores, ranks
+
+
+def exact_topk(
+    search: DeviceTokenSearch,
+    queries: list[npt.NDArray[np.float32]],
+    k: int,
+    allowed: npt.NDArray[np.int64] | None = None,
+) -> list[Ranking]:
+    """Top ``k`` pages per query by exact MaxSim over every allowed page held."""
+    addresses = search.addresses(allowed)
+    n = len(addresses)
+    if n == 0 or k <= 0 or not queries:
+        return [[] for _ in queries]
+    layout = search.layout()
+    kind = storage_kind(search.dtype)
+    out: list[Ranking] = [[] for _ in queries]
+    for group in _group_queries(queries, search.dim, search.budget_bytes):
+        q = [torch.from_numpy(np.asarray(queries[i], dtype=np.float32)) for i in group]
+        packed = pack_queries(q, kind, search.device)
+        keys = _group_topk(search, packed, addresses, k)
+        scores, ranks = _from_keys(keys)
+        for row, i in enumerate(group):
+            pages = layout.sorted_ids[ranks[row]]
+            out[i] = [(int(p), float(s)) for p, s in zip(pages, scores[row], strict=True)]
+    return out
+
+
+def _group_topk(
+    search: DeviceTokenSearch, packed: PackedQueries, addresses: Addresses, k: int
+) -> torch.Tensor:
+    n = len(addresses)
+    rows_out = packed.hi.shape[0] * (packed.lq // min(packed.lq, 128))
+    # Per page: the kernel's float32 outputs, and the int64 keys plus top-k scratch.
+    per_page = 4 * rows_out + 24 * packed.n_queries
+    chunk = max(1, search.budget_bytes // (2 * per_page))
+    best: torch.Tensor | None = None
+    for lo in range(0, n, chunk):
+        part = addresses.slice(lo, min(n, lo + chunk))
+        scores = maxsim_shared(packed, search.rows, part.starts, part.lengths, search.scales)
+        keys = _to_keys(scores, part.ranks)
+        del scores
+        top = keys.topk(min(k, keys.shape[1]), dim=1, sorted=False).values
+        del keys
+        if best is not None:
+            top = torch.cat([best, top], dim=1)
+            top = top.topk(min(k, top.shape[1]), dim=1, sorted=False).values
+        best = top
+    assert best is not None
+    return best.sort(dim=1, descending=True).values
+
+
+def rerank_pairs(
+    search: DeviceTokenSearch,
+    queries: list[npt.NDArray[np.float32]],
+    candidates: list[npt.NDArray[np.int64]],
+) -> list[npt.NDArray[np.float32]]:
+    """Exact MaxSim of each query against its own candidate pages, in one launch per
+    group of queries; returns one score array per query, in candidate order."""
+    out: list[npt.NDArray[np.float32]] = [np.zeros(0, np.float32) for _ in queries]
+    kind = storage_kind(search.dtype)
+    for group in _group_queries(queries, search.dim, search.budget_bytes):
+        members = [i for i in group if len(candidates[i])]
+        if not members:
+            continue
+        q = [torch.from_numpy(np.asarray(queries[i], dtype=np.float32)) for i in members]
+        packed = pack_queries(q, kind, search.device)
+        spans = [search.spans(candidates[i].tolist()) for i in members]
+        starts = torch.from_numpy(np.concatenate([s for s, _ in spans])).to(search.device)
+        lengths = torch.from_numpy(np.concatenate([n for _, n in spans])).to(search.device)
+        sizes = [len(candidates[i]) for i in members]
+        owner = np.repeat(np.arange(len(members), dtype=np.int64), sizes)
+        query_of = torch.from_numpy(owner).to(search.device)
+        scores = maxsim_pairs(packed, search.rows, query_of, starts, lengths, search.scales)
+        parts = np.split(scores.cpu().numpy(), np.cumsum(sizes)[:-1])
+        for i, part in zip(members, parts, strict=True):
+            out[i] = part
+    return out
