@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint typecheck pytest eval bench clean
+.PHONY: install demo test lint typecheck pytest eval bench gpu-wheels gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ eval: install
 
 bench: install
 	$(BIN)/python -m bench.run
+
+# The GPU check runs on a CUDA machine with python3, torch and triton (no virtualenv):
+# `make gpu-wheels` here, then `make gpu-check` there (or tools/gpu_check.sh directly).
+gpu-wheels:
+	bash tools/gpu_wheels.sh
+
+gpu-check:
+	bash tools/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) .dev build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -82,8 +82,7 @@ def exact_topk(
     kind = storage_kind(search.dtype)
     out: list[Ranking] = [[] for _ in queries]
     for group in _group_queries(queries, search.dim, search.budget_bytes):
-        q = [torch.from_numpy(np.asarray(queries[i], dtype=np.float32)) for i in group]
-        packed = pack_queries(q, kind, search.device)
+        packed = pack_queries([queries[i] for i in group], kind, search.device)
         keys = _group_topk(search, packed, addresses, k)
         scores, ranks = _from_keys(keys)
         for row, i in enumerate(group):
@@ -103,7 +102,14 @@ def _group_topk(
     best: torch.Tensor | None = None
     for lo in range(0, n, chunk):
         part = addresses.slice(lo, min(n, lo + chunk))
-        scores = maxsim_shared(packed, search.rows, part.starts, part.lengths, search.scales)
+        scores = maxsim_shared(
+            packed,
+            search.rows,
+            part.starts,
+            part.lengths,
+            search.scales,
+            mean_length=addresses.mean_length,
+        )
         keys = _to_keys(scores, part.ranks)
         del scores
         top = keys.topk(min(k, keys.shape[1]), dim=1, sorted=False).values
@@ -129,15 +135,23 @@ def rerank_pairs(
         members = [i for i in group if len(candidates[i])]
         if not members:
             continue
-        q = [torch.from_numpy(np.asarray(queries[i], dtype=np.float32)) for i in members]
-        packed = pack_queries(q, kind, search.device)
+        packed = pack_queries([queries[i] for i in members], kind, search.device)
         spans = [search.spans(candidates[i].tolist()) for i in members]
+        host_lengths = np.concatenate([n for _, n in spans])
         starts = torch.from_numpy(np.concatenate([s for s, _ in spans])).to(search.device)
-        lengths = torch.from_numpy(np.concatenate([n for _, n in spans])).to(search.device)
+        lengths = torch.from_numpy(host_lengths).to(search.device)
         sizes = [len(candidates[i]) for i in members]
         owner = np.repeat(np.arange(len(members), dtype=np.int64), sizes)
         query_of = torch.from_numpy(owner).to(search.device)
-        scores = maxsim_pairs(packed, search.rows, query_of, starts, lengths, search.scales)
+        scores = maxsim_pairs(
+            packed,
+            search.rows,
+            query_of,
+            starts,
+            lengths,
+            search.scales,
+            mean_length=float(host_lengths.mean()),
+        )
         parts = np.split(scores.cpu().numpy(), np.cumsum(sizes)[:-1])
         for i, part in zip(members, parts, strict=True):
             out[i] = part

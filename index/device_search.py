@@ -53,12 +53,15 @@ class Addresses:
     ranks: torch.Tensor
     starts: torch.Tensor
     lengths: torch.Tensor
+    mean_length: float  # known on the host, so launching needs no device read
 
     def __len__(self) -> int:
         return int(self.starts.shape[0])
 
     def slice(self, lo: int, hi: int) -> Addresses:
-        return Addresses(self.ranks[lo:hi], self.starts[lo:hi], self.lengths[lo:hi])
+        return Addresses(
+            self.ranks[lo:hi], self.starts[lo:hi], self.lengths[lo:hi], self.mean_length
+        )
 
 
 class DeviceTokenSearch:
@@ -195,12 +198,12 @@ class DeviceTokenSearch:
         return self._to_device(layout, np.isin(layout.page_ids, page_ids))
 
     def _to_device(self, layout: Layout, keep: npt.NDArray[np.bool_] | slice) -> Addresses:
-        return Addresses(
-            *(
-                torch.from_numpy(np.ascontiguousarray(a[keep])).to(self.device)
-                for a in (layout.ranks, layout.starts, layout.lengths)
-            )
+        ranks, starts, lengths = (
+            torch.from_numpy(np.ascontiguousarray(a[keep])).to(self.device)
+            for a in (layout.ranks, layout.starts, layout.lengths)
         )
+        chosen = layout.lengths[keep]
+        return Addresses(ranks, starts, lengths, float(chosen.mean()) if len(chosen) else 1.0)
 
     def spans(self, page_ids: list[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """First rows and lengths of ``page_ids`` (all must be held)."""

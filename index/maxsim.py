@@ -179,7 +179,9 @@ def _maxsim_cuda(
         starts = torch.cumsum(lengths_t, 0) - lengths_t
         kind = maxsim_triton.storage_kind(tokens.dtype)
         packed = maxsim_triton.pack_queries(queries, kind, device)
-        scores = maxsim_triton.maxsim_shared(packed, tokens.contiguous(), starts, lengths_t)
+        scores = maxsim_triton.maxsim_shared(
+            packed, tokens.contiguous(), starts, lengths_t, mean_length=float(lengths.mean())
+        )
         result: npt.NDArray[np.float32] = scores.cpu().numpy()
         return result
     if len(queries) == 1:

@@ -28,8 +28,11 @@ All row addresses are 64-bit: a store may hold more than 2**31 elements.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 import torch
 
 try:  # triton ships with CUDA builds of torch; CPU machines may lack it
@@ -81,6 +84,7 @@ if triton is not None:
         BLOCK_D: tl.constexpr,
         KIND: tl.constexpr,
         PAIRS: tl.constexpr,
+        SPLIT: tl.constexpr,
     ):
         pid = tl.program_id(0).to(tl.int64)
         group = pid % n_groups
@@ -94,33 +98,44 @@ if triton is not None:
         offs_q = tl.arange(0, BLOCK_Q)
         offs_t = tl.arange(0, BLOCK_T)
         offs_d = tl.arange(0, BLOCK_D)
-        q_rows = (q_row0 + offs_q).to(tl.int64) * D_PAD
+        # Products are laid out (page tokens x query rows): the page tile is the MMA's
+        # M side, 64 or 128 rows, which Hopper's warpgroup MMA needs, even when a
+        # single short query is scored.
+        q_cols = (q_row0 + offs_q).to(tl.int64) * D_PAD
+        if D_PAD == BLOCK_D:  # the whole query block fits one step: load it once
+            q_hi = tl.load(q_hi_ptr + q_cols[None, :] + offs_d[:, None])
+            if SPLIT:
+                q_lo = tl.load(q_lo_ptr + q_cols[None, :] + offs_d[:, None])
         best = tl.full((BLOCK_Q,), float("-inf"), tl.float32)
         for t0 in range(0, length, BLOCK_T):
             in_page = (t0 + offs_t) < length
             rows = (start + t0 + offs_t).to(tl.int64) * row_stride
-            acc = tl.zeros((BLOCK_Q, BLOCK_T), dtype=tl.float32)
-            low = tl.zeros((BLOCK_Q, BLOCK_T), dtype=tl.float32)
+            acc = tl.zeros((BLOCK_T, BLOCK_Q), dtype=tl.float32)
+            if SPLIT:
+                low = tl.zeros((BLOCK_T, BLOCK_Q), dtype=tl.float32)
             for d0 in tl.static_range(0, D_PAD, BLOCK_D):
                 cols = d0 + offs_d
                 tile_mask = in_page[:, None] & (cols < D)[None, :]
                 tile = tl.load(pages_ptr + rows[:, None] + cols[None, :], mask=tile_mask, other=0)
-                q_hi = tl.load(q_hi_ptr + q_rows[:, None] + cols[None, :])
-                if KIND == 3:  # float32 pages: IEEE products, no split
-                    acc = tl.dot(q_hi, tl.trans(tile), acc, input_precision="ieee")
+                if D_PAD != BLOCK_D:
+                    q_hi = tl.load(q_hi_ptr + q_cols[None, :] + cols[:, None])
+                    if SPLIT:
+                        q_lo = tl.load(q_lo_ptr + q_cols[None, :] + cols[:, None])
+                if KIND == 3:  # float32 pages: IEEE products
+                    acc = tl.dot(tile, q_hi, acc, input_precision="ieee")
                 else:
                     if KIND != 0:  # int8 codes and normalised bfloat16 are exact in float16
                         tile = tile.to(tl.float16)
-                    q_lo = tl.load(q_lo_ptr + q_rows[:, None] + cols[None, :])
-                    acc = tl.dot(q_hi, tl.trans(tile), acc)
-                    low = tl.dot(q_lo, tl.trans(tile), low)
-            if KIND != 3:
+                    acc = tl.dot(tile, q_hi, acc)
+                    if SPLIT:
+                        low = tl.dot(tile, q_lo, low)
+            if SPLIT:
                 acc = acc + low * low_scale
             if KIND == 2:
                 scale = tl.load(scales_ptr + start + t0 + offs_t, mask=in_page, other=0.0)
-                acc = acc * scale[None, :]
-            acc = tl.where(in_page[None, :], acc, float("-inf"))
-            best = tl.maximum(best, tl.max(acc, axis=1))
+                acc = acc * scale[:, None]
+            acc = tl.where(in_page[:, None], acc, float("-inf"))
+            best = tl.maximum(best, tl.max(acc, axis=0))
         # Zero-padded query rows score 0 against every token, so they add nothing here.
         if SEG == BLOCK_Q:
             tl.store(out_ptr + group * n_items + item, tl.sum(best, axis=0))
@@ -135,7 +150,7 @@ class PackedQueries:
     """Queries padded to ``(n_queries, LQ, D_PAD)`` and split for the kernel."""
 
     hi: torch.Tensor
-    lo: torch.Tensor
+    lo: torch.Tensor  # unused (same as hi) unless split
     n_queries: int
     lq: int  # padded tokens per query, a power of two >= 16
     d_pad: int
@@ -144,6 +159,22 @@ class PackedQueries:
     # the query), so float16 neither overflows nor loses bits to subnormals; results
     # are multiplied back by ``unscale``.
     unscale: float
+    split: bool  # exact (hi + lo products) or fast (one float16 product)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Launch shape: page tokens per tile, warps per program, pipeline stages."""
+
+    block_t: int
+    num_warps: int
+    num_stages: int
+
+
+def default_tuning(mean_length: float, block_q: int) -> Tuning:
+    """Short pages waste less of a smaller tile; wide query blocks want more warps."""
+    block_t = 32 if mean_length <= 48 else 64
+    return Tuning(block_t, 8 if block_q * block_t >= 128 * 64 else 4, 3)
 
 
 def _next_pow2(n: int, floor: int = 16) -> int:
@@ -160,34 +191,48 @@ def _block_d(dim: int) -> int:
 def query_bytes(n_queries: int, max_tokens: int, dim: int) -> int:
     """Device bytes the padded, split queries take (for budgeting)."""
     d_pad = -(-dim // _block_d(dim)) * _block_d(dim)
-    return n_queries * _next_pow2(max_tokens) * d_pad * 4
+    return n_queries * _next_pow2(max_tokens) * d_pad * 8
 
 
-def pack_queries(queries: list[torch.Tensor], kind: int, device: torch.device) -> PackedQueries:
+def pack_queries(
+    queries: Sequence[npt.NDArray[np.floating] | torch.Tensor],
+    kind: int,
+    device: torch.device,
+    *,
+    exact: bool = True,
+) -> PackedQueries:
     """Pad float32 queries to one power-of-two length and split them into hi + lo parts.
 
-    The batch is padded with zero queries to whole blocks of query rows, so the
-    shared form never reads past it.
+    Padding happens on the host and the batch moves in one copy. The batch is padded
+    with zero queries to whole blocks of query rows, so the shared form never reads
+    past it. ``exact=False`` skips the low part: half the tensor-core work, at
+    float16 query precision (about 1e-4 relative on scores).
     """
-    dim = int(queries[0].shape[1])
-    lq = _next_pow2(max(int(q.shape[0]) for q in queries))
+    host = [
+        q.detach().to("cpu", torch.float32).numpy() if isinstance(q, torch.Tensor) else q
+        for q in queries
+    ]
+    dim = int(host[0].shape[1])
+    lq = _next_pow2(max(int(q.shape[0]) for q in host))
     block = _block_d(dim)
     d_pad = -(-dim // block) * block
-    per_block = max(1, _blocks(lq, len(queries), False)[0] // lq)
-    n = -(-len(queries) // per_block) * per_block
-    padded = torch.zeros((n, lq, d_pad), dtype=torch.float32, device=device)
-    for i, q in enumerate(queries):
-        padded[i, : q.shape[0], :dim] = q.to(device=device, dtype=torch.float32)
+    per_block = max(1, _blocks(lq, len(host), False)[0] // lq)
+    n = -(-len(host) // per_block) * per_block
+    padded_host = np.zeros((n, lq, d_pad), dtype=np.float32)
+    for i, q in enumerate(host):
+        padded_host[i, : q.shape[0], :dim] = q
+    largest = float(np.abs(padded_host).max()) if padded_host.size else 0.0
+    exponent = 0
+    if kind != KIND_FP32 and largest > 0 and math.isfinite(largest):
+        exponent = math.frexp(largest)[1]
+        padded_host *= np.float32(2.0**-exponent)
+    padded = torch.from_numpy(padded_host).to(device)
     if kind == KIND_FP32:
-        return PackedQueries(padded, padded, len(queries), lq, d_pad, 0.0, 1.0)
-    largest = max(float(q.abs().max()) if q.numel() else 0.0 for q in queries)
-    exponent = math.frexp(largest)[1] if largest > 0 and math.isfinite(largest) else 0
-    if exponent:
-        padded.mul_(2.0**-exponent)
+        return PackedQueries(padded, padded, len(host), lq, d_pad, 0.0, 1.0, False)
     shift = 2.0**11  # float16 keeps 11 significant bits: lo carries the next 11
     hi = padded.to(torch.float16)
-    lo = ((padded - hi.to(torch.float32)) * shift).to(torch.float16)
-    return PackedQueries(hi, lo, len(queries), lq, d_pad, 1.0 / shift, 2.0**exponent)
+    lo = ((padded - hi.to(torch.float32)) * shift).to(torch.float16) if exact else hi
+    return PackedQueries(hi, lo, len(host), lq, d_pad, 1.0 / shift, 2.0**exponent, exact)
 
 
 def _blocks(lq: int, n_queries: int, pairs: bool) -> tuple[int, int]:
@@ -204,7 +249,8 @@ def _launch(
     starts: torch.Tensor,
     lengths: torch.Tensor,
     query_of: torch.Tensor | None,
-    block_t: int,
+    tuning: Tuning | None,
+    mean_length: float | None,
 ) -> torch.Tensor:
     """Run the kernel; returns ``(rows, n_items)`` partial sums (see callers)."""
     if triton is None:
@@ -226,8 +272,11 @@ def _launch(
     out = torch.empty((out_rows, n_items), dtype=torch.float32, device=pages.device)
     if n_items == 0:
         return out
+    if tuning is None:
+        if mean_length is None:  # one device->host read; callers that know pass it
+            mean_length = float(lengths.float().mean())
+        tuning = default_tuning(mean_length, block_q)
     dummy = starts  # unused pointer arguments still need a tensor
-    big = block_q * block_t >= 128 * 64
     _maxsim_kernel[(n_items * n_groups,)](
         packed.hi,
         packed.lo,
@@ -246,19 +295,15 @@ def _launch(
         LQ=packed.lq,
         BLOCK_Q=block_q,
         SEG=seg,
-        BLOCK_T=block_t,
+        BLOCK_T=tuning.block_t,
         BLOCK_D=_block_d(int(pages.shape[1])),
         KIND=kind,
         PAIRS=pairs,
-        num_warps=8 if big else 4,
-        num_stages=3,
+        SPLIT=packed.split,
+        num_warps=tuning.num_warps,
+        num_stages=tuning.num_stages,
     )
     return out
-
-
-def default_block_t(lengths_mean: float) -> int:
-    """Page tokens per tile: short pages waste less of a smaller tile."""
-    return 32 if lengths_mean <= 48 else 64
 
 
 def maxsim_shared(
@@ -267,17 +312,18 @@ def maxsim_shared(
     starts: torch.Tensor,
     lengths: torch.Tensor,
     scales: torch.Tensor | None = None,
-    block_t: int | None = None,
+    *,
+    tuning: Tuning | None = None,
+    mean_length: float | None = None,
 ) -> torch.Tensor:
     """Every packed query against every item: float32 ``(n_queries, n_items)``.
 
     ``starts`` (int64) and ``lengths`` address each page's rows in ``pages``; every
-    length must be >= 1.
+    length must be >= 1. ``mean_length`` (page tokens) picks the tile without a
+    device read.
     """
     n_items = int(starts.shape[0])
-    if block_t is None:
-        block_t = default_block_t(float(lengths.float().mean()) if n_items else 64.0)
-    out = _launch(packed, pages, scales, starts, lengths, None, block_t)
+    out = _launch(packed, pages, scales, starts, lengths, None, tuning, mean_length)
     seg = _blocks(packed.lq, packed.n_queries, False)[1]
     per_query = packed.lq // seg
     rows = out.shape[0] // per_query
@@ -296,12 +342,11 @@ def maxsim_pairs(
     starts: torch.Tensor,
     lengths: torch.Tensor,
     scales: torch.Tensor | None = None,
-    block_t: int | None = None,
+    *,
+    tuning: Tuning | None = None,
+    mean_length: float | None = None,
 ) -> torch.Tensor:
     """Item ``i`` is query ``query_of[i]`` against the page at ``starts[i]``: ``(n,)``."""
-    n_items = int(starts.shape[0])
-    if block_t is None:
-        block_t = default_block_t(float(lengths.float().mean()) if n_items else 64.0)
-    out = _launch(packed, pages, scales, starts, lengths, query_of, block_t)
+    out = _launch(packed, pages, scales, starts, lengths, query_of, tuning, mean_length)
     summed = out.sum(dim=0) if out.shape[0] > 1 else out[0]
     return summed * packed.unscale if packed.unscale != 1.0 else summed
