@@ -20,13 +20,12 @@ import numpy.typing as npt
 import torch
 
 from latestore.index.device_search import Addresses, DeviceTokenSearch
-from latestore.index.maxsim_triton import (
+from latestore.index.maxsim_launch import (
     PackedQueries,
     maxsim_pairs,
     maxsim_shared,
     pack_queries,
     query_bytes,
-    storage_kind,
 )
 
 Ranking = list[tuple[int, float]]
@@ -79,10 +78,9 @@ def exact_topk(
     if n == 0 or k <= 0 or not queries:
         return [[] for _ in queries]
     layout = search.layout()
-    kind = storage_kind(search.dtype)
     out: list[Ranking] = [[] for _ in queries]
     for group in _group_queries(queries, search.dim, search.budget_bytes):
-        packed = pack_queries([queries[i] for i in group], kind, search.device)
+        packed = pack_queries([queries[i] for i in group], search.device)
         keys = _group_topk(search, packed, addresses, k)
         scores, ranks = _from_keys(keys)
         for row, i in enumerate(group):
@@ -95,7 +93,7 @@ def _group_topk(
     search: DeviceTokenSearch, packed: PackedQueries, addresses: Addresses, k: int
 ) -> torch.Tensor:
     n = len(addresses)
-    rows_out = packed.hi.shape[0] * (packed.lq // min(packed.lq, 128))
+    rows_out = packed.rows.shape[0] * (packed.lq // min(packed.lq, 128))
     # Per page: the kernel's float32 outputs, and the int64 keys plus top-k scratch.
     per_page = 4 * rows_out + 24 * packed.n_queries
     chunk = max(1, search.budget_bytes // (2 * per_page))
@@ -130,12 +128,11 @@ def rerank_pairs(
     """Exact MaxSim of each query against its own candidate pages, in one launch per
     group of queries; returns one score array per query, in candidate order."""
     out: list[npt.NDArray[np.float32]] = [np.zeros(0, np.float32) for _ in queries]
-    kind = storage_kind(search.dtype)
     for group in _group_queries(queries, search.dim, search.budget_bytes):
         members = [i for i in group if len(candidates[i])]
         if not members:
             continue
-        packed = pack_queries([queries[i] for i in members], kind, search.device)
+        packed = pack_queries([queries[i] for i in members], search.device)
         spans = [search.spans(candidates[i].tolist()) for i in members]
         host_lengths = np.concatenate([n for _, n in spans])
         starts = torch.from_numpy(np.concatenate([s for s, _ in spans])).to(search.device)

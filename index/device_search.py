@@ -2,9 +2,10 @@
 
 Every page's tokens live in one packed ``(rows, dim)`` matrix (float16, float32, or
 int8 codes with a float32 scale per token), addressed per page by first row and
-length. The fused Triton kernel (maxsim_triton.py) scores pages in place from those
-addresses, with no gather copy, so exact MaxSim over the whole store runs at the
-card's memory bandwidth; device_rank.py drives it under a memory budget.
+length. The fused Triton kernel (maxsim_triton.py, launched by maxsim_launch.py)
+scores pages in place from those addresses, with no gather copy, so exact MaxSim over
+the whole store runs at the card's memory bandwidth; device_rank.py drives it under a
+memory budget.
 
 The same rows answer the candidate question FAISS answers, the ``k`` best tokens per
 query token with ids ``page << 20 | token``, by matmul + running top-k: the path for

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from latestore.index import maxsim_triton
+from latestore.index import maxsim_launch
 from latestore.index.device_rank import exact_topk, rerank_pairs
 from latestore.index.device_search import DEFAULT_BUDGET_BYTES, DeviceTokenSearch
 from latestore.index.maxsim import maxsim_many, maxsim_packed
@@ -101,7 +101,7 @@ class LateInteractionIndex:
         )
         # The fused kernel ranks on CUDA; kernel=True also runs it elsewhere (the CPU
         # tests, under TRITON_INTERPRET=1).
-        self.kernel = maxsim_triton.available() and (on_cuda if kernel is None else kernel)
+        self.kernel = maxsim_launch.available() and (on_cuda if kernel is None else kernel)
         self.device_budget_bytes = device_budget_bytes
         self.max_device_bytes = max_device_bytes
         if max_device_bytes is None and on_cuda:

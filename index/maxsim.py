@@ -171,15 +171,14 @@ def _maxsim_cuda(
     queries: list[torch.Tensor], tokens: torch.Tensor, lengths: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.float32]:
     """``(n_queries, n_pages)`` on the GPU: the fused kernel, or torch without triton."""
-    from latestore.index import maxsim_triton
+    from latestore.index import maxsim_launch
 
-    if maxsim_triton.available() and tokens.dtype in (torch.float16, torch.float32):
+    if maxsim_launch.available() and tokens.dtype in (torch.float16, torch.float32):
         device = tokens.device
         lengths_t = torch.from_numpy(lengths).to(device)
         starts = torch.cumsum(lengths_t, 0) - lengths_t
-        kind = maxsim_triton.storage_kind(tokens.dtype)
-        packed = maxsim_triton.pack_queries(queries, kind, device)
-        scores = maxsim_triton.maxsim_shared(
+        packed = maxsim_launch.pack_queries(queries, device)
+        scores = maxsim_launch.maxsim_shared(
             packed, tokens.contiguous(), starts, lengths_t, mean_length=float(lengths.mean())
         )
         result: npt.NDArray[np.float32] = scores.cpu().numpy()

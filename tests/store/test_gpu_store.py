@@ -15,6 +15,7 @@ import torch
 from latestore import PrecomputedVectors, Store, StoreConfig
 from latestore.index.codec import as_stored
 from latestore.index.maxsim import maxsim_reference
+from latestore.validation import checked_vectors
 from tests.store.helpers import clustered_pages, query_from
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -31,8 +32,15 @@ def test_gpu_store_ranks_exactly_by_default(
         stats = store.stats()
         assert "exact MaxSim" in stats["search_plan"] and stats["device"].startswith("cuda")
         assert stats["device_dtype"] == ("int8" if dtype == "int8" else "float16")
-        stored = [as_stored(np.asarray(p.vectors), dtype).astype(np.float32) for p in pages]
-        queries = [query_from(rng, centres, n) for n in (1, 8, 32)]
+        # The store keeps L2-normalised vectors (as read back from its dtype) and
+        # normalises queries: the reference must score the same values.
+        stored = [
+            as_stored(checked_vectors(p.vectors, 64, dtype, "page"), dtype).astype(np.float32)
+            for p in pages
+        ]
+        queries = [
+            checked_vectors(query_from(rng, centres, n), 64, "float32", "query") for n in (1, 8, 32)
+        ]
         batched = store.search_many(queries, k=10, filter={"lang": "en"})
         allowed = [i for i, p in enumerate(pages) if p.metadata["lang"] == "en"]
         for query, hits in zip(queries, batched, strict=True):

@@ -1,0 +1,320 @@
+"""Launching the fused MaxSim kernel: query packing, launch shapes, a tuning cache.
+
+``maxsim_shared`` scores every query of a batch against the same pages,
+``maxsim_pairs`` each query against its own pages. Both take pages by address (first
+row and length in one resident matrix), so nothing is gathered or copied.
+
+Launch shape. On a GPU the first call for a new shape (storage kind, dims, query
+block, page-length and page-count buckets) times a few candidate tiles and keeps the
+fastest for the process, as Triton's autotuner would; compiled kernels are cached on
+disk by Triton, so a later process pays only the few timed runs. Set
+``LATESTORE_KERNEL_AUTOTUNE=0`` to use the fixed heuristic instead.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from latestore.index import maxsim_triton
+
+if maxsim_triton.AVAILABLE:
+    from latestore.index.maxsim_triton import maxsim_kernel
+
+KIND_HALF, KIND_BF16, KIND_INT8, KIND_FP32 = 0, 1, 2, 3
+_KINDS = {torch.float16: KIND_HALF, torch.bfloat16: KIND_BF16, torch.int8: KIND_INT8}
+_KINDS[torch.float32] = KIND_FP32
+
+
+def available() -> bool:
+    """Can the fused kernel run here (triton installed)?"""
+    return maxsim_triton.AVAILABLE
+
+
+def storage_kind(dtype: torch.dtype) -> int:
+    try:
+        return _KINDS[dtype]
+    except KeyError:
+        raise TypeError(f"MaxSim kernel cannot read {dtype} pages") from None
+
+
+@dataclass(frozen=True)
+class PackedQueries:
+    """float32 queries zero-padded to ``(n_queries, LQ, D_PAD)`` on the device."""
+
+    rows: torch.Tensor
+    n_queries: int
+    lq: int  # padded tokens per query, a power of two >= 16
+    d_pad: int
+    split: bool  # exact (hi + lo products) or fast (one float16 product)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Launch shape: page tokens per tile, warps per program, pipeline stages."""
+
+    block_t: int
+    num_warps: int
+    num_stages: int
+
+
+CANDIDATES = (
+    Tuning(64, 4, 3),
+    Tuning(128, 4, 3),
+    Tuning(128, 8, 3),
+    Tuning(64, 4, 4),
+    Tuning(128, 4, 4),
+    Tuning(64, 8, 3),
+    Tuning(32, 4, 3),
+    Tuning(32, 4, 2),  # the last resort for wide float32 pages
+)
+
+
+def default_tuning(mean_length: float, block_q: int, d_pad: int) -> Tuning:
+    """The fixed heuristic (no timing), from the H200 sweep of bench/gpu_kernels.py."""
+    if mean_length <= 48:
+        block_t = 32
+    elif mean_length >= 256 and d_pad <= 128:
+        block_t = 128
+    else:
+        block_t = 64
+    return Tuning(block_t, 8 if block_q * block_t >= 128 * 128 else 4, 3)
+
+
+def _next_pow2(n: int, floor: int = 16) -> int:
+    return max(floor, 1 << max(0, (n - 1).bit_length()))
+
+
+def _block_d(dim: int) -> int:
+    for block in (128, 64, 32, 16):
+        if dim % block == 0:
+            return block
+    return 64
+
+
+def _d_pad(dim: int) -> int:
+    return -(-dim // _block_d(dim)) * _block_d(dim)
+
+
+def query_bytes(n_queries: int, max_tokens: int, dim: int) -> int:
+    """Device bytes a padded batch of queries takes (for budgeting)."""
+    return n_queries * _next_pow2(max_tokens) * _d_pad(dim) * 4
+
+
+def pack_queries(
+    queries: Sequence[npt.NDArray[np.floating] | torch.Tensor],
+    device: torch.device,
+    *,
+    exact: bool = True,
+) -> PackedQueries:
+    """Zero-pad float32 queries to one power-of-two length, in one copy to the device.
+
+    The batch is padded with zero queries to whole blocks of query rows, so the shared
+    form never reads past it. ``exact=False`` makes the kernel skip the low part of
+    the query: half the tensor-core work, float16 query precision (~1e-4 relative).
+    """
+    dim = int(queries[0].shape[1])
+    lq = _next_pow2(max(int(q.shape[0]) for q in queries))
+    d_pad = _d_pad(dim)
+    per_block = max(1, _blocks(lq, len(queries), False)[0] // lq)
+    n = -(-len(queries) // per_block) * per_block
+    on_device = all(isinstance(q, torch.Tensor) and q.device == device for q in queries)
+    if on_device:
+        padded = torch.zeros((n, lq, d_pad), dtype=torch.float32, device=device)
+        for i, q in enumerate(queries):
+            padded[i, : q.shape[0], :dim] = torch.as_tensor(q)
+    else:
+        host = np.zeros((n, lq, d_pad), dtype=np.float32)
+        for i, q in enumerate(queries):
+            values = q.detach().cpu().numpy() if isinstance(q, torch.Tensor) else q
+            host[i, : q.shape[0], :dim] = values
+        padded = torch.from_numpy(host).to(device)
+    return PackedQueries(padded, len(queries), lq, d_pad, exact)
+
+
+def _blocks(lq: int, n_queries: int, pairs: bool) -> tuple[int, int]:
+    """``(BLOCK_Q, SEG)``: query rows per program and rows summed into one output."""
+    # Shared pages: several whole queries per program cut L2 re-reads of each tile.
+    block_q = min(lq, 128) if pairs else min(128, max(lq, _next_pow2(n_queries * lq)))
+    return block_q, min(lq, block_q)
+
+
+_CHOSEN: dict[tuple[int, ...], Tuning] = {}
+_CHOSEN_LOCK = threading.Lock()
+
+
+def _autotune_enabled(device: torch.device) -> bool:
+    return device.type == "cuda" and os.environ.get("LATESTORE_KERNEL_AUTOTUNE", "1") != "0"
+
+
+def _choose(key: tuple[int, ...], fallback: Tuning, run: Callable[[Tuning], None]) -> Tuning:
+    """Time the candidates once per key (the last run leaves the call's result)."""
+    with _CHOSEN_LOCK:
+        chosen = _CHOSEN.get(key)
+    if chosen is not None:
+        run(chosen)
+        return chosen
+    timings: list[tuple[float, Tuning]] = []
+    for tuning in (fallback, *[c for c in CANDIDATES if c != fallback]):
+        try:
+            run(tuning)  # compiles (or loads from Triton's cache)
+        except Exception as exc:  # out of shared memory or registers: not a candidate
+            if "out of resource" not in str(exc).lower():
+                raise
+            continue
+        begin = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+        end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+        begin.record()
+        for _ in range(3):
+            run(tuning)
+        end.record()
+        end.synchronize()
+        timings.append((begin.elapsed_time(end), tuning))
+    if not timings:
+        raise RuntimeError("no MaxSim kernel configuration fits this GPU")
+    best = min(timings, key=lambda item: item[0])[1]
+    run(best)
+    with _CHOSEN_LOCK:
+        _CHOSEN[key] = best
+    return best
+
+
+def _run_fitting(run: Callable[[Tuning], None], first: Tuning) -> None:
+    """Run ``first``, or smaller shapes if it needs more shared memory than the GPU has."""
+    for shape in (first, Tuning(first.block_t, first.num_warps, 2), Tuning(32, 4, 2)):
+        try:
+            run(shape)
+            return
+        except Exception as exc:
+            if "out of resource" not in str(exc).lower() or shape.block_t == 32:
+                raise
+
+
+def _launch(
+    packed: PackedQueries,
+    pages: torch.Tensor,
+    scales: torch.Tensor | None,
+    starts: torch.Tensor,
+    lengths: torch.Tensor,
+    query_of: torch.Tensor | None,
+    tuning: Tuning | None,
+    mean_length: float | None,
+) -> torch.Tensor:
+    """Run the kernel; returns ``(rows, n_items)`` partial sums (see callers)."""
+    if not maxsim_triton.AVAILABLE:
+        raise RuntimeError("the fused MaxSim kernel needs triton (pip install 'latestore[gpu]')")
+    kind = storage_kind(pages.dtype)
+    if kind == KIND_INT8 and scales is None:
+        raise ValueError("int8 pages need their per-token scales")
+    if pages.stride(1) != 1:
+        raise ValueError("page rows must be contiguous")
+    n_items = int(starts.shape[0])
+    pairs = query_of is not None
+    block_q, seg = _blocks(packed.lq, packed.n_queries, pairs)
+    if pairs:
+        n_groups = packed.lq // block_q
+        out_rows = n_groups
+    else:
+        n_groups = -(-packed.n_queries * packed.lq // block_q)
+        out_rows = n_groups * (block_q // seg)
+    out = torch.empty((out_rows, n_items), dtype=torch.float32, device=pages.device)
+    if n_items == 0:
+        return out
+    dim = int(pages.shape[1])
+
+    def run(shape: Tuning) -> None:
+        maxsim_kernel[(n_items * n_groups,)](
+            packed.rows,
+            pages,
+            scales if scales is not None else starts,  # unused pointers need a tensor
+            starts,
+            lengths,
+            query_of if query_of is not None else starts,
+            out,
+            n_items,
+            n_groups,
+            pages.stride(0),
+            D=dim,
+            D_PAD=packed.d_pad,
+            LQ=packed.lq,
+            BLOCK_Q=block_q,
+            SEG=seg,
+            BLOCK_T=shape.block_t,
+            BLOCK_D=_block_d(dim),
+            KIND=kind,
+            PAIRS=pairs,
+            SPLIT=packed.split and kind != KIND_FP32,
+            num_warps=shape.num_warps,
+            num_stages=shape.num_stages,
+        )
+
+    if tuning is not None:
+        run(tuning)
+        return out
+    if mean_length is None:  # one device->host read; callers that know it pass it
+        mean_length = float(lengths.float().mean())
+    fallback = default_tuning(mean_length, block_q, packed.d_pad)
+    if not _autotune_enabled(pages.device):
+        _run_fitting(run, fallback)
+        return out
+    key = (
+        kind,
+        dim,
+        block_q,
+        seg,
+        int(pairs),
+        int(packed.split),
+        _next_pow2(max(1, round(mean_length)), 1),
+        max(0, int(math.log(max(1, n_items * n_groups), 8))),
+    )
+    _choose(key, fallback, run)
+    return out
+
+
+def maxsim_shared(
+    packed: PackedQueries,
+    pages: torch.Tensor,
+    starts: torch.Tensor,
+    lengths: torch.Tensor,
+    scales: torch.Tensor | None = None,
+    *,
+    tuning: Tuning | None = None,
+    mean_length: float | None = None,
+) -> torch.Tensor:
+    """Every packed query against every item: float32 ``(n_queries, n_items)``.
+
+    ``starts`` (int64) and ``lengths`` address each page's rows in ``pages``; every
+    length must be >= 1. ``mean_length`` (page tokens) picks the tile without a
+    device read.
+    """
+    n_items = int(starts.shape[0])
+    out = _launch(packed, pages, scales, starts, lengths, None, tuning, mean_length)
+    seg = _blocks(packed.lq, packed.n_queries, False)[1]
+    per_query = packed.lq // seg
+    scores = out.view(out.shape[0] // per_query, per_query, n_items)
+    if per_query > 1:  # long queries: sum the partial blocks, in a fixed order
+        return scores.sum(dim=1)[: packed.n_queries]
+    return scores[:, 0][: packed.n_queries]
+
+
+def maxsim_pairs(
+    packed: PackedQueries,
+    pages: torch.Tensor,
+    query_of: torch.Tensor,
+    starts: torch.Tensor,
+    lengths: torch.Tensor,
+    scales: torch.Tensor | None = None,
+    *,
+    tuning: Tuning | None = None,
+    mean_length: float | None = None,
+) -> torch.Tensor:
+    """Item ``i`` is query ``query_of[i]`` against the page at ``starts[i]``: ``(n,)``."""
+    out = _launch(packed, pages, scales, starts, lengths, query_of, tuning, mean_length)
+    return out.sum(dim=0) if out.shape[0] > 1 else out[0]
