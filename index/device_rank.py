@@ -93,7 +93,7 @@ def _group_topk(
     search: DeviceTokenSearch, packed: PackedQueries, addresses: Addresses, k: int
 ) -> torch.Tensor:
     n = len(addresses)
-    rows_out = packed.rows.shape[0] * (packed.lq // min(packed.lq, 128))
+    rows_out = packed.n_rows * (packed.lq // min(packed.lq, 128))
     # Per page: the kernel's float32 outputs, and the int64 keys plus top-k scratch.
     per_page = 4 * rows_out + 24 * packed.n_queries
     chunk = max(1, search.budget_bytes // (2 * per_page))

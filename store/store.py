@@ -26,6 +26,7 @@ from latestore.errors import (
     StoreClosedError,
 )
 from latestore.filters import FilterCompiler
+from latestore.hits import hydrate
 from latestore.index.codec import as_stored
 from latestore.index.late_index import LateInteractionIndex
 from latestore.migrations.runner import upgrade
@@ -176,6 +177,7 @@ class Store:
             finally:
                 self._closed = True
                 self._sync.index.vectors.clear()  # a closed store may live on: free its vectors
+                self._sync.head.close()
                 self._engine.dispose()
 
     def __enter__(self) -> Store:
@@ -469,18 +471,7 @@ class Store:
             return self._matching(session, filter)
 
     def _hydrate(self, rankings: list[list[tuple[int, float]]]) -> list[list[SearchHit]]:
-        wanted = sorted({p for ranking in rankings for p, _ in ranking})
-        rows = self._rows(wanted)
-        out = []
-        for ranking in rankings:
-            hits = []
-            for rank, (page_id, score) in enumerate(ranking, start=1):
-                row = rows.get(page_id)
-                if row is None:  # deleted by another process after ranking
-                    continue
-                hits.append(_hit(row, score, rank))
-            out.append(hits)
-        return out
+        return hydrate(self._engine, rankings)
 
     def _rows(self, page_ids: list[int]) -> dict[int, PageRow]:
         found: dict[int, PageRow] = {}

@@ -12,6 +12,7 @@ import numpy.typing as npt
 from sqlalchemy import Connection, Engine, select
 
 from latestore.errors import IndexSnapshotError
+from latestore.head_probe import HeadProbe
 from latestore.index.codec import from_storage
 from latestore.index.late_index import LateInteractionIndex
 from latestore.schema import ChangeRow, PageVectorsRow, StoreRow
@@ -40,6 +41,7 @@ class IndexSync:
         index_dir: Path | None,
     ) -> None:
         self.engine = engine
+        self.head = HeadProbe(engine)
         self.index = index
         self.store_uuid = store_uuid
         self.dtype = dtype
@@ -74,9 +76,7 @@ class IndexSync:
                     yield page_id, decode(data, n_tokens, dim, self.dtype)
 
     def last_change(self) -> int:
-        with self.engine.connect() as conn:
-            value = conn.execute(select(StoreRow.last_change).where(StoreRow.id == 1)).scalar_one()
-            return int(value)
+        return self.head.read()
 
     def load(self) -> str:
         """Fill the index at open; returns how: "snapshot", "snapshot+replay" or "rebuilt"."""
