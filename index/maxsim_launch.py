@@ -45,75 +45,20 @@ def storage_kind(dtype: torch.dtype) -> int:
         raise TypeError(f"MaxSim kernel cannot read {dtype} pages") from None
 
 
+@dataclass(frozen=True)
 class PackedQueries:
-    """Queries zero-padded to ``(n_queries, LQ, D_PAD)``, ready for the kernel.
+    """float32 queries zero-padded to ``(n_queries, LQ, D_PAD)`` on the device."""
 
-    float16 pages read the queries as two float16 halves, ``q * 2**-e = hi + lo``
-    with ``2**-e`` bringing the batch's largest value into [1, 2) (exact: a power of
-    two), and multiply results back by ``2**e``. float32 pages read them as they are.
-    Host queries are padded and split with numpy and moved in one copy per part;
-    queries already on the device are handled there, with no device-to-host read.
-    """
-
-    def __init__(
-        self, padded: npt.NDArray[np.float32] | torch.Tensor, n_queries: int, split: bool
-    ) -> None:
-        self.n_queries = n_queries
-        self.lq = int(padded.shape[1])
-        self.d_pad = int(padded.shape[2])
-        self.split = split
-        self._padded = padded
-        self._device: torch.device | None = None
-        self._float32: torch.Tensor | None = None
-        self._halves: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        if isinstance(padded, torch.Tensor):
-            self._device = padded.device
+    rows: torch.Tensor
+    n_queries: int
+    lq: int  # padded tokens per query, a power of two >= 16
+    d_pad: int
+    split: bool  # exact (hi + lo products) or fast (one float16 product)
 
     @property
     def n_rows(self) -> int:
         """Padded queries, whole query blocks included."""
-        return int(self._padded.shape[0])
-
-    def on(self, device: torch.device) -> PackedQueries:
-        if self._device is None:
-            self._device = device
-        return self
-
-    def float32(self) -> torch.Tensor:
-        if self._float32 is None:
-            self._float32 = torch.as_tensor(self._padded).to(self._device)
-        return self._float32
-
-    def halves(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(hi, lo, unscale)`` on the device (``lo`` is ``hi`` unless split)."""
-        if self._halves is None:
-            self._halves = (
-                self._host_halves()
-                if isinstance(self._padded, np.ndarray)
-                else self._device_halves(self._padded)
-            )
-        return self._halves
-
-    def _host_halves(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        assert isinstance(self._padded, np.ndarray)
-        largest = float(np.abs(self._padded).max()) if self._padded.size else 0.0
-        exponent = math.frexp(largest)[1] - 1 if largest > 0 and math.isfinite(largest) else 0
-        scaled = self._padded * np.float32(2.0**-exponent)
-        hi = scaled.astype(np.float16)
-        parts = np.stack([hi, (scaled - hi.astype(np.float32)).astype(np.float16)])
-        moved = torch.from_numpy(parts).to(self._device)
-        unscale = torch.tensor([2.0**exponent], dtype=torch.float32).to(self._device)
-        return moved[0], moved[1] if self.split else moved[0], unscale
-
-    def _device_halves(
-        self, padded: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        exponent = torch.frexp(padded.abs().amax()).exponent - 1
-        scaled = torch.ldexp(padded, -exponent)
-        hi = scaled.to(torch.float16)
-        lo = (scaled - hi.to(torch.float32)).to(torch.float16) if self.split else hi
-        unscale = torch.ldexp(torch.ones(1, device=padded.device), exponent)
-        return hi, lo, unscale
+        return int(self.rows.shape[0])
 
 
 @dataclass(frozen=True)
@@ -126,15 +71,17 @@ class Tuning:
 
 
 # Timed on first use per shape. On an H200 (2026-11-26 sweep of eight shapes over the
-# four benchmark cases) these four were the best or within 5% of it; 8 warps and
-# 4-stage 128-token tiles never were.
+# four benchmark cases) these were the best or within 5% of it; 8 warps and 4-stage
+# 128-token tiles never were.
 CANDIDATES = (
     Tuning(64, 4, 3),
     Tuning(128, 4, 3),
     Tuning(64, 4, 4),
     Tuning(32, 4, 3),
-    Tuning(32, 4, 2),  # the last resort for wide float32 pages
+    Tuning(32, 4, 2),
+    Tuning(32, 4, 1),  # the last resort for wide float32 pages
 )
+LAST_RESORT = CANDIDATES[-1]
 
 
 def default_tuning(mean_length: float, d_pad: int) -> Tuning:
@@ -164,7 +111,7 @@ def _d_pad(dim: int) -> int:
 
 
 def query_bytes(n_queries: int, max_tokens: int, dim: int) -> int:
-    """Device bytes a padded batch of queries takes (float32, or two float16 halves)."""
+    """Device bytes a padded batch of queries takes (for budgeting)."""
     return n_queries * _next_pow2(max_tokens) * _d_pad(dim) * 4
 
 
@@ -186,17 +133,17 @@ def pack_queries(
     per_block = max(1, _blocks(lq, len(queries), False)[0] // lq)
     n = -(-len(queries) // per_block) * per_block
     on_device = all(isinstance(q, torch.Tensor) and q.device == device for q in queries)
-    padded: npt.NDArray[np.float32] | torch.Tensor
     if on_device:
         padded = torch.zeros((n, lq, d_pad), dtype=torch.float32, device=device)
         for i, q in enumerate(queries):
             padded[i, : q.shape[0], :dim] = torch.as_tensor(q)
     else:
-        padded = np.zeros((n, lq, d_pad), dtype=np.float32)
+        host = np.zeros((n, lq, d_pad), dtype=np.float32)
         for i, q in enumerate(queries):
             values = q.detach().cpu().numpy() if isinstance(q, torch.Tensor) else q
-            padded[i, : q.shape[0], :dim] = values
-    return PackedQueries(padded, len(queries), exact).on(device)
+            host[i, : q.shape[0], :dim] = values
+        padded = torch.from_numpy(host).to(device)
+    return PackedQueries(padded, len(queries), lq, d_pad, exact)
 
 
 def _blocks(lq: int, n_queries: int, pairs: bool) -> tuple[int, int]:
@@ -248,12 +195,14 @@ def _choose(key: tuple[int, ...], fallback: Tuning, run: Callable[[Tuning], None
 
 def _run_fitting(run: Callable[[Tuning], None], first: Tuning) -> None:
     """Run ``first``, or smaller shapes if it needs more shared memory than the GPU has."""
-    for shape in (first, Tuning(first.block_t, first.num_warps, 2), Tuning(32, 4, 2)):
+    # float32 pages of dim 320 needed 242 KiB at 64/4/3 on an H200 (227 KiB allowed).
+    shapes = (first, Tuning(first.block_t, first.num_warps, 2), Tuning(32, 4, 2), LAST_RESORT)
+    for shape in shapes:
         try:
             run(shape)
             return
         except Exception as exc:
-            if "out of resource" not in str(exc).lower() or shape.block_t == 32:
+            if "out of resource" not in str(exc).lower() or shape == LAST_RESORT:
                 raise
 
 
@@ -289,17 +238,9 @@ def _launch(
         return out
     dim = int(pages.shape[1])
 
-    if kind == KIND_FP32:
-        q_main = q_low = packed.float32()
-        unscale = q_main  # unused by float32 pages
-    else:
-        q_main, q_low, unscale = packed.halves()
-
     def run(shape: Tuning) -> None:
         maxsim_kernel[(n_items * n_groups,)](
-            q_main,
-            q_low,
-            unscale,
+            packed.rows,
             pages,
             scales if scales is not None else starts,  # unused pointers need a tensor
             starts,

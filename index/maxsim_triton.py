@@ -14,15 +14,14 @@ Two launch forms share the kernel (see maxsim_launch.py):
 
 Precision. Page tiles are multiplied on tensor cores in their stored 16-bit form
 (int8 codes are exact in float16, and their per-token scale is applied to the float32
-products). The float32 queries come scaled by a power of two (exact) so their largest
-value lies in [1, 2), and split into a float16 high part and the float16 remainder,
-``q = hi + lo`` (see maxsim_launch.pack_queries). Both parts are multiplied into the
-same float32 sums: a float16 page value times either part is exact in float32, so
-scores match float32 arithmetic to about 1e-7 relative, not the 1e-3 of a
-half-precision query. bfloat16 tiles are converted to float16 first, exact for the
-normalised vectors these models emit (any |x| <= 65504 keeps its 8 significant
-bits). float32 pages use IEEE float32 products. ``SPLIT=False`` drops the remainder
-(half the tensor-core work).
+products). Each program scales its float32 query block by a power of two into
+[1, 2) (exact), splits it into a float16 high part and a low part carrying the next
+11 bits, ``q = hi + lo / 2**11``, and multiplies both with float32 accumulation: a
+float16 page value times either part is exact in float32, so scores match float32
+arithmetic to about 1e-7 relative, not the 1e-3 of a half-precision query. bfloat16
+tiles are converted to float16 first, exact for the normalised vectors these models
+emit (any |x| <= 65504 keeps its 8 significant bits). float32 pages use IEEE float32
+products. ``SPLIT=False`` drops the low part (half the tensor-core work).
 
 Addresses: each tile's base is a 64-bit scalar (a store may hold more than 2**31
 elements); offsets inside a tile are 32-bit, which keeps loads vectorised.
@@ -40,12 +39,21 @@ except ImportError:  # pragma: no cover - exercised on machines without triton
 AVAILABLE = triton is not None
 
 if triton is not None:
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _split(q, SPLIT: tl.constexpr):  # type: ignore[no-untyped-def]
+        """float16 high part of a float32 block, and the scaled remainder."""
+        hi = q.to(tl.float16)
+        if SPLIT:  # noqa: SIM108 - a constexpr branch, which Triton compiles away
+            lo = ((q - hi.to(tl.float32)) * 2048.0).to(tl.float16)
+        else:
+            lo = hi
+        return hi, lo
+
     # Triton reads the parameters' annotations itself (constexpr): only those are typed.
     @triton.jit  # type: ignore[untyped-decorator]
     def maxsim_kernel(  # type: ignore[no-untyped-def]
         q_ptr,
-        q_lo_ptr,
-        unscale_ptr,
         pages_ptr,
         scales_ptr,
         starts_ptr,
@@ -78,20 +86,33 @@ if triton is not None:
         offs_q = tl.arange(0, BLOCK_Q)
         offs_t = tl.arange(0, BLOCK_T)
         offs_d = tl.arange(0, BLOCK_D)
+        q_base = q_ptr + q_row0 * D_PAD
         # Query blocks are read transposed, (dim x query rows): page tokens are the MMA's
         # M side (64 or 128 rows, what Hopper's warpgroup MMA needs) even for one short
         # query.
-        q_offs = q_row0 * D_PAD + offs_q[None, :] * D_PAD + offs_d[:, None]
-        if D_PAD == BLOCK_D:  # the whole query block fits one step: load it once
-            q_hi = tl.load(q_ptr + q_offs)
-            if SPLIT:
-                q_lo = tl.load(q_lo_ptr + q_offs)
+        q_offs = offs_q[None, :] * D_PAD + offs_d[:, None]
+        # A power of two that brings the block's largest value into [1, 2): scaling by
+        # it is exact, and float16 then neither overflows nor drops bits to subnormals.
+        if KIND != 3:
+            largest = tl.zeros((BLOCK_Q,), dtype=tl.float32)
+            for d0 in tl.static_range(0, D_PAD, BLOCK_D):
+                block = tl.load(q_base + d0 + q_offs)
+                largest = tl.maximum(largest, tl.max(tl.abs(block), axis=0))
+            top = tl.max(largest, axis=0)
+            power = (top.to(tl.int32, bitcast=True) & 0x7F800000).to(tl.float32, bitcast=True)
+            power = tl.where(power > 0.0, power, 1.0)
+            inverse = 1.0 / power
+        if D_PAD == BLOCK_D:  # the whole query block fits one step: prepare it once
+            q = tl.load(q_base + q_offs)
+            if KIND != 3:
+                q_hi, q_lo = _split(q * inverse, SPLIT)
         best = tl.full((BLOCK_Q,), float("-inf"), tl.float32)
         tile_offs = offs_t[:, None] * row_stride + offs_d[None, :]
         for t0 in range(0, length, BLOCK_T):
             in_page = (t0 + offs_t) < length
             tile_base = pages_ptr + (start + t0) * row_stride
             acc = tl.zeros((BLOCK_T, BLOCK_Q), dtype=tl.float32)
+            low = tl.zeros((BLOCK_T, BLOCK_Q), dtype=tl.float32)
             for d0 in tl.static_range(0, D_PAD, BLOCK_D):
                 if D == D_PAD:
                     tile = tl.load(tile_base + d0 + tile_offs, mask=in_page[:, None], other=0)
@@ -99,24 +120,26 @@ if triton is not None:
                     inside = in_page[:, None] & ((d0 + offs_d) < D)[None, :]
                     tile = tl.load(tile_base + d0 + tile_offs, mask=inside, other=0)
                 if D_PAD != BLOCK_D:
-                    q_hi = tl.load(q_ptr + d0 + q_offs)
-                    if SPLIT:
-                        q_lo = tl.load(q_lo_ptr + d0 + q_offs)
+                    q = tl.load(q_base + d0 + q_offs)
+                    if KIND != 3:
+                        q_hi, q_lo = _split(q * inverse, SPLIT)
                 if KIND == 3:  # float32 pages: IEEE products
-                    acc = tl.dot(tile, q_hi, acc, input_precision="ieee")
+                    acc = tl.dot(tile, q, acc, input_precision="ieee")
                 else:
                     if KIND != 0:  # int8 codes and normalised bfloat16 are exact in float16
                         tile = tile.to(tl.float16)
                     acc = tl.dot(tile, q_hi, acc)
-                    if SPLIT:  # the query's next 11 bits, into the same float32 sums
-                        acc = tl.dot(tile, q_lo, acc)
+                    if SPLIT:
+                        low = tl.dot(tile, q_lo, low)
+            if SPLIT:
+                acc = acc + low * (1.0 / 2048.0)
             if KIND == 2:
                 scale = tl.load(scales_ptr + start + t0 + offs_t, mask=in_page, other=0.0)
                 acc = acc * scale[:, None]
             acc = tl.where(in_page[:, None], acc, float("-inf"))
             best = tl.maximum(best, tl.max(acc, axis=0))
         if KIND != 3:
-            best = best * tl.load(unscale_ptr)
+            best = best * power
         # Zero-padded query rows score 0 against every token, so they add nothing here.
         if SEG == BLOCK_Q:
             tl.store(out_ptr + group * n_items + item, tl.sum(best, axis=0))
