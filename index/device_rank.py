@@ -71,8 +71,13 @@ def exact_topk(
     queries: list[npt.NDArray[np.float32]],
     k: int,
     allowed: npt.NDArray[np.int64] | None = None,
+    *,
+    exact: bool = True,
 ) -> list[Ranking]:
-    """Top ``k`` pages per query by exact MaxSim over every allowed page held."""
+    """Top ``k`` pages per query by exact MaxSim over every allowed page held.
+
+    ``exact=False`` multiplies with a float16 query (see maxsim_launch.pack_queries).
+    """
     addresses = search.addresses(allowed)
     n = len(addresses)
     if n == 0 or k <= 0 or not queries:
@@ -80,7 +85,7 @@ def exact_topk(
     layout = search.layout()
     out: list[Ranking] = [[] for _ in queries]
     for group in _group_queries(queries, search.dim, search.budget_bytes):
-        packed = pack_queries([queries[i] for i in group], search.device)
+        packed = pack_queries([queries[i] for i in group], search.device, exact=exact)
         keys = _group_topk(search, packed, addresses, k)
         scores, ranks = _from_keys(keys)
         for row, i in enumerate(group):
@@ -124,6 +129,8 @@ def rerank_pairs(
     search: DeviceTokenSearch,
     queries: list[npt.NDArray[np.float32]],
     candidates: list[npt.NDArray[np.int64]],
+    *,
+    exact: bool = True,
 ) -> list[npt.NDArray[np.float32]]:
     """Exact MaxSim of each query against its own candidate pages, in one launch per
     group of queries; returns one score array per query, in candidate order."""
@@ -132,7 +139,7 @@ def rerank_pairs(
         members = [i for i in group if len(candidates[i])]
         if not members:
             continue
-        packed = pack_queries([queries[i] for i in members], search.device)
+        packed = pack_queries([queries[i] for i in members], search.device, exact=exact)
         spans = [search.spans(candidates[i].tolist()) for i in members]
         host_lengths = np.concatenate([n for _, n in spans])
         starts = torch.from_numpy(np.concatenate([s for s, _ in spans])).to(search.device)

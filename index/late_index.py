@@ -53,6 +53,7 @@ class SearchParams:
     n_rerank: int = 256
     exhaustive_max_tokens: int = 60_000
     device_exact: bool = True
+    device_precision: str = "exact"  # "fast": float16 queries in the GPU kernel
 
 
 # Share of the GPU's memory the resident page matrix may take; beyond it the store
@@ -263,7 +264,7 @@ class LateInteractionIndex:
             return [[] for _ in queries]
         if self.ranks_on_device and (exhaustive or params.device_exact):
             assert self.device_tokens is not None
-            return exact_topk(self.device_tokens, queries, k, allowed)
+            return exact_topk(self.device_tokens, queries, k, allowed, exact=_precise(params))
         if allowed is None:
             universe = self.vectors.page_ids()
             universe_tokens = self.vectors.total_tokens
@@ -273,15 +274,19 @@ class LateInteractionIndex:
         if len(universe) == 0:
             return [[] for _ in queries]
         if exhaustive or universe_tokens <= params.exhaustive_max_tokens:
-            return self._exact(queries, k, universe)
+            return self._exact(queries, k, universe, _precise(params))
         return self._approximate(queries, k, params, universe, allowed is not None)
 
     def _exact(
-        self, queries: list[npt.NDArray[np.float32]], k: int, pages: npt.NDArray[np.int64]
+        self,
+        queries: list[npt.NDArray[np.float32]],
+        k: int,
+        pages: npt.NDArray[np.int64],
+        precise: bool = True,
     ) -> list[Ranking]:
         if self.ranks_on_device:
             assert self.device_tokens is not None
-            return exact_topk(self.device_tokens, queries, k, pages)
+            return exact_topk(self.device_tokens, queries, k, pages, exact=precise)
         pages = np.sort(pages)
         rankings: list[Ranking] = [[] for _ in queries]
         best_scores = [np.zeros(0, np.float32) for _ in queries]
@@ -348,11 +353,12 @@ class LateInteractionIndex:
                 candidates = np.zeros(0, dtype=np.int64)
             chosen.append(candidates)
         if fallback:
-            exact_rankings = self._exact([queries[qi] for qi in fallback], k, universe)
+            lost = [queries[qi] for qi in fallback]
+            exact_rankings = self._exact(lost, k, universe, _precise(params))
             for qi, ranking in zip(fallback, exact_rankings, strict=True):
                 out[qi] = ranking
         for qi, (candidates, exact) in enumerate(
-            zip(chosen, self._rerank(queries, chosen), strict=True)
+            zip(chosen, self._rerank(queries, chosen, _precise(params)), strict=True)
         ):
             keep = _top(exact, candidates, k)
             if len(candidates):
@@ -360,12 +366,15 @@ class LateInteractionIndex:
         return out
 
     def _rerank(
-        self, queries: list[npt.NDArray[np.float32]], candidates: list[npt.NDArray[np.int64]]
+        self,
+        queries: list[npt.NDArray[np.float32]],
+        candidates: list[npt.NDArray[np.int64]],
+        precise: bool = True,
     ) -> list[npt.NDArray[np.float32]]:
         """Exact MaxSim of each query against its candidates (all in one launch on GPU)."""
         if self.ranks_on_device:
             assert self.device_tokens is not None
-            return rerank_pairs(self.device_tokens, queries, candidates)
+            return rerank_pairs(self.device_tokens, queries, candidates, exact=precise)
         out = []
         for query, pages in zip(queries, candidates, strict=True):
             if not len(pages):
@@ -409,6 +418,10 @@ class LateInteractionIndex:
             p in self.vectors and self.vectors.n_tokens(p) == n
             for p, n in self.tokens.page_tokens.items()
         )
+
+
+def _precise(params: SearchParams) -> bool:
+    return params.device_precision != "fast"
 
 
 def _top(

@@ -176,6 +176,10 @@ class StoreConfig(BaseModel):
     # candidates. The candidate path stays for CPUs, stores larger than the device's
     # share of memory (device_memory_share), and device_exact=False.
     device_exact: bool = True
+    # The GPU kernel's query precision. "exact": float32 queries as two float16 halves,
+    # scores within ~2e-7 of float64; "fast": one float16 product (~2e-5 relative, as
+    # the peer kernels), up to 1.25x faster on short pages. The CPU is always exact.
+    device_precision: Literal["exact", "fast"] = "exact"
     # Largest temporary memory one search may take on the device, in MiB, whatever the
     # number of queries, query tokens or pages.
     device_budget_mb: int = Field(default=512, ge=1)
@@ -210,6 +214,7 @@ class StoreConfig(BaseModel):
             n_rerank=self.n_rerank,
             exhaustive_max_tokens=self.exhaustive_max_tokens,
             device_exact=self.device_exact,
+            device_precision=self.device_precision,
         )
 
 

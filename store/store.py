@@ -50,7 +50,14 @@ log = logging.getLogger("latestore")
 Query = str | npt.NDArray[np.floating]
 ProgressCallback = Callable[[int, int], None]
 MAX_K = 10_000
-QUERY_TIME_FIELDS = ("k_per_token", "nprobe", "n_rerank", "exhaustive_max_tokens", "device_exact")
+QUERY_TIME_FIELDS = (
+    "k_per_token",
+    "nprobe",
+    "n_rerank",
+    "exhaustive_max_tokens",
+    "device_exact",
+    "device_precision",
+)
 
 
 class Store:

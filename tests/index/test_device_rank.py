@@ -168,3 +168,19 @@ def test_store_too_large_for_the_device_falls_back_to_candidates(
     index.rebuild()
     assert index.ranks_on_device
     assert_same(index.search([query], 5, SearchParams())[0], reference_ranking(query, pages, 5))
+
+
+def test_fast_precision_is_a_query_time_choice(rng: np.random.Generator) -> None:
+    params = IndexParams(ivf_min_tokens=10**9)
+    pages = corpus(rng, 50)
+    ids = sorted(pages)
+    index = LateInteractionIndex(DIM, "float16", params, str(DEVICE), kernel=True)
+    index.upsert(ids, [pages[p] for p in ids])
+    query = unit(rng, 8, DIM)
+    exact = index.search([query], 5, SearchParams())[0]
+    fast = index.search([query], 5, SearchParams(device_precision="fast"))[0]
+    stored = {p: pages[p].astype(np.float16).astype(np.float32) for p in ids}
+    want = reference_ranking(query, stored, 5)
+    np.testing.assert_allclose([s for _, s in exact], [s for _, s in want], rtol=2e-6)
+    np.testing.assert_allclose([s for _, s in fast], [s for _, s in want], rtol=2e-3)
+    assert [s for _, s in fast] != [s for _, s in exact]  # a different product was used
