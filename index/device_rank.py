@@ -27,8 +27,8 @@ from latestore.index.maxsim_launch import (
     pack_queries,
     query_bytes,
 )
+from latestore.index.ranking import Ranking
 
-Ranking = list[tuple[int, float]]
 LOW_MASK = 0xFFFFFFFF
 
 

@@ -7,7 +7,7 @@ which pages a query may see; this module turns that into ranked ``(page_id, scor
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,15 @@ from latestore.index import maxsim_launch
 from latestore.index.device_rank import exact_topk, rerank_pairs
 from latestore.index.device_search import DEFAULT_BUDGET_BYTES, DeviceTokenSearch
 from latestore.index.maxsim import maxsim_many, maxsim_packed
+from latestore.index.ranking import (
+    Ranking,
+    SearchParams,
+    approximate_candidates,
+    precise,
+    top_k,
+)
 from latestore.index.snapshot import read_snapshot, write_snapshot
 from latestore.index.token_index import (
-    TOKEN_BITS,
     IndexParams,
     TokenIndex,
     auto_nlist,
@@ -32,28 +38,7 @@ from latestore.index.vectors import VectorCache
 
 log = logging.getLogger(__name__)
 
-Ranking = list[tuple[int, float]]
 RETRAIN_GROWTH = 4
-
-
-@dataclass(frozen=True)
-class SearchParams:
-    """Query-time knobs of the approximate pipeline (exact rerank is always exact).
-
-    ``k_per_token`` nearest page tokens are fetched per query token; pages found that
-    way are ranked by an approximate MaxSim and the best ``n_rerank`` are scored
-    exactly. When the pages a query may see hold at most ``exhaustive_max_tokens``
-    tokens, every one of them is scored exactly instead. ``device_exact``: where the
-    pages are resident on a GPU with the fused kernel, score every allowed page
-    exactly (at memory speed) instead of going through candidates.
-    """
-
-    k_per_token: int = 128
-    nprobe: int = 16
-    n_rerank: int = 256
-    exhaustive_max_tokens: int = 60_000
-    device_exact: bool = True
-    device_precision: str = "exact"  # "fast": float16 queries in the GPU kernel
 
 
 # Share of the GPU's memory the resident page matrix may take; beyond it the store
@@ -264,7 +249,7 @@ class LateInteractionIndex:
             return [[] for _ in queries]
         if self.ranks_on_device and (exhaustive or params.device_exact):
             assert self.device_tokens is not None
-            return exact_topk(self.device_tokens, queries, k, allowed, exact=_precise(params))
+            return exact_topk(self.device_tokens, queries, k, allowed, exact=precise(params))
         if allowed is None:
             universe = self.vectors.page_ids()
             universe_tokens = self.vectors.total_tokens
@@ -274,7 +259,7 @@ class LateInteractionIndex:
         if len(universe) == 0:
             return [[] for _ in queries]
         if exhaustive or universe_tokens <= params.exhaustive_max_tokens:
-            return self._exact(queries, k, universe, _precise(params))
+            return self._exact(queries, k, universe, precise(params))
         return self._approximate(queries, k, params, universe, allowed is not None)
 
     def _exact(
@@ -300,7 +285,7 @@ class LateInteractionIndex:
             for qi in range(len(queries)):
                 best_scores[qi] = np.concatenate([best_scores[qi], scores[qi]])
                 best_pages[qi] = np.concatenate([best_pages[qi], chunk])
-                keep = _top(best_scores[qi], best_pages[qi], k)
+                keep = top_k(best_scores[qi], best_pages[qi], k)
                 best_scores[qi], best_pages[qi] = best_scores[qi][keep], best_pages[qi][keep]
         for qi in range(len(queries)):
             rankings[qi] = [
@@ -338,7 +323,7 @@ class LateInteractionIndex:
         fallback: list[int] = []
         for qi, query in enumerate(queries):
             rows = slice(int(bounds[qi]), int(bounds[qi + 1]))
-            candidates = _approximate_candidates(scores[rows], ids[rows], params.n_rerank)
+            candidates = approximate_candidates(scores[rows], ids[rows], params.n_rerank)
             attempt, widened = 0, k_tok
             # Too few pages surfaced (very long pages, tight filter): widen the token
             # search, and as a last resort score the whole universe exactly, so k hits
@@ -346,7 +331,7 @@ class LateInteractionIndex:
             while len(candidates) < min(k, len(universe)) and attempt < 2:
                 widened *= 8
                 more_s, more_i = token_search(query, widened, params.nprobe * 4)
-                candidates = _approximate_candidates(more_s, more_i, max(params.n_rerank, k))
+                candidates = approximate_candidates(more_s, more_i, max(params.n_rerank, k))
                 attempt += 1
             if len(candidates) < min(k, len(universe)):
                 fallback.append(qi)
@@ -354,13 +339,13 @@ class LateInteractionIndex:
             chosen.append(candidates)
         if fallback:
             lost = [queries[qi] for qi in fallback]
-            exact_rankings = self._exact(lost, k, universe, _precise(params))
+            exact_rankings = self._exact(lost, k, universe, precise(params))
             for qi, ranking in zip(fallback, exact_rankings, strict=True):
                 out[qi] = ranking
         for qi, (candidates, exact) in enumerate(
-            zip(chosen, self._rerank(queries, chosen, _precise(params)), strict=True)
+            zip(chosen, self._rerank(queries, chosen, precise(params)), strict=True)
         ):
-            keep = _top(exact, candidates, k)
+            keep = top_k(exact, candidates, k)
             if len(candidates):
                 out[qi] = [(int(candidates[i]), float(exact[i])) for i in keep]
         return out
@@ -418,43 +403,3 @@ class LateInteractionIndex:
             p in self.vectors and self.vectors.n_tokens(p) == n
             for p, n in self.tokens.page_tokens.items()
         )
-
-
-def _precise(params: SearchParams) -> bool:
-    return params.device_precision != "fast"
-
-
-def _top(
-    scores: npt.NDArray[np.float32], pages: npt.NDArray[np.int64], k: int
-) -> npt.NDArray[np.intp]:
-    """Indices of the ``k`` best scores, best first, ties by smaller page id."""
-    order: npt.NDArray[np.intp] = np.lexsort((pages, -scores.astype(np.float64)))
-    return order[:k]
-
-
-def _approximate_candidates(
-    scores: npt.NDArray[np.float32], ids: npt.NDArray[np.int64], n_rerank: int
-) -> npt.NDArray[np.int64]:
-    """Pages ranked by MaxSim over retrieved tokens only.
-
-    A query token that retrieved nothing from a page is credited with the lowest score
-    it retrieved anywhere (an upper bound of what that page can hold among the tokens
-    the index saw), so pages matching many query tokens rank above pages matching one.
-    """
-    valid = ids >= 0
-    if not valid.any():
-        return np.zeros(0, dtype=np.int64)
-    n_query_tokens = ids.shape[0]
-    floor = np.where(valid, scores, np.inf).min(axis=1)
-    floor = np.where(np.isfinite(floor), floor, 0.0).astype(np.float32)
-    token_rows = np.broadcast_to(np.arange(n_query_tokens)[:, None], ids.shape)[valid]
-    pages = ids[valid] >> TOKEN_BITS
-    unique, inverse = np.unique(pages, return_inverse=True)
-    table = np.tile(floor, (len(unique), 1))
-    np.maximum.at(table, (inverse, token_rows), scores[valid])
-    approx = table.sum(axis=1)
-    if len(unique) > n_rerank:
-        keep = np.argpartition(-approx, n_rerank - 1)[:n_rerank]
-        unique = unique[keep]
-    candidates: npt.NDArray[np.int64] = unique
-    return candidates

@@ -12,7 +12,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from latestore.errors import EmptyPageError, InvalidPageError
-from latestore.index.late_index import SearchParams
+from latestore.index.ranking import SearchParams
 from latestore.index.token_index import IndexParams
 
 JSONScalar = str | int | float | bool | None

@@ -11,9 +11,10 @@ import torch
 
 from latestore.index.device_rank import _group_queries, exact_topk, rerank_pairs
 from latestore.index.device_search import DeviceTokenSearch
-from latestore.index.late_index import LateInteractionIndex, SearchParams
+from latestore.index.late_index import LateInteractionIndex
 from latestore.index.maxsim import maxsim_reference
 from latestore.index.maxsim_launch import query_bytes
+from latestore.index.ranking import SearchParams
 from latestore.index.token_index import IndexParams
 from tests.index.kernel_cases import DEVICE, unit
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from latestore.index.late_index import LateInteractionIndex, SearchParams
+from latestore.index.late_index import LateInteractionIndex
 from latestore.index.maxsim import maxsim_many, maxsim_reference, pack_pages
+from latestore.index.ranking import SearchParams
 from latestore.index.token_index import IndexParams
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

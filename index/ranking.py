@@ -1,0 +1,72 @@
+"""What a search asks for and how candidates become a ranking (no index state here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from latestore.index.token_index import TOKEN_BITS
+
+Ranking = list[tuple[int, float]]
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Query-time knobs of the approximate pipeline (exact rerank is always exact).
+
+    ``k_per_token`` nearest page tokens are fetched per query token; pages found that
+    way are ranked by an approximate MaxSim and the best ``n_rerank`` are scored
+    exactly. When the pages a query may see hold at most ``exhaustive_max_tokens``
+    tokens, every one of them is scored exactly instead. ``device_exact``: where the
+    pages are resident on a GPU with the fused kernel, score every allowed page
+    exactly (at memory speed) instead of going through candidates.
+    """
+
+    k_per_token: int = 128
+    nprobe: int = 16
+    n_rerank: int = 256
+    exhaustive_max_tokens: int = 60_000
+    device_exact: bool = True
+    device_precision: str = "exact"  # "fast": float16 queries in the GPU kernel
+
+
+def precise(params: SearchParams) -> bool:
+    return params.device_precision != "fast"
+
+
+def top_k(
+    scores: npt.NDArray[np.float32], pages: npt.NDArray[np.int64], k: int
+) -> npt.NDArray[np.intp]:
+    """Indices of the ``k`` best scores, best first, ties by smaller page id."""
+    order: npt.NDArray[np.intp] = np.lexsort((pages, -scores.astype(np.float64)))
+    return order[:k]
+
+
+def approximate_candidates(
+    scores: npt.NDArray[np.float32], ids: npt.NDArray[np.int64], n_rerank: int
+) -> npt.NDArray[np.int64]:
+    """Pages ranked by MaxSim over retrieved tokens only.
+
+    A query token that retrieved nothing from a page is credited with the lowest score
+    it retrieved anywhere (an upper bound of what that page can hold among the tokens
+    the index saw), so pages matching many query tokens rank above pages matching one.
+    """
+    valid = ids >= 0
+    if not valid.any():
+        return np.zeros(0, dtype=np.int64)
+    n_query_tokens = ids.shape[0]
+    floor = np.where(valid, scores, np.inf).min(axis=1)
+    floor = np.where(np.isfinite(floor), floor, 0.0).astype(np.float32)
+    token_rows = np.broadcast_to(np.arange(n_query_tokens)[:, None], ids.shape)[valid]
+    pages = ids[valid] >> TOKEN_BITS
+    unique, inverse = np.unique(pages, return_inverse=True)
+    table = np.tile(floor, (len(unique), 1))
+    np.maximum.at(table, (inverse, token_rows), scores[valid])
+    approx = table.sum(axis=1)
+    if len(unique) > n_rerank:
+        keep = np.argpartition(-approx, n_rerank - 1)[:n_rerank]
+        unique = unique[keep]
+    candidates: npt.NDArray[np.int64] = unique
+    return candidates
