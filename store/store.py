@@ -48,6 +48,8 @@ log = logging.getLogger("latestore")
 Query = str | npt.NDArray[np.floating]
 ProgressCallback = Callable[[int, int], None]
 MAX_K = 10_000
+# Ids per IN (...) list: far below SQLite's and PostgreSQL's (65,535) parameter limits.
+SQL_CHUNK = 500
 QUERY_TIME_FIELDS = ("k_per_token", "nprobe", "n_rerank", "exhaustive_max_tokens")
 
 
@@ -211,38 +213,46 @@ class Store:
             if not isinstance(item, Page):
                 raise InvalidInputError(f"add_pages takes Page objects, got {type(item).__name__}")
         check_unique_external_ids([p.external_id for p in items])
-        existing = self._existing(items)
+        hashes = [p.content_hash() for p in items]
+        # A first look, outside the write lock, only decides what to encode: encoding
+        # can take minutes, and other writers must not wait for it.
+        with Session(self._engine) as session:
+            existing = _existing(session, items)
         if not upsert:
-            taken = sorted(e for e in existing if e is not None)
-            if taken:
-                raise DuplicateExternalIdError(f"external ids already stored: {taken[:10]}")
-        todo: list[int] = []
-        ids: list[int | None] = [None] * len(items)
-        content_hashes = [p.content_hash() for p in items]
-        for i, page in enumerate(items):
-            found = existing.get(page.external_id) if page.external_id is not None else None
-            if found is not None and found[1] == content_hashes[i] and found[2] == page.metadata:
-                ids[i] = found[0]  # identical page already stored: nothing to do
-            else:
-                todo.append(i)
-        vectors = self._vectors_for([items[i] for i in todo], batch_size, on_progress)
-        prepared = [
-            PreparedPage(
-                page=items[i],
-                vectors=v,
-                content_hash=content_hashes[i],
-                existing_id=existing[items[i].external_id][0]
-                if items[i].external_id in existing
-                else None,
-                storage_dtype=self._sync.dtype,
-            )
-            for i, v in zip(todo, vectors, strict=True)
-        ]
-        if prepared:
-            with self._write_lock, Session(self._engine) as session, session.begin():
+            _refuse_taken(existing)
+        vectors: dict[int, npt.NDArray[np.floating]] = {}
+        todo = _changed(items, hashes, existing)
+        while True:
+            self._encode_into(vectors, items, todo, batch_size, on_progress)
+            with self._write_lock, Session(self._engine) as session:
+                session.begin()
                 session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-                change_no = next_change(session)
+                change_no = next_change(session)  # the write lock, on PostgreSQL too
+                # The plan that counts is made under the lock: another writer may have
+                # added, changed or deleted these pages since the first look.
+                existing = _existing(session, items)
+                if not upsert:
+                    _refuse_taken(existing)
+                todo = _changed(items, hashes, existing)
+                if any(i not in vectors for i in todo):
+                    continue  # pages changed meanwhile: encode them with the lock released
+                ids: list[int | None] = [
+                    existing[p.external_id][0] if p.external_id in existing else None for p in items
+                ]
+                if not todo:
+                    break  # everything is stored already; the rollback returns the change no
+                prepared = [
+                    PreparedPage(
+                        page=items[i],
+                        vectors=vectors[i],
+                        content_hash=hashes[i],
+                        existing_id=ids[i],
+                        storage_dtype=self._sync.dtype,
+                    )
+                    for i in todo
+                ]
                 new_ids = write_pages(session, prepared, change_no)
+                session.commit()
             with self._lock:
                 # The index must hold what SQL holds (int8 is lossy), exactly as a
                 # reopen would load it, or results would shift after a restart.
@@ -252,6 +262,7 @@ class Store:
                     ids[i] = page_id
                 self._maybe_snapshot()
             self._maybe_prune_changes()
+            break
         if on_progress is not None:
             on_progress(len(items), len(items))
         return [int(i) for i in ids if i is not None]
@@ -274,22 +285,22 @@ class Store:
         wanted_external = list(external_ids)
         if filter is not None and not filter:
             raise InvalidInputError("an empty filter would delete every page; refusing")
-        with self._write_lock, Session(self._engine) as session, session.begin():
+        with self._write_lock, Session(self._engine) as session:
+            session.begin()
             session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-            if wanted_external:
-                page_ids += (
-                    session.execute(
-                        select(PageRow.id).where(PageRow.external_id.in_(wanted_external))
-                    )
-                    .scalars()
-                    .all()
-                )
+            # The write lock first (PostgreSQL's is the ls_store row), so the selection
+            # below sees every write committed before this delete.
+            change_no = next_change(session)
+            for start in range(0, len(wanted_external), SQL_CHUNK):
+                chunk = wanted_external[start : start + SQL_CHUNK]
+                query = select(PageRow.id).where(PageRow.external_id.in_(chunk))
+                page_ids += session.execute(query).scalars().all()
             if filter is not None:
                 page_ids += self._matching(session, filter)
-            if not page_ids:
-                return 0
-            change_no = next_change(session)
             removed = delete_pages(session, sorted(set(page_ids)), change_no)
+            if not removed:
+                return 0  # nothing to delete: closing rolls the change number back
+            session.commit()
         with self._lock:
             self._sync.applied_own(change_no, removed, [])
             self._maybe_snapshot()
@@ -323,19 +334,19 @@ class Store:
         with self._lock:
             sync.pruned_through = max(sync.pruned_through, through)
 
-    def _existing(self, items: list[Page]) -> dict[str | None, tuple[int, str, dict[str, Any]]]:
-        wanted = [p.external_id for p in items if p.external_id is not None]
-        found: dict[str | None, tuple[int, str, dict[str, Any]]] = {}
-        with Session(self._engine) as session:
-            for start in range(0, len(wanted), 500):
-                rows = session.execute(
-                    select(
-                        PageRow.external_id, PageRow.id, PageRow.content_hash, PageRow.meta
-                    ).where(PageRow.external_id.in_(wanted[start : start + 500]))
-                )
-                for external_id, page_id, content_hash, meta in rows:
-                    found[external_id] = (page_id, content_hash, meta)
-        return found
+    def _encode_into(
+        self,
+        vectors: dict[int, npt.NDArray[np.floating]],
+        items: list[Page],
+        todo: list[int],
+        batch_size: int | None,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        """Add the checked vectors of ``items[i]`` for each ``i`` in ``todo`` not yet done."""
+        missing = [i for i in todo if i not in vectors]
+        if missing:
+            encoded = self._vectors_for([items[i] for i in missing], batch_size, on_progress)
+            vectors.update(zip(missing, encoded, strict=True))
 
     def _vectors_for(
         self, pages: list[Page], batch_size: int | None, on_progress: ProgressCallback | None
@@ -348,8 +359,12 @@ class Store:
                 out[i] = checked_vectors(page.vectors, self.dim, dtype, _label(page, i))
             else:
                 need.append(i)
-        size = batch_size or self.encoder.batch_size
         done = len(pages) - len(need)
+        if done and on_progress is not None:
+            on_progress(done, len(pages))
+        if not need:
+            return [v for v in out if v is not None]
+        size = batch_size or self.encoder.batch_size
         for start in range(0, len(need), size):
             chunk = need[start : start + size]
             contents = [_content(pages[i]) for i in chunk]
@@ -552,6 +567,40 @@ class Store:
             self._sync.index.rebuild()
             self._sync.snapshot_change = -1
             self._sync.save()
+
+
+Existing = dict[str | None, tuple[int, str, dict[str, Any]]]
+
+
+def _existing(session: Session, items: list[Page]) -> Existing:
+    """external id -> (page id, content hash, metadata) of the stored pages among ``items``."""
+    wanted = [p.external_id for p in items if p.external_id is not None]
+    found: Existing = {}
+    for start in range(0, len(wanted), SQL_CHUNK):
+        rows = session.execute(
+            select(PageRow.external_id, PageRow.id, PageRow.content_hash, PageRow.meta).where(
+                PageRow.external_id.in_(wanted[start : start + SQL_CHUNK])
+            )
+        )
+        for external_id, page_id, content_hash, meta in rows:
+            found[external_id] = (page_id, content_hash, meta)
+    return found
+
+
+def _refuse_taken(existing: Existing) -> None:
+    taken = sorted(e for e in existing if e is not None)
+    if taken:
+        raise DuplicateExternalIdError(f"external ids already stored: {taken[:10]}")
+
+
+def _changed(items: list[Page], hashes: list[str], existing: Existing) -> list[int]:
+    """Positions of the pages that are not stored identically (content and metadata)."""
+    todo = []
+    for i, page in enumerate(items):
+        found = existing.get(page.external_id) if page.external_id is not None else None
+        if found is None or found[1] != hashes[i] or found[2] != page.metadata:
+            todo.append(i)
+    return todo
 
 
 def _scratch_dir(index_dir: Path | None) -> Path | None:
