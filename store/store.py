@@ -28,9 +28,16 @@ from latestore.errors import (
 from latestore.filters import FilterCompiler
 from latestore.index.codec import as_stored
 from latestore.index.late_index import LateInteractionIndex
-from latestore.migrations.runner import upgrade
 from latestore.models import Page, SearchHit, StoreConfig, StoredPage
-from latestore.opening import encoder_for, merged_config, new_store_encoder, new_store_row
+from latestore.opening import (
+    create_row,
+    encoder_for,
+    merged_config,
+    migrate,
+    new_store_encoder,
+    new_store_row,
+    stored_row,
+)
 from latestore.schema import MetadataKeyRow, PageRow, StoreRow
 from latestore.sql import default_index_dir, make_engine, to_url
 from latestore.sync import IndexSync
@@ -138,26 +145,24 @@ class Store:
         engine = make_engine(url)
         resolved: Encoder | Callable[[], Encoder]
         try:
-            with engine.begin() as conn:
-                upgrade(conn)
-            with Session(engine) as session, session.begin():
-                row = session.get(StoreRow, 1)
-                if row is None:
-                    resolved = new_store_encoder(encoder, encoder_options)
-                    cfg = config or StoreConfig()
-                    row = new_store_row(resolved, cfg)
-                    session.add(row)
-                else:
-                    recorded = row
-                    options = dict(encoder_options or {})
-                    resolved = (
-                        encoder_for(row, encoder, options)
-                        if encoder is not None
-                        else lambda: encoder_for(recorded, None, options)
-                    )
-                    cfg = merged_config(row, config)
-                session.flush()
-                session.expunge(row)
+            migrate(engine)
+            row = stored_row(engine)
+            created = False
+            if row is None:
+                resolved = new_store_encoder(encoder, encoder_options)
+                cfg = config or StoreConfig()
+                mine = new_store_row(resolved, cfg)
+                row = create_row(engine, mine)
+                created = row.store_uuid == mine.store_uuid
+            if not created:  # existing, or created by another process a moment ago
+                recorded = row
+                options = dict(encoder_options or {})
+                resolved = (
+                    encoder_for(row, encoder, options)
+                    if encoder is not None
+                    else lambda: encoder_for(recorded, None, options)
+                )
+                cfg = merged_config(row, config)
             directory = Path(index_dir) if index_dir is not None else default_index_dir(url)
             return cls(engine, resolved, row, cfg, directory)
         except BaseException:

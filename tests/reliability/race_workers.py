@@ -60,3 +60,11 @@ def upsert(
     with Store.open(url, PrecomputedVectors(dim=DIM)) as store:
         ids = store.add_pages(pages(tag, seed), on_progress=pause)
     Path(out).write_text(json.dumps(ids))
+
+
+def create(url: str, barrier: Any, out: str) -> None:
+    """Open (so create) the store at ``url`` at the same moment as the other processes."""
+    barrier.wait(120)
+    with Store.open(url, PrecomputedVectors(dim=DIM)) as store:
+        store.add_pages([Page(vectors=np.eye(2, DIM, dtype=np.float32), external_id=out)])
+        Path(out).write_text(store.store_uuid)
