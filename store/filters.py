@@ -19,8 +19,11 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, not_, or_, true
+from sqlalchemy import Boolean, ColumnElement, and_, false, not_, or_, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement as ColumnExpr
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from latestore.errors import FilterError, UnknownFilterFieldError, UnknownFilterOperatorError
 from latestore.schema import PageRow
@@ -38,6 +41,11 @@ COMPARISONS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exis
 MAX_DEPTH = 32
 MAX_CLAUSES = 1_000
 MAX_IN_VALUES = 10_000
+GROUP = 32
+# Bound values in one compiled filter (a metadata comparison binds its key and its
+# value). PostgreSQL refuses a statement with more than 65,535 parameters, and a
+# filter is one WHERE clause, so it cannot be split into chunks like a list of ids.
+MAX_BOUND_VALUES = 30_000
 
 
 def kind_of(value: Any) -> str:
@@ -63,9 +71,11 @@ class FilterCompiler:
     def __init__(self, metadata_kinds: Mapping[str, set[str]]) -> None:
         self.metadata_kinds = metadata_kinds
         self._clauses = 0
+        self._bound = 0
 
     def compile(self, spec: Mapping[str, Any]) -> ColumnElement[bool]:
         self._clauses = 0
+        self._bound = 0
         return self._node(spec, depth=0)
 
     def _node(self, spec: Any, depth: int) -> ColumnElement[bool]:
@@ -81,7 +91,7 @@ class FilterCompiler:
                 if not isinstance(value, list) or not value:
                     raise FilterError(f"{key} takes a non-empty list of filters")
                 children = [self._node(child, depth + 1) for child in value]
-                parts.append(and_(*children) if key == "$and" else or_(*children))
+                parts.append(_balanced(and_ if key == "$and" else or_, children))
             elif key == "$not":
                 parts.append(not_(self._node(value, depth + 1)))
             elif key.startswith("$"):
@@ -90,7 +100,7 @@ class FilterCompiler:
                 )
             else:
                 parts.append(self._field(key, value))
-        return and_(*parts) if len(parts) > 1 else parts[0]
+        return _balanced(and_, parts)
 
     def _field(self, name: str, condition: Any) -> ColumnElement[bool]:
         target = self._resolve(name)
@@ -139,15 +149,50 @@ class FilterCompiler:
                 )
             if not value:
                 return false() if op == "$in" else true()
-            members = or_(*(self._scalar(target, name, "$eq", v) for v in value))
+            members = self._members(target, name, list(value))
             return members if op == "$in" else not_(members)
         return self._scalar(target, name, op, value)
+
+    def _members(
+        self, target: tuple[str, Any], name: str, values: list[Any]
+    ) -> ColumnElement[bool]:
+        """``target`` equals one of ``values``: one IN (...) per kind of value.
+
+        Not an OR of equalities: SQLite parses a long OR chain into an expression tree
+        deeper than the 1,000 levels it accepts.
+        """
+        by_kind: dict[str, list[Any]] = {}
+        for value in values:
+            value = _plain(value, name)
+            kind = kind_of(value)
+            if kind in ("list", "object"):
+                raise FilterError(f"cannot compare {name!r} with a {kind}")
+            if target[0] == "column" and name in ("created_at", "updated_at"):
+                value = _parse_datetime(value, name) if isinstance(value, str) else value
+            by_kind.setdefault(kind, []).append(value)
+            self._bind(1)
+        parts = []
+        for kind, members in by_kind.items():
+            if target[0] == "metadata":
+                self._bind(1)  # the JSON path
+            column = self._expr(target, kind) if target[0] == "metadata" else target[1]
+            parts.append(column.is_(None) if kind == "null" else column.in_(members))
+        return or_(*parts) if len(parts) > 1 else parts[0]
+
+    def _bind(self, count: int) -> None:
+        self._bound += count
+        if self._bound > MAX_BOUND_VALUES:
+            raise FilterError(
+                f"filter compares more than {MAX_BOUND_VALUES} values in all; "
+                "split it into several calls"
+            )
 
     def _scalar(
         self, target: tuple[str, Any], name: str, op: str, value: Any
     ) -> ColumnElement[bool]:
         value = _plain(value, name)
         kind = kind_of(value)
+        self._bind(2 if target[0] == "metadata" else 1)  # a metadata key is bound too
         if kind in ("list", "object"):
             raise FilterError(f"cannot compare {name!r} with a {kind}")
         if kind in ("bool", "null") and op not in ("$eq", "$ne"):
@@ -184,6 +229,39 @@ class FilterCompiler:
         if kind == "bool":
             return element.as_boolean()
         return element.as_string()
+
+
+def _balanced(
+    combine: Callable[..., ColumnElement[bool]], parts: list[ColumnElement[bool]]
+) -> ColumnElement[bool]:
+    """``combine(*parts)`` as a tree of parenthesised groups of at most ``GROUP`` parts.
+
+    SQLite parses ``a OR b OR c ...`` into a chain one level deeper per term and
+    refuses more than 1,000 levels; groups keep the depth logarithmic.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) <= GROUP:
+        return combine(*parts)
+    size = -(-len(parts) // GROUP)
+    groups = [_balanced(combine, parts[i : i + size]) for i in range(0, len(parts), size)]
+    return combine(*(_Parenthesised(g) for g in groups))
+
+
+class _Parenthesised(ColumnElement[bool]):
+    """A condition in parentheses that SQLAlchemy will not flatten into its parent."""
+
+    inherit_cache = True
+    _traverse_internals = [("inner", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+    type = Boolean()
+
+    def __init__(self, inner: ColumnElement[bool]) -> None:
+        self.inner = inner
+
+
+@compiles(_Parenthesised)
+def _render_parenthesised(element: _Parenthesised, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(element.inner, **kw)})"
 
 
 def _plain(value: Any, name: str) -> Any:

@@ -44,6 +44,7 @@ from latestore.sync import IndexSync
 from latestore.validation import check_unique_external_ids, checked_vectors
 from latestore.writes import (
     PreparedPage,
+    chunks,
     delete_pages,
     next_change,
     prune_changes,
@@ -55,8 +56,6 @@ log = logging.getLogger("latestore")
 Query = str | npt.NDArray[np.floating]
 ProgressCallback = Callable[[int, int], None]
 MAX_K = 10_000
-# Ids per IN (...) list: far below SQLite's and PostgreSQL's (65,535) parameter limits.
-SQL_CHUNK = 500
 QUERY_TIME_FIELDS = ("k_per_token", "nprobe", "n_rerank", "exhaustive_max_tokens")
 
 
@@ -296,8 +295,7 @@ class Store:
             # The write lock first (PostgreSQL's is the ls_store row), so the selection
             # below sees every write committed before this delete.
             change_no = next_change(session)
-            for start in range(0, len(wanted_external), SQL_CHUNK):
-                chunk = wanted_external[start : start + SQL_CHUNK]
+            for chunk in chunks(wanted_external):
                 query = select(PageRow.id).where(PageRow.external_id.in_(chunk))
                 page_ids += session.execute(query).scalars().all()
             if filter is not None:
@@ -581,10 +579,10 @@ def _existing(session: Session, items: list[Page]) -> Existing:
     """external id -> (page id, content hash, metadata) of the stored pages among ``items``."""
     wanted = [p.external_id for p in items if p.external_id is not None]
     found: Existing = {}
-    for start in range(0, len(wanted), SQL_CHUNK):
+    for chunk in chunks(wanted):
         rows = session.execute(
             select(PageRow.external_id, PageRow.id, PageRow.content_hash, PageRow.meta).where(
-                PageRow.external_id.in_(wanted[start : start + SQL_CHUNK])
+                PageRow.external_id.in_(chunk)
             )
         )
         for external_id, page_id, content_hash, meta in rows:
