@@ -15,11 +15,24 @@ bound parameters, never as SQL text.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, and_, false, not_, or_, true
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ColumnElement,
+    Dialect,
+    TypeDecorator,
+    and_,
+    bindparam,
+    false,
+    not_,
+    or_,
+    true,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement as ColumnExpr
@@ -223,7 +236,7 @@ class FilterCompiler:
         return compare[op](column, value)
 
     def _expr(self, target: tuple[str, Any], kind: str) -> Any:
-        element = PageRow.meta[target[1]]
+        element = PageRow.meta[bindparam(None, target[1], type_=_MetadataKey())]
         if kind == "number":
             return element.as_float()
         if kind == "bool":
@@ -246,6 +259,25 @@ def _balanced(
     size = -(-len(parts) // GROUP)
     groups = [_balanced(combine, parts[i : i + size]) for i in range(0, len(parts), size)]
     return combine(*(_Parenthesised(g) for g in groups))
+
+
+class _MetadataKey(TypeDecorator[str]):
+    """A metadata key in a JSON path, spelt as the stored JSON spells it.
+
+    SQLAlchemy writes JSON with ``ensure_ascii``, so on SQLite a key such as "ключ"
+    is stored as ``"\\u043a..."``, and SQLite before 3.45 compares path labels with
+    stored keys as raw text: the plain key matched nothing. The escaped label matches
+    on every version (newer ones decode escapes on both sides). PostgreSQL parses
+    the JSON and takes the key as it is.
+    """
+
+    impl = JSON.JSONStrIndexType
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is not None and dialect.name == "sqlite":
+            return json.dumps(value)[1:-1]
+        return value
 
 
 class _Parenthesised(ColumnElement[bool]):
