@@ -35,6 +35,7 @@ from latestore.encoders import Encoder, PageContent
 from latestore.errors import InvalidInputError, LatestoreError
 from latestore.ingest_catalog import Catalog
 from latestore.ingest_sources import (
+    NOT_A_FILE,
     PageDraft,
     SourceError,
     document_key,
@@ -185,6 +186,9 @@ def discover(paths: Iterable[str | Path], recursive: bool = False) -> Discovery:
         path = Path(given).expanduser()
         if not path.exists():
             missing.append(FileProblem(str(given), "no such file or directory"))
+            continue
+        if not path.is_dir() and not path.is_file():
+            missing.append(FileProblem(str(given), NOT_A_FILE))
             continue
         candidates = iter_files(path, recursive) if path.is_dir() else iter([path])
         for candidate in candidates:

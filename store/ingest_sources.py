@@ -86,11 +86,17 @@ class OpenedFile:
     close: Callable[[], None] = field(default=lambda: None, repr=False)
 
 
+NOT_A_FILE = "not a regular file (a FIFO, socket or device): not read"
+
+
 def open_source(path: Path, *, dpi: int, chunk_chars: int) -> OpenedFile:
     """Read ``path`` into drafts; raises SourceError with a human reason on bad input."""
     kind = kind_of(path)
     if kind is None:
         raise SourceError(f"unsupported file type {path.suffix or '(no extension)'!r}")
+    if not path.is_file():
+        # Reading a FIFO waits for a writer that may never come; a device may never end.
+        raise SourceError(NOT_A_FILE)
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from pydantic import ValidationError
-from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine, func, make_url, select
+from sqlalchemy.exc import DatabaseError, InterfaceError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from latestore.encoders import Encoder, PageContent
@@ -24,6 +24,7 @@ from latestore.errors import (
     PageNotFoundError,
     StoreBusyError,
     StoreClosedError,
+    StoreUnavailableError,
 )
 from latestore.filters import FilterCompiler
 from latestore.index.codec import as_stored
@@ -164,6 +165,11 @@ class Store:
                 cfg = merged_config(row, config)
             directory = Path(index_dir) if index_dir is not None else default_index_dir(url)
             return cls(engine, resolved, row, cfg, directory)
+        except (DatabaseError, InterfaceError) as exc:
+            engine.dispose()
+            raise StoreUnavailableError(
+                f"cannot use {_shown(url)} as a store: {exc.orig or exc}"
+            ) from exc
         except BaseException:
             engine.dispose()
             raise
@@ -604,6 +610,11 @@ def _changed(items: list[Page], hashes: list[str], existing: Existing) -> list[i
         if found is None or found[1] != hashes[i] or found[2] != page.metadata:
             todo.append(i)
     return todo
+
+
+def _shown(url: str) -> str:
+    """The URL without its password, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _scratch_dir(index_dir: Path | None) -> Path | None:

@@ -1,0 +1,99 @@
+"""Inputs the CLI cannot use: damaged stores, unreachable servers, FIFOs and devices."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from latestore import Page, PrecomputedVectors, Store
+from latestore.cli import app
+from latestore.errors import StoreUnavailableError
+from latestore.ingest_sources import NOT_A_FILE, SourceError, open_source
+
+COMMANDS = (["search", "x"], ["info"], ["reindex"], ["delete", "--id", "1"], ["ingest", "a.txt"])
+UNREACHABLE = "postgresql+psycopg://nobody:secret@127.0.0.1:1/none"  # port 1: refused
+
+
+def damaged_stores(folder: Path) -> list[Path]:
+    """A text file, random bytes, and a real store cut in half or with a wiped header."""
+    good = folder / "good.db"
+    with Store.open(good, PrecomputedVectors(dim=4)) as store:
+        vectors = np.eye(3, 4, dtype=np.float32)
+        store.add_pages([Page(vectors=vectors, text="x" * 4000) for _ in range(100)])
+    data = good.read_bytes()
+    files = {
+        "text.db": b"hello, this is not a database\n",
+        "random.db": np.random.default_rng(0).bytes(8192),
+        "truncated.db": data[: len(data) // 2],
+        "wiped.db": data[:100] + b"\xff" * 3996 + data[4096:],
+    }
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    return [folder / name for name in files]
+
+
+def test_damaged_store_files_raise_a_typed_error_and_stay_untouched(tmp_path: Path) -> None:
+    for path in damaged_stores(tmp_path):
+        before = path.read_bytes()
+        with pytest.raises(StoreUnavailableError, match="cannot use"):
+            Store.open(path, PrecomputedVectors(dim=4))
+        assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["good.db", "good.db.index", "text.db", "random.db", "truncated.db", "wiped.db"]
+    )
+
+
+def test_unreachable_server_raises_a_typed_error_without_the_password() -> None:
+    with pytest.raises(StoreUnavailableError, match="cannot use") as caught:
+        Store.open(UNREACHABLE, PrecomputedVectors(dim=4))
+    assert "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+def test_every_command_exits_2_on_an_unusable_store(
+    tmp_path: Path, runner: CliRunner, command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("a.txt").write_text("A page about turbines.")
+    Path("text.db").write_text("not a database\n")
+    for target in ("text.db", UNREACHABLE):
+        result = runner.invoke(app, [*command, "--store", target])
+        assert result.exit_code == 2, result.output
+        assert "cannot use" in result.stderr and "Traceback" not in result.output
+        assert "secret" not in result.stderr
+
+
+def test_a_fifo_named_on_the_command_line_is_refused_not_waited_on(
+    tmp_path: Path, runner: CliRunner
+) -> None:
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    (tmp_path / "real.txt").write_text("A page about wind tunnels.")
+
+    def unblock() -> None:
+        # Only if the ingest wrongly opened the FIFO: give it EOF so the test fails
+        # on its assertions instead of hanging forever.
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    guard = threading.Timer(120, unblock)
+    guard.start()
+    args = ["ingest", str(fifo), str(tmp_path / "real.txt"), "--store", str(tmp_path / "s.db")]
+    try:
+        result = runner.invoke(app, [*args, "--json"])
+    finally:
+        guard.cancel()
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert summary["failed"] == [{"path": str(fifo), "reason": NOT_A_FILE}]
+    assert summary["pages_added"] == 1
+    # A file that turns into a FIFO between discovery and reading is refused too.
+    with pytest.raises(SourceError, match="not a regular file"):
+        open_source(fifo, dpi=0, chunk_chars=1500)
