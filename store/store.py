@@ -42,7 +42,14 @@ from latestore.opening import (
 from latestore.schema import MetadataKeyRow, PageRow, StoreRow
 from latestore.sql import default_index_dir, make_engine, to_url
 from latestore.sync import IndexSync
-from latestore.validation import check_unique_external_ids, checked_vectors
+from latestore.validation import (
+    MAX_PAGE_ID,
+    check_query_texts,
+    check_unique_external_ids,
+    checked_external_ids,
+    checked_ids,
+    checked_vectors,
+)
 from latestore.writes import (
     PreparedPage,
     chunks,
@@ -291,8 +298,8 @@ class Store:
         an empty filter is refused rather than taken to mean every page.
         """
         self._check_open()
-        page_ids = [int(i) for i in ids]
-        wanted_external = list(external_ids)
+        page_ids = [i for i in checked_ids(ids, "delete") if 0 < i <= MAX_PAGE_ID]
+        wanted_external = checked_external_ids(external_ids, "delete")
         if filter is not None and not filter:
             raise InvalidInputError("an empty filter would delete every page; refusing")
         with self._write_lock, Session(self._engine) as session:
@@ -407,6 +414,8 @@ class Store:
         against. ``overrides`` adjust query-time settings (``k_per_token``,
         ``nprobe``, ``n_rerank``, ``exhaustive_max_tokens``) for this call.
         """
+        if not isinstance(query, str | np.ndarray | Iterable):
+            raise InvalidInputError(f"a query is text or an array of vectors, got {query!r:.80}")
         single = isinstance(query, str) or (isinstance(query, np.ndarray) and query.ndim == 2)
         queries: list[Query] = [query] if single else list(query)  # type: ignore[list-item]
         results = self.search_many(queries, k=k, filter=filter, exhaustive=exhaustive, **overrides)
@@ -448,8 +457,7 @@ class Store:
         texts = [(i, q) for i, q in enumerate(queries) if isinstance(q, str)]
         out: list[npt.NDArray[np.float32] | None] = [None] * len(queries)
         if texts:
-            if any(not q.strip() for _, q in texts):
-                raise InvalidInputError("a query is empty")
+            check_query_texts([q for _, q in texts])
             encoded = self.encoder.encode_queries([q for _, q in texts])
             for (i, _), v in zip(texts, encoded, strict=True):
                 out[i] = checked_vectors(v, self.dim, "float32", f"query {i}")
@@ -511,8 +519,8 @@ class Store:
     def get(self, ids: Iterable[int]) -> list[StoredPage]:
         """Pages by id, in the order asked; PageNotFoundError if any is missing."""
         self._check_open()
-        wanted = [int(i) for i in ids]
-        rows = self._rows(sorted(set(wanted)))
+        wanted = checked_ids(ids, "get")
+        rows = self._rows(sorted({i for i in wanted if 0 < i <= MAX_PAGE_ID}))
         missing = [i for i in wanted if i not in rows]
         if missing:
             raise PageNotFoundError(f"no page with id {missing[:10]}")
@@ -526,6 +534,8 @@ class Store:
         ]
 
     def get_by_external_id(self, external_id: str) -> StoredPage:
+        self._check_open()
+        checked_external_ids([external_id], "get_by_external_id")
         with Session(self._engine) as session:
             page_id = session.execute(
                 select(PageRow.id).where(PageRow.external_id == external_id)
@@ -541,8 +551,10 @@ class Store:
 
     def image(self, page_id: int) -> bytes | None:
         """The stored image bytes of a page (or None for text pages)."""
+        self._check_open()
+        (page_id,) = checked_ids([page_id], "image")
         with Session(self._engine) as session:
-            row = session.get(PageRow, page_id)
+            row = session.get(PageRow, page_id) if 0 < page_id <= MAX_PAGE_ID else None
             if row is None:
                 raise PageNotFoundError(f"no page with id {page_id}")
             return row.image
