@@ -582,12 +582,17 @@ class Store:
             }
 
     def reindex(self) -> None:
-        """Rebuild the derived candidate index from the vectors in SQL and snapshot it."""
+        """Rebuild the derived candidate index from the vectors in SQL and snapshot it.
+
+        Raises IndexSnapshotError when the snapshot cannot be written (the rebuilt index
+        still serves this process): saving it is what reindex is asked for.
+        """
+        self._check_open()
         with self._lock:
             self._sync.catch_up()
             self._sync.index.rebuild()
             self._sync.snapshot_change = -1
-            self._sync.save()
+            self._sync.save(strict=True)
 
 
 Existing = dict[str | None, tuple[int, str, dict[str, Any]]]

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from latestore import Page, PrecomputedVectors, Store
 from latestore.cli import app
-from latestore.errors import StoreUnavailableError
+from latestore.errors import IndexSnapshotError, StoreUnavailableError
 from latestore.ingest_sources import NOT_A_FILE, SourceError, open_source
 
 COMMANDS = (["search", "x"], ["info"], ["reindex"], ["delete", "--id", "1"], ["ingest", "a.txt"])
@@ -97,3 +97,26 @@ def test_a_fifo_named_on_the_command_line_is_refused_not_waited_on(
     # A file that turns into a FIFO between discovery and reading is refused too.
     with pytest.raises(SourceError, match="not a regular file"):
         open_source(fifo, dpi=0, chunk_chars=1500)
+
+
+def test_reindex_fails_when_its_snapshot_cannot_be_written(
+    tmp_path: Path, runner: CliRunner
+) -> None:
+    db = tmp_path / "s.db"
+    with Store.open(db, PrecomputedVectors(dim=4)) as store:
+        store.add_pages([Page(vectors=np.eye(2, 4, dtype=np.float32))])
+    # A file where the index folder should be: no snapshot can be written there, even
+    # by root (whom a read-only folder would not stop).
+    index_dir = tmp_path / "s.db.index"
+    for child in index_dir.iterdir():
+        child.unlink()
+    index_dir.rmdir()
+    index_dir.write_text("in the way\n")
+    with Store.open(db, PrecomputedVectors(dim=4)) as store:
+        with pytest.raises(IndexSnapshotError, match="cannot write index snapshot"):
+            store.reindex()
+        assert store.count() == 1 and len(store.search(np.eye(1, 4, dtype=np.float32))) == 1
+    result = runner.invoke(app, ["reindex", "--store", str(db)])
+    assert result.exit_code == 2, result.output
+    assert "cannot write index snapshot" in result.stderr
+    assert "rebuilt index" not in result.stdout
