@@ -126,6 +126,9 @@ def _open_pdf(data: bytes, digest: str, dpi: int) -> OpenedFile:
         message = str(exc)
         if "password" in message.lower():
             raise SourceError("encrypted PDF: a password is required") from exc
+        if getattr(exc, "err_code", None) == 0:
+            # PDFium refuses a well-formed document without pages, reporting no error.
+            raise SourceError("PDF has no pages") from exc
         raise SourceError(f"corrupt or truncated PDF: {message}") from exc
     try:
         drafts = [_pdf_draft(document, i, dpi) for i in range(len(document))]

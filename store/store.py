@@ -21,6 +21,7 @@ from latestore.errors import (
     DuplicateExternalIdError,
     EncoderError,
     InvalidInputError,
+    InvalidVectorError,
     PageNotFoundError,
     StoreBusyError,
     StoreClosedError,
@@ -416,6 +417,10 @@ class Store:
         """
         if not isinstance(query, str | np.ndarray | Iterable):
             raise InvalidInputError(f"a query is text or an array of vectors, got {query!r:.80}")
+        if isinstance(query, np.ndarray) and query.ndim < 2:
+            raise InvalidVectorError(
+                f"query vectors must be 2-D (tokens, dim), got shape {query.shape}"
+            )
         single = isinstance(query, str) or (isinstance(query, np.ndarray) and query.ndim == 2)
         queries: list[Query] = [query] if single else list(query)  # type: ignore[list-item]
         results = self.search_many(queries, k=k, filter=filter, exhaustive=exhaustive, **overrides)

@@ -352,6 +352,12 @@ CASES: list[tuple[str, Action, E | None, Check | None]] = [
     ("query-lone-surrogate", lambda c: c.query(q="bad \udcff", k=5), InvalidInputError, None),
     ("query-none", lambda c: c.query(q=None, k=5), InvalidInputError, None),
     ("query-int", lambda c: c.query(q=5, k=5), InvalidInputError, None),
+    (
+        "query-1d-vector",
+        lambda c: c.query(q=np.ones(DIM, np.float32), k=5),
+        InvalidVectorError,
+        None,
+    ),
     ("query-search-setting-typo", lambda c: c.query(k=5, nprobes=4), InvalidInputError, None),
     ("query-negative-nprobe", lambda c: c.query(k=5, nprobe=-1), InvalidInputError, None),
     # -- images and PDFs -------------------------------------------------------
