@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -65,6 +67,8 @@ log = logging.getLogger("latestore")
 Query = str | npt.NDArray[np.floating]
 ProgressCallback = Callable[[int, int], None]
 MAX_K = 10_000
+# Pages per transaction when add_pages streams an iterable.
+STREAM_BATCH = 256
 QUERY_TIME_FIELDS = ("k_per_token", "nprobe", "n_rerank", "exhaustive_max_tokens")
 
 
@@ -217,16 +221,78 @@ class Store:
         batch_size: int | None = None,
         on_progress: ProgressCallback | None = None,
         upsert: bool = True,
+        commit_every: int | None = None,
     ) -> list[int]:
-        """Encode and store pages in one transaction; returns their page ids, in order.
+        """Encode and store pages; returns their page ids, in order.
 
         A page whose ``external_id`` already exists replaces that page in place (same
         page id) when ``upsert`` is true, and is left untouched when its content and
-        metadata are unchanged. Any invalid page aborts the whole call: nothing is
-        written. ``on_progress(done, total)`` is called as pages are encoded.
+        metadata are unchanged.
+
+        Atomicity and memory:
+
+        * a list or tuple is written in **one transaction**: an invalid page aborts the
+          whole call and nothing is written. Its vectors are all held until the commit.
+        * any other iterable (a generator, a reader over a file) is **streamed**: read,
+          encoded and committed ``commit_every`` pages at a time (default
+          ``STREAM_BATCH``), so memory is bounded by the batch, not the input. An error
+          stops the call; the batches before it stay committed, and re-running the same
+          input skips them (identical pages are not encoded again).
+        * ``commit_every`` given with a list streams it the same way.
+
+        ``on_progress(done, total)`` is called as pages are encoded; when streaming,
+        ``total`` is the number of pages read so far.
         """
+        if commit_every is not None and (
+            isinstance(commit_every, bool) or not isinstance(commit_every, int) or commit_every < 1
+        ):
+            raise InvalidInputError(
+                f"commit_every must be a positive integer, got {commit_every!r}"
+            )
+        if isinstance(pages, list | tuple) and commit_every is None:
+            return self._add_batch(list(pages), batch_size, on_progress, upsert)
+        try:
+            stream = iter(pages)
+        except TypeError as exc:
+            raise InvalidInputError(f"add_pages takes an iterable of Page objects: {exc}") from exc
+        size = commit_every or STREAM_BATCH
+        return self._add_stream(stream, size, batch_size, on_progress, upsert)
+
+    def _add_stream(
+        self,
+        pages: Iterator[Page],
+        size: int,
+        batch_size: int | None,
+        on_progress: ProgressCallback | None,
+        upsert: bool,
+    ) -> list[int]:
+        ids: list[int] = []
+        seen: set[str] = set()
+        while chunk := list(itertools.islice(pages, size)):
+            named = [p.external_id for p in chunk if isinstance(p, Page) and p.external_id]
+            repeated = seen.intersection(named)
+            if repeated:
+                raise DuplicateExternalIdError(
+                    f"external ids repeated in one add_pages call: {sorted(repeated)[:10]} "
+                    f"(the {len(ids)} pages before this batch are stored)"
+                )
+            seen.update(named)
+            progress = None
+            if on_progress is not None:
+                base, read = len(ids), len(ids) + len(chunk)
+                progress = functools.partial(_shifted, on_progress, base, read)
+            ids += self._add_batch(chunk, batch_size, progress, upsert)
+        return ids
+
+    def _add_batch(
+        self,
+        items: list[Page],
+        batch_size: int | None,
+        on_progress: ProgressCallback | None,
+        upsert: bool,
+    ) -> list[int]:
+        """One transaction: all of ``items`` or nothing."""
         self._check_open()
-        items = list(pages)
         for item in items:
             if not isinstance(item, Page):
                 raise InvalidInputError(f"add_pages takes Page objects, got {type(item).__name__}")
@@ -632,6 +698,10 @@ def _changed(items: list[Page], hashes: list[str], existing: Existing) -> list[i
         if found is None or found[1] != hashes[i] or found[2] != page.metadata:
             todo.append(i)
     return todo
+
+
+def _shifted(report: ProgressCallback, base: int, read: int, done: int, _total: int) -> None:
+    report(base + done, read)
 
 
 def _shown(url: str) -> str:
