@@ -19,6 +19,7 @@ from latestore.schema import ChangeRow, MetadataKeyRow, PageRow, PageVectorsRow,
 # Values per IN (...) list. PostgreSQL refuses a statement with more than 65,535 bound
 # parameters, and SQLite builds before 3.32 more than 999; a list of ids can be longer.
 SQL_CHUNK = 500
+VECTOR_ROWS_PER_INSERT = 64
 T = TypeVar("T")
 
 
@@ -88,17 +89,20 @@ def write_pages(session: Session, prepared: list[PreparedPage], change_no: int) 
             insert(ChangeRow),
             [{"change_no": change_no, "page_id": p, "op": "delete"} for p in replaced_ids],
         )
-    session.execute(
-        insert(PageVectorsRow),
-        [
-            {
-                "page_id": p,
-                "n_tokens": len(item.vectors),
-                "data": to_storage(item.vectors, item.storage_dtype),
-            }
-            for p, item in zip(ids, prepared, strict=True)
-        ],
-    )
+    # The stored bytes are a second copy of every vector: build them a few pages at a
+    # time, so a large transaction never holds them all at once.
+    for batch in chunks(list(zip(ids, prepared, strict=True)), VECTOR_ROWS_PER_INSERT):
+        session.execute(
+            insert(PageVectorsRow),
+            [
+                {
+                    "page_id": p,
+                    "n_tokens": len(item.vectors),
+                    "data": to_storage(item.vectors, item.storage_dtype),
+                }
+                for p, item in batch
+            ],
+        )
     session.execute(
         insert(ChangeRow), [{"change_no": change_no, "page_id": p, "op": "add"} for p in ids]
     )
