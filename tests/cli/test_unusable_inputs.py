@@ -120,3 +120,34 @@ def test_reindex_fails_when_its_snapshot_cannot_be_written(
     assert result.exit_code == 2, result.output
     assert "cannot write index snapshot" in result.stderr
     assert "rebuilt index" not in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+def test_errors_under_json_are_one_json_document(
+    tmp_path: Path, runner: CliRunner, command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("a.txt").write_text("A page about turbines.")
+    Path("text.db").write_text("not a database\n")
+    result = runner.invoke(app, [*command, "--store", "text.db", "--json"])
+    assert result.exit_code == 2
+    report = json.loads(result.stdout)
+    assert report["exit_code"] == 2 and "cannot use" in report["error"]
+
+
+def test_info_is_readable_and_encoder_help_fits_the_command(
+    tmp_path: Path, runner: CliRunner
+) -> None:
+    db = tmp_path / "s.db"
+    with Store.open(db, PrecomputedVectors(dim=4)) as store:
+        store.add_pages([Page(vectors=np.eye(2, 4, dtype=np.float32))])
+    shown = runner.invoke(app, ["info", "--store", str(db)], terminal_width=200)
+    assert shown.exit_code == 0 and "{'" not in shown.stdout and "kind=flat" in shown.stdout
+
+    def help_text(command: str) -> str:  # rich wraps and boxes help: compare the words
+        text = runner.invoke(app, [command, "--help"]).stdout
+        return " ".join(text.replace("│", " ").split())
+
+    for command in ("info", "delete", "reindex", "search"):
+        assert "new store" not in help_text(command) and "recorded one" in help_text(command)
+    assert "new store" in help_text("ingest")
