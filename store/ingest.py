@@ -263,7 +263,9 @@ class Ingestor:
         self.report.files_ignored = found.ignored
         self.report.files_seen = len(found.files)
         if self.progress is not None:
-            self.progress.start(len(found.files), sum(estimate_pages(f) for f in found.files))
+            chunk = self.options.chunk_chars
+            estimated = sum(estimate_pages(f, chunk) for f in found.files)
+            self.progress.start(len(found.files), estimated)
         states = [_FileState(path) for path in found.files]
         for state in states:
             state.status = self._ingest_file(state)

@@ -343,8 +343,13 @@ def _jsonl_drafts(text: str) -> list[PageDraft]:
     return drafts
 
 
-def estimate_pages(path: Path) -> int:
-    """A cheap page count for progress totals (1 when the file cannot be opened)."""
+def estimate_pages(path: Path, chunk_chars: int = 1500) -> int:
+    """A cheap page count for progress totals (1 when the file cannot be opened).
+
+    Text becomes pages of at most ``chunk_chars`` characters: the same bound as the
+    real split, or a large ``--chunk-chars`` would make a one-page file look like
+    thousands (and the ETA with it).
+    """
     kind = kind_of(path)
     try:
         if kind == "pdf":
@@ -359,7 +364,7 @@ def estimate_pages(path: Path) -> int:
             with path.open("rb") as handle:
                 return max(1, sum(1 for line in handle if line.strip()))
         if kind == "text":
-            return max(1, path.stat().st_size // 1500)
+            return max(1, -(-path.stat().st_size // chunk_chars))
     except Exception:  # the real read reports the error; an estimate must not
         return 1
     return 1
