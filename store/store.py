@@ -306,6 +306,12 @@ class Store:
             _refuse_taken(existing)
         vectors: dict[int, npt.NDArray[np.floating]] = {}
         todo = _changed(items, hashes, existing)
+        if not todo:
+            # Everything is stored identically: a read-only call, complete as of that
+            # read, so it need not wait for the write lock.
+            if on_progress is not None:
+                on_progress(len(items), len(items))
+            return [existing[p.external_id][0] for p in items]
         while True:
             self._encode_into(vectors, items, todo, batch_size, on_progress)
             with self._write_lock, Session(self._engine) as session:

@@ -11,9 +11,14 @@ import json
 import multiprocessing
 from pathlib import Path
 
+import pytest
+
+import latestore.sql
 from latestore import PrecomputedVectors, Store
+from latestore.errors import StoreBusyError
 from tests.reliability import race_workers
 from tests.reliability.corpus import CONFIG, DIM, batch
+from tests.reliability.test_concurrency import held_write_lock
 
 CTX = multiprocessing.get_context("spawn")  # no fork of a process holding faiss threads
 
@@ -115,3 +120,23 @@ def test_upsert_racing_a_delete_of_its_pages(store_url: str, tmp_path: Path) -> 
     stored = _by_external_id(store_url)
     assert sorted(v[0] for e, v in stored.items() if e.startswith("race-")) == sorted(new_ids)
     assert {v[1] for e, v in stored.items() if e.startswith("race-")} == {"new"}
+
+
+def test_re_adding_identical_pages_does_not_wait_for_the_write_lock(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if "://" in store_url:  # a writer that waited would fail after 500 ms instead
+        store_url += "?options=-c%20lock_timeout%3D500"
+    else:
+        monkeypatch.setattr(latestore.sql, "SQLITE_BUSY_TIMEOUT_MS", 500)
+    with Store.open(store_url, PrecomputedVectors(dim=DIM), config=CONFIG) as store:
+        ids = store.add_pages(batch(0))
+        change = store.stats()["change_no"]
+        _, release = held_write_lock(store_url)
+        try:
+            assert store.add_pages(batch(0)) == ids  # nothing to write: no lock needed
+            with pytest.raises(StoreBusyError):
+                store.add_pages(batch(1))
+        finally:
+            release()  # type: ignore[operator]
+        assert store.stats()["change_no"] == change
