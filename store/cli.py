@@ -133,6 +133,10 @@ def print_summary(report: IngestReport) -> None:
         f"{len(report.skipped)} skipped in {report.seconds:.1f} s "
         f"({report.to_dict()['pages_per_second']} pages/s)"
     )
+    if report.folders_not_entered:
+        out.print(
+            f"{report.folders_not_entered} sub-folders not entered: add --recursive to ingest them"
+        )
     if report.skipped:
         out.print("skipped pages:")
         for page in report.skipped[:50]:

@@ -125,7 +125,8 @@ class IngestReport:
 
     ``files_skipped`` counts readable files none of whose pages the encoder can take
     (an image for a text-only encoder); their pages are listed in ``skipped``.
-    ``files_ignored`` counts files of unsupported types found inside folders.
+    ``files_ignored`` counts files of unsupported types found inside folders, and
+    ``folders_not_entered`` the sub-folders passed over without ``recursive``.
     """
 
     files_seen: int = 0
@@ -133,6 +134,7 @@ class IngestReport:
     files_unchanged: int = 0
     files_skipped: int = 0
     files_ignored: int = 0
+    folders_not_entered: int = 0
     pages_added: int = 0
     pages_updated: int = 0
     pages_unchanged: int = 0
@@ -173,6 +175,7 @@ class Discovery:
     files: list[Path]
     missing: list[FileProblem]
     ignored: int
+    folders_not_entered: int = 0
 
 
 def discover(paths: Iterable[str | Path], recursive: bool = False) -> Discovery:
@@ -181,7 +184,7 @@ def discover(paths: Iterable[str | Path], recursive: bool = False) -> Discovery:
     files: list[Path] = []
     seen: set[Path] = set()
     missing: list[FileProblem] = []
-    ignored = 0
+    ignored = folders_not_entered = 0
     for given in paths:
         path = Path(given).expanduser()
         if not path.exists():
@@ -190,6 +193,10 @@ def discover(paths: Iterable[str | Path], recursive: bool = False) -> Discovery:
         if not path.is_dir() and not path.is_file():
             missing.append(FileProblem(str(given), NOT_A_FILE))
             continue
+        if path.is_dir() and not recursive:
+            folders_not_entered += sum(
+                1 for entry in path.iterdir() if entry.is_dir() and not entry.name.startswith(".")
+            )
         candidates = iter_files(path, recursive) if path.is_dir() else iter([path])
         for candidate in candidates:
             if path.is_dir() and kind_of(candidate) is None:
@@ -199,7 +206,7 @@ def discover(paths: Iterable[str | Path], recursive: bool = False) -> Discovery:
             if resolved not in seen:
                 seen.add(resolved)
                 files.append(resolved)
-    return Discovery(files, missing, ignored)
+    return Discovery(files, missing, ignored, folders_not_entered)
 
 
 @dataclass
@@ -261,6 +268,7 @@ class Ingestor:
         found = discover(paths, self.options.recursive)
         self.report.failed.extend(found.missing)
         self.report.files_ignored = found.ignored
+        self.report.folders_not_entered = found.folders_not_entered
         self.report.files_seen = len(found.files)
         if self.progress is not None:
             chunk = self.options.chunk_chars

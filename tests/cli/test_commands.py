@@ -200,3 +200,16 @@ def test_page_estimates_follow_chunk_chars(tmp_path: Path) -> None:
     big.write_text("word " * 2_000_000)
     assert estimate_pages(big, 20_000_000) == 1
     assert estimate_pages(big, 1500) == len(chunk_text("word " * 2_000_000, 1500)) == 6667
+
+
+def test_sub_folders_are_named_when_not_entered(tmp_path: Path, runner: CliRunner) -> None:
+    (tmp_path / "docs" / "deeper").mkdir(parents=True)
+    (tmp_path / "docs" / ".hidden").mkdir()
+    (tmp_path / "docs" / "top.txt").write_text("A page at the top.")
+    (tmp_path / "docs" / "deeper" / "low.txt").write_text("A page one level down.")
+    db = str(tmp_path / "s.db")
+    result = runner.invoke(app, ["ingest", str(tmp_path / "docs"), "--store", db])
+    assert result.exit_code == 0, result.output
+    assert "1 sub-folders not entered: add --recursive" in " ".join(result.stdout.split())
+    summary = ingest(runner, str(tmp_path / "docs"), "--store", db, "--recursive")
+    assert summary["folders_not_entered"] == 0 and summary["pages_added"] == 1
