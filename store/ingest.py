@@ -304,7 +304,7 @@ class Ingestor:
             todo: list[tuple[PageDraft, str, bool]] = []
             for draft in opened.drafts:
                 external_id = f"{document}#{draft.key}"
-                reason = self._skip_reason(draft)
+                reason = self._skip_reason(draft, opened.kind)
                 if reason is not None:
                     self.report.skipped.append(
                         SkippedPage(str(state.path), draft.page_number, reason)
@@ -372,13 +372,15 @@ class Ingestor:
             metadata=metadata,
         )
 
-    def _skip_reason(self, draft: PageDraft) -> str | None:
+    def _skip_reason(self, draft: PageDraft, kind: str) -> str | None:
         name = self.store.encoder.name
         if not draft.text and not draft.has_image:
             return "blank page: no text and no image"
         if not draft.text and self._abilities.image_error:
             return f"no text on this page and encoder {name!r} cannot encode images alone"
         if not draft.has_image and self._abilities.text_error:
+            if kind in ("text", "jsonl"):  # say so: these files never carry an image
+                return f"{kind} files have no images, and encoder {name!r} cannot encode text alone"
             return f"no page image and encoder {name!r} cannot encode text alone"
         return None
 
