@@ -179,6 +179,10 @@ def search(
     spec = parse_filter(filter_json)
     try:
         with open_existing(store, encoder) as opened:
+            if spec is not None:
+                # Check the filter in SQL before the query loads the model (seconds):
+                # ANDed with an id no page has, it compiles fully and matches nothing.
+                opened.page_ids({"$and": [spec, {"page_id": 0}]})
             hits = opened.search(query, k=k, filter=spec, exhaustive=exhaustive)
     except LatestoreError as exc:
         fail(str(exc))

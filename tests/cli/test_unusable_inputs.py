@@ -151,3 +151,19 @@ def test_info_is_readable_and_encoder_help_fits_the_command(
     for command in ("info", "delete", "reindex", "search"):
         assert "new store" not in help_text(command) and "recorded one" in help_text(command)
     assert "new store" in help_text("ingest")
+
+
+def test_a_bad_search_filter_is_reported_before_the_model_is_needed(
+    tmp_path: Path, runner: CliRunner
+) -> None:
+    # A store of precomputed vectors has no model to load for a text query: an error
+    # about the encoder would mean the filter was checked only after the model load.
+    db = tmp_path / "s.db"
+    with Store.open(db, PrecomputedVectors(dim=4)) as store:
+        store.add_pages([Page(vectors=np.eye(2, 4, dtype=np.float32), metadata={"a": 1})])
+    for spec, says in (('{"year": 2020}', "unknown filter field"), ('{"a": {"$x": 1}}', "$x")):
+        result = runner.invoke(app, ["search", "q", "--store", str(db), "--filter", spec])
+        assert result.exit_code == 2
+        assert says in result.stderr and "encoder" not in result.stderr
+    result = runner.invoke(app, ["search", "q", "--store", str(db), "--filter", '{"a": 1}'])
+    assert result.exit_code == 2 and "encoder" in result.stderr  # then the model is needed
