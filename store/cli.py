@@ -18,8 +18,10 @@ from rich.table import Table
 from latestore.cli_common import (
     EncoderDtypeOption,
     EncoderOption,
+    ExistingEncoderOption,
     JsonOption,
     StoreOption,
+    errors_as_json,
     fail,
     open_catalog,
     open_existing,
@@ -95,6 +97,7 @@ def ingest(
     same command finishes the job. Files that cannot be read are listed with their
     reasons and make the exit status 1; the others are ingested.
     """
+    errors_as_json(json_output)
     try:
         options = IngestOptions(
             dpi=dpi,
@@ -130,6 +133,10 @@ def print_summary(report: IngestReport) -> None:
         f"{len(report.skipped)} skipped in {report.seconds:.1f} s "
         f"({report.to_dict()['pages_per_second']} pages/s)"
     )
+    if report.folders_not_entered:
+        out.print(
+            f"{report.folders_not_entered} sub-folders not entered: add --recursive to ingest them"
+        )
     if report.skipped:
         out.print("skipped pages:")
         for page in report.skipped[:50]:
@@ -164,13 +171,18 @@ def search(
         typer.Option("--filter", help='Metadata filter as JSON, e.g. \'{"file_type": "pdf"}\'.'),
     ] = None,
     exhaustive: Annotated[bool, typer.Option(help="Score every page exactly.")] = False,
-    encoder: EncoderOption = None,
+    encoder: ExistingEncoderOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Rank pages for a query (exact MaxSim over FAISS candidates)."""
+    errors_as_json(json_output)
     spec = parse_filter(filter_json)
     try:
         with open_existing(store, encoder) as opened:
+            if spec is not None:
+                # Check the filter in SQL before the query loads the model (seconds):
+                # ANDed with an id no page has, it compiles fully and matches nothing.
+                opened.page_ids({"$and": [spec, {"page_id": 0}]})
             hits = opened.search(query, k=k, filter=spec, exhaustive=exhaustive)
     except LatestoreError as exc:
         fail(str(exc))
@@ -194,9 +206,10 @@ def search(
 
 @app.command()
 def info(
-    store: StoreOption, encoder: EncoderOption = None, json_output: JsonOption = False
+    store: StoreOption, encoder: ExistingEncoderOption = None, json_output: JsonOption = False
 ) -> None:
     """Pages, documents, tokens, encoder, index and bytes on disk."""
+    errors_as_json(json_output)
     try:
         with open_existing(store, encoder) as opened, open_catalog(store) as catalog:
             stats = opened.stats()
@@ -240,6 +253,8 @@ def info(
     for name, value in details.items():
         if name.endswith("_bytes") and isinstance(value, int):
             value = f"{value:,} ({value / 2**20:.1f} MiB)"
+        if isinstance(value, dict):  # index and search settings: key=value, not a repr
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
         table.add_row(name, "n/a" if value is None else str(value))
     out.print(table)
     out.print("vector_bytes are the token vectors held inside the SQL database.")
@@ -264,10 +279,11 @@ def delete(
         str | None,
         typer.Option("--filter", help="Every page matching a filter (JSON), as in search."),
     ] = None,
-    encoder: EncoderOption = None,
+    encoder: ExistingEncoderOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Delete pages by page id, external id, document or filter."""
+    errors_as_json(json_output)
     if not (ids or external_ids or documents or filter_json):
         fail("give at least one --id, --external-id, --document or --filter")
     spec = parse_filter(filter_json)
@@ -292,9 +308,10 @@ def delete(
 
 @app.command()
 def reindex(
-    store: StoreOption, encoder: EncoderOption = None, json_output: JsonOption = False
+    store: StoreOption, encoder: ExistingEncoderOption = None, json_output: JsonOption = False
 ) -> None:
     """Rebuild the derived FAISS index from the vectors in SQL, and snapshot it."""
+    errors_as_json(json_output)
     try:
         with open_existing(store, encoder) as opened:
             opened.reindex()

@@ -37,14 +37,37 @@ EncoderDtypeOption = Annotated[
         "encoding on CPUs with AMX/AVX-512 BF16; same vectors to cosine 0.999).",
     ),
 ]
+ExistingEncoderOption = Annotated[
+    str | None,
+    typer.Option(
+        "--encoder",
+        "-e",
+        help="Encoder name or model directory to load instead of the store's recorded one "
+        "(it must be the same model); default: the store's own.",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 _errors = Console(stderr=True, highlight=False)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
+    """Report an error on stderr and exit; under ``--json``, also as JSON on stdout.
+
+    Scripts reading ``--json`` output then get one JSON document whatever happens.
+    """
     _errors.print(f"[red]error:[/red] {message}")
+    if _json_errors[0]:
+        typer.echo(json.dumps({"error": message, "exit_code": code}))
     raise typer.Exit(code)
+
+
+# Whether the running command was given --json; each command sets it first thing.
+_json_errors = [False]
+
+
+def errors_as_json(enabled: bool) -> None:
+    _json_errors[0] = enabled
 
 
 def print_json(console: Console, value: Any) -> None:

@@ -12,7 +12,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from latestore.cli_common import EncoderOption, JsonOption, fail, print_json, resolve_encoder
+from latestore.cli_common import (
+    EncoderOption,
+    JsonOption,
+    errors_as_json,
+    fail,
+    print_json,
+    resolve_encoder,
+)
 from latestore.cli_progress import ConsoleProgress
 from latestore.errors import LatestoreError
 from latestore.evaluation import beir_pages, evaluate_store, load_beir
@@ -81,6 +88,7 @@ def evaluate(
     json_output: JsonOption = False,
 ) -> None:
     """nDCG@10, recall@10/100, MRR@10 and overlap@10 with exhaustive MaxSim on a BEIR folder."""
+    errors_as_json(json_output)
     for name in ("corpus.jsonl", "queries.jsonl", "qrels.tsv"):
         if not (directory / name).is_file():
             fail(f"{directory} is not a BEIR folder: {name} is missing")

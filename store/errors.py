@@ -67,6 +67,10 @@ class SchemaVersionError(LatestoreError):
     """The database schema was written by a newer (or unknown) latestore version."""
 
 
+class StoreUnavailableError(LatestoreError, OSError):
+    """The database cannot be used: not a database, damaged, or unreachable."""
+
+
 class StoreBusyError(LatestoreError, TimeoutError):
     """Another writer held the store's write lock for longer than the lock timeout."""
 

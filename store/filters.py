@@ -19,10 +19,11 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, not_, or_, true
+from sqlalchemy import ColumnElement, Float, and_, bindparam, case, false, not_, or_, true
 from sqlalchemy.sql.elements import ColumnElement as ColumnExpr
 
 from latestore.errors import FilterError, UnknownFilterFieldError, UnknownFilterOperatorError
+from latestore.filter_sql import HoldsKind, balanced, metadata_value
 from latestore.schema import PageRow
 
 COLUMNS: dict[str, Any] = {
@@ -38,6 +39,22 @@ COMPARISONS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exis
 MAX_DEPTH = 32
 MAX_CLAUSES = 1_000
 MAX_IN_VALUES = 10_000
+INT32 = 2**31
+# The kind of value each page column holds (dates are given as ISO strings or dates).
+COLUMN_KINDS = {
+    "page_id": "number",
+    "page_number": "number",
+    "external_id": "string",
+    "document_id": "string",
+    "source": "string",
+    "created_at": "string",
+    "updated_at": "string",
+}
+COLUMN_KIND_NAMES = {"number": "whole numbers", "string": "text (dates: ISO text or dates)"}
+# Bound values in one compiled filter (a metadata comparison binds its key and its
+# value). PostgreSQL refuses a statement with more than 65,535 parameters, and a
+# filter is one WHERE clause, so it cannot be split into chunks like a list of ids.
+MAX_BOUND_VALUES = 30_000
 
 
 def kind_of(value: Any) -> str:
@@ -63,9 +80,11 @@ class FilterCompiler:
     def __init__(self, metadata_kinds: Mapping[str, set[str]]) -> None:
         self.metadata_kinds = metadata_kinds
         self._clauses = 0
+        self._bound = 0
 
     def compile(self, spec: Mapping[str, Any]) -> ColumnElement[bool]:
         self._clauses = 0
+        self._bound = 0
         return self._node(spec, depth=0)
 
     def _node(self, spec: Any, depth: int) -> ColumnElement[bool]:
@@ -81,7 +100,7 @@ class FilterCompiler:
                 if not isinstance(value, list) or not value:
                     raise FilterError(f"{key} takes a non-empty list of filters")
                 children = [self._node(child, depth + 1) for child in value]
-                parts.append(and_(*children) if key == "$and" else or_(*children))
+                parts.append(balanced(and_ if key == "$and" else or_, children))
             elif key == "$not":
                 parts.append(not_(self._node(value, depth + 1)))
             elif key.startswith("$"):
@@ -90,7 +109,7 @@ class FilterCompiler:
                 )
             else:
                 parts.append(self._field(key, value))
-        return and_(*parts) if len(parts) > 1 else parts[0]
+        return balanced(and_, parts)
 
     def _field(self, name: str, condition: Any) -> ColumnElement[bool]:
         target = self._resolve(name)
@@ -126,7 +145,7 @@ class FilterCompiler:
             if not isinstance(value, bool):
                 raise FilterError(f"$exists on {name!r} takes true or false")
             present = (
-                self._expr(target, "string").is_not(None)
+                self._expr(target, "string", guarded=False).is_not(None)
                 if target[0] == "metadata"
                 else (target[1].is_not(None))
             )
@@ -139,19 +158,85 @@ class FilterCompiler:
                 )
             if not value:
                 return false() if op == "$in" else true()
-            members = or_(*(self._scalar(target, name, "$eq", v) for v in value))
+            members = self._members(target, name, list(value))
             return members if op == "$in" else not_(members)
         return self._scalar(target, name, op, value)
 
-    def _scalar(
-        self, target: tuple[str, Any], name: str, op: str, value: Any
+    def _members(
+        self, target: tuple[str, Any], name: str, values: list[Any]
     ) -> ColumnElement[bool]:
+        """``target`` equals one of ``values``: one IN (...) per kind of value.
+
+        Not an OR of equalities: SQLite parses a long OR chain into an expression tree
+        deeper than the 1,000 levels it accepts.
+        """
+        by_kind: dict[str, list[Any]] = {}
+        for value in values:
+            value, kind = self._operand(target, name, "$eq", value)
+            by_kind.setdefault(kind, []).append(value)
+            self._bind(1)
+        parts = []
+        for kind, members in by_kind.items():
+            if target[0] == "metadata":
+                if kind != "null" and kind not in self.metadata_kinds[target[1]]:
+                    continue  # no page holds this kind of value under this key
+                self._bind(1)  # the JSON path
+            column = self._expr(target, kind) if target[0] == "metadata" else target[1]
+            if kind == "null":
+                parts.append(column.is_(None))
+            elif kind == "number" and any(isinstance(m, float) for m in members):
+                parts.append(column.in_([_number(m) for m in members]))
+            else:
+                parts.append(column.in_(members))
+        if not parts:
+            return false()
+        return or_(*parts) if len(parts) > 1 else parts[0]
+
+    def _bind(self, count: int) -> None:
+        self._bound += count
+        if self._bound > MAX_BOUND_VALUES:
+            raise FilterError(
+                f"filter compares more than {MAX_BOUND_VALUES} values in all; "
+                "split it into several calls"
+            )
+
+    def _operand(self, target: tuple[str, Any], name: str, op: str, value: Any) -> tuple[Any, str]:
+        """Check one filter value against its field and ``op``; returns it and its kind.
+
+        Values of a kind a column cannot hold are refused rather than passed on, where
+        SQLite would compare them loosely and PostgreSQL fail with a type error.
+        """
         value = _plain(value, name)
         kind = kind_of(value)
         if kind in ("list", "object"):
             raise FilterError(f"cannot compare {name!r} with a {kind}")
         if kind in ("bool", "null") and op not in ("$eq", "$ne"):
             raise FilterError(f"{op} needs a number, string or date, got {value!r} for {name!r}")
+        if target[0] == "column" and kind != "null":
+            wanted = COLUMN_KINDS[name]
+            if kind != wanted:
+                raise FilterError(
+                    f"{name!r} holds {COLUMN_KIND_NAMES[wanted]}; cannot compare it with "
+                    f"{value!r:.80}"
+                )
+            if name in ("created_at", "updated_at"):
+                value = _parse_datetime(value, name)
+        if kind == "number" and isinstance(value, int) and not -INT32 <= value < INT32:
+            # Past a 32-bit column (PostgreSQL) or a 64-bit integer (SQLite) a Python int
+            # fails to bind; as a float it compares correctly with every stored integer.
+            try:
+                value = float(value)
+            except OverflowError as exc:
+                raise FilterError(
+                    f"a {value.bit_length()}-bit integer is too large a number for {name!r}"
+                ) from exc
+        return value, kind
+
+    def _scalar(
+        self, target: tuple[str, Any], name: str, op: str, value: Any
+    ) -> ColumnElement[bool]:
+        self._bind(2 if target[0] == "metadata" else 1)  # a metadata key is bound too
+        value, kind = self._operand(target, name, op, value)
         if target[0] == "metadata":
             seen = self.metadata_kinds[target[1]]
             if op not in ("$eq", "$ne") and kind == "number" and "string" in seen:
@@ -159,14 +244,17 @@ class FilterCompiler:
                     f"metadata key {name!r} holds both numbers and strings; a numeric range "
                     "on it is ambiguous"
                 )
-            column = self._expr(target, "null" if kind == "null" else kind)
+            if kind != "null" and kind not in seen:
+                # No page holds this kind of value under this key: nothing equals it.
+                return true() if op == "$ne" else false()
+            column = self._expr(target, kind)
         else:
             column = target[1]
-            if name in ("created_at", "updated_at") and isinstance(value, str):
-                value = _parse_datetime(value, name)
         if kind == "null":
             nullness: ColumnElement[bool] = column.is_(None) if op == "$eq" else column.is_not(None)
             return nullness
+        if isinstance(value, float):
+            value = _number(value)
         compare: dict[str, Callable[[Any, Any], ColumnExpr[bool]]] = {
             "$eq": lambda c, v: c == v,
             "$ne": lambda c, v: or_(c != v, c.is_(None)),
@@ -177,13 +265,24 @@ class FilterCompiler:
         }
         return compare[op](column, value)
 
-    def _expr(self, target: tuple[str, Any], kind: str) -> Any:
-        element = PageRow.meta[target[1]]
+    def _expr(self, target: tuple[str, Any], kind: str, *, guarded: bool = True) -> Any:
+        """``metadata[key]`` read as ``kind``; NULL where the key holds another kind."""
+        key = target[1]
+        element = metadata_value(key)
         if kind == "number":
-            return element.as_float()
-        if kind == "bool":
-            return element.as_boolean()
-        return element.as_string()
+            value = element.as_float()
+        elif kind == "bool":
+            value = element.as_boolean()
+        else:
+            value = element.as_string()
+        if guarded and kind != "null" and self.metadata_kinds[key] - {kind, "null"}:
+            return case((HoldsKind(key, kind), value))
+        return value
+
+
+def _number(value: float) -> Any:
+    """A float bound as a float: a column's own (integer) type would cast it back."""
+    return bindparam(None, value, type_=Float())
 
 
 def _plain(value: Any, name: str) -> Any:

@@ -35,6 +35,7 @@ from latestore.encoders import Encoder, PageContent
 from latestore.errors import InvalidInputError, LatestoreError
 from latestore.ingest_catalog import Catalog
 from latestore.ingest_sources import (
+    NOT_A_FILE,
     PageDraft,
     SourceError,
     document_key,
@@ -124,7 +125,8 @@ class IngestReport:
 
     ``files_skipped`` counts readable files none of whose pages the encoder can take
     (an image for a text-only encoder); their pages are listed in ``skipped``.
-    ``files_ignored`` counts files of unsupported types found inside folders.
+    ``files_ignored`` counts files of unsupported types found inside folders, and
+    ``folders_not_entered`` the sub-folders passed over without ``recursive``.
     """
 
     files_seen: int = 0
@@ -132,6 +134,7 @@ class IngestReport:
     files_unchanged: int = 0
     files_skipped: int = 0
     files_ignored: int = 0
+    folders_not_entered: int = 0
     pages_added: int = 0
     pages_updated: int = 0
     pages_unchanged: int = 0
@@ -172,6 +175,7 @@ class Discovery:
     files: list[Path]
     missing: list[FileProblem]
     ignored: int
+    folders_not_entered: int = 0
 
 
 def discover(paths: Iterable[str | Path], recursive: bool = False) -> Discovery:
@@ -180,12 +184,19 @@ def discover(paths: Iterable[str | Path], recursive: bool = False) -> Discovery:
     files: list[Path] = []
     seen: set[Path] = set()
     missing: list[FileProblem] = []
-    ignored = 0
+    ignored = folders_not_entered = 0
     for given in paths:
         path = Path(given).expanduser()
         if not path.exists():
             missing.append(FileProblem(str(given), "no such file or directory"))
             continue
+        if not path.is_dir() and not path.is_file():
+            missing.append(FileProblem(str(given), NOT_A_FILE))
+            continue
+        if path.is_dir() and not recursive:
+            folders_not_entered += sum(
+                1 for entry in path.iterdir() if entry.is_dir() and not entry.name.startswith(".")
+            )
         candidates = iter_files(path, recursive) if path.is_dir() else iter([path])
         for candidate in candidates:
             if path.is_dir() and kind_of(candidate) is None:
@@ -195,7 +206,7 @@ def discover(paths: Iterable[str | Path], recursive: bool = False) -> Discovery:
             if resolved not in seen:
                 seen.add(resolved)
                 files.append(resolved)
-    return Discovery(files, missing, ignored)
+    return Discovery(files, missing, ignored, folders_not_entered)
 
 
 @dataclass
@@ -257,9 +268,12 @@ class Ingestor:
         found = discover(paths, self.options.recursive)
         self.report.failed.extend(found.missing)
         self.report.files_ignored = found.ignored
+        self.report.folders_not_entered = found.folders_not_entered
         self.report.files_seen = len(found.files)
         if self.progress is not None:
-            self.progress.start(len(found.files), sum(estimate_pages(f) for f in found.files))
+            chunk = self.options.chunk_chars
+            estimated = sum(estimate_pages(f, chunk) for f in found.files)
+            self.progress.start(len(found.files), estimated)
         states = [_FileState(path) for path in found.files]
         for state in states:
             state.status = self._ingest_file(state)
@@ -290,7 +304,7 @@ class Ingestor:
             todo: list[tuple[PageDraft, str, bool]] = []
             for draft in opened.drafts:
                 external_id = f"{document}#{draft.key}"
-                reason = self._skip_reason(draft)
+                reason = self._skip_reason(draft, opened.kind)
                 if reason is not None:
                     self.report.skipped.append(
                         SkippedPage(str(state.path), draft.page_number, reason)
@@ -358,13 +372,15 @@ class Ingestor:
             metadata=metadata,
         )
 
-    def _skip_reason(self, draft: PageDraft) -> str | None:
+    def _skip_reason(self, draft: PageDraft, kind: str) -> str | None:
         name = self.store.encoder.name
         if not draft.text and not draft.has_image:
             return "blank page: no text and no image"
         if not draft.text and self._abilities.image_error:
             return f"no text on this page and encoder {name!r} cannot encode images alone"
         if not draft.has_image and self._abilities.text_error:
+            if kind in ("text", "jsonl"):  # say so: these files never carry an image
+                return f"{kind} files have no images, and encoder {name!r} cannot encode text alone"
             return f"no page image and encoder {name!r} cannot encode text alone"
         return None
 

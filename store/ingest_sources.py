@@ -86,11 +86,17 @@ class OpenedFile:
     close: Callable[[], None] = field(default=lambda: None, repr=False)
 
 
+NOT_A_FILE = "not a regular file (a FIFO, socket or device): not read"
+
+
 def open_source(path: Path, *, dpi: int, chunk_chars: int) -> OpenedFile:
     """Read ``path`` into drafts; raises SourceError with a human reason on bad input."""
     kind = kind_of(path)
     if kind is None:
         raise SourceError(f"unsupported file type {path.suffix or '(no extension)'!r}")
+    if not path.is_file():
+        # Reading a FIFO waits for a writer that may never come; a device may never end.
+        raise SourceError(NOT_A_FILE)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -120,6 +126,9 @@ def _open_pdf(data: bytes, digest: str, dpi: int) -> OpenedFile:
         message = str(exc)
         if "password" in message.lower():
             raise SourceError("encrypted PDF: a password is required") from exc
+        if getattr(exc, "err_code", None) == 0:
+            # PDFium refuses a well-formed document without pages, reporting no error.
+            raise SourceError("PDF has no pages") from exc
         raise SourceError(f"corrupt or truncated PDF: {message}") from exc
     try:
         drafts = [_pdf_draft(document, i, dpi) for i in range(len(document))]
@@ -334,8 +343,13 @@ def _jsonl_drafts(text: str) -> list[PageDraft]:
     return drafts
 
 
-def estimate_pages(path: Path) -> int:
-    """A cheap page count for progress totals (1 when the file cannot be opened)."""
+def estimate_pages(path: Path, chunk_chars: int = 1500) -> int:
+    """A cheap page count for progress totals (1 when the file cannot be opened).
+
+    Text becomes pages of at most ``chunk_chars`` characters: the same bound as the
+    real split, or a large ``--chunk-chars`` would make a one-page file look like
+    thousands (and the ETA with it).
+    """
     kind = kind_of(path)
     try:
         if kind == "pdf":
@@ -350,7 +364,7 @@ def estimate_pages(path: Path) -> int:
             with path.open("rb") as handle:
                 return max(1, sum(1 for line in handle if line.strip()))
         if kind == "text":
-            return max(1, path.stat().st_size // 1500)
+            return max(1, -(-path.stat().st_size // chunk_chars))
     except Exception:  # the real read reports the error; an estimate must not
         return 1
     return 1

@@ -94,9 +94,14 @@ class Page(BaseModel):
 
     @model_validator(mode="after")
     def _has_content(self) -> Page:
-        no_content = self.text is None and self.image is None and self.image_path is None
+        # Blank text is no content: no encoder can make a token of it (the CLI skips
+        # such pages as blank). With vectors given, the text is only stored.
+        blank = self.text is None or not self.text.strip()
+        no_content = blank and self.image is None and self.image_path is None
         if no_content and self.vectors is None:
-            raise ValueError("a page needs text, an image or image_path, or vectors")
+            raise ValueError(
+                "a page needs text (not empty or blank), an image or image_path, or vectors"
+            )
         return self
 
     def content_hash(self) -> str:

@@ -7,10 +7,67 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import Session
+
 from latestore.encoders import Encoder, default_encoder
 from latestore.errors import EncoderError, EncoderMismatchError, InvalidInputError
+from latestore.migrations.runner import current_revision, head_revision, upgrade
 from latestore.models import BUILD_TIME_FIELDS, StoreConfig
 from latestore.schema import StoreRow
+
+# Any fixed number: PostgreSQL advisory locks are keyed by a bigint per database.
+_PG_CREATE_LOCK = 0x6C61_7465_7374
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision, if it is not there already.
+
+    Checking needs only a read. Upgrading happens under the write lock, taken when
+    the transaction begins: on SQLite a deferred transaction that reads and then
+    writes fails at once ("database is locked") when another process creates the
+    same store at that moment, instead of waiting for it. Two creators then run one
+    after the other, and the second finds the schema made.
+    """
+    with engine.connect() as conn:
+        if current_revision(conn) == head_revision():
+            return
+    with engine.connect() as conn:
+        conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            _serialise_creators(conn)
+            upgrade(conn)
+
+
+def stored_row(engine: Engine) -> StoreRow | None:
+    with Session(engine) as session:
+        row = session.get(StoreRow, 1)
+        if row is not None:
+            session.expunge(row)
+        return row
+
+
+def create_row(engine: Engine, candidate: StoreRow) -> StoreRow:
+    """Record ``candidate`` as the store's row, unless another process just did.
+
+    Returns the row that is stored: ``candidate``, or the one that won the race.
+    """
+    with Session(engine) as session, session.begin():
+        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+        _serialise_creators(session.connection())
+        row = session.get(StoreRow, 1)
+        if row is None:
+            session.add(candidate)
+            row = candidate
+        session.flush()
+        session.expunge(row)
+    return row
+
+
+def _serialise_creators(conn: Connection) -> None:
+    """On PostgreSQL, the transaction-scoped lock that SQLite's BEGIN IMMEDIATE is."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_CREATE_LOCK})
 
 
 def resolve_encoder(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -12,8 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from pydantic import ValidationError
-from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine, func, make_url, select
+from sqlalchemy.exc import DatabaseError, InterfaceError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from latestore.encoders import Encoder, PageContent
@@ -21,24 +23,41 @@ from latestore.errors import (
     DuplicateExternalIdError,
     EncoderError,
     InvalidInputError,
+    InvalidVectorError,
     PageNotFoundError,
     StoreBusyError,
     StoreClosedError,
+    StoreUnavailableError,
 )
 from latestore.filters import FilterCompiler
 from latestore.hits import hydrate
 from latestore.index.codec import as_stored
 from latestore.index.late_index import LateInteractionIndex
-from latestore.migrations.runner import upgrade
 from latestore.models import Page, SearchHit, StoreConfig, StoredPage
-from latestore.opening import encoder_for, merged_config, new_store_encoder, new_store_row
+from latestore.opening import (
+    create_row,
+    encoder_for,
+    merged_config,
+    migrate,
+    new_store_encoder,
+    new_store_row,
+    stored_row,
+)
 from latestore.rwlock import ReadWriteLock
 from latestore.schema import MetadataKeyRow, PageRow, StoreRow
 from latestore.sql import default_index_dir, make_engine, to_url
 from latestore.sync import IndexSync
-from latestore.validation import check_unique_external_ids, checked_vectors
+from latestore.validation import (
+    MAX_PAGE_ID,
+    check_query_texts,
+    check_unique_external_ids,
+    checked_external_ids,
+    checked_ids,
+    checked_vectors,
+)
 from latestore.writes import (
     PreparedPage,
+    chunks,
     delete_pages,
     next_change,
     prune_changes,
@@ -50,6 +69,8 @@ log = logging.getLogger("latestore")
 Query = str | npt.NDArray[np.floating]
 ProgressCallback = Callable[[int, int], None]
 MAX_K = 10_000
+# Pages per transaction when add_pages streams an iterable.
+STREAM_BATCH = 256
 QUERY_TIME_FIELDS = (
     "k_per_token",
     "nprobe",
@@ -148,28 +169,31 @@ class Store:
         engine = make_engine(url)
         resolved: Encoder | Callable[[], Encoder]
         try:
-            with engine.begin() as conn:
-                upgrade(conn)
-            with Session(engine) as session, session.begin():
-                row = session.get(StoreRow, 1)
-                if row is None:
-                    resolved = new_store_encoder(encoder, encoder_options)
-                    cfg = config or StoreConfig()
-                    row = new_store_row(resolved, cfg)
-                    session.add(row)
-                else:
-                    recorded = row
-                    options = dict(encoder_options or {})
-                    resolved = (
-                        encoder_for(row, encoder, options)
-                        if encoder is not None
-                        else lambda: encoder_for(recorded, None, options)
-                    )
-                    cfg = merged_config(row, config)
-                session.flush()
-                session.expunge(row)
+            migrate(engine)
+            row = stored_row(engine)
+            created = False
+            if row is None:
+                resolved = new_store_encoder(encoder, encoder_options)
+                cfg = config or StoreConfig()
+                mine = new_store_row(resolved, cfg)
+                row = create_row(engine, mine)
+                created = row.store_uuid == mine.store_uuid
+            if not created:  # existing, or created by another process a moment ago
+                recorded = row
+                options = dict(encoder_options or {})
+                resolved = (
+                    encoder_for(row, encoder, options)
+                    if encoder is not None
+                    else lambda: encoder_for(recorded, None, options)
+                )
+                cfg = merged_config(row, config)
             directory = Path(index_dir) if index_dir is not None else default_index_dir(url)
             return cls(engine, resolved, row, cfg, directory)
+        except (DatabaseError, InterfaceError) as exc:
+            engine.dispose()
+            raise StoreUnavailableError(
+                f"cannot use {_shown(url)} as a store: {exc.orig or exc}"
+            ) from exc
         except BaseException:
             engine.dispose()
             raise
@@ -210,52 +234,128 @@ class Store:
         batch_size: int | None = None,
         on_progress: ProgressCallback | None = None,
         upsert: bool = True,
+        commit_every: int | None = None,
     ) -> list[int]:
-        """Encode and store pages in one transaction; returns their page ids, in order.
+        """Encode and store pages; returns their page ids, in order.
 
         A page whose ``external_id`` already exists replaces that page in place (same
         page id) when ``upsert`` is true, and is left untouched when its content and
-        metadata are unchanged. Any invalid page aborts the whole call: nothing is
-        written. ``on_progress(done, total)`` is called as pages are encoded.
+        metadata are unchanged.
+
+        Atomicity and memory:
+
+        * a list or tuple is written in **one transaction**: an invalid page aborts the
+          whole call and nothing is written. Its vectors are all held until the commit.
+        * any other iterable (a generator, a reader over a file) is **streamed**: read,
+          encoded and committed ``commit_every`` pages at a time (default
+          ``STREAM_BATCH``), so memory is bounded by the batch, not the input. An error
+          stops the call; the batches before it stay committed, and re-running the same
+          input skips them (identical pages are not encoded again).
+        * ``commit_every`` given with a list streams it the same way.
+
+        ``on_progress(done, total)`` is called as pages are encoded; when streaming,
+        ``total`` is the number of pages read so far.
         """
+        if commit_every is not None and (
+            isinstance(commit_every, bool) or not isinstance(commit_every, int) or commit_every < 1
+        ):
+            raise InvalidInputError(
+                f"commit_every must be a positive integer, got {commit_every!r}"
+            )
+        if isinstance(pages, list | tuple) and commit_every is None:
+            return self._add_batch(list(pages), batch_size, on_progress, upsert)
+        try:
+            stream = iter(pages)
+        except TypeError as exc:
+            raise InvalidInputError(f"add_pages takes an iterable of Page objects: {exc}") from exc
+        size = commit_every or STREAM_BATCH
+        return self._add_stream(stream, size, batch_size, on_progress, upsert)
+
+    def _add_stream(
+        self,
+        pages: Iterator[Page],
+        size: int,
+        batch_size: int | None,
+        on_progress: ProgressCallback | None,
+        upsert: bool,
+    ) -> list[int]:
+        ids: list[int] = []
+        seen: set[str] = set()
+        while chunk := list(itertools.islice(pages, size)):
+            named = [p.external_id for p in chunk if isinstance(p, Page) and p.external_id]
+            repeated = seen.intersection(named)
+            if repeated:
+                raise DuplicateExternalIdError(
+                    f"external ids repeated in one add_pages call: {sorted(repeated)[:10]} "
+                    f"(the {len(ids)} pages before this batch are stored)"
+                )
+            seen.update(named)
+            progress = None
+            if on_progress is not None:
+                base, read = len(ids), len(ids) + len(chunk)
+                progress = functools.partial(_shifted, on_progress, base, read)
+            ids += self._add_batch(chunk, batch_size, progress, upsert)
+        return ids
+
+    def _add_batch(
+        self,
+        items: list[Page],
+        batch_size: int | None,
+        on_progress: ProgressCallback | None,
+        upsert: bool,
+    ) -> list[int]:
+        """One transaction: all of ``items`` or nothing."""
         self._check_open()
-        items = list(pages)
         for item in items:
             if not isinstance(item, Page):
                 raise InvalidInputError(f"add_pages takes Page objects, got {type(item).__name__}")
         check_unique_external_ids([p.external_id for p in items])
-        existing = self._existing(items)
+        hashes = [p.content_hash() for p in items]
+        # A first look, outside the write lock, only decides what to encode: encoding
+        # can take minutes, and other writers must not wait for it.
+        with Session(self._engine) as session:
+            existing = _existing(session, items)
         if not upsert:
-            taken = sorted(e for e in existing if e is not None)
-            if taken:
-                raise DuplicateExternalIdError(f"external ids already stored: {taken[:10]}")
-        todo: list[int] = []
-        ids: list[int | None] = [None] * len(items)
-        content_hashes = [p.content_hash() for p in items]
-        for i, page in enumerate(items):
-            found = existing.get(page.external_id) if page.external_id is not None else None
-            if found is not None and found[1] == content_hashes[i] and found[2] == page.metadata:
-                ids[i] = found[0]  # identical page already stored: nothing to do
-            else:
-                todo.append(i)
-        vectors = self._vectors_for([items[i] for i in todo], batch_size, on_progress)
-        prepared = [
-            PreparedPage(
-                page=items[i],
-                vectors=v,
-                content_hash=content_hashes[i],
-                existing_id=existing[items[i].external_id][0]
-                if items[i].external_id in existing
-                else None,
-                storage_dtype=self._sync.dtype,
-            )
-            for i, v in zip(todo, vectors, strict=True)
-        ]
-        if prepared:
-            with self._write_lock, Session(self._engine) as session, session.begin():
+            _refuse_taken(existing)
+        vectors: dict[int, npt.NDArray[np.floating]] = {}
+        todo = _changed(items, hashes, existing)
+        if not todo:
+            # Everything is stored identically: a read-only call, complete as of that
+            # read, so it need not wait for the write lock.
+            if on_progress is not None:
+                on_progress(len(items), len(items))
+            return [existing[p.external_id][0] for p in items]
+        while True:
+            self._encode_into(vectors, items, todo, batch_size, on_progress)
+            with self._write_lock, Session(self._engine) as session:
+                session.begin()
                 session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-                change_no = next_change(session)
+                change_no = next_change(session)  # the write lock, on PostgreSQL too
+                # The plan that counts is made under the lock: another writer may have
+                # added, changed or deleted these pages since the first look.
+                existing = _existing(session, items)
+                if not upsert:
+                    _refuse_taken(existing)
+                todo = _changed(items, hashes, existing)
+                if any(i not in vectors for i in todo):
+                    continue  # pages changed meanwhile: encode them with the lock released
+                ids: list[int | None] = [
+                    existing[p.external_id][0] if p.external_id in existing else None for p in items
+                ]
+                if not todo:
+                    break  # everything is stored already; the rollback returns the change no
+                prepared = [
+                    PreparedPage(
+                        page=items[i],
+                        vectors=vectors[i],
+                        content_hash=hashes[i],
+                        existing_id=ids[i],
+                        storage_dtype=self._sync.dtype,
+                    )
+                    for i in todo
+                ]
                 new_ids = write_pages(session, prepared, change_no)
+                session.commit()
             with self._index_lock.write():
                 # The index must hold what SQL holds (int8 is lossy), exactly as a
                 # reopen would load it, or results would shift after a restart.
@@ -265,6 +365,7 @@ class Store:
                     ids[i] = page_id
                 self._maybe_snapshot()
             self._maybe_prune_changes()
+            break
         if on_progress is not None:
             on_progress(len(items), len(items))
         return [int(i) for i in ids if i is not None]
@@ -283,26 +384,25 @@ class Store:
         an empty filter is refused rather than taken to mean every page.
         """
         self._check_open()
-        page_ids = [int(i) for i in ids]
-        wanted_external = list(external_ids)
+        page_ids = [i for i in checked_ids(ids, "delete") if 0 < i <= MAX_PAGE_ID]
+        wanted_external = checked_external_ids(external_ids, "delete")
         if filter is not None and not filter:
             raise InvalidInputError("an empty filter would delete every page; refusing")
-        with self._write_lock, Session(self._engine) as session, session.begin():
+        with self._write_lock, Session(self._engine) as session:
+            session.begin()
             session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-            if wanted_external:
-                page_ids += (
-                    session.execute(
-                        select(PageRow.id).where(PageRow.external_id.in_(wanted_external))
-                    )
-                    .scalars()
-                    .all()
-                )
+            # The write lock first (PostgreSQL's is the ls_store row), so the selection
+            # below sees every write committed before this delete.
+            change_no = next_change(session)
+            for chunk in chunks(wanted_external):
+                query = select(PageRow.id).where(PageRow.external_id.in_(chunk))
+                page_ids += session.execute(query).scalars().all()
             if filter is not None:
                 page_ids += self._matching(session, filter)
-            if not page_ids:
-                return 0
-            change_no = next_change(session)
             removed = delete_pages(session, sorted(set(page_ids)), change_no)
+            if not removed:
+                return 0  # nothing to delete: closing rolls the change number back
+            session.commit()
         with self._index_lock.write():
             self._sync.applied_own(change_no, removed, [])
             self._maybe_snapshot()
@@ -336,19 +436,19 @@ class Store:
         with self._index_lock.write():
             sync.pruned_through = max(sync.pruned_through, through)
 
-    def _existing(self, items: list[Page]) -> dict[str | None, tuple[int, str, dict[str, Any]]]:
-        wanted = [p.external_id for p in items if p.external_id is not None]
-        found: dict[str | None, tuple[int, str, dict[str, Any]]] = {}
-        with Session(self._engine) as session:
-            for start in range(0, len(wanted), 500):
-                rows = session.execute(
-                    select(
-                        PageRow.external_id, PageRow.id, PageRow.content_hash, PageRow.meta
-                    ).where(PageRow.external_id.in_(wanted[start : start + 500]))
-                )
-                for external_id, page_id, content_hash, meta in rows:
-                    found[external_id] = (page_id, content_hash, meta)
-        return found
+    def _encode_into(
+        self,
+        vectors: dict[int, npt.NDArray[np.floating]],
+        items: list[Page],
+        todo: list[int],
+        batch_size: int | None,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        """Add the checked vectors of ``items[i]`` for each ``i`` in ``todo`` not yet done."""
+        missing = [i for i in todo if i not in vectors]
+        if missing:
+            encoded = self._vectors_for([items[i] for i in missing], batch_size, on_progress)
+            vectors.update(zip(missing, encoded, strict=True))
 
     def _vectors_for(
         self, pages: list[Page], batch_size: int | None, on_progress: ProgressCallback | None
@@ -361,8 +461,12 @@ class Store:
                 out[i] = checked_vectors(page.vectors, self.dim, dtype, _label(page, i))
             else:
                 need.append(i)
-        size = batch_size or self.encoder.batch_size
         done = len(pages) - len(need)
+        if done and on_progress is not None:
+            on_progress(done, len(pages))
+        if not need:
+            return [v for v in out if v is not None]
+        size = batch_size or self.encoder.batch_size
         for start in range(0, len(need), size):
             chunk = need[start : start + size]
             contents = [_content(pages[i]) for i in chunk]
@@ -396,6 +500,12 @@ class Store:
         against. ``overrides`` adjust query-time settings (``k_per_token``,
         ``nprobe``, ``n_rerank``, ``exhaustive_max_tokens``) for this call.
         """
+        if not isinstance(query, str | np.ndarray | Iterable):
+            raise InvalidInputError(f"a query is text or an array of vectors, got {query!r:.80}")
+        if isinstance(query, np.ndarray) and query.ndim < 2:
+            raise InvalidVectorError(
+                f"query vectors must be 2-D (tokens, dim), got shape {query.shape}"
+            )
         single = isinstance(query, str) or (isinstance(query, np.ndarray) and query.ndim == 2)
         queries: list[Query] = [query] if single else list(query)  # type: ignore[list-item]
         results = self.search_many(queries, k=k, filter=filter, exhaustive=exhaustive, **overrides)
@@ -441,8 +551,7 @@ class Store:
         texts = [(i, q) for i, q in enumerate(queries) if isinstance(q, str)]
         out: list[npt.NDArray[np.float32] | None] = [None] * len(queries)
         if texts:
-            if any(not q.strip() for _, q in texts):
-                raise InvalidInputError("a query is empty")
+            check_query_texts([q for _, q in texts])
             encoded = self.encoder.encode_queries([q for _, q in texts])
             for (i, _), v in zip(texts, encoded, strict=True):
                 out[i] = checked_vectors(v, self.dim, "float32", f"query {i}")
@@ -493,8 +602,8 @@ class Store:
     def get(self, ids: Iterable[int]) -> list[StoredPage]:
         """Pages by id, in the order asked; PageNotFoundError if any is missing."""
         self._check_open()
-        wanted = [int(i) for i in ids]
-        rows = self._rows(sorted(set(wanted)))
+        wanted = checked_ids(ids, "get")
+        rows = self._rows(sorted({i for i in wanted if 0 < i <= MAX_PAGE_ID}))
         missing = [i for i in wanted if i not in rows]
         if missing:
             raise PageNotFoundError(f"no page with id {missing[:10]}")
@@ -508,6 +617,8 @@ class Store:
         ]
 
     def get_by_external_id(self, external_id: str) -> StoredPage:
+        self._check_open()
+        checked_external_ids([external_id], "get_by_external_id")
         with Session(self._engine) as session:
             page_id = session.execute(
                 select(PageRow.id).where(PageRow.external_id == external_id)
@@ -523,8 +634,10 @@ class Store:
 
     def image(self, page_id: int) -> bytes | None:
         """The stored image bytes of a page (or None for text pages)."""
+        self._check_open()
+        (page_id,) = checked_ids([page_id], "image")
         with Session(self._engine) as session:
-            row = session.get(PageRow, page_id)
+            row = session.get(PageRow, page_id) if 0 < page_id <= MAX_PAGE_ID else None
             if row is None:
                 raise PageNotFoundError(f"no page with id {page_id}")
             return row.image
@@ -554,12 +667,60 @@ class Store:
             }
 
     def reindex(self) -> None:
-        """Rebuild the derived candidate index from the vectors in SQL and snapshot it."""
+        """Rebuild the derived candidate index from the vectors in SQL and snapshot it.
+
+        Raises IndexSnapshotError when the snapshot cannot be written (the rebuilt index
+        still serves this process): saving it is what reindex is asked for.
+        """
+        self._check_open()
         with self._index_lock.write():
             self._sync.catch_up()
             self._sync.index.rebuild()
             self._sync.snapshot_change = -1
-            self._sync.save()
+            self._sync.save(strict=True)
+
+
+Existing = dict[str | None, tuple[int, str, dict[str, Any]]]
+
+
+def _existing(session: Session, items: list[Page]) -> Existing:
+    """external id -> (page id, content hash, metadata) of the stored pages among ``items``."""
+    wanted = [p.external_id for p in items if p.external_id is not None]
+    found: Existing = {}
+    for chunk in chunks(wanted):
+        rows = session.execute(
+            select(PageRow.external_id, PageRow.id, PageRow.content_hash, PageRow.meta).where(
+                PageRow.external_id.in_(chunk)
+            )
+        )
+        for external_id, page_id, content_hash, meta in rows:
+            found[external_id] = (page_id, content_hash, meta)
+    return found
+
+
+def _refuse_taken(existing: Existing) -> None:
+    taken = sorted(e for e in existing if e is not None)
+    if taken:
+        raise DuplicateExternalIdError(f"external ids already stored: {taken[:10]}")
+
+
+def _changed(items: list[Page], hashes: list[str], existing: Existing) -> list[int]:
+    """Positions of the pages that are not stored identically (content and metadata)."""
+    todo = []
+    for i, page in enumerate(items):
+        found = existing.get(page.external_id) if page.external_id is not None else None
+        if found is None or found[1] != hashes[i] or found[2] != page.metadata:
+            todo.append(i)
+    return todo
+
+
+def _shifted(report: ProgressCallback, base: int, read: int, done: int, _total: int) -> None:
+    report(base + done, read)
+
+
+def _shown(url: str) -> str:
+    """The URL without its password, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _device_footprint(index: LateInteractionIndex) -> dict[str, Any]:

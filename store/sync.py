@@ -199,8 +199,11 @@ class IndexSync:
         else:  # another writer committed in between: replay everything from SQL
             self.catch_up()
 
-    def save(self) -> int:
-        """Write the snapshot (if anything changed since the last one); returns bytes."""
+    def save(self, *, strict: bool = False) -> int:
+        """Write the snapshot (if anything changed since the last one); returns bytes.
+
+        A failed write is logged, or raised as IndexSnapshotError when ``strict``.
+        """
         path = self.snapshot_path
         if path is None or self.snapshot_change == self.applied_change:
             return 0
@@ -209,6 +212,8 @@ class IndexSync:
                 path, {"store_uuid": self.store_uuid, "change_no": self.applied_change}
             )
         except OSError as exc:
+            if strict:
+                raise IndexSnapshotError(f"cannot write index snapshot {path}: {exc}") from exc
             # The snapshot only shortens the next open; the write that triggered it is
             # already committed, so a full disk or read-only folder must not fail it.
             log.warning("latestore: cannot write index snapshot %s (%s)", path, exc)

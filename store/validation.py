@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,7 @@ from latestore.errors import (
     DimensionMismatchError,
     DuplicateExternalIdError,
     EmptyPageError,
+    InvalidInputError,
     InvalidVectorError,
     NonFiniteVectorError,
 )
@@ -67,3 +68,43 @@ def check_unique_external_ids(external_ids: Sequence[str | None]) -> None:
     dupes = sorted(e for e, n in counts.items() if n > 1)
     if dupes:
         raise DuplicateExternalIdError(f"external ids repeated in one batch: {dupes[:10]}")
+
+
+# Page ids are positive and fit PostgreSQL's INTEGER column: an id outside this range
+# names no page, and asking the database about it would fail to bind or overflow.
+MAX_PAGE_ID = 2**31 - 1
+
+
+def checked_ids(ids: Any, what: str) -> list[int]:
+    """``ids`` as a list of ints; InvalidInputError for None, a string or a non-integer."""
+    if ids is None or isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
+        raise InvalidInputError(f"{what} takes a list of integer page ids, got {ids!r:.80}")
+    out = []
+    for value in ids:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise InvalidInputError(f"{what}: page ids are integers, got {value!r:.80}")
+        out.append(int(value))
+    return out
+
+
+def checked_external_ids(external_ids: Any, what: str) -> list[str]:
+    if external_ids is None or isinstance(external_ids, str | bytes):
+        raise InvalidInputError(f"{what} takes a list of external ids, got {external_ids!r:.80}")
+    if not isinstance(external_ids, Iterable):
+        raise InvalidInputError(f"{what} takes a list of external ids, got {external_ids!r:.80}")
+    out = list(external_ids)
+    for value in out:
+        if not isinstance(value, str):
+            raise InvalidInputError(f"{what}: external ids are strings, got {value!r:.80}")
+    return out
+
+
+def check_query_texts(texts: Sequence[str]) -> None:
+    """Refuse empty queries and text that is not valid Unicode (a lone surrogate)."""
+    for text in texts:
+        if not text.strip():
+            raise InvalidInputError("a query is empty")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(f"a query is not valid Unicode: {exc}") from exc

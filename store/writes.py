@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -14,6 +15,17 @@ from latestore.filters import kind_of
 from latestore.index.codec import to_storage
 from latestore.models import Page
 from latestore.schema import ChangeRow, MetadataKeyRow, PageRow, PageVectorsRow, StoreRow, utcnow
+
+# Values per IN (...) list. PostgreSQL refuses a statement with more than 65,535 bound
+# parameters, and SQLite builds before 3.32 more than 999; a list of ids can be longer.
+SQL_CHUNK = 500
+VECTOR_ROWS_PER_INSERT = 64
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int = SQL_CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 @dataclass
@@ -69,24 +81,28 @@ def write_pages(session: Session, prepared: list[PreparedPage], change_no: int) 
     replaced = [i for i, item in enumerate(prepared) if item.existing_id is not None]
     if replaced:
         replaced_ids = [ids[i] for i in replaced]
-        for i in replaced:
-            session.execute(update(PageRow).where(PageRow.id == ids[i]).values(**rows[i]))
-        session.execute(delete(PageVectorsRow).where(PageVectorsRow.page_id.in_(replaced_ids)))
+        # ORM bulk UPDATE by primary key: one executemany, not a round trip per page.
+        session.execute(update(PageRow), [dict(rows[i], id=ids[i]) for i in replaced])
+        for chunk in chunks(replaced_ids):
+            session.execute(delete(PageVectorsRow).where(PageVectorsRow.page_id.in_(chunk)))
         session.execute(
             insert(ChangeRow),
             [{"change_no": change_no, "page_id": p, "op": "delete"} for p in replaced_ids],
         )
-    session.execute(
-        insert(PageVectorsRow),
-        [
-            {
-                "page_id": p,
-                "n_tokens": len(item.vectors),
-                "data": to_storage(item.vectors, item.storage_dtype),
-            }
-            for p, item in zip(ids, prepared, strict=True)
-        ],
-    )
+    # The stored bytes are a second copy of every vector: build them a few pages at a
+    # time, so a large transaction never holds them all at once.
+    for batch in chunks(list(zip(ids, prepared, strict=True)), VECTOR_ROWS_PER_INSERT):
+        session.execute(
+            insert(PageVectorsRow),
+            [
+                {
+                    "page_id": p,
+                    "n_tokens": len(item.vectors),
+                    "data": to_storage(item.vectors, item.storage_dtype),
+                }
+                for p, item in batch
+            ],
+        )
     session.execute(
         insert(ChangeRow), [{"change_no": change_no, "page_id": p, "op": "add"} for p in ids]
     )
@@ -114,13 +130,14 @@ def _row_fields(item: PreparedPage, change_no: int, now: Any) -> dict[str, Any]:
 
 
 def delete_pages(session: Session, page_ids: list[int], change_no: int) -> list[int]:
-    found = [
-        int(r)
-        for r in session.execute(select(PageRow.id).where(PageRow.id.in_(page_ids))).scalars()
-    ]
+    found: list[int] = []
+    for chunk in chunks(page_ids):
+        query = select(PageRow.id).where(PageRow.id.in_(chunk))
+        found += [int(r) for r in session.execute(query).scalars()]
     if found:
-        session.execute(delete(PageVectorsRow).where(PageVectorsRow.page_id.in_(found)))
-        session.execute(delete(PageRow).where(PageRow.id.in_(found)))
+        for chunk in chunks(found):
+            session.execute(delete(PageVectorsRow).where(PageVectorsRow.page_id.in_(chunk)))
+            session.execute(delete(PageRow).where(PageRow.id.in_(chunk)))
         session.execute(
             insert(ChangeRow),
             [{"change_no": change_no, "page_id": p, "op": "delete"} for p in found],
@@ -147,8 +164,9 @@ def _register_keys(session: Session, metadatas: list[dict[str, Any]]) -> None:
         return
     existing = {
         row.key: row
+        for chunk in chunks(list(seen))
         for row in session.execute(
-            select(MetadataKeyRow).where(MetadataKeyRow.key.in_(list(seen)))
+            select(MetadataKeyRow).where(MetadataKeyRow.key.in_(chunk))
         ).scalars()
     }
     for key, kinds in seen.items():

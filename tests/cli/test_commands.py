@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from latestore.cli import app, parse_metadata
 from latestore.cli_evaluate import gain_function
-from latestore.ingest_sources import chunk_text
+from latestore.ingest_sources import chunk_text, estimate_pages
 from tests.cli.conftest import ROOT
 
 COMMANDS = ["ingest", "search", "info", "delete", "reindex", "evaluate"]
@@ -192,3 +192,24 @@ def test_ingest_with_bfloat16_encoding(tmp_path: Path, runner: CliRunner) -> Non
     assert hits[0]["metadata"]["file_name"] == "a.txt"
     bad = runner.invoke(app, ["ingest", str(tmp_path), "--store", db, "--encoder-dtype", "int3"])
     assert bad.exit_code != 0 and "int3" in bad.stderr
+
+
+def test_page_estimates_follow_chunk_chars(tmp_path: Path) -> None:
+    # A 10 MB text file ingested with --chunk-chars 20000000 is one page, not 6,666.
+    big = tmp_path / "big.txt"
+    big.write_text("word " * 2_000_000)
+    assert estimate_pages(big, 20_000_000) == 1
+    assert estimate_pages(big, 1500) == len(chunk_text("word " * 2_000_000, 1500)) == 6667
+
+
+def test_sub_folders_are_named_when_not_entered(tmp_path: Path, runner: CliRunner) -> None:
+    (tmp_path / "docs" / "deeper").mkdir(parents=True)
+    (tmp_path / "docs" / ".hidden").mkdir()
+    (tmp_path / "docs" / "top.txt").write_text("A page at the top.")
+    (tmp_path / "docs" / "deeper" / "low.txt").write_text("A page one level down.")
+    db = str(tmp_path / "s.db")
+    result = runner.invoke(app, ["ingest", str(tmp_path / "docs"), "--store", db])
+    assert result.exit_code == 0, result.output
+    assert "1 sub-folders not entered: add --recursive" in " ".join(result.stdout.split())
+    summary = ingest(runner, str(tmp_path / "docs"), "--store", db, "--recursive")
+    assert summary["folders_not_entered"] == 0 and summary["pages_added"] == 1

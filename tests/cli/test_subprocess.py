@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.cli.conftest import cli_command, run_cli
 
@@ -65,6 +68,37 @@ def test_sigkill_then_rerun_ends_with_every_page_once(
     }
     assert {row[0] for row in found} == expected
     assert len({(row[1], row[2]) for row in found}) == expected_pages
+
+
+@pytest.mark.slow
+def test_two_ingests_of_one_folder_at_once_both_succeed(tmp_path: Path) -> None:
+    # Issue 13: the second of two concurrent runs into an existing store died with an
+    # IntegrityError traceback. Small batches make their transactions interleave.
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    texts = [f"Paragraph {i} on {topic}." for i, topic in enumerate("abcdefghijklmnop")]
+    for i, text in enumerate(texts):
+        (folder / f"doc{i:02d}.txt").write_text(text)
+    db = tmp_path / "store.db"
+    first = run_cli("ingest", str(folder / "doc00.txt"), "--store", str(db))
+    assert first.returncode == 0, first.stderr
+    args = ["ingest", str(folder), "--store", str(db), "--batch-size", "2", "--json"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    runs = [
+        subprocess.Popen(
+            [*cli_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    for run, (stdout, stderr) in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, stderr.decode()
+        assert json.loads(stdout)["failed"] == []
+    with sqlite3.connect(db) as conn:
+        found = dict(conn.execute("SELECT external_id, id FROM ls_pages").fetchall())
+    expected = {f"{(folder / f'doc{i:02d}.txt').as_posix()}#page=1" for i in range(len(texts))}
+    assert found.keys() == expected
+    assert found[f"{(folder / 'doc00.txt').as_posix()}#page=1"] == 1  # kept its id
 
 
 def page_count(path: Path) -> int:

@@ -39,6 +39,8 @@ def test_images_and_pdf_pages_with_a_vision_encoder(tmp_path: Path, pdf_files: l
     # Text-only pages cannot be encoded by an image model: skipped, with the reason.
     assert len(summary["skipped"]) == 4
     assert all("cannot encode text alone" in s["reason"] for s in summary["skipped"])
+    # ... and without suggesting that a text or JSONL file might hold an image.
+    assert all(" files have no images" in s["reason"] for s in summary["skipped"])
     with sqlite3.connect(db) as conn:
         stored = conn.execute("SELECT count(*) FROM ls_pages WHERE image IS NOT NULL").fetchone()
     assert stored[0] == summary["pages_added"]

@@ -26,6 +26,7 @@ from latestore.errors import (
     InvalidInputError,
     InvalidVectorError,
     NonFiniteVectorError,
+    PageNotFoundError,
     UnknownFilterFieldError,
     UnknownFilterOperatorError,
 )
@@ -278,6 +279,63 @@ CASES: list[tuple[str, Action, E | None, Check | None]] = [
         None,
     ),
     ("filter-non-string-key", lambda c: c.query(k=5, filter={1: "en"}), FilterError, None),
+    # Values a field cannot hold: SQLite compared them loosely, PostgreSQL failed with
+    # a raw DataError or ProgrammingError; numbers past 64 bits overflowed the driver.
+    ("filter-int-past-64-bits", lambda c: c.query(k=5, filter={"year": 2**64}), None, empty_result),
+    (
+        "filter-range-past-64-bits",
+        lambda c: c.query(k=50, filter={"year": {"$lt": 2**70}}),
+        None,
+        all_pages,
+    ),
+    ("filter-int-past-float", lambda c: c.query(k=5, filter={"year": 10**400}), FilterError, None),
+    (
+        "filter-page-id-past-32-bits",
+        lambda c: c.query(k=5, filter={"page_id": {"$in": [10**12, 2**64]}}),
+        None,
+        empty_result,
+    ),
+    ("filter-string-page-id", lambda c: c.query(k=5, filter={"page_id": "1"}), FilterError, None),
+    (
+        "filter-word-page-number",
+        lambda c: c.query(k=5, filter={"page_number": "one"}),
+        FilterError,
+        None,
+    ),
+    (
+        "filter-number-document",
+        lambda c: c.query(k=5, filter={"document_id": 5}),
+        FilterError,
+        None,
+    ),
+    ("filter-bool-on-numbers", lambda c: c.query(k=5, filter={"year": True}), None, empty_result),
+    (
+        "filter-mixed-kinds-key",
+        lambda c: (c.add(metadata={"year": "MMV"}), c.query(k=50, filter={"year": 2005}))[1],
+        None,
+        lambda c, hits: _all_have(c, hits, "year", 2005),
+    ),
+    # -- ids -------------------------------------------------------------------
+    ("get-id-past-32-bits", lambda c: c.store.get([10**12]), PageNotFoundError, None),
+    ("get-id-past-64-bits", lambda c: c.store.get([2**64]), PageNotFoundError, None),
+    ("get-none", lambda c: c.store.get(None), InvalidInputError, None),  # type: ignore[arg-type]
+    ("image-id-past-32-bits", lambda c: c.store.image(10**12), PageNotFoundError, None),
+    ("get-external-id-int", lambda c: c.store.get_by_external_id(5), InvalidInputError, None),  # type: ignore[arg-type]
+    ("delete-none", lambda c: c.store.delete(None), InvalidInputError, None),  # type: ignore[arg-type]
+    ("delete-string-ids", lambda c: c.store.delete("12"), InvalidInputError, None),  # type: ignore[arg-type]
+    ("delete-float-id", lambda c: c.store.delete([1.5]), InvalidInputError, None),  # type: ignore[list-item]
+    (
+        "delete-external-id-str",
+        lambda c: c.store.delete(external_ids="doc-1"),
+        InvalidInputError,
+        None,
+    ),
+    (
+        "delete-ids-past-32-bits",
+        lambda c: c.store.delete([10**12, 2**64, -1, 0]),
+        None,
+        lambda c, removed: _equals(removed, 0),
+    ),
     # -- k ---------------------------------------------------------------------
     ("k-zero", lambda c: c.query(k=0), InvalidInputError, None),
     ("k-negative", lambda c: c.query(k=-5), InvalidInputError, None),
@@ -291,6 +349,15 @@ CASES: list[tuple[str, Action, E | None, Check | None]] = [
     ("query-wrong-dim", lambda c: c.query(q=c.vec(2, DIM * 2), k=5), DimensionMismatchError, None),
     ("query-zero-tokens", lambda c: c.query(q=np.zeros((0, DIM)), k=5), EmptyPageError, None),
     ("query-blank-text", lambda c: c.query(q="   ", k=5), InvalidInputError, None),
+    ("query-lone-surrogate", lambda c: c.query(q="bad \udcff", k=5), InvalidInputError, None),
+    ("query-none", lambda c: c.query(q=None, k=5), InvalidInputError, None),
+    ("query-int", lambda c: c.query(q=5, k=5), InvalidInputError, None),
+    (
+        "query-1d-vector",
+        lambda c: c.query(q=np.ones(DIM, np.float32), k=5),
+        InvalidVectorError,
+        None,
+    ),
     ("query-search-setting-typo", lambda c: c.query(k=5, nprobes=4), InvalidInputError, None),
     ("query-negative-nprobe", lambda c: c.query(k=5, nprobe=-1), InvalidInputError, None),
     # -- images and PDFs -------------------------------------------------------
@@ -333,6 +400,14 @@ CASES: list[tuple[str, Action, E | None, Check | None]] = [
     ("html-named-pdf", lambda c: c.source("h.pdf", b"<html></html>"), SourceError, None),
     ("empty-pdf", lambda c: c.source("z.pdf", b""), SourceError, None),
 ]
+
+
+def _all_have(ctx: Ctx, hits: Any, key: str, value: Any) -> None:
+    assert hits and all(h.metadata[key] == value for h in hits)
+
+
+def _equals(result: Any, expected: Any) -> None:
+    assert result == expected
 
 
 def _poke(array: np.ndarray, value: float) -> np.ndarray:

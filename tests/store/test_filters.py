@@ -129,3 +129,28 @@ def test_bad_filters_raise_typed_errors(
         with pytest.raises(error):
             store.search(query, k=5, filter=spec)
     assert store.count() == 500
+
+
+def test_non_ascii_metadata_keys_filter(store_url: str) -> None:
+    # On SQLite the stored JSON escapes these keys (\u043a...); the filter used to
+    # look up the unescaped key and silently match nothing.
+    keys = ["ключ", "日本語", "emoji😀", "café"]
+    vectors = np.eye(2, DIM, dtype=np.float32)
+    with Store.open(store_url, PrecomputedVectors(dim=DIM)) as store:
+        ids = store.add_pages(
+            [
+                Page(vectors=vectors, metadata={key: i for key in keys} | {"tag": f"v{i}"})
+                for i in range(3)
+            ]
+            + [Page(vectors=vectors, metadata={"tag": "none"})]
+        )
+        for key in keys:
+            assert store.page_ids({key: 1}) == [ids[1]]
+            assert store.page_ids({key: {"$exists": True}}) == ids[:3]
+            assert store.page_ids({key: {"$exists": False}}) == [ids[3]]
+            assert store.page_ids({f"metadata.{key}": {"$gte": 1}}) == ids[1:3]
+            assert store.page_ids({key: {"$in": [0, 2]}}) == [ids[0], ids[2]]
+            hits = store.search(vectors, k=10, filter={key: {"$ne": 0}}, exhaustive=True)
+            assert sorted(h.page_id for h in hits) == ids[1:]
+        assert store.delete(filter={"ключ": 2}) == 1
+        assert store.page_ids({"日本語": {"$exists": True}}) == ids[:2]

@@ -14,6 +14,9 @@ from latestore.errors import EmptyPageError, InvalidPageError, LatestoreError
     ("fields", "error"),
     [
         ({}, EmptyPageError),
+        ({"text": ""}, EmptyPageError),  # the README's promise; it was an EncoderError
+        ({"text": " \n\t\u3000"}, EmptyPageError),  # blank: refused by the CLI, now here too
+        ({"text": "", "metadata": {"k": 1}}, EmptyPageError),
         ({"text": "a", "page_number": -1}, InvalidPageError),
         ({"text": "a", "metadata": {"x": float("nan")}}, InvalidPageError),
         ({"text": "a", "metadata": {"": 1}}, InvalidPageError),
@@ -45,3 +48,8 @@ def test_config_rejects_bad_fields() -> None:
         StoreConfig(ivf_codec="zip")  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         StoreConfig(colour="blue")  # type: ignore[call-arg]
+
+
+def test_blank_text_is_fine_beside_other_content() -> None:
+    assert Page(text="  ", vectors=np.ones((1, 3))).text == "  "
+    assert Page(text="", image=b"\x89PNG").text == ""

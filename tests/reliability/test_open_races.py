@@ -1,0 +1,33 @@
+"""Several processes creating the same new store at the same moment."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+from latestore import PrecomputedVectors, Store
+from tests.reliability import race_workers
+from tests.reliability.corpus import DIM
+
+CTX = multiprocessing.get_context("spawn")
+CREATORS = 3
+
+
+def test_processes_creating_one_store_at_once_all_succeed(store_url: str, tmp_path: Path) -> None:
+    # Each of them used to read the empty schema, then fail to upgrade its read
+    # transaction to a write one: an instant StoreBusyError claiming a 30 s wait.
+    barrier = CTX.Barrier(CREATORS)
+    outs = [str(tmp_path / f"creator{i}.txt") for i in range(CREATORS)]
+    creators = [
+        CTX.Process(target=race_workers.create, args=(store_url, barrier, out)) for out in outs
+    ]
+    for p in creators:
+        p.start()
+    for p in creators:
+        p.join(timeout=180)
+    assert [p.exitcode for p in creators] == [0] * CREATORS
+    uuids = {Path(out).read_text() for out in outs}
+    with Store.open(store_url, PrecomputedVectors(dim=DIM)) as store:
+        assert uuids == {store.store_uuid}  # one store, created once
+        assert store.count() == CREATORS
+        assert sorted(p.external_id or "" for p in store.get(store.page_ids())) == sorted(outs)
