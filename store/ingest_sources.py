@@ -115,6 +115,11 @@ def open_source(path: Path, *, dpi: int, chunk_chars: int) -> OpenedFile:
 
 
 # -- PDF -----------------------------------------------------------------------------
+_EMPTY_PAGE_TREE = re.compile(
+    rb"/Type\s*/Pages\b[^>]*?/Count\s+0\b|/Count\s+0\b[^>]*?/Type\s*/Pages\b"
+)
+
+
 def _open_pdf(data: bytes, digest: str, dpi: int) -> OpenedFile:
     import pypdfium2 as pdfium
 
@@ -124,10 +129,13 @@ def _open_pdf(data: bytes, digest: str, dpi: int) -> OpenedFile:
         document = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
         message = str(exc)
-        if "password" in message.lower():
+        # PDFium refuses a well-formed document without pages and sets no error of its
+        # own, so the code it reports is whatever an earlier document left (a password
+        # error after an encrypted file): only a file with an /Encrypt entry is one.
+        if "password" in message.lower() and b"/Encrypt" in data:
             raise SourceError("encrypted PDF: a password is required") from exc
-        if getattr(exc, "err_code", None) == 0:
-            # PDFium refuses a well-formed document without pages, reporting no error.
+        whole = b"%%EOF" in data[-1024:]
+        if getattr(exc, "err_code", None) == 0 or (whole and _EMPTY_PAGE_TREE.search(data)):
             raise SourceError("PDF has no pages") from exc
         raise SourceError(f"corrupt or truncated PDF: {message}") from exc
     try:
