@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from latestore.encoders import Encoder, PageContent
+from latestore.encoders.windows import WindowSettings
 from latestore.errors import (
     DuplicateExternalIdError,
     EncoderError,
@@ -31,6 +32,16 @@ from latestore.index.late_index import LateInteractionIndex
 from latestore.migrations.runner import upgrade
 from latestore.models import Page, SearchHit, StoreConfig, StoredPage
 from latestore.opening import encoder_for, merged_config, new_store_encoder, new_store_row
+from latestore.reencode import (
+    PRECOMPUTED,
+    PageEncoding,
+    ReencodeReport,
+    check_encoded_with,
+    encode_counted,
+    encoding_summary,
+    reencode_store,
+    target_encoder,
+)
 from latestore.schema import MetadataKeyRow, PageRow, StoreRow
 from latestore.sql import default_index_dir, make_engine, to_url
 from latestore.sync import IndexSync
@@ -229,12 +240,15 @@ class Store:
         prepared = [
             PreparedPage(
                 page=items[i],
-                vectors=v,
+                vectors=v.vectors,
                 content_hash=content_hashes[i],
                 existing_id=existing[items[i].external_id][0]
                 if items[i].external_id in existing
                 else None,
                 storage_dtype=self._sync.dtype,
+                text_tokens=v.text_tokens,
+                tokens_dropped=v.tokens_dropped,
+                encoded_with=v.encoded_with,
             )
             for i, v in zip(todo, vectors, strict=True)
         ]
@@ -242,6 +256,8 @@ class Store:
             with self._write_lock, Session(self._engine) as session, session.begin():
                 session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
                 change_no = next_change(session)
+                encoded = {p.encoded_with or "" for p in prepared} - {PRECOMPUTED}
+                check_encoded_with(session, encoded)
                 new_ids = write_pages(session, prepared, change_no)
             with self._lock:
                 # The index must hold what SQL holds (int8 is lossy), exactly as a
@@ -339,13 +355,14 @@ class Store:
 
     def _vectors_for(
         self, pages: list[Page], batch_size: int | None, on_progress: ProgressCallback | None
-    ) -> list[npt.NDArray[np.floating]]:
+    ) -> list[PageEncoding]:
         dtype = self._sync.dtype
-        out: list[npt.NDArray[np.floating] | None] = [None] * len(pages)
+        out: list[PageEncoding | None] = [None] * len(pages)
         need = []
         for i, page in enumerate(pages):
             if page.vectors is not None:
-                out[i] = checked_vectors(page.vectors, self.dim, dtype, _label(page, i))
+                vectors = checked_vectors(page.vectors, self.dim, dtype, _label(page, i))
+                out[i] = PageEncoding(vectors, None, None, PRECOMPUTED)
             else:
                 need.append(i)
         size = batch_size or self.encoder.batch_size
@@ -353,13 +370,13 @@ class Store:
         for start in range(0, len(need), size):
             chunk = need[start : start + size]
             contents = [_content(pages[i]) for i in chunk]
-            encoded = self.encoder.encode_pages(contents)
+            encoded = encode_counted(self.encoder, contents)
             if len(encoded) != len(chunk):
                 raise EncoderError(
                     f"encoder returned {len(encoded)} results for {len(chunk)} pages"
                 )
-            for i, vectors in zip(chunk, encoded, strict=True):
-                out[i] = checked_vectors(vectors, self.dim, dtype, _label(pages[i], i))
+            for i, page_encoding in zip(chunk, encoded, strict=True):
+                out[i] = page_encoding.checked(self.dim, dtype, _label(pages[i], i))
             done += len(chunk)
             if on_progress is not None:
                 on_progress(done, len(pages))
@@ -552,6 +569,34 @@ class Store:
             self._sync.index.rebuild()
             self._sync.snapshot_change = -1
             self._sync.save()
+
+    def reencode(
+        self,
+        windowing: WindowSettings | None = None,
+        *,
+        batch_size: int = 256,
+        on_progress: ProgressCallback | None = None,
+    ) -> ReencodeReport:
+        """Re-encode every page with new window settings (default: windows on, the
+        library's defaults), ``batch_size`` pages per transaction; then record them.
+
+        Resumable: after a crash, the same call re-encodes only the pages not yet done.
+        Pages stored with caller-given vectors are kept. See :mod:`latestore.reencode`.
+        """
+        self._check_open()
+        target = target_encoder(self.encoder, windowing)
+        report = reencode_store(self, target, batch_size=batch_size, on_progress=on_progress)
+        with self._encoder_lock:
+            self._encoder = target
+        self.encoder_fingerprint = target.fingerprint
+        report.summary = self.encoding()
+        return report
+
+    def encoding(self) -> dict[str, Any]:
+        """Window settings and what encoding cut: pages truncated, tokens dropped."""
+        self._check_open()
+        with Session(self._engine) as session:
+            return encoding_summary(session)
 
 
 def _scratch_dir(index_dir: Path | None) -> Path | None:
