@@ -16,7 +16,7 @@ Rules:
   window, as the checkpoint adds them: each one summarises its own window, as it
   would for a passage of that length.
 * **Cap.** Text tokens past ``max_page_tokens`` are dropped and counted, so a 10 MB
-  text costs bounded memory and time, and the store reports what was cut.
+  text costs bounded memory and model time, and the store reports what was cut.
 
 With windows off (the default), a page is truncated to one window, as latestore did
 before windows existed, and the cut is still counted; the encoder's fingerprint is then
