@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from latestore.encoders.colbert_text import ColBERTEncoder, ColBERTNet, PromptSettings
+from latestore.encoders.windows import WINDOW_OPTIONS, split_window_options
 from latestore.errors import EncoderError
 
 __all__ = ["build_encoder", "hf_config", "load_tokenizer", "max_positions", "split_options"]
@@ -17,14 +18,17 @@ PROMPT_OPTIONS = tuple(f.name for f in dataclasses.fields(PromptSettings))
 
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Runtime options and prompt overrides; an unknown name is an error, not ignored."""
-    unknown = set(options) - set(RUNTIME_OPTIONS) - set(PROMPT_OPTIONS)
+    """Runtime options (window settings as ``windows``) and prompt overrides; an unknown
+    name is an error, not ignored."""
+    known = RUNTIME_OPTIONS + PROMPT_OPTIONS + WINDOW_OPTIONS
+    unknown = set(options) - set(known)
     if unknown:
         raise EncoderError(
-            f"unknown ColBERT option(s) {sorted(unknown)}; "
-            f"known: {', '.join(RUNTIME_OPTIONS + PROMPT_OPTIONS)}"
+            f"unknown ColBERT option(s) {sorted(unknown)}; known: {', '.join(known)}"
         )
-    runtime = {k: v for k, v in options.items() if k in RUNTIME_OPTIONS}
+    windows, options = split_window_options(options)
+    runtime: dict[str, Any] = {k: v for k, v in options.items() if k in RUNTIME_OPTIONS}
+    runtime["windows"] = windows
     prompts = {k: v for k, v in options.items() if k in PROMPT_OPTIONS}
     if "skiplist" in prompts:
         prompts["skiplist"] = tuple(prompts["skiplist"])

@@ -7,12 +7,15 @@ their files are laid out and named; once loaded they all run the same recipe:
   the first special token, as ColBERT and PyLate do;
 * queries padded with the mask token to a fixed length ("query augmentation"), the
   expansion tokens attended to or not as the checkpoint was trained;
-* documents stripped of punctuation tokens (the skiplist) and of padding;
+* documents stripped of punctuation tokens (the skiplist) and of padding, truncated to
+  ``document_length``, or with ``windows=True`` read in overlapping windows of it (each
+  window with its own special tokens and marker; :mod:`latestore.encoders.windows`);
 * a linear projection, then L2 normalisation.
 """
 
 from __future__ import annotations
 
+import copy
 import string
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -32,6 +35,14 @@ from latestore.encoders.base import (
     page_texts,
 )
 from latestore.encoders.device import pick_device
+from latestore.encoders.windows import (
+    EncodedPage,
+    WindowSettings,
+    encode_windows,
+    special_template,
+    text_token_ids,
+    window_inputs,
+)
 from latestore.errors import EncoderError
 
 __all__ = ["ColBERTEncoder", "ColBERTNet", "Projection", "PromptSettings", "resolve_dtype"]
@@ -151,6 +162,8 @@ class ColBERTEncoder:
         Every weight file read, hashed into the fingerprint.
     device, dtype:
         CUDA when present (bf16, else fp16), else CPU in fp32, unless given.
+    windows:
+        How pages longer than ``document_length`` are read (default: truncated).
     """
 
     def __init__(
@@ -166,6 +179,7 @@ class ColBERTEncoder:
         dtype: str | torch.dtype | None = None,
         batch_size: int = 32,
         name: str | None = None,
+        windows: WindowSettings | None = None,
     ) -> None:
         self.prompts = prompts
         self.family = family
@@ -188,15 +202,32 @@ class ColBERTEncoder:
         self._mask_id = self._required_id("mask_token_id")
         self._pad_id = self._required_id("pad_token_id")
         self._skip_ids = torch.tensor(sorted(self._skiplist_ids()), dtype=torch.long)
-        self.fingerprint: str = fingerprint_of(
-            {
-                "family": family,
-                "weights": hash_files(list(files)),
-                "dim": self.dim,
-                "prompts": prompts.as_dict(),
-                "pooling": None,
-            }
-        )
+        self._skip_set = set(self._skip_ids.tolist())
+        self._prefix, self._suffix = special_template(tokenizer)
+        marker = 1 if self._document_marker is not None else 0
+        self._span = prompts.document_length - marker - len(self._prefix) - len(self._suffix)
+        self._weights_hash = hash_files(list(files))
+        self._set_windowing(windows or WindowSettings.from_options({}))
+
+    def _set_windowing(self, settings: WindowSettings) -> None:
+        self.windowing = settings.resolved(self._span)
+        parts: dict[str, Any] = {
+            "family": self.family,
+            "weights": self._weights_hash,
+            "dim": self.dim,
+            "prompts": self.prompts.as_dict(),
+            "pooling": None,
+        }
+        # Windows off keeps the fingerprint stores had before windows existed.
+        if (windows := self.windowing.fingerprint_part()) is not None:
+            parts["windows"] = windows
+        self.fingerprint: str = fingerprint_of(parts)
+
+    def with_windowing(self, settings: WindowSettings) -> ColBERTEncoder:
+        """The same model (shared, not copied) with other window settings."""
+        other = copy.copy(self)
+        other._set_windowing(settings)
+        return other
 
     # -- tokenisation -----------------------------------------------------------------
 
@@ -283,7 +314,49 @@ class ColBERTEncoder:
 
     def encode_pages(self, pages: Sequence[PageContent]) -> list[TokenVectors]:
         """One ``(n_tokens, dim)`` array per page: its text tokens minus punctuation."""
-        return self._encode(page_texts(self.name, pages), is_query=False)
+        return [page.vectors for page in self.encode_pages_with_counts(pages)]
+
+    def encode_pages_with_counts(self, pages: Sequence[PageContent]) -> list[EncodedPage]:
+        """Each page's vectors (all windows) and how many text tokens were cut."""
+        texts = page_texts(self.name, pages)
+        settings = self.windowing
+        cap = settings.max_page_tokens if settings.enabled else self._span
+        ids = text_token_ids(self.tokenizer, texts, cap)
+        inputs, counts = window_inputs(ids, self._span, settings, self._window)
+        vectors = encode_windows(
+            inputs,
+            len(texts),
+            forward=self._forward,
+            pad_id=self._pad_id,
+            batch_size=self.batch_size,
+            device=self.device,
+            dim=self.dim,
+        )
+        return [
+            EncodedPage(v, total, dropped)
+            for v, (total, dropped) in zip(vectors, counts, strict=True)
+        ]
+
+    def _window(self, ids: list[int], own_start: int, own_end: int) -> tuple[list[int], list[bool]]:
+        """One document window as :meth:`_tokenize` builds a document: the marker after
+        the first special token, punctuation and (bge-m3) the first position not kept."""
+        head, tail = self._prefix, self._suffix
+        marker = [] if self._document_marker is None else [self._document_marker]
+        model_ids = [*head[:1], *marker, *head[1:], *ids, *tail]
+        keep = (
+            [True] * (len(head) + len(marker))
+            + [own_start <= j < own_end for j in range(len(ids))]
+            + [True] * len(tail)
+        )
+        keep = [k and t not in self._skip_set for k, t in zip(keep, model_ids, strict=True)]
+        if self.prompts.drop_first_token:
+            keep[0] = False
+        return model_ids, keep
+
+    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            projected = self.net(input_ids, attention_mask)
+            return nn.functional.normalize(projected.float(), dim=-1)
 
     @torch.inference_mode()
     def _encode(self, texts: list[str], *, is_query: bool) -> list[TokenVectors]:

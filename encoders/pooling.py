@@ -7,7 +7,8 @@ vectors are grouped by Ward hierarchical clustering into
 mean of its members. Queries are never pooled: MaxSim needs every query token.
 
 Ward linkage uses scipy's C implementation (nearest-neighbour chain, O(n²)); a pure
-numpy agglomeration would be O(n³) per page.
+numpy agglomeration would be O(n³) per page. A page read in windows is pooled over all
+its windows' vectors together, as one page.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from latestore.encoders.base import Encoder, PageContent, TokenVectors, fingerprint_of, l2_normalise
+from latestore.encoders.windows import EncodedPage, WindowedEncoder, WindowSettings, as_windowed
 from latestore.errors import EncoderError
 
 __all__ = ["PooledEncoder", "pool_tokens"]
@@ -107,3 +109,24 @@ class PooledEncoder:
 
     def encode_pages(self, pages: Sequence[PageContent]) -> list[TokenVectors]:
         return [pool_tokens(v, self.pool_factor) for v in self.inner.encode_pages(pages)]
+
+    # Defined here, not left to __getattr__: forwarded, they would skip the pooling.
+    @property
+    def windowing(self) -> WindowSettings:
+        return self._windowed().windowing
+
+    def with_windowing(self, settings: WindowSettings) -> PooledEncoder:
+        inner: Any = self._windowed().with_windowing(settings)
+        return PooledEncoder(inner, self.pool_factor)
+
+    def encode_pages_with_counts(self, pages: Sequence[PageContent]) -> list[EncodedPage]:
+        return [
+            EncodedPage(pool_tokens(p.vectors, self.pool_factor), p.text_tokens, p.tokens_dropped)
+            for p in self._windowed().encode_pages_with_counts(pages)
+        ]
+
+    def _windowed(self) -> WindowedEncoder:
+        inner = as_windowed(self.inner)
+        if inner is None:
+            raise AttributeError(f"{self.inner.name!r} does not read pages in windows")
+        return inner

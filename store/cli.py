@@ -30,6 +30,7 @@ from latestore.cli_common import (
 )
 from latestore.cli_evaluate import evaluate
 from latestore.cli_progress import ConsoleProgress
+from latestore.encoders.windows import DEFAULT_MAX_PAGE_TOKENS, WindowSettings
 from latestore.errors import LatestoreError
 from latestore.ingest import IngestOptions, Ingestor, IngestReport
 from latestore.ingest_catalog import directory_bytes, sqlite_bytes
@@ -137,6 +138,11 @@ def print_summary(report: IngestReport) -> None:
         out.print(
             f"{report.folders_not_entered} sub-folders not entered: add --recursive to ingest them"
         )
+    if report.pages_truncated:
+        out.print(
+            f"[yellow]{report.pages_truncated} pages truncated: {report.tokens_dropped:,} text "
+            "tokens past the encoder's limit were not encoded[/yellow] (see `latestore info`)"
+        )
     if report.skipped:
         out.print("skipped pages:")
         for page in report.skipped[:50]:
@@ -213,6 +219,7 @@ def info(
     try:
         with open_existing(store, encoder) as opened, open_catalog(store) as catalog:
             stats = opened.stats()
+            encoding = opened.encoding()
             counts = catalog.counts()
             db_file = catalog.sqlite_path()
             config = opened.config.model_dump()
@@ -226,6 +233,11 @@ def info(
         "tokens": stats["tokens"],
         "encoder": stats["encoder"],
         "encoder_fingerprint": stats["encoder_fingerprint"],
+        "page_windows": encoding["windowing"],
+        "pages_truncated": encoding["pages_truncated"],
+        "tokens_dropped": encoding["tokens_dropped"],
+        "pages_uncounted": encoding["pages_uncounted"],
+        "pages_pending_reencode": encoding["pages_pending_reencode"],
         "dim": stats["dim"],
         "vector_dtype": stats["vector_dtype"],
         "index": stats["index"],
@@ -258,6 +270,11 @@ def info(
         table.add_row(name, "n/a" if value is None else str(value))
     out.print(table)
     out.print("vector_bytes are the token vectors held inside the SQL database.")
+    if details["pages_uncounted"]:
+        out.print(
+            "pages_uncounted: pages whose cut is unknown (encoded before latestore counted "
+            "it, or vectors given by the caller); `latestore reindex --re-encode` counts them."
+        )
 
 
 @app.command()
@@ -308,24 +325,81 @@ def delete(
 
 @app.command()
 def reindex(
-    store: StoreOption, encoder: ExistingEncoderOption = None, json_output: JsonOption = False
+    store: StoreOption,
+    encoder: ExistingEncoderOption = None,
+    re_encode: Annotated[
+        bool,
+        typer.Option(
+            "--re-encode",
+            help="Re-encode every page with the encoder's current window settings "
+            "(windows on unless --no-windows), in batches; resumable after a crash.",
+        ),
+    ] = False,
+    windows: Annotated[
+        bool,
+        typer.Option(
+            "--windows/--no-windows",
+            help="With --re-encode: read long pages in windows, or truncate them.",
+        ),
+    ] = True,
+    window_stride: Annotated[
+        int | None,
+        typer.Option(
+            help="With --re-encode: text tokens between window starts "
+            "(default: three quarters of a window).",
+            min=1,
+        ),
+    ] = None,
+    max_page_tokens: Annotated[
+        int,
+        typer.Option(help="With --re-encode: text tokens per page kept at most.", min=1),
+    ] = DEFAULT_MAX_PAGE_TOKENS,
+    batch_size: Annotated[
+        int, typer.Option(help="With --re-encode: pages per write transaction.", min=1)
+    ] = 256,
+    json_output: JsonOption = False,
 ) -> None:
-    """Rebuild the derived FAISS index from the vectors in SQL, and snapshot it."""
+    """Rebuild the derived FAISS index from the vectors in SQL, and snapshot it;
+    with --re-encode, first re-encode every page with new window settings."""
     errors_as_json(json_output)
+    result: dict[str, Any] = {}
     try:
+        settings = WindowSettings.from_options(
+            {
+                "windows": windows,
+                "window_stride": window_stride,
+                "max_page_tokens": max_page_tokens,
+            }
+        )
         with open_existing(store, encoder) as opened:
+            if re_encode:
+                with ConsoleProgress(err, label="re-encode") as progress:
+
+                    def advance(done: int, total: int) -> None:
+                        if not progress.pages_total:
+                            progress.start(1, total)
+                        progress.advance(done - progress.pages_done)
+
+                    report = opened.reencode(settings, batch_size=batch_size, on_progress=advance)
+                result["re_encode"] = report.to_dict()
             opened.reindex()
             stats = opened.stats()
     except LatestoreError as exc:
         fail(str(exc))
+    result |= {"pages": stats["pages"], "tokens": stats["tokens"], "index": stats["index"]}
     if json_output:
-        print_json(
-            out, {"pages": stats["pages"], "tokens": stats["tokens"], "index": stats["index"]}
-        )
-    else:
+        print_json(out, result)
+        return
+    if re_encode:
+        done = result["re_encode"]
         out.print(
-            f"rebuilt index over {stats['pages']} pages, {stats['tokens']} tokens: {stats['index']}"
+            f"re-encoded {done['pages_reencoded']} pages ({done['tokens_before']:,} -> "
+            f"{done['tokens_after']:,} tokens), kept {done['pages_kept']} with given vectors; "
+            f"window settings now {done['windowing']}"
         )
+    out.print(
+        f"rebuilt index over {stats['pages']} pages, {stats['tokens']} tokens: {stats['index']}"
+    )
 
 
 def main() -> None:  # pragma: no cover - `python -m latestore.cli`

@@ -18,7 +18,6 @@ from latestore.cli_common import (
     errors_as_json,
     fail,
     print_json,
-    resolve_encoder,
 )
 from latestore.cli_progress import ConsoleProgress
 from latestore.errors import LatestoreError
@@ -85,6 +84,14 @@ def evaluate(
     ] = 100,
     batch_size: Annotated[int, typer.Option(help="Pages per write transaction.", min=1)] = 256,
     encoder: EncoderOption = None,
+    windows: Annotated[
+        bool,
+        typer.Option(
+            "--windows/--no-windows",
+            help="Encode long pages in overlapping windows instead of truncating them "
+            "(a store being reused must have been built the same way).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """nDCG@10, recall@10/100, MRR@10 and overlap@10 with exhaustive MaxSim on a BEIR folder."""
@@ -96,7 +103,7 @@ def evaluate(
     with tempfile.TemporaryDirectory(prefix="latestore-eval-") as scratch:
         target = store or str(Path(scratch) / "eval.db")
         try:
-            result = _run(target, encoder, data, k, batch_size)
+            result = _run(target, encoder, data, k, batch_size, windows)
         except LatestoreError as exc:
             fail(str(exc))
     result.update(dataset=str(directory), gain_map=gain_map, store=store)
@@ -106,9 +113,21 @@ def evaluate(
         _print(result)
 
 
-def _run(target: str, encoder: str | None, data: Any, k: int, batch_size: int) -> dict[str, Any]:
+def encoder_spec(encoder: str) -> str:
+    """A registered name as it is, a folder as the absolute path a store records."""
+    from latestore.encoders.registry import registered_names
+
+    return encoder if encoder in registered_names() else str(Path(encoder).expanduser().resolve())
+
+
+def _run(
+    target: str, encoder: str | None, data: Any, k: int, batch_size: int, windows: bool
+) -> dict[str, Any]:
     pages = beir_pages(data.corpus)
-    with Store.open(target, resolve_encoder(encoder)) as opened:
+    # By name or folder (loaded once, by the store), so the window option reaches it.
+    spec = None if encoder is None else encoder_spec(encoder)
+    options = {"windows": True} if windows else None
+    with Store.open(target, spec, encoder_options=options) as opened:
         start = time.perf_counter()
         with ConsoleProgress(Console(stderr=True), label="encode corpus") as progress:
             progress.start(1, len(pages))
@@ -120,12 +139,16 @@ def _run(target: str, encoder: str | None, data: Any, k: int, batch_size: int) -
         build_s = time.perf_counter() - start
         report = evaluate_store(opened, data, k=k)
         stats = opened.stats()
+        encoding = opened.encoding()
     return {
         "documents": len(data.corpus),
         "queries": len(data.queries),
         "tokens": stats["tokens"],
         "encoder": stats["encoder"],
         "index": stats["index"],
+        "page_windows": encoding["windowing"],
+        "pages_truncated": encoding["pages_truncated"],
+        "tokens_dropped": encoding["tokens_dropped"],
         "build_seconds": round(build_s, 1),
         "default": report.default.__dict__,
         "exhaustive": report.exhaustive.__dict__,
@@ -141,6 +164,10 @@ def _print(result: dict[str, Any]) -> None:
         f"{result['dataset']}: {result['documents']} documents, {result['queries']} queries, "
         f"{result['tokens']:,} tokens, encoder {result['encoder']}, index {result['index']}, "
         f"gain map {result['gain_map']}, build {result['build_seconds']} s"
+    )
+    console.print(
+        f"page windows {result['page_windows']}: {result['pages_truncated']} pages truncated, "
+        f"{result['tokens_dropped']:,} tokens dropped"
     )
     table = Table("metric", "Store.search (default)", "exhaustive MaxSim")
     for row in result["rows"]:

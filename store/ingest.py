@@ -127,6 +127,9 @@ class IngestReport:
     (an image for a text-only encoder); their pages are listed in ``skipped``.
     ``files_ignored`` counts files of unsupported types found inside folders, and
     ``folders_not_entered`` the sub-folders passed over without ``recursive``.
+    ``pages_truncated`` / ``tokens_dropped`` count the pages written in this run that
+    the encoder could not read whole (past its ``max_page_tokens``, or past the model
+    length with windows off) and the text tokens it left out.
     """
 
     files_seen: int = 0
@@ -139,6 +142,8 @@ class IngestReport:
     pages_updated: int = 0
     pages_unchanged: int = 0
     pages_deleted: int = 0
+    pages_truncated: int = 0
+    tokens_dropped: int = 0
     seconds: float = 0.0
     failed: list[FileProblem] = field(default_factory=list)
     skipped: list[SkippedPage] = field(default_factory=list)
@@ -404,8 +409,8 @@ class Ingestor:
         if not batch:
             return
         try:
-            self.store.add_pages([page for page, _, _ in batch])
-            self._credit(batch)
+            ids = self.store.add_pages([page for page, _, _ in batch])
+            self._credit(batch, ids)
             return
         except PAGE_ERRORS:
             pass
@@ -416,14 +421,17 @@ class Ingestor:
         for group in groups.values():
             state = group[0][1]
             try:
-                self.store.add_pages([page for page, _, _ in group])
+                ids = self.store.add_pages([page for page, _, _ in group])
             except PAGE_ERRORS as exc:
                 self._fail(state, f"{type(exc).__name__}: {exc}")
                 self._advance(len(group))
                 continue
-            self._credit(group)
+            self._credit(group, ids)
 
-    def _credit(self, items: list[tuple[Page, _FileState, bool]]) -> None:
+    def _credit(self, items: list[tuple[Page, _FileState, bool]], ids: list[int]) -> None:
+        truncated, dropped = self.catalog.cuts(ids)
+        self.report.pages_truncated += truncated
+        self.report.tokens_dropped += dropped
         for _, state, existed in items:
             state.written += 1
             if existed:

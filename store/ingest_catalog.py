@@ -60,6 +60,22 @@ class Catalog:
             "image_bytes": int(image_bytes or 0),
         }
 
+    def cuts(self, page_ids: list[int]) -> tuple[int, int]:
+        """How many of ``page_ids`` the encoder cut, and how many text tokens it dropped."""
+        truncated = dropped = 0
+        with self._engine.connect() as conn:
+            for start in range(0, len(page_ids), 500):
+                chunk = page_ids[start : start + 500]
+                n, tokens = conn.execute(
+                    select(
+                        func.count(PageRow.id).filter(PageRow.tokens_dropped > 0),
+                        func.coalesce(func.sum(PageRow.tokens_dropped), 0),
+                    ).where(PageRow.id.in_(chunk))
+                ).one()
+                truncated += int(n)
+                dropped += int(tokens or 0)
+        return truncated, dropped
+
     def sqlite_path(self) -> Path | None:
         return sqlite_file(self.url)
 

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
 from latestore.encoders import Encoder, default_encoder
+from latestore.encoders.windows import WINDOW_OPTIONS, WindowSettings, as_windowed
 from latestore.errors import EncoderError, EncoderMismatchError, InvalidInputError
 from latestore.migrations.runner import current_revision, head_revision, upgrade
 from latestore.models import BUILD_TIME_FIELDS, StoreConfig
@@ -96,10 +97,57 @@ def new_store_encoder(
     return resolve_encoder(given, options)
 
 
+def recorded_windowing(row: StoreRow) -> WindowSettings:
+    """The window settings a store's pages are encoded with (off for older stores)."""
+    return WindowSettings.from_options(row.encoder_windowing or {"windows": False})
+
+
+def windowing_record(encoder: Encoder) -> dict[str, Any] | None:
+    """What a store records of an encoder's window settings (None: it has none)."""
+    windowed = as_windowed(encoder)
+    return None if windowed is None else windowed.windowing.as_options()
+
+
 def encoder_for(
     row: StoreRow,
     given: Encoder | str | Path | None,
     options: Mapping[str, Any] | None = None,
+) -> Encoder:
+    """The encoder to open an existing store with; EncoderMismatchError if it differs.
+
+    Window settings are the store's: an encoder that differs from the store's only in
+    them reads pages with the recorded settings (windows off for stores from before
+    windows), unless ``options`` set them explicitly. So a store keeps the settings
+    its pages were encoded with until ``Store.reencode`` changes them, and nothing is
+    ever re-encoded silently.
+    """
+    encoder = _load_for(row, given, options)
+    chosen = set(options or {}) & set(WINDOW_OPTIONS)
+    windowed = as_windowed(encoder)
+    if windowed is not None and not chosen and encoder.fingerprint != row.encoder_fingerprint:
+        adopted: Any = windowed.with_windowing(recorded_windowing(row))
+        if adopted.fingerprint == row.encoder_fingerprint:
+            encoder = adopted
+    if encoder.fingerprint != row.encoder_fingerprint or encoder.dim != row.dim:
+        hint = ""
+        if windowed is not None:
+            hint = (
+                f" The store's pages are encoded with window settings "
+                f"{row.encoder_windowing or {'windows': False}}; to change them, run "
+                "`latestore reindex --re-encode` (Store.reencode)."
+            )
+        raise EncoderMismatchError(
+            f"store was built with encoder {row.encoder_name!r} (dim {row.dim}, fingerprint "
+            f"{row.encoder_fingerprint}); got {encoder.name!r} (dim {encoder.dim}, fingerprint "
+            f"{encoder.fingerprint}). Vectors from different models cannot be mixed.{hint}"
+        )
+    return encoder
+
+
+def _load_for(
+    row: StoreRow,
+    given: Encoder | str | Path | None,
+    options: Mapping[str, Any] | None,
 ) -> Encoder:
     if given is None:
         spec = row.encoder_spec or ("minilm" if row.encoder_name == "minilm" else None)
@@ -114,12 +162,6 @@ def encoder_for(
             )
     else:
         encoder = resolve_encoder(given, options)
-    if encoder.fingerprint != row.encoder_fingerprint or encoder.dim != row.dim:
-        raise EncoderMismatchError(
-            f"store was built with encoder {row.encoder_name!r} (dim {row.dim}, fingerprint "
-            f"{row.encoder_fingerprint}); got {encoder.name!r} (dim {encoder.dim}, fingerprint "
-            f"{encoder.fingerprint}). Vectors from different models cannot be mixed."
-        )
     return encoder
 
 
@@ -130,6 +172,7 @@ def new_store_row(encoder: Encoder, config: StoreConfig) -> StoreRow:
         encoder_name=encoder.name,
         encoder_spec=getattr(encoder, "spec", None),
         encoder_fingerprint=encoder.fingerprint,
+        encoder_windowing=windowing_record(encoder),
         dim=encoder.dim,
         vector_dtype=config.vector_dtype,
         config=config.model_dump(),

@@ -57,6 +57,9 @@ class StoreRow(Base):
     last_change: Mapped[int] = mapped_column(Integer, default=0)
     # Change-log rows up to here are deleted; a reader that saw less reloads from SQL.
     pruned_through: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Loader options of the encoder's window settings; NULL (stores from before windows):
+    # windows off, as those stores' pages were encoded.
+    encoder_windowing: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -82,6 +85,13 @@ class PageRow(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     content_hash: Mapped[str] = mapped_column(String(64))
     n_tokens: Mapped[int] = mapped_column(Integer)
+    # What the encoder cut: text tokens of the page, and those that reached no vector.
+    # NULL where unknown (encoded before latestore counted, or vectors given by the caller).
+    text_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tokens_dropped: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Encoder fingerprint of these vectors ("precomputed" for the caller's own); lets a
+    # re-encode find the pages still to do after a crash. NULL: before revision 0003.
+    encoded_with: Mapped[str | None] = mapped_column(String(64), nullable=True)
     change_no: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

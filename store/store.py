@@ -19,6 +19,7 @@ from sqlalchemy.exc import DatabaseError, InterfaceError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from latestore.encoders import Encoder, PageContent
+from latestore.encoders.windows import WindowSettings
 from latestore.errors import (
     DuplicateExternalIdError,
     EncoderError,
@@ -42,6 +43,16 @@ from latestore.opening import (
     new_store_encoder,
     new_store_row,
     stored_row,
+)
+from latestore.reencode import (
+    PRECOMPUTED,
+    PageEncoding,
+    ReencodeReport,
+    check_encoded_with,
+    encode_counted,
+    encoding_summary,
+    reencode_store,
+    target_encoder,
 )
 from latestore.rwlock import ReadWriteLock
 from latestore.schema import MetadataKeyRow, PageRow, StoreRow
@@ -317,7 +328,7 @@ class Store:
             existing = _existing(session, items)
         if not upsert:
             _refuse_taken(existing)
-        vectors: dict[int, npt.NDArray[np.floating]] = {}
+        vectors: dict[int, PageEncoding] = {}
         todo = _changed(items, hashes, existing)
         if not todo:
             # Everything is stored identically: a read-only call, complete as of that
@@ -347,13 +358,18 @@ class Store:
                 prepared = [
                     PreparedPage(
                         page=items[i],
-                        vectors=vectors[i],
+                        vectors=vectors[i].vectors,
                         content_hash=hashes[i],
                         existing_id=ids[i],
                         storage_dtype=self._sync.dtype,
+                        text_tokens=vectors[i].text_tokens,
+                        tokens_dropped=vectors[i].tokens_dropped,
+                        encoded_with=vectors[i].encoded_with,
                     )
                     for i in todo
                 ]
+                encoded = {p.encoded_with or "" for p in prepared} - {PRECOMPUTED}
+                check_encoded_with(session, encoded)
                 new_ids = write_pages(session, prepared, change_no)
                 session.commit()
             with self._index_lock.write():
@@ -438,7 +454,7 @@ class Store:
 
     def _encode_into(
         self,
-        vectors: dict[int, npt.NDArray[np.floating]],
+        vectors: dict[int, PageEncoding],
         items: list[Page],
         todo: list[int],
         batch_size: int | None,
@@ -452,13 +468,14 @@ class Store:
 
     def _vectors_for(
         self, pages: list[Page], batch_size: int | None, on_progress: ProgressCallback | None
-    ) -> list[npt.NDArray[np.floating]]:
+    ) -> list[PageEncoding]:
         dtype = self._sync.dtype
-        out: list[npt.NDArray[np.floating] | None] = [None] * len(pages)
+        out: list[PageEncoding | None] = [None] * len(pages)
         need = []
         for i, page in enumerate(pages):
             if page.vectors is not None:
-                out[i] = checked_vectors(page.vectors, self.dim, dtype, _label(page, i))
+                vectors = checked_vectors(page.vectors, self.dim, dtype, _label(page, i))
+                out[i] = PageEncoding(vectors, None, None, PRECOMPUTED)
             else:
                 need.append(i)
         done = len(pages) - len(need)
@@ -470,13 +487,13 @@ class Store:
         for start in range(0, len(need), size):
             chunk = need[start : start + size]
             contents = [_content(pages[i]) for i in chunk]
-            encoded = self.encoder.encode_pages(contents)
+            encoded = encode_counted(self.encoder, contents)
             if len(encoded) != len(chunk):
                 raise EncoderError(
                     f"encoder returned {len(encoded)} results for {len(chunk)} pages"
                 )
-            for i, vectors in zip(chunk, encoded, strict=True):
-                out[i] = checked_vectors(vectors, self.dim, dtype, _label(pages[i], i))
+            for i, page_encoding in zip(chunk, encoded, strict=True):
+                out[i] = page_encoding.checked(self.dim, dtype, _label(pages[i], i))
             done += len(chunk)
             if on_progress is not None:
                 on_progress(done, len(pages))
@@ -678,6 +695,34 @@ class Store:
             self._sync.index.rebuild()
             self._sync.snapshot_change = -1
             self._sync.save(strict=True)
+
+    def reencode(
+        self,
+        windowing: WindowSettings | None = None,
+        *,
+        batch_size: int = 256,
+        on_progress: ProgressCallback | None = None,
+    ) -> ReencodeReport:
+        """Re-encode every page with new window settings (default: windows on, the
+        library's defaults), ``batch_size`` pages per transaction; then record them.
+
+        Resumable: after a crash, the same call re-encodes only the pages not yet done.
+        Pages stored with caller-given vectors are kept. See :mod:`latestore.reencode`.
+        """
+        self._check_open()
+        target = target_encoder(self.encoder, windowing)
+        report = reencode_store(self, target, batch_size=batch_size, on_progress=on_progress)
+        with self._encoder_lock:
+            self._encoder = target
+        self.encoder_fingerprint = target.fingerprint
+        report.summary = self.encoding()
+        return report
+
+    def encoding(self) -> dict[str, Any]:
+        """Window settings and what encoding cut: pages truncated, tokens dropped."""
+        self._check_open()
+        with Session(self._engine) as session:
+            return encoding_summary(session)
 
 
 Existing = dict[str | None, tuple[int, str, dict[str, Any]]]

@@ -37,6 +37,10 @@ class PreparedPage:
     content_hash: str
     existing_id: int | None  # set when an external id already names a page (upsert)
     storage_dtype: str = "float16"
+    # What the encoder cut, and its fingerprint ("precomputed": the caller's vectors).
+    text_tokens: int | None = None
+    tokens_dropped: int | None = None
+    encoded_with: str | None = None
 
 
 def next_change(session: Session) -> int:
@@ -124,6 +128,9 @@ def _row_fields(item: PreparedPage, change_no: int, now: Any) -> dict[str, Any]:
         "meta": page.metadata,
         "content_hash": item.content_hash,
         "n_tokens": len(item.vectors),
+        "text_tokens": item.text_tokens,
+        "tokens_dropped": item.tokens_dropped,
+        "encoded_with": item.encoded_with,
         "change_no": change_no,
         "updated_at": now,
     }

@@ -139,6 +139,9 @@ def test_evaluate_on_a_small_beir_folder(tmp_path: Path, runner: CliRunner) -> N
     report = json.loads(result.stdout)
     assert report["documents"] == 3 and report["queries"] == 2
     assert report["exhaustive"]["mrr10"] == 1.0 and report["overlap10"] == 1.0
+    assert report["page_windows"] == {"windows": False} and report["pages_truncated"] == 0
+    windowed = runner.invoke(app, ["evaluate", str(tmp_path), "--windows", "--json"])
+    assert json.loads(windowed.stdout)["page_windows"]["windows"] is True
     table = runner.invoke(app, ["evaluate", str(tmp_path), "--store", str(tmp_path / "e.db")])
     assert table.exit_code == 0 and "nDCG@10" in table.stdout and "overlap@10" in table.stdout
     assert runner.invoke(app, ["evaluate", str(tmp_path / "nope")]).exit_code == 2

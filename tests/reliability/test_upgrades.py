@@ -107,9 +107,17 @@ def seed_0002(conn: Connection) -> None:
     conn.execute(text("UPDATE ls_store SET pruned_through = 6 WHERE id = 1"))
 
 
+def seed_0003(conn: Connection) -> None:
+    """0003 added what encoding cut: pages with counts, caller-given vectors marked."""
+    seed_0002(conn)
+    conn.execute(text("UPDATE ls_pages SET encoded_with = 'precomputed'"))
+    conn.execute(text("UPDATE ls_pages SET text_tokens = 300, tokens_dropped = 46 WHERE id = 2"))
+
+
 SEEDERS: dict[str, Callable[[Connection], None]] = {
     "0001_initial": seed_0001,
     "0002_change_log_pruning": seed_0002,
+    "0003_page_windows": seed_0003,
 }
 
 
@@ -147,6 +155,10 @@ def test_database_at_revision_upgrades_to_head_with_data(store_url: str, revisio
         assert {h.page_id for h in store.search(page_vectors(3), k=20, filter={"lang": "de"})} == {
             i for i in range(1, N_PAGES + 1) if i % 2 == 0
         }
+        cut = store.encoding()
+        counted = revision >= "0003"
+        assert (cut["pages_truncated"], cut["tokens_dropped"]) == ((1, 46) if counted else (0, 0))
+        assert cut["windowing"] == {"windows": False} and cut["pages_pending_reencode"] == 0
         # The upgraded store keeps working: new ids follow the old ones, changes replay.
         new = store.add_pages([Page(vectors=page_vectors(99), external_id="new-after-upgrade")])
         assert new == [N_PAGES + 1]
