@@ -27,10 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 from latestore.encoders.base import PageContent, TokenVectors
 from latestore.errors import EncoderError
@@ -320,7 +322,7 @@ def window_inputs(
     return inputs, counts
 
 
-Forward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Forward = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 
 def encode_windows(
@@ -338,6 +340,8 @@ def encode_windows(
     ``forward(input_ids, attention_mask)`` returns L2-normalised ``(batch, length, dim)``
     float vectors; padding is right-aligned, so kept positions index it directly.
     """
+    import torch  # the settings above are read by the CLI, which must not load torch
+
     per_window: list[TokenVectors | None] = [None] * len(inputs)
     # Windows of similar length batched together keep padding (wasted FLOPs) small.
     order = sorted(range(len(inputs)), key=lambda i: len(inputs[i].ids))

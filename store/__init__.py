@@ -3,10 +3,14 @@
 >>> from latestore import Store, Page
 """
 
+from typing import TYPE_CHECKING, Any
+
 from latestore import errors
 from latestore.encoders import Encoder, PageContent, PrecomputedVectors
 from latestore.models import Page, SearchHit, StoreConfig, StoredPage
-from latestore.store import Store
+
+if TYPE_CHECKING:
+    from latestore.store import Store
 
 __all__ = [
     "Encoder",
@@ -20,3 +24,13 @@ __all__ = [
     "errors",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # Store brings torch and the index: `import latestore` (and the CLI's --help) stays
+    # light until it is used.
+    if name == "Store":
+        from latestore.store import Store
+
+        return Store
+    raise AttributeError(f"module 'latestore' has no attribute {name!r}")

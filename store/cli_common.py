@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -12,7 +12,9 @@ from rich.console import Console
 from latestore.encoders import Encoder
 from latestore.ingest_catalog import Catalog
 from latestore.sql import sqlite_file, to_url
-from latestore.store import Store
+
+if TYPE_CHECKING:
+    from latestore.store import Store
 
 StoreOption = Annotated[
     str,
@@ -103,6 +105,8 @@ def open_store(target: str, encoder: str | None, dtype: str | None = None) -> St
     """Open (or create) a store; ``dtype`` also reaches the store's own recorded encoder."""
     resolved = resolve_encoder(encoder, dtype)
     options = {"dtype": dtype} if dtype and resolved is None else None
+    from latestore.store import Store  # torch and the model stack: only when used
+
     return Store.open(target, resolved, encoder_options=options)
 
 

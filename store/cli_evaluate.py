@@ -22,7 +22,6 @@ from latestore.cli_common import (
 from latestore.cli_progress import ConsoleProgress
 from latestore.errors import LatestoreError
 from latestore.evaluation import beir_pages, evaluate_store, load_beir
-from latestore.store import Store
 
 # Cranfield's qrels codes run the other way (1 = complete answer ... 4 = minimum
 # interest, -1 = not relevant), so graded nDCG needs gain = 5 - code.
@@ -127,6 +126,8 @@ def _run(
     # By name or folder (loaded once, by the store), so the window option reaches it.
     spec = None if encoder is None else encoder_spec(encoder)
     options = {"windows": True} if windows else None
+    from latestore.store import Store  # torch and the model stack: only when used
+
     with Store.open(target, spec, encoder_options=options) as opened:
         start = time.perf_counter()
         with ConsoleProgress(Console(stderr=True), label="encode corpus") as progress:

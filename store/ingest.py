@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from latestore.encoders import Encoder, PageContent
 from latestore.errors import InvalidInputError, LatestoreError
@@ -45,7 +45,9 @@ from latestore.ingest_sources import (
     open_source,
 )
 from latestore.models import Page
-from latestore.store import Store
+
+if TYPE_CHECKING:
+    from latestore.store import Store
 
 __all__ = [
     "PROVENANCE_KEYS",
@@ -459,5 +461,7 @@ def ingest_paths(
     progress: IngestProgress | None = None,
 ) -> IngestReport:
     """Open (or create) the store at ``target`` and ingest ``paths`` into it."""
+    from latestore.store import Store  # torch and the model stack: only when used
+
     with Store.open(target, encoder) as store, Catalog(target) as catalog:
         return Ingestor(store, catalog, options, progress).run(paths)
