@@ -38,10 +38,8 @@ from latestore.encoders.device import pick_device
 from latestore.encoders.windows import (
     EncodedPage,
     WindowSettings,
-    encode_windows,
+    encode_text_pages,
     special_template,
-    text_token_ids,
-    window_inputs,
 )
 from latestore.errors import EncoderError
 
@@ -318,24 +316,18 @@ class ColBERTEncoder:
 
     def encode_pages_with_counts(self, pages: Sequence[PageContent]) -> list[EncodedPage]:
         """Each page's vectors (all windows) and how many text tokens were cut."""
-        texts = page_texts(self.name, pages)
-        settings = self.windowing
-        cap = settings.max_page_tokens if settings.enabled else self._span
-        ids = text_token_ids(self.tokenizer, texts, cap)
-        inputs, counts = window_inputs(ids, self._span, settings, self._window)
-        vectors = encode_windows(
-            inputs,
-            len(texts),
+        return encode_text_pages(
+            page_texts(self.name, pages),
+            tokenizer=self.tokenizer,
+            settings=self.windowing,
+            span=self._span,
+            window=self._window,
             forward=self._forward,
             pad_id=self._pad_id,
             batch_size=self.batch_size,
             device=self.device,
             dim=self.dim,
         )
-        return [
-            EncodedPage(v, total, dropped)
-            for v, (total, dropped) in zip(vectors, counts, strict=True)
-        ]
 
     def _window(self, ids: list[int], own_start: int, own_end: int) -> tuple[list[int], list[bool]]:
         """One document window as :meth:`_tokenize` builds a document: the marker after

@@ -29,10 +29,8 @@ from latestore.encoders.windows import (
     DEFAULT_WINDOWS,
     EncodedPage,
     WindowSettings,
-    encode_windows,
+    encode_text_pages,
     special_template,
-    text_token_ids,
-    window_inputs,
 )
 from latestore.errors import EncoderError
 
@@ -134,24 +132,18 @@ class MiniLMEncoder:
 
     def encode_pages_with_counts(self, pages: Sequence[PageContent]) -> list[EncodedPage]:
         """Each page's vectors (all windows) and how many text tokens were cut."""
-        texts = page_texts(self.name, pages)
-        settings = self.windowing
-        cap = settings.max_page_tokens if settings.enabled else self._span
-        ids = text_token_ids(self._tokenizer, texts, cap)
-        inputs, counts = window_inputs(ids, self._span, settings, self._window)
-        vectors = encode_windows(
-            inputs,
-            len(texts),
+        return encode_text_pages(
+            page_texts(self.name, pages),
+            tokenizer=self._tokenizer,
+            settings=self.windowing,
+            span=self._span,
+            window=self._window,
             forward=self._forward,
             pad_id=int(self._tokenizer.pad_token_id),
             batch_size=self.batch_size,
             device=self.device,
             dim=self.dim,
         )
-        return [
-            EncodedPage(v, total, dropped)
-            for v, (total, dropped) in zip(vectors, counts, strict=True)
-        ]
 
     def _window(self, ids: list[int], own_start: int, own_end: int) -> tuple[list[int], list[bool]]:
         model_ids = [*self._prefix, *ids, *self._suffix]

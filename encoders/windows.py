@@ -367,3 +367,36 @@ def encode_windows(
         np.ascontiguousarray(np.concatenate(p) if p else np.zeros((0, dim)), dtype=np.float32)
         for p in pages
     ]
+
+
+def encode_text_pages(
+    texts: Sequence[str],
+    *,
+    tokenizer: Any,
+    settings: WindowSettings,
+    span: int,
+    window: Callable[[list[int], int, int], tuple[list[int], list[bool]]],
+    forward: Forward,
+    pad_id: int,
+    batch_size: int,
+    device: str,
+    dim: int,
+) -> list[EncodedPage]:
+    """Pages as a text encoder with ``span`` text tokens per model call reads them:
+    windows when ``settings`` ask for them (else the first ``span``), and the counts of
+    what was cut. ``window`` builds one window's model ids and kept positions."""
+    cap = settings.max_page_tokens if settings.enabled else span
+    ids = text_token_ids(tokenizer, texts, cap)
+    inputs, counts = window_inputs(ids, span, settings, window)
+    vectors = encode_windows(
+        inputs,
+        len(texts),
+        forward=forward,
+        pad_id=pad_id,
+        batch_size=batch_size,
+        device=device,
+        dim=dim,
+    )
+    return [
+        EncodedPage(v, total, dropped) for v, (total, dropped) in zip(vectors, counts, strict=True)
+    ]
