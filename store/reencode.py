@@ -70,6 +70,17 @@ class PageEncoding:
         return replace(self, vectors=checked_vectors(self.vectors, dim, dtype, label))
 
 
+# What re-encoding a page reads: its content, and what tells a later change apart.
+_SOURCE_COLUMNS = (
+    PageRow.id,
+    PageRow.text,
+    PageRow.image,
+    PageRow.image_path,
+    PageRow.content_hash,
+    PageRow.n_tokens,
+)
+
+
 def encode_counted(encoder: Encoder, contents: Sequence[PageContent]) -> list[PageEncoding]:
     """Encode pages, with cut counts where the encoder reads in windows."""
     windowed = as_windowed(encoder)
@@ -172,14 +183,7 @@ def reencode_store(
     while True:
         with Session(store._engine) as session:
             rows = session.execute(
-                select(
-                    PageRow.id,
-                    PageRow.text,
-                    PageRow.image,
-                    PageRow.image_path,
-                    PageRow.content_hash,
-                    PageRow.n_tokens,
-                )
+                select(*_SOURCE_COLUMNS)
                 .where(pending, PageRow.id > last_id)
                 .order_by(PageRow.id)
                 .limit(batch_size)
@@ -338,16 +342,7 @@ def _finish(store: Store, target: Encoder, report: ReencodeReport) -> None:
         record = windowed.windowing.as_options()
     with store._write_lock, Session(store._engine) as session, session.begin():
         session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-        rows = session.execute(
-            select(
-                PageRow.id,
-                PageRow.text,
-                PageRow.image,
-                PageRow.image_path,
-                PageRow.content_hash,
-                PageRow.n_tokens,
-            ).where(pending)
-        ).all()
+        rows = session.execute(select(*_SOURCE_COLUMNS).where(pending)).all()
         if rows:
             _reencode_batch(
                 store, target, [tuple(r) for r in rows], report, final=True, session=session
