@@ -15,6 +15,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+# Model loading draws tqdm bars ("Loading weights 103/103") on every encoding command;
+# the CLI has its own progress display, so they show only with LATESTORE_VERBOSE=1.
+# tqdm reads TQDM_DISABLE when it is imported, which the CLI defers until a model loads.
+if not os.environ.get("LATESTORE_VERBOSE"):
+    os.environ.setdefault("TQDM_DISABLE", "1")
+
 from latestore.cli_common import (
     EncoderDtypeOption,
     EncoderOption,

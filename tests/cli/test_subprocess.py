@@ -116,3 +116,18 @@ def test_console_script_help() -> None:
     assert result.returncode == 0
     for command in ("ingest", "search", "info", "delete", "reindex", "evaluate"):
         assert command in result.stdout
+
+
+def test_model_loading_bars_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 13: "Loading weights ... 103/103" was drawn on every encoding command.
+    text = tmp_path / "a.txt"
+    text.write_text("ColBERT ranks pages by MaxSim over token vectors.")
+    db = str(tmp_path / "store.db")
+    assert run_cli("ingest", str(text), "--store", db).returncode == 0
+    quiet = run_cli("search", "maxsim", "--store", db)
+    assert quiet.returncode == 0 and "Loading weights" not in quiet.stderr
+    monkeypatch.setenv("LATESTORE_VERBOSE", "1")
+    verbose = run_cli("search", "maxsim", "--store", db)
+    assert verbose.returncode == 0 and "Loading weights" in verbose.stderr
