@@ -31,7 +31,7 @@ typecheck: install
 	$(BIN)/mypy -p latestore
 
 pytest: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 test: lint typecheck pytest
 

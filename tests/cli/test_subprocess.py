@@ -125,6 +125,10 @@ def test_model_loading_bars_only_when_asked(
     text = tmp_path / "a.txt"
     text.write_text("ColBERT ranks pages by MaxSim over token vectors.")
     db = str(tmp_path / "store.db")
+    # Importing latestore.cli in this process (other tests do) set TQDM_DISABLE here;
+    # the child must decide for itself.
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.delenv("LATESTORE_VERBOSE", raising=False)
     assert run_cli("ingest", str(text), "--store", db).returncode == 0
     quiet = run_cli("search", "maxsim", "--store", db)
     assert quiet.returncode == 0 and "Loading weights" not in quiet.stderr
