@@ -37,7 +37,9 @@ class Page(BaseModel):
     image_path: Path | None = None
     external_id: str | None = Field(default=None, min_length=1, max_length=512)
     document_id: str | None = Field(default=None, max_length=512)
-    page_number: int | None = Field(default=None, ge=0)
+    # The column is a 32-bit INTEGER on PostgreSQL: a larger number is refused here, not
+    # by the database at insert time with a raw error.
+    page_number: int | None = Field(default=None, ge=0, le=2**31 - 1)
     source: str | None = None
     metadata: Metadata = Field(default_factory=dict)
     vectors: npt.NDArray[Any] | None = Field(default=None, repr=False)

@@ -18,6 +18,7 @@ from latestore.errors import EmptyPageError, InvalidPageError, LatestoreError
         ({"text": " \n\t\u3000"}, EmptyPageError),  # blank: refused by the CLI, now here too
         ({"text": "", "metadata": {"k": 1}}, EmptyPageError),
         ({"text": "a", "page_number": -1}, InvalidPageError),
+        ({"text": "a", "page_number": 2**31}, InvalidPageError),  # PostgreSQL's INTEGER
         ({"text": "a", "metadata": {"x": float("nan")}}, InvalidPageError),
         ({"text": "a", "metadata": {"": 1}}, InvalidPageError),
         ({"text": "a", "metadata": {"blob": "x" * 70_000}}, InvalidPageError),

@@ -320,3 +320,12 @@ def test_page_ids_and_delete_by_filter(db_path: Path, rng: np.random.Generator) 
         assert set(store.page_ids()) == set(ids) - expected_gone
         hits = store.search(pages[4].vectors, k=30, filter={"lang": "de"})
         assert {h.page_id for h in hits} == set(german) - expected_gone
+
+
+def test_largest_page_number_is_stored_on_every_backend(store_url: str) -> None:
+    # Issue 13 follow-up: 2**31 reached PostgreSQL's INTEGER column as a raw error;
+    # Page now refuses it, and the largest accepted number round-trips.
+    with Store.open(store_url, PrecomputedVectors(dim=4)) as store:
+        page = Page(vectors=np.eye(2, 4, dtype=np.float32), page_number=2**31 - 1)
+        (page_id,) = store.add_pages([page])
+        assert store.get([page_id])[0].page_number == 2**31 - 1
