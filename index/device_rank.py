@@ -26,6 +26,7 @@ from latestore.index.maxsim_launch import (
     maxsim_shared,
     pack_queries,
     query_bytes,
+    shared_output_rows,
 )
 from latestore.index.ranking import Ranking
 
@@ -59,10 +60,11 @@ def _to_keys(scores: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
 
 
 def _from_keys(keys: torch.Tensor) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    high = (keys >> 32).to(torch.int32)
-    bits = torch.where(high < 0, high ^ 0x7FFFFFFF, high)
-    scores = bits.view(torch.float32).cpu().numpy()
-    ranks = (LOW_MASK - (keys & LOW_MASK)).cpu().numpy()
+    """Inverse of :func:`_to_keys`, on the host: one copy from the device."""
+    host = keys.cpu().numpy()
+    high = (host >> 32).astype(np.int32)
+    scores = np.where(high < 0, high ^ 0x7FFFFFFF, high).view(np.float32)
+    ranks: npt.NDArray[np.int64] = LOW_MASK - (host & LOW_MASK)
     return scores, ranks
 
 
@@ -98,9 +100,8 @@ def _group_topk(
     search: DeviceTokenSearch, packed: PackedQueries, addresses: Addresses, k: int
 ) -> torch.Tensor:
     n = len(addresses)
-    rows_out = packed.n_rows * (packed.lq // min(packed.lq, 128))
     # Per page: the kernel's float32 outputs, and the int64 keys plus top-k scratch.
-    per_page = 4 * rows_out + 24 * packed.n_queries
+    per_page = 4 * shared_output_rows(packed) + 24 * packed.n_queries
     chunk = max(1, search.budget_bytes // (2 * per_page))
     best: torch.Tensor | None = None
     for lo in range(0, n, chunk):

@@ -161,10 +161,9 @@ class LateInteractionIndex:
         )
         if not self.kernel and dtype == torch.int8:
             dtype = torch.float16  # the torch fallback reads floats
-        device = DeviceTokenSearch(
+        return DeviceTokenSearch(
             self.dim, self.device, dtype=dtype, budget_bytes=self.device_budget_bytes
         )
-        return device
 
     def _gather(
         self, page_ids: list[int]

@@ -225,13 +225,13 @@ def maxsim_many(
     lengths = np.asarray(lengths, dtype=np.int64)
     if not queries or len(lengths) == 0:
         return np.zeros((len(queries), len(lengths)), dtype=np.float32)
-    stacked = torch.as_tensor(np.concatenate([np.asarray(q, dtype=np.float32) for q in queries]))
-    query_bounds = np.concatenate([[0], np.cumsum([len(q) for q in queries])[:-1]])
     tokens_t = torch.as_tensor(tokens)
     if tokens_t.device.type == "cuda":
         return _maxsim_cuda(
             [torch.as_tensor(np.asarray(q, dtype=np.float32)) for q in queries], tokens_t, lengths
         )
+    stacked = torch.as_tensor(np.concatenate([np.asarray(q, dtype=np.float32) for q in queries]))
+    query_bounds = np.concatenate([[0], np.cumsum([len(q) for q in queries])[:-1]])
     scores = np.empty((len(queries), len(lengths)), dtype=np.float32)
     bounds = np.concatenate([[0], np.cumsum(lengths)])
     for start, stop in _chunks(lengths, _cpu_chunk_tokens(tokens_t.shape[1])):

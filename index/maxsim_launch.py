@@ -55,11 +55,6 @@ class PackedQueries:
     d_pad: int
     split: bool  # exact (hi + lo products) or fast (one float16 product)
 
-    @property
-    def n_rows(self) -> int:
-        """Padded queries, whole query blocks included."""
-        return int(self.rows.shape[0])
-
 
 @dataclass(frozen=True)
 class Tuning:
@@ -206,6 +201,20 @@ def _run_fitting(run: Callable[[Tuning], None], first: Tuning) -> None:
                 raise
 
 
+def _grid(packed: PackedQueries, pairs: bool) -> tuple[int, int]:
+    """``(query groups per item, output rows)`` of a launch."""
+    block_q, seg = _blocks(packed.lq, packed.n_queries, pairs)
+    if pairs:
+        return packed.lq // block_q, packed.lq // block_q
+    n_groups = -(-packed.n_queries * packed.lq // block_q)
+    return n_groups, n_groups * (block_q // seg)
+
+
+def shared_output_rows(packed: PackedQueries) -> int:
+    """float32 values per page that :func:`maxsim_shared` writes (for budgeting)."""
+    return _grid(packed, False)[1]
+
+
 def _launch(
     packed: PackedQueries,
     pages: torch.Tensor,
@@ -227,12 +236,7 @@ def _launch(
     n_items = int(starts.shape[0])
     pairs = query_of is not None
     block_q, seg = _blocks(packed.lq, packed.n_queries, pairs)
-    if pairs:
-        n_groups = packed.lq // block_q
-        out_rows = n_groups
-    else:
-        n_groups = -(-packed.n_queries * packed.lq // block_q)
-        out_rows = n_groups * (block_q // seg)
+    n_groups, out_rows = _grid(packed, pairs)
     out = torch.empty((out_rows, n_items), dtype=torch.float32, device=pages.device)
     if n_items == 0:
         return out
