@@ -90,11 +90,11 @@ def child(corpus: Path, limit: int, mode: str) -> dict[str, Any]:
         stats = store.stats()
         peak = high_water_mb()
         store.close()
-    vector_mb = stats["tokens"] * DIM * 2 / 2**20  # float16 as stored
+    vector_mb = stats.tokens * DIM * 2 / 2**20  # float16 as stored
     return {
         "mode": mode,
         "pages": len(ids),
-        "tokens": stats["tokens"],
+        "tokens": stats.tokens,
         "float16_vectors_mb": round(vector_mb),
         "rss_before_mb": round(before["VmRSS"]),
         "peak_rss_mb": round(peak["VmHWM"]),

@@ -42,7 +42,7 @@ def store_figures(n_pages: int = 20_000, tokens: int = 100, dim: int = 128) -> d
                 store.add_pages(pages[lo : lo + 4000])
             out["build_s"] = time.perf_counter() - start
             stats = store.stats()
-            out["stats"] = {k: v for k, v in stats.items() if k != "index"}
+            out["stats"] = stats.model_dump(exclude={"index"})
             for q in queries[:5]:
                 store.search(q, k=10)  # compile and warm
             latencies = []

@@ -14,7 +14,7 @@ from latestore import Page, PrecomputedVectors, Store, StoreConfig
 from latestore.encoders import PageContent
 from latestore.encoders.pooling import pool_tokens
 from latestore.evaluation import beir_pages, load_beir, metrics_for, overlap_at, ranked_ids
-from latestore.footprint import disk_footprint
+from latestore.store.footprint import disk_footprint
 
 
 def quality(store: Store, qids: list[str], vectors: list[Any], qrels: Any) -> dict[str, float]:
@@ -40,7 +40,7 @@ def run(data_dir: Path, store_path: Path, compression: bool = True) -> dict[str,
         vectors = store.encoder.encode_queries([data.queries[q] for q in qids])
         out["sweep"] = [dict(r, memory="float16") for r in sweep_store(store, vectors, SWEEP)]
         out["fp16"] = quality(store, qids, vectors, data.qrels)
-        tokens = store.stats()["tokens"]
+        tokens = store.stats().tokens
         out["fp16"]["bytes_per_token"] = {
             k: v / tokens for k, v in disk_footprint(store_path).items()
         }
@@ -101,7 +101,7 @@ def _variant(
     with Store.open(path, PrecomputedVectors(dim=384, name=name), config=config) as store:
         store.add_pages(pages)
         result = quality(store, qids, vectors, data.qrels)
-        tokens = store.stats()["tokens"]
+        tokens = store.stats().tokens
     original = sum(len(v) for v in page_vectors.values())
     result["bytes_per_token_of_unpooled"] = {
         k: v / original for k, v in disk_footprint(path).items()

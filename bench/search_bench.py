@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from latestore import Page, PrecomputedVectors, Store, StoreConfig
-from latestore.footprint import disk_footprint
+from latestore.store.footprint import disk_footprint
 
 SWEEP = [  # (k_per_token, nprobe, n_rerank)
     (64, 16, 128),
@@ -110,12 +110,12 @@ def synthetic(
                     rows.append(
                         {
                             "corpus": f"synthetic {n_pages} pages",
-                            "tokens": stats["tokens"],
-                            "index": stats["index"]["kind"],
+                            "tokens": stats.tokens,
+                            "index": stats.index["kind"],
                             "build_s": build_s,
                             **row,
                         }
                     )
             footprint = disk_footprint(path)
-            rows[-1]["bytes_per_token"] = {k: v / stats["tokens"] for k, v in footprint.items()}
+            rows[-1]["bytes_per_token"] = {k: v / stats.tokens for k, v in footprint.items()}
     return rows

@@ -1,5 +1,9 @@
 """Encoders: models that turn pages and queries into per-token vectors."""
 
+if __name__ != "latestore.encoders":
+    raise ImportError(f"import latestore.encoders, not {__name__!r}: see pyproject package-dir")
+
+
 from latestore.encoders.base import (
     Encoder,
     PageContent,

@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from latestore import Store
 from latestore.evaluation import beir_pages, evaluate_store, load_beir
-from latestore.footprint import disk_footprint
+from latestore.store.footprint import disk_footprint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,15 +45,15 @@ def main() -> int:
                 last[0] = time.perf_counter()
                 print(f"  encoded {done}/{total} pages", flush=True)
 
-        store.add_pages(beir_pages(data.corpus), on_progress=progress)
+        store.upsert_pages(beir_pages(data.corpus), on_progress=progress)
         build_s = time.perf_counter() - start
         report = evaluate_store(store, data)
         stats = store.stats()
     footprint = disk_footprint(args.store)
-    tokens = max(1, stats["tokens"])
+    tokens = max(1, stats.tokens)
     print(
-        f"\nSciFact: {len(data.corpus)} docs, {len(data.queries)} queries, {stats['tokens']:,} "
-        f"tokens, index {stats['index']}"
+        f"\nSciFact: {len(data.corpus)} docs, {len(data.queries)} queries, {stats.tokens:,} "
+        f"tokens, index {stats.index}"
     )
     print(f"build/update time {build_s:.1f} s\n")
     print("| metric | Store.search (default) | exhaustive MaxSim |\n|---|---|---|")

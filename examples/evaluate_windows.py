@@ -25,7 +25,7 @@ from typing import Any
 from latestore import Store
 from latestore.encoders.registry import load_encoder
 from latestore.evaluation import beir_pages, evaluate_store, load_beir
-from latestore.footprint import disk_footprint
+from latestore.store.footprint import disk_footprint
 
 CRANFIELD_GAINS = {1.0: 4.0, 2.0: 3.0, 3.0: 2.0, 4.0: 1.0}
 
@@ -41,13 +41,13 @@ def run(
     start = time.perf_counter()
     with Store.open(db, encoder) as store:
         for begin in range(0, len(pages), 256):
-            store.add_pages(pages[begin : begin + 256])
+            store.upsert_pages(pages[begin : begin + 256])
         build_s = time.perf_counter() - start
         report = evaluate_store(store, data, k=100)
         stats = store.stats()
         cut = store.encoding()
     size = disk_footprint(db)
-    n = stats["pages"]
+    n = stats.pages
     return {
         "collection": folder.name,
         "encoding": "windowed" if windows else "truncated",
@@ -63,7 +63,7 @@ def run(
         "pages_truncated": cut["pages_truncated"],
         "tokens_dropped": cut["tokens_dropped"],
         "text_tokens": cut["text_tokens"],
-        "tokens_per_page": round(stats["tokens"] / n, 1),
+        "tokens_per_page": round(stats.tokens / n, 1),
         "sql_bytes_per_page": round(size["sql_bytes"] / n),
         "index_bytes_per_page": round(size["index_bytes"] / n),
         "total_bytes_per_page": round(size["total_bytes"] / n),

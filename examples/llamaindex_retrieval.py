@@ -68,7 +68,7 @@ def main() -> None:
     args.store.parent.mkdir(parents=True, exist_ok=True)
 
     with Store.open(args.store) as store:
-        store.add_pages(load_pages(args.limit))  # unchanged pages are not re-encoded
+        store.upsert_pages(load_pages(args.limit))  # unchanged pages are not re-encoded
         print(f"the store holds {store.count()} pages")
 
         query = "How do bacteria become resistant to antibiotics?"

@@ -9,6 +9,12 @@ package never depends on LangChain or LlamaIndex:
 The helpers here need no framework.
 """
 
+if __name__ != "latestore.integrations":
+    raise ImportError(
+        f"import latestore.integrations, not {__name__!r} (see pyproject package-dir)"
+    )
+
+
 from latestore.integrations._common import (
     IMAGE_URI_PREFIX,
     combine_filters,

@@ -54,7 +54,7 @@ def page_image(store: Store, reference: str | int) -> bytes:
     data = store.image(page_id)
     if data is not None:
         return data
-    page = store.get([page_id])[0]
+    page = store.get(page_id)
     if page.image_path is None:
         raise InvalidInputError(f"page {page_id} has no image")
     return Path(page.image_path).read_bytes()

@@ -58,7 +58,7 @@ class LatestoreRetriever(BaseRetriever):
     k:
         How many documents to return; ``invoke(query, k=...)`` overrides it per call.
     filter:
-        A latestore filter (see ``latestore.filters``) applied to every search. A
+        A latestore filter (see ``latestore.store.filters``) applied to every search. A
         per-call ``filter=`` is ANDed with it, never replaces it.
     score_threshold:
         Drop hits scoring below this. MaxSim scores are sums over query tokens, so a
@@ -170,7 +170,7 @@ def add_documents(
     if ids is not None and len(ids) != len(docs):
         raise ValueError(f"got {len(ids)} ids for {len(docs)} documents")
     pages = [to_page(doc, None if ids is None else ids[i]) for i, doc in enumerate(docs)]
-    store.add_pages(pages, batch_size=batch_size, on_progress=on_progress)
+    store.upsert_pages(pages, batch_size=batch_size, on_progress=on_progress)
     return [page.external_id for page in pages if page.external_id is not None]
 
 

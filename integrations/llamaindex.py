@@ -78,7 +78,7 @@ class LatestoreRetriever(BaseRetriever):
     similarity_top_k:
         How many nodes to return.
     filter:
-        A latestore filter dict (see ``latestore.filters``).
+        A latestore filter dict (see ``latestore.store.filters``).
     filters:
         LlamaIndex ``MetadataFilters``; translated with :func:`metadata_filters_to_filter`
         and ANDed with ``filter``.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from latestore.migrations.runner import VERSION_TABLE
-from latestore.schema import Base
+from latestore.store.schema import Base
 
 config = context.config
 connection = config.attributes.get("connection")

@@ -1,36 +1,28 @@
-"""latestore: late-interaction retrieval with a SQL source of truth.
+"""The store: SQL source of truth, the derived index kept in sync, and the Store facade.
 
->>> from latestore import Store, Page
+``from latestore.store import Store`` (or ``from latestore import Store``). The
+modules here hold one job each; the facade in :mod:`latestore.store.store` only
+wires them together.
 """
+
+from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from latestore import errors
-from latestore.encoders import Encoder, PageContent, PrecomputedVectors
-from latestore.models import Page, SearchHit, StoreConfig, StoredPage
+if __name__ != "latestore.store":
+    raise ImportError(f"import latestore.store, not {__name__!r}: see pyproject package-dir")
 
 if TYPE_CHECKING:
-    from latestore.store import Store
+    from latestore.store.store import Store
 
-__all__ = [
-    "Encoder",
-    "Page",
-    "PageContent",
-    "PrecomputedVectors",
-    "SearchHit",
-    "Store",
-    "StoreConfig",
-    "StoredPage",
-    "errors",
-]
-__version__ = "0.1.0"
+__all__ = ["Store"]
 
 
 def __getattr__(name: str) -> Any:
-    # Store brings torch and the index: `import latestore` (and the CLI's --help) stays
-    # light until it is used.
+    # Submodules (schema, sql, ...) are imported by migrations and the CLI without
+    # the facade, which brings the index and torch.
     if name == "Store":
-        from latestore.store import Store
+        from latestore.store.store import Store
 
         return Store
-    raise AttributeError(f"module 'latestore' has no attribute {name!r}")
+    raise AttributeError(f"module 'latestore.store' has no attribute {name!r}")

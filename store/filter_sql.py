@@ -14,7 +14,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from latestore.schema import PageRow
+from latestore.store.schema import PageRow
 
 GROUP = 32
 # JSON value types, as SQLite's json_type() and PostgreSQL's json_typeof() name them.

@@ -19,12 +19,24 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, and_, bindparam, case, false, not_, or_, true
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    and_,
+    bindparam,
+    case,
+    false,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement as ColumnExpr
 
 from latestore.errors import FilterError, UnknownFilterFieldError, UnknownFilterOperatorError
-from latestore.filter_sql import HoldsKind, balanced, metadata_value
-from latestore.schema import PageRow
+from latestore.store.filter_sql import HoldsKind, balanced, metadata_value
+from latestore.store.schema import MetadataKeyRow, PageRow
 
 COLUMNS: dict[str, Any] = {
     "page_id": PageRow.id,
@@ -55,6 +67,17 @@ COLUMN_KIND_NAMES = {"number": "whole numbers", "string": "text (dates: ISO text
 # value). PostgreSQL refuses a statement with more than 65,535 parameters, and a
 # filter is one WHERE clause, so it cannot be split into chunks like a list of ids.
 MAX_BOUND_VALUES = 30_000
+
+
+def matching_page_ids(session: Session, spec: Mapping[str, Any]) -> list[int]:
+    """Ids of the pages matching ``spec``, ascending: one parameterised SQL query."""
+    kinds = {
+        row.key: set(row.kinds.split(","))
+        for row in session.execute(select(MetadataKeyRow)).scalars()
+    }
+    clause = FilterCompiler(kinds).compile(spec)
+    query = select(PageRow.id).where(clause).order_by(PageRow.id)
+    return [int(i) for i in session.execute(query).scalars()]
 
 
 def kind_of(value: Any) -> str:
@@ -132,7 +155,8 @@ class FilterCompiler:
             return ("metadata", key)
         known = sorted(COLUMNS) + sorted(self.metadata_kinds)
         raise UnknownFilterFieldError(
-            f"unknown filter field {name!r:.80}: no page has it; known fields: {known[:50]}"
+            f"unknown filter field {name!r:.80}: no page has it; known fields: {known[:50]}",
+            field=name,
         )
 
     def _compare(

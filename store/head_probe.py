@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from latestore.sql import sqlite_file
+from latestore.store.sql import sqlite_file
 
 HEAD_SQL = "SELECT last_change FROM ls_store WHERE id = 1"
 

@@ -15,7 +15,7 @@ from latestore.encoders.windows import WINDOW_OPTIONS, WindowSettings, as_window
 from latestore.errors import EncoderError, EncoderMismatchError, InvalidInputError
 from latestore.migrations.runner import current_revision, head_revision, upgrade
 from latestore.models import BUILD_TIME_FIELDS, StoreConfig
-from latestore.schema import StoreRow
+from latestore.store.schema import StoreRow
 
 # Any fixed number: PostgreSQL advisory locks are keyed by a bigint per database.
 _PG_CREATE_LOCK = 0x6C61_7465_7374

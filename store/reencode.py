@@ -36,9 +36,10 @@ from latestore.encoders import Encoder, PageContent
 from latestore.encoders.windows import WindowSettings, as_windowed
 from latestore.errors import EncoderError, EncoderMismatchError
 from latestore.index.codec import as_stored, to_storage
-from latestore.schema import ChangeRow, PageRow, PageVectorsRow, StoreRow
-from latestore.validation import checked_vectors
-from latestore.writes import next_change
+from latestore.store.maintenance import maybe_snapshot
+from latestore.store.schema import ChangeRow, PageRow, PageVectorsRow, StoreRow
+from latestore.store.validation import checked_vectors
+from latestore.store.writes import next_change
 
 if TYPE_CHECKING:
     from latestore.store import Store
@@ -151,7 +152,7 @@ def target_encoder(encoder: Encoder, settings: WindowSettings | None) -> Encoder
 def _content(text: str | None, image: bytes | None, image_path: str | None) -> PageContent:
     picture = None
     if image is not None or image_path is not None:
-        from latestore.images import load_image
+        from latestore.store.images import load_image
 
         picture = load_image(image if image is not None else Path(str(image_path)))
     return PageContent(text=text, image=picture)
@@ -172,7 +173,7 @@ def reencode_store(
         raise EncoderMismatchError(f"re-encoding needs dim {store.dim}, got {target.dim}")
     report = ReencodeReport(fingerprint_before=store.encoder_fingerprint)
     pending = _pending(target.fingerprint)
-    with Session(store._engine) as session:
+    with Session(store._ctx.engine) as session:
         total = int(session.execute(select(func.count(PageRow.id)).where(pending)).scalar_one())
         report.pages_kept = int(
             session.execute(
@@ -181,7 +182,7 @@ def reencode_store(
         )
     last_id = 0
     while True:
-        with Session(store._engine) as session:
+        with Session(store._ctx.engine) as session:
             rows = session.execute(
                 select(*_SOURCE_COLUMNS)
                 .where(pending, PageRow.id > last_id)
@@ -209,7 +210,7 @@ def _reencode_batch(
 ) -> None:
     """Encode ``rows`` (id, text, image, image_path, content_hash, n_tokens) and write
     them in one transaction, or in ``session`` when the caller holds one."""
-    dtype = store._sync.dtype
+    dtype = store._ctx.sync.dtype
     encoded = _encode_readable(target, [_content(r[1], r[2], r[3]) for r in rows])
     given = [int(r[0]) for r, e in zip(rows, encoded, strict=True) if e is None]
     rows = [r for r, e in zip(rows, encoded, strict=True) if e is not None]
@@ -222,7 +223,7 @@ def _reencode_batch(
         _mark_given(session, given)
         change_no = written[0]
     else:
-        with store._write_lock, Session(store._engine) as own, own.begin():
+        with store._ctx.write_lock, Session(store._ctx.engine) as own, own.begin():
             own.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
             written = _write(own, rows, encodings, dtype, next_change(own))
             _mark_given(own, given)
@@ -326,11 +327,11 @@ def _apply(
     rows: list[tuple[Any, ...]],
 ) -> None:
     by_id = {int(r[0]): e for r, e in zip(rows, encodings, strict=True)}
-    with store._index_lock.write():
+    with store._ctx.index_lock.write():
         # As add_pages does: the index holds exactly what SQL holds (int8 is lossy).
-        stored = [as_stored(by_id[p].vectors, store._sync.dtype) for p in ids]
-        store._sync.applied_own(change_no, ids, stored)
-        store._maybe_snapshot()
+        stored = [as_stored(by_id[p].vectors, store._ctx.sync.dtype) for p in ids]
+        store._ctx.sync.applied_own(change_no, ids, stored)
+        maybe_snapshot(store._ctx)
 
 
 def _finish(store: Store, target: Encoder, report: ReencodeReport) -> None:
@@ -340,7 +341,7 @@ def _finish(store: Store, target: Encoder, report: ReencodeReport) -> None:
     windowed = as_windowed(target)
     if windowed is not None:
         record = windowed.windowing.as_options()
-    with store._write_lock, Session(store._engine) as session, session.begin():
+    with store._ctx.write_lock, Session(store._ctx.engine) as session, session.begin():
         session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
         rows = session.execute(select(*_SOURCE_COLUMNS).where(pending)).all()
         if rows:
@@ -352,10 +353,10 @@ def _finish(store: Store, target: Encoder, report: ReencodeReport) -> None:
             .where(StoreRow.id == 1)
             .values(encoder_fingerprint=target.fingerprint, encoder_windowing=record)
         )
-    with store._index_lock.write():
+    with store._ctx.index_lock.write():
         # Changes made inside the final transaction are read back from SQL.
-        store._sync.catch_up()
-        store._maybe_snapshot()
+        store._ctx.sync.catch_up()
+        maybe_snapshot(store._ctx)
     report.fingerprint_after = target.fingerprint
     report.windowing = record
 

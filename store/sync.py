@@ -11,22 +11,29 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Connection, Engine, select
 
-from latestore.errors import IndexSnapshotError
-from latestore.head_probe import HeadProbe
+from latestore.errors import IndexSnapshotError, StoreCorruptionError
 from latestore.index.codec import from_storage
 from latestore.index.late_index import LateInteractionIndex
-from latestore.schema import ChangeRow, PageVectorsRow, StoreRow
+from latestore.store.head_probe import HeadProbe
+from latestore.store.schema import ChangeRow, PageVectorsRow, StoreRow
 
 log = logging.getLogger("latestore")
 
 SNAPSHOT_NAME = "candidates.snapshot"
 
 
-def decode(blob: bytes, n_tokens: int, dim: int, dtype: str) -> npt.NDArray[np.floating]:
+def decode(
+    page_id: int, blob: bytes, n_tokens: int, dim: int, dtype: str
+) -> npt.NDArray[np.floating]:
+    """A page's vectors from their SQL row; StoreCorruptionError when the row is damaged."""
     try:
         return from_storage(blob, n_tokens, dim, dtype)
     except ValueError as exc:
-        raise IndexSnapshotError(str(exc)) from exc
+        raise StoreCorruptionError(
+            f"the stored vectors of page {page_id} are damaged in the database ({exc}); "
+            f"restore a backup, or delete and re-add that page",
+            page_ids=[page_id],
+        ) from exc
 
 
 class IndexSync:
@@ -65,7 +72,7 @@ class IndexSync:
                 query = select(PageVectorsRow.page_id, PageVectorsRow.n_tokens, PageVectorsRow.data)
                 rows = conn.execution_options(yield_per=512).execute(query)
                 for page_id, n_tokens, data in rows:
-                    yield page_id, decode(data, n_tokens, dim, self.dtype)
+                    yield page_id, decode(page_id, data, n_tokens, dim, self.dtype)
                 return
             for start in range(0, len(page_ids), 500):
                 chunk = page_ids[start : start + 500]
@@ -73,7 +80,7 @@ class IndexSync:
                     PageVectorsRow.page_id, PageVectorsRow.n_tokens, PageVectorsRow.data
                 ).where(PageVectorsRow.page_id.in_(chunk))
                 for page_id, n_tokens, data in conn.execute(query):
-                    yield page_id, decode(data, n_tokens, dim, self.dtype)
+                    yield page_id, decode(page_id, data, n_tokens, dim, self.dtype)
 
     def last_change(self) -> int:
         return self.head.read()

@@ -39,7 +39,9 @@ def checked_vectors(raw: Any, dim: int, dtype: str, what: str) -> npt.NDArray[np
         )
     if array.shape[1] != dim:
         raise DimensionMismatchError(
-            f"{what}: vectors have dim {array.shape[1]}, the store uses {dim}"
+            f"{what}: vectors have dim {array.shape[1]}, the store uses {dim}",
+            expected=dim,
+            got=int(array.shape[1]),
         )
     if array.shape[0] == 0:
         raise EmptyPageError(f"{what}: has 0 token vectors")
@@ -67,7 +69,9 @@ def check_unique_external_ids(external_ids: Sequence[str | None]) -> None:
     counts = Counter(e for e in external_ids if e is not None)
     dupes = sorted(e for e, n in counts.items() if n > 1)
     if dupes:
-        raise DuplicateExternalIdError(f"external ids repeated in one batch: {dupes[:10]}")
+        raise DuplicateExternalIdError(
+            f"external ids repeated in one batch: {dupes[:10]}", external_ids=dupes
+        )
 
 
 # Page ids are positive and fit PostgreSQL's INTEGER column: an id outside this range

@@ -11,10 +11,17 @@ import numpy.typing as npt
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from latestore.filters import kind_of
 from latestore.index.codec import to_storage
 from latestore.models import Page
-from latestore.schema import ChangeRow, MetadataKeyRow, PageRow, PageVectorsRow, StoreRow, utcnow
+from latestore.store.filters import kind_of
+from latestore.store.schema import (
+    ChangeRow,
+    MetadataKeyRow,
+    PageRow,
+    PageVectorsRow,
+    StoreRow,
+    utcnow,
+)
 
 # Values per IN (...) list. PostgreSQL refuses a statement with more than 65,535 bound
 # parameters, and SQLite builds before 3.32 more than 999; a list of ids can be longer.

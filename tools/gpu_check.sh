@@ -16,9 +16,9 @@ if compgen -G ".whl/*.whl" >/dev/null; then
         --target "$SITE" .whl/*.whl || exit 1
     export PYTHONPATH="$SITE:${PYTHONPATH:-}"
 fi
-# The mapped package folders as one import package, without an install (tools/devfarm.py).
-python3 tools/devfarm.py
-export PYTHONPATH="$PWD/.dev:$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+# The mapped package folders as one import package, without an install.
+python3 tools/package_links.py build/links
+export PYTHONPATH="$PWD/build/links:$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv >"$OUT/gpu.txt" 2>&1
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/gpu.txt"
 status=0

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from latestore.cli import app, parse_metadata
-from latestore.cli_evaluate import gain_function
-from latestore.ingest_sources import chunk_text, estimate_pages
+from latestore.cli.evaluate import gain_function
+from latestore.ingest.sources import chunk_text, estimate_pages
 from tests.cli.conftest import ROOT
 
 COMMANDS = ["ingest", "search", "info", "delete", "reindex", "evaluate"]

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from latestore import Page, PrecomputedVectors, Store
 from latestore.cli import app
 from latestore.errors import IndexSnapshotError, StoreUnavailableError
-from latestore.ingest_sources import NOT_A_FILE, SourceError, open_source
+from latestore.ingest.sources import NOT_A_FILE, SourceError, open_source
 
 COMMANDS = (["search", "x"], ["info"], ["reindex"], ["delete", "--id", "1"], ["ingest", "a.txt"])
 UNREACHABLE = "postgresql+psycopg://nobody:secret@127.0.0.1:1/none"  # port 1: refused

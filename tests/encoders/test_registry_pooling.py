@@ -129,7 +129,7 @@ def test_a_store_opened_without_encoder_loads_it_only_when_text_needs_it(
     # the checkpoint moved away: listing, deleting and vector search still work
     shutil.rmtree(model)
     with Store.open(db) as store:
-        assert store.stats()["encoder_fingerprint"] == store.encoder_fingerprint
+        assert store.stats().encoder_fingerprint == store.encoder_fingerprint
         assert store.search(query, k=2) == want
         assert store.page_ids() == ids
         with pytest.raises(EncoderError, match="colbert"):

@@ -85,5 +85,5 @@ def reader(db: str, log: str, out: str, seed: int) -> None:
             if "done" in after:
                 break
             time.sleep(0.01)
-        assert store.count() == store.stats()["pages"]
+        assert store.count() == store.stats().pages
     Path(out).write_text(json.dumps({"searches": searches, "hits": hits_seen}))

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, event
 
 import latestore.index.late_index as late_index
 from latestore import PrecomputedVectors, Store
-from latestore.sync import IndexSync
+from latestore.store.sync import IndexSync
 from tests.reliability.corpus import CONFIG, DIM, batch
 
 

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-import latestore.sql
+import latestore.store.sql
 from latestore import Page, PrecomputedVectors, Store
 from latestore.errors import InvalidInputError, StoreBusyError
-from latestore.schema import PageRow
+from latestore.store.schema import PageRow
 from tests.reliability import concurrent_workers
 from tests.reliability.corpus import CONFIG, DIM, batch, batch_of, queries
 
@@ -162,7 +162,7 @@ def test_second_writer_waits_for_the_first(store_url: str) -> None:
         thread.join(timeout=30)
         assert done.is_set() and not errors, errors
         assert store.count() == 2 * len(batch(0))
-        assert store.stats()["change_no"] == 2
+        assert store.stats().change_no == 2
 
 
 def test_second_writer_gets_a_clear_error_after_the_lock_timeout(
@@ -171,7 +171,7 @@ def test_second_writer_gets_a_clear_error_after_the_lock_timeout(
     if "://" in store_url:  # PostgreSQL waits as long as the server's lock_timeout says
         store_url += "?options=-c%20lock_timeout%3D500"
     else:
-        monkeypatch.setattr(latestore.sql, "SQLITE_BUSY_TIMEOUT_MS", 500)
+        monkeypatch.setattr(latestore.store.sql, "SQLITE_BUSY_TIMEOUT_MS", 500)
     with Store.open(store_url, PrecomputedVectors(dim=DIM), config=CONFIG) as store:
         store.add_pages(batch(0))
         _, release = held_write_lock(store_url)
@@ -187,4 +187,4 @@ def test_second_writer_gets_a_clear_error_after_the_lock_timeout(
         assert store.count() == len(batch(0))  # nothing of the refused writes
         store.add_pages(batch(1))  # and the store works once the lock is free
         assert store.count() == 2 * len(batch(0))
-        assert store.stats()["change_no"] == 2
+        assert store.stats().change_no == 2

@@ -12,7 +12,7 @@ import pytest
 
 from latestore import PrecomputedVectors, Store, StoreConfig
 from latestore.index.snapshot import read_snapshot, write_snapshot
-from latestore.sync import SNAPSHOT_NAME
+from latestore.store.sync import SNAPSHOT_NAME
 from tests.store.helpers import clustered_pages, query_from
 
 DIM = 16

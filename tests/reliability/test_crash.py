@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 
 from latestore import PrecomputedVectors, Store
 from latestore.index.late_index import LateInteractionIndex
-from latestore.schema import PageRow, PageVectorsRow
-from latestore.sql import default_index_dir, to_url
+from latestore.store.schema import PageRow, PageVectorsRow
+from latestore.store.sql import default_index_dir, to_url
 from tests.reliability.corpus import CONFIG, DIM, batch, batch_of, queries
 
 CHILD = Path(__file__).with_name("crash_child.py")
@@ -160,7 +160,7 @@ def verify(db: str, acks: Path, ledger: Ledger, first: int, rng: random.Random) 
         assert index.tokens.page_tokens == sql_tokens, "candidate index disagrees with SQL"
         assert sorted(index.vectors.page_ids().tolist()) == sorted(sql_tokens)
         assert index.consistent()
-        assert sum(sql_tokens.values()) == store.stats()["tokens"]
+        assert sum(sql_tokens.values()) == store.stats().tokens
 
         fresh = LateInteractionIndex(DIM, CONFIG.vector_dtype, CONFIG.index_params(), "cpu")
         for page_id, vectors in store._sync._read_vectors():

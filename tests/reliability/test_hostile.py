@@ -30,9 +30,9 @@ from latestore.errors import (
     UnknownFilterFieldError,
     UnknownFilterOperatorError,
 )
-from latestore.images import UnreadableImageError
-from latestore.ingest_sources import SourceError, open_source
-from latestore.schema import PageRow
+from latestore.ingest.sources import SourceError, open_source
+from latestore.store.images import UnreadableImageError
+from latestore.store.schema import PageRow
 from tests.reliability import hostile_inputs
 from tests.store.helpers import clustered_pages
 
@@ -450,13 +450,13 @@ def test_hostile_input(
     ctx: Ctx, name: str, action: Action, error: E | None, check: Check | None
 ) -> None:
     store = ctx.store
-    before, change_before = state(store), store.stats()["change_no"]
+    before, change_before = state(store), store.stats().change_no
     count_before = store.count()
     if error is not None:
         with pytest.raises(error):
             action(ctx)
         assert store.count() == count_before
-        assert store.stats()["change_no"] == change_before
+        assert store.stats().change_no == change_before
     else:
         result = action(ctx)
         if check is not None:

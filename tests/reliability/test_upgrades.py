@@ -19,7 +19,7 @@ from sqlalchemy import Connection, create_engine, text
 
 from latestore import Page, PrecomputedVectors, Store
 from latestore.migrations.runner import alembic_config, current_revision, head_revision, upgrade
-from latestore.sql import to_url
+from latestore.store.sql import to_url
 
 DIM = 8
 N_PAGES = 12
@@ -162,7 +162,7 @@ def test_database_at_revision_upgrades_to_head_with_data(store_url: str, revisio
         # The upgraded store keeps working: new ids follow the old ones, changes replay.
         new = store.add_pages([Page(vectors=page_vectors(99), external_id="new-after-upgrade")])
         assert new == [N_PAGES + 1]
-        assert store.stats()["change_no"] == N_PAGES + 1
+        assert store.stats().change_no == N_PAGES + 1
     engine = create_engine(to_url(store_url))
     try:
         with engine.connect() as conn:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import latestore.sql
+import latestore.store.sql
 from latestore import PrecomputedVectors, Store
 from latestore.errors import StoreBusyError
 from tests.reliability import race_workers
@@ -26,7 +26,7 @@ CTX = multiprocessing.get_context("spawn")  # no fork of a process holding faiss
 def _existing_store(url: str) -> int:
     with Store.open(url, PrecomputedVectors(dim=DIM), config=CONFIG) as store:
         store.add_pages(batch(0))
-        return int(store.stats()["change_no"])
+        return int(store.stats().change_no)
 
 
 def _run(*processes: multiprocessing.process.BaseProcess) -> None:
@@ -40,7 +40,7 @@ def _run(*processes: multiprocessing.process.BaseProcess) -> None:
 def _by_external_id(url: str) -> dict[str, tuple[int, str]]:
     with Store.open(url, PrecomputedVectors(dim=DIM)) as store:
         stored = store.get(store.page_ids())
-        assert store.count() == store.stats()["pages"] == len(stored)
+        assert store.count() == store.stats().pages == len(stored)
     out = {}
     for page in stored:
         assert page.external_id is not None and page.external_id not in out
@@ -89,7 +89,7 @@ def test_two_writers_of_identical_pages_write_once(store_url: str, tmp_path: Pat
     assert ids[0] == ids[1]
     assert len(_by_external_id(store_url)) == len(batch(0)) + race_workers.PAGES
     with Store.open(store_url, PrecomputedVectors(dim=DIM)) as store:
-        assert store.stats()["change_no"] == before + 1  # one write; the other wrote nothing
+        assert store.stats().change_no == before + 1  # one write; the other wrote nothing
 
 
 def test_upsert_racing_a_delete_of_its_pages(store_url: str, tmp_path: Path) -> None:
@@ -128,10 +128,10 @@ def test_re_adding_identical_pages_does_not_wait_for_the_write_lock(
     if "://" in store_url:  # a writer that waited would fail after 500 ms instead
         store_url += "?options=-c%20lock_timeout%3D500"
     else:
-        monkeypatch.setattr(latestore.sql, "SQLITE_BUSY_TIMEOUT_MS", 500)
+        monkeypatch.setattr(latestore.store.sql, "SQLITE_BUSY_TIMEOUT_MS", 500)
     with Store.open(store_url, PrecomputedVectors(dim=DIM), config=CONFIG) as store:
         ids = store.add_pages(batch(0))
-        change = store.stats()["change_no"]
+        change = store.stats().change_no
         _, release = held_write_lock(store_url)
         try:
             assert store.add_pages(batch(0)) == ids  # nothing to write: no lock needed
@@ -139,4 +139,4 @@ def test_re_adding_identical_pages_does_not_wait_for_the_write_lock(
                 store.add_pages(batch(1))
         finally:
             release()  # type: ignore[operator]
-        assert store.stats()["change_no"] == change
+        assert store.stats().change_no == change

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from latestore import Page, PrecomputedVectors, Store, StoreConfig
-from latestore.schema import ChangeRow, StoreRow
-from latestore.sql import to_url
-from latestore.sync import SNAPSHOT_NAME, IndexSync
+from latestore.store.schema import ChangeRow, StoreRow
+from latestore.store.sql import to_url
+from latestore.store.sync import SNAPSHOT_NAME, IndexSync
 from tests.store.helpers import clustered_pages
 
 DIM = 32
@@ -49,7 +49,7 @@ def test_log_is_bounded_and_reopen_still_uses_the_snapshot(
         # keep 4 transactions, pruned in steps of keep // 4 = 1: at most 5 x 3 rows left
         assert pruned >= 21 - 5
         assert rows <= 5 * 3
-        assert store.stats()["change_log_pruned_through"] == pruned
+        assert store.stats().change_log_pruned_through == pruned
         query = pages[30].vectors
         before = store.search(query, k=5)
     with Store.open(db_path, ENCODER, config=config) as store:
@@ -94,7 +94,7 @@ def test_a_reader_behind_the_pruned_log_reloads_and_sees_every_change(
             ]
             newest = reader.search(pages[35].vectors, k=1)[0]
             assert newest.external_id == "doc-35"
-            assert reader.stats()["pages"] == 35
+            assert reader.stats().pages == 35
         finally:
             reader.close()
 

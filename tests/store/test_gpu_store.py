@@ -15,7 +15,7 @@ import torch
 from latestore import PrecomputedVectors, Store, StoreConfig
 from latestore.index.codec import as_stored
 from latestore.index.maxsim import maxsim_reference
-from latestore.validation import checked_vectors
+from latestore.store.validation import checked_vectors
 from tests.store.helpers import clustered_pages, query_from
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -30,8 +30,8 @@ def test_gpu_store_ranks_exactly_by_default(
     with Store.open(tmp_path / "g.db", PrecomputedVectors(dim=64), config=config) as store:
         ids = store.add_pages(pages)
         stats = store.stats()
-        assert "exact MaxSim" in stats["search_plan"] and stats["device"].startswith("cuda")
-        assert stats["device_dtype"] == ("int8" if dtype == "int8" else "float16")
+        assert "exact MaxSim" in stats.search_plan and stats.device.startswith("cuda")
+        assert stats.device_dtype == ("int8" if dtype == "int8" else "float16")
         # The store keeps L2-normalised vectors (as read back from its dtype) and
         # normalises queries: the reference must score the same values.
         stored = [
@@ -76,4 +76,4 @@ def test_threads_search_in_parallel_with_a_writer(tmp_path: Path, rng: np.random
         for t in threads:
             t.join()
         assert not errors
-        assert store.stats()["pages"] == 400
+        assert store.stats().pages == 400

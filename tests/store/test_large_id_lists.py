@@ -7,7 +7,7 @@ import pytest
 
 from latestore import Page, PrecomputedVectors, Store
 from latestore.errors import FilterError
-from latestore.filters import MAX_BOUND_VALUES
+from latestore.store.filters import MAX_BOUND_VALUES
 
 # Past PostgreSQL's limit on bound parameters in one statement.
 MANY = 65_600
@@ -42,7 +42,7 @@ def test_get_upsert_and_delete_by_external_id_past_the_parameter_limit(
         assert store.add_pages(_pages(MANY, 1)) == ids
         assert store.page_ids({"group": 1}) == ids
         assert store.delete(external_ids=[f"p{i}" for i in range(MANY)]) == MANY
-        assert store.count() == 0 == store.stats()["pages"]
+        assert store.count() == 0 == store.stats().pages
 
 
 @pytest.mark.slow
@@ -51,10 +51,10 @@ def test_delete_by_ids_and_by_filter_past_the_parameter_limit(big_store: Store) 
         ids = store.page_ids()
         assert store.delete([*ids[:100], 10**6]) == 100
         assert store.delete(filter={"group": 0}) == MANY - 100
-        assert store.count() == 0 == store.stats()["pages"]
+        assert store.count() == 0 == store.stats().pages
         fresh = store.add_pages(_pages(MANY, 2))
         assert store.delete(fresh) == MANY
-        assert store.count() == 0 == store.stats()["pages"]
+        assert store.count() == 0 == store.stats().pages
 
 
 def test_filter_with_too_many_values_is_refused(store_url: str) -> None:

@@ -12,8 +12,8 @@ from sqlalchemy import create_engine, text
 from latestore import PrecomputedVectors, Store
 from latestore.errors import SchemaVersionError
 from latestore.migrations.runner import VERSION_TABLE, current_revision, head_revision, upgrade
-from latestore.schema import Base
-from latestore.sql import to_url
+from latestore.store.schema import Base
+from latestore.store.sql import to_url
 
 
 def test_upgrade_to_head_gives_exactly_the_orm_schema(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from latestore import Page, PrecomputedVectors, Store
 from latestore.errors import EmptyPageError, InvalidVectorError
-from latestore.ingest_sources import SourceError, open_source
+from latestore.ingest.sources import SourceError, open_source
 
 DIM = 8
 

@@ -15,7 +15,7 @@ from latestore.encoders.minilm import MiniLMEncoder
 from latestore.encoders.windows import WindowSettings
 from latestore.errors import EncoderMismatchError
 from latestore.migrations.runner import alembic_config
-from latestore.sql import to_url
+from latestore.store.sql import to_url
 
 FILLER = " ".join(f"Line {i}: the cook stirs the soup and tastes the broth." for i in range(40))
 TAIL = "Glaciers in Iceland calve icebergs into the lagoon."

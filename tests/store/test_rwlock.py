@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from latestore import PrecomputedVectors, Store
-from latestore.rwlock import ReadWriteLock
+from latestore.store.rwlock import ReadWriteLock
 from tests.store.helpers import clustered_pages, query_from
 
 WAIT = 10.0  # seconds before a barrier that should open is called broken

@@ -46,7 +46,7 @@ def test_add_search_get_count(store_url: str, rng: np.random.Generator) -> None:
         ids = store.add_pages(pages)
         assert ids == list(range(1, 401))
         assert store.count() == 400
-        assert store.stats()["index"]["kind"] == "ivf"
+        assert store.stats().index["kind"] == "ivf"
         query = query_from(rng, centres)
         hits = store.search(query, k=10)
         assert len(hits) == 10
@@ -144,9 +144,9 @@ def test_upsert_by_external_id_keeps_page_id(store_url: str, rng: np.random.Gene
     with open_store(store_url) as store:
         store.add_pages(pages)
         assert store.add_pages([pages[4]]) == [5]  # identical: no change at all
-        change = store.stats()["change_no"]
+        change = store.stats().change_no
         store.add_pages([pages[4]])
-        assert store.stats()["change_no"] == change
+        assert store.stats().change_no == change
         replacement = Page(
             vectors=query_from(rng, centres, 6), external_id="doc-4", metadata={"v": 2}
         )
@@ -181,7 +181,7 @@ def test_bad_page_in_batch_writes_nothing(store_url: str, rng: np.random.Generat
         with pytest.raises(DimensionMismatchError, match="dim 33"):
             store.add_pages([*pages[2:], bad])
         assert store.count() == 2
-        assert store.stats()["tokens"] == sum(len(p.vectors) for p in pages[:2])  # type: ignore[arg-type]
+        assert store.stats().tokens == sum(len(p.vectors) for p in pages[:2])  # type: ignore[arg-type]
 
 
 def test_k_larger_than_store_returns_everything(store_url: str, rng: np.random.Generator) -> None:
@@ -255,9 +255,9 @@ def test_product_quantized_index_finds_the_exact_top(
     )
     with open_store(store_url, config=config) as store:
         store.add_pages(pages)
-        assert store.stats()["index"] == {
+        assert store.stats().index == {
             "kind": "ivf",
-            "tokens": store.stats()["tokens"],
+            "tokens": store.stats().tokens,
             "pages": 250,
             "nlist": 32,
             "codec": "PQ",
@@ -276,7 +276,7 @@ def test_memory_dtype_float32_gives_same_ranking(store_url: str, rng: np.random.
         half = store.search(queries, k=10)
     wide = SMALL.model_copy(update={"memory_dtype": "float32"})
     with open_store(store_url, config=wide) as store:
-        assert store.stats()["memory_dtype"] == "float32"
+        assert store.stats().memory_dtype == "float32"
         full = store.search(queries, k=10)
     assert [ids_of(h) for h in half] == [ids_of(f) for f in full]
     for h_hits, f_hits in zip(half, full, strict=True):
@@ -291,7 +291,7 @@ def test_int8_store_reopens_identically_and_tracks_exhaustive(
     config = SMALL.model_copy(update={"vector_dtype": "int8"})
     with Store.open(store_url, PrecomputedVectors(dim=DIM), config=config) as store:
         store.add_pages(pages)
-        assert store.stats()["memory_dtype"] == "int8"
+        assert store.stats().memory_dtype == "int8"
         approx = store.search(queries, k=10)
         before = [[(h.page_id, h.score) for h in r] for r in approx]
         exact = store.search(queries, k=10, exhaustive=True)

@@ -35,8 +35,8 @@ def test_disk_cache_answers_like_memory_through_writes_and_reopen(
         Store.open(db_path, ENCODER, config=StoreConfig(**base)) as memory,  # type: ignore[arg-type]
         Store.open(db_path, ENCODER, config=disk_cfg) as disk,
     ):
-        assert disk.stats()["vector_cache"] == "disk"
-        assert memory.stats()["vector_cache"] == "memory"
+        assert disk.stats().vector_cache == "disk"
+        assert memory.stats().vector_cache == "memory"
         for q in queries:
             assert ranking(disk, q) == ranking(memory, q)
             assert ranking(disk, q, exhaustive=True) == ranking(memory, q, exhaustive=True)
@@ -48,7 +48,7 @@ def test_disk_cache_answers_like_memory_through_writes_and_reopen(
         fresh = disk.add_pages(pages[:20])
         for q in queries:
             assert ranking(disk, q) == ranking(memory, q)
-        assert disk.stats()["pages"] == memory.stats()["pages"] == 400 - 80 + 20
+        assert disk.stats().pages == memory.stats().pages == 400 - 80 + 20
         assert set(fresh) <= set(disk.page_ids())
     index_dir = db_path.parent / f"{db_path.name}.index"
     assert [p.name for p in index_dir.iterdir()] == ["candidates.snapshot"]
@@ -64,13 +64,13 @@ def test_torch_candidate_search_ranks_like_exhaustive(
     torch_cfg = StoreConfig(candidate_search="torch", **base)  # type: ignore[arg-type]
     with Store.open(db_path, ENCODER, config=torch_cfg) as store:
         ids = store.add_pages(pages[:250])
-        assert store.stats()["candidate_search"] == "torch"
+        assert store.stats().candidate_search == "torch"
         store.delete(ids[:30])
     with Store.open(db_path, ENCODER, config=StoreConfig(**base)) as writer:  # type: ignore[arg-type]
         writer.add_pages(pages[250:])  # committed after the snapshot: replayed at open
     with Store.open(db_path, ENCODER, config=torch_cfg) as store:
         assert store.count() == 270
-        assert store.stats()["candidate_search"] == "torch"
+        assert store.stats().candidate_search == "torch"
         for q in queries:
             for spec in (None, {"lang": "de"}):
                 got = ranking(store, q, filter=spec)

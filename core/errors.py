@@ -6,9 +6,22 @@ callers that already catch those keep working.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LatestoreError(Exception):
-    """Base class of every error latestore raises deliberately."""
+    """Base class of every error latestore raises deliberately.
+
+    Keyword arguments become attributes that say what went wrong, for programs that
+    act on the error rather than print it (``exc.page_ids``, ``exc.field``,
+    ``exc.expected`` and ``exc.got``); ``exc.context`` holds them all.
+    """
+
+    def __init__(self, message: str = "", **context: Any) -> None:
+        super().__init__(message)
+        self.context: dict[str, Any] = context
+        for name, value in context.items():
+            setattr(self, name, value)
 
 
 class InvalidInputError(LatestoreError, ValueError):
@@ -20,7 +33,10 @@ class InvalidVectorError(InvalidInputError):
 
 
 class DimensionMismatchError(InvalidVectorError):
-    """Vectors whose last dimension differs from the store's."""
+    """Vectors whose last dimension differs from the store's (``expected``, ``got``)."""
+
+    expected: int | None = None
+    got: int | None = None
 
 
 class NonFiniteVectorError(InvalidVectorError):
@@ -36,11 +52,16 @@ class EmptyPageError(InvalidInputError):
 
 
 class DuplicateExternalIdError(InvalidInputError):
-    """The same external id appears twice in one batch."""
+    """The same external id twice in one call, or one already stored where adding
+    refuses to replace (``external_ids``)."""
+
+    external_ids: list[str] | None = None
 
 
 class FilterError(InvalidInputError):
-    """A metadata filter that cannot be compiled."""
+    """A metadata filter that cannot be compiled (``field``, when one is to blame)."""
+
+    field: str | None = None
 
 
 class UnknownFilterFieldError(FilterError):
@@ -52,7 +73,10 @@ class UnknownFilterOperatorError(FilterError):
 
 
 class PageNotFoundError(LatestoreError, LookupError):
-    """A page id or external id that is not in the store."""
+    """A page id or external id that is not in the store (``page_ids``, ``external_ids``)."""
+
+    page_ids: list[int] | None = None
+    external_ids: list[str] | None = None
 
 
 class EncoderError(LatestoreError):
@@ -80,4 +104,16 @@ class StoreClosedError(LatestoreError, RuntimeError):
 
 
 class IndexSnapshotError(LatestoreError):
-    """A derived index file that failed verification; it is rebuilt from SQL."""
+    """A derived index file that failed verification, or could not be written.
+
+    The snapshot is derived state: at open a failed one is rebuilt from SQL.
+    """
+
+
+class StoreCorruptionError(LatestoreError):
+    """Data in the database itself is damaged (``page_ids``): for example a stored
+    vector blob whose size does not match its page's token count. Unlike a snapshot,
+    SQL is the source of truth, so nothing can rebuild it: restore from a backup, or
+    delete and re-add the pages named."""
+
+    page_ids: list[int] | None = None

@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 
 from latestore.encoders import Encoder
-from latestore.ingest_catalog import Catalog
-from latestore.sql import sqlite_file, to_url
+from latestore.ingest.catalog import Catalog
+from latestore.store.sql import sqlite_file, to_url
 
 if TYPE_CHECKING:
     from latestore.store import Store

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from latestore.encoders import Encoder, PageContent
 from latestore.errors import InvalidInputError, LatestoreError
-from latestore.ingest_catalog import Catalog
-from latestore.ingest_sources import (
+from latestore.ingest.catalog import Catalog
+from latestore.ingest.sources import (
     NOT_A_FILE,
     PageDraft,
     SourceError,
@@ -411,7 +411,7 @@ class Ingestor:
         if not batch:
             return
         try:
-            ids = self.store.add_pages([page for page, _, _ in batch])
+            ids = self.store.upsert_pages([page for page, _, _ in batch])
             self._credit(batch, ids)
             return
         except PAGE_ERRORS:
@@ -423,7 +423,7 @@ class Ingestor:
         for group in groups.values():
             state = group[0][1]
             try:
-                ids = self.store.add_pages([page for page, _, _ in group])
+                ids = self.store.upsert_pages([page for page, _, _ in group])
             except PAGE_ERRORS as exc:
                 self._fail(state, f"{type(exc).__name__}: {exc}")
                 self._advance(len(group))

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from latestore.errors import EmptyPageError, InvalidPageError
-from latestore.index.ranking import SearchParams
-from latestore.index.token_index import IndexParams
+
+if TYPE_CHECKING:  # the index brings FAISS; the records are imported without it
+    from latestore.index.ranking import SearchParams
+    from latestore.index.token_index import IndexParams
 
 JSONScalar = str | int | float | bool | None
 Metadata = dict[str, Any]
@@ -130,29 +133,90 @@ def _check_storable(value: str) -> None:
         raise ValueError(f"text contains a NUL character at position {value.index(chr(0))}")
 
 
-class SearchHit(BaseModel):
-    """One ranked page."""
+class PageRecord(BaseModel):
+    """The stored fields of one page, as search hits and ``Store.get`` return them."""
 
     model_config = ConfigDict(frozen=True)
 
     page_id: int
-    score: float
-    rank: int
     external_id: str | None = None
     document_id: str | None = None
     page_number: int | None = None
     text: str | None = None
     source: str | None = None
-    image_path: str | None = None
+    image_path: Path | None = None
     has_image: bool = False
     metadata: Metadata = Field(default_factory=dict)
 
 
-class StoredPage(SearchHit):
-    """A page as read back with ``Store.get`` (score and rank are 0)."""
+class SearchHit(PageRecord):
+    """One ranked page: its stored fields, its exact MaxSim ``score`` and 1-based ``rank``."""
+
+    score: float
+    rank: int
+
+
+class StoredPage(PageRecord):
+    """A page as read back with ``Store.get``: no score, but its hash and token count."""
 
     content_hash: str
     n_tokens: int
+
+    @property
+    def score(self) -> float:
+        """Deprecated: a stored page has no score (StoredPage was once a SearchHit)."""
+        warnings.warn(
+            "StoredPage.score is always 0 and will be removed; a stored page has no score",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return 0.0
+
+    @property
+    def rank(self) -> int:
+        """Deprecated: a stored page has no rank (StoredPage was once a SearchHit)."""
+        warnings.warn(
+            "StoredPage.rank is always 0 and will be removed; a stored page has no rank",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return 0
+
+
+class StoreStats(BaseModel):
+    """What ``Store.stats()`` reports: contents, encoder, index and where ranking runs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pages: int = Field(description="Pages in the store.")
+    tokens: int = Field(description="Token vectors over all pages.")
+    dim: int = Field(description="Dimensions per token vector.")
+    vector_dtype: str = Field(description="How vectors are stored in SQL.")
+    memory_dtype: str = Field(description="How the rerank holds vectors in memory.")
+    vector_cache: Literal["memory", "disk"] = Field(description="Where that copy lives.")
+    encoder: str = Field(description="The encoder's name.")
+    encoder_fingerprint: str = Field(description="Identity of the encoder and its settings.")
+    index: dict[str, Any] = Field(description="The candidate index: kind, tokens, pages, IVF.")
+    candidate_search: Literal["faiss", "torch"] = Field(description="Candidate token search.")
+    search_plan: str = Field(description="How a search with the stored settings ranks.")
+    device: str = Field(description="Where ranking runs: cpu, or the device holding pages.")
+    device_dtype: str | None = Field(default=None, description="Element type on the device.")
+    device_bytes_per_token: int | None = Field(default=None, description="Per token there.")
+    device_resident_bytes: int | None = Field(default=None, description="Device bytes held.")
+    device_capacity_per_token: float | None = Field(
+        default=None, description="Resident bytes per token held, padding included."
+    )
+    change_no: int = Field(description="The last change of the database this index reflects.")
+    change_log_pruned_through: int = Field(description="Changes pruned from the log so far.")
+    index_dir: str | None = Field(description="Folder of the index snapshot, if any.")
+
+    def __getitem__(self, name: str) -> Any:
+        warnings.warn(
+            f"stats()[{name!r}] is deprecated; stats() returns a StoreStats: use .{name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(self, name)
 
 
 class StoreConfig(BaseModel):
@@ -210,11 +274,15 @@ class StoreConfig(BaseModel):
     change_log_keep: int = Field(default=10_000, ge=0)
 
     def index_params(self) -> IndexParams:
+        from latestore.index.token_index import IndexParams
+
         return IndexParams(
             ivf_min_tokens=self.ivf_min_tokens, ivf_nlist=self.ivf_nlist, ivf_codec=self.ivf_codec
         )
 
     def search_params(self) -> SearchParams:
+        from latestore.index.ranking import SearchParams
+
         return SearchParams(
             k_per_token=self.k_per_token,
             nprobe=self.nprobe,

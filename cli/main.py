@@ -21,7 +21,7 @@ from rich.table import Table
 if not os.environ.get("LATESTORE_VERBOSE"):
     os.environ.setdefault("TQDM_DISABLE", "1")
 
-from latestore.cli_common import (
+from latestore.cli.common import (
     EncoderDtypeOption,
     EncoderOption,
     ExistingEncoderOption,
@@ -34,12 +34,12 @@ from latestore.cli_common import (
     open_store,
     print_json,
 )
-from latestore.cli_evaluate import evaluate
-from latestore.cli_progress import ConsoleProgress
+from latestore.cli.evaluate import evaluate
+from latestore.cli.progress import ConsoleProgress
 from latestore.encoders.windows import DEFAULT_MAX_PAGE_TOKENS, WindowSettings
 from latestore.errors import LatestoreError
 from latestore.ingest import IngestOptions, Ingestor, IngestReport
-from latestore.ingest_catalog import directory_bytes, sqlite_bytes
+from latestore.ingest.catalog import directory_bytes, sqlite_bytes
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -231,23 +231,23 @@ def info(
             config = opened.config.model_dump()
     except LatestoreError as exc:
         fail(str(exc))
-    itemsize = {"float16": 2, "float32": 4, "int8": 1}.get(stats["vector_dtype"], 4)
-    index_dir = Path(stats["index_dir"]) if stats["index_dir"] else None
+    itemsize = {"float16": 2, "float32": 4, "int8": 1}.get(stats.vector_dtype, 4)
+    index_dir = Path(stats.index_dir) if stats.index_dir else None
     details = {
         "store": str(store),
         **counts,
-        "tokens": stats["tokens"],
-        "encoder": stats["encoder"],
-        "encoder_fingerprint": stats["encoder_fingerprint"],
+        "tokens": stats.tokens,
+        "encoder": stats.encoder,
+        "encoder_fingerprint": stats.encoder_fingerprint,
         "page_windows": encoding["windowing"],
         "pages_truncated": encoding["pages_truncated"],
         "tokens_dropped": encoding["tokens_dropped"],
         "pages_uncounted": encoding["pages_uncounted"],
         "pages_pending_reencode": encoding["pages_pending_reencode"],
-        "dim": stats["dim"],
-        "vector_dtype": stats["vector_dtype"],
-        "index": stats["index"],
-        "search_plan": stats["search_plan"],
+        "dim": stats.dim,
+        "vector_dtype": stats.vector_dtype,
+        "index": stats.index,
+        "search_plan": stats.search_plan,
         "search_settings": {
             k: config[k]
             for k in (
@@ -258,11 +258,11 @@ def info(
                 "device_exact",
             )
         },
-        **{k: v for k, v in stats.items() if k.startswith("device")},
+        **{k: v for k, v in stats.model_dump().items() if k.startswith("device")},
         "sql_bytes": sqlite_bytes(db_file),
-        "vector_bytes": stats["tokens"] * stats["dim"] * itemsize,
+        "vector_bytes": stats.tokens * stats.dim * itemsize,
         "index_bytes": directory_bytes(index_dir),
-        "index_dir": stats["index_dir"],
+        "index_dir": stats.index_dir,
     }
     if json_output:
         print_json(out, details)
@@ -319,7 +319,11 @@ def delete(
                     *(Path(d).expanduser().resolve().as_posix() for d in documents),
                 ]
                 wanted += opened.page_ids({"document_id": {"$in": sorted(set(names))}})
-            removed = opened.delete(wanted, external_ids=external_ids or [], filter=spec)
+            removed = 0
+            if wanted or external_ids:
+                removed += opened.delete(wanted, external_ids=external_ids or [])
+            if spec is not None:
+                removed += opened.delete_where(spec)
             remaining = opened.count()
     except LatestoreError as exc:
         fail(str(exc))
@@ -392,7 +396,7 @@ def reindex(
             stats = opened.stats()
     except LatestoreError as exc:
         fail(str(exc))
-    result |= {"pages": stats["pages"], "tokens": stats["tokens"], "index": stats["index"]}
+    result |= {"pages": stats.pages, "tokens": stats.tokens, "index": stats.index}
     if json_output:
         print_json(out, result)
         return
@@ -403,9 +407,7 @@ def reindex(
             f"{done['tokens_after']:,} tokens), kept {done['pages_kept']} with given vectors; "
             f"window settings now {done['windowing']}"
         )
-    out.print(
-        f"rebuilt index over {stats['pages']} pages, {stats['tokens']} tokens: {stats['index']}"
-    )
+    out.print(f"rebuilt index over {stats.pages} pages, {stats.tokens} tokens: {stats.index}")
 
 
 def main() -> None:  # pragma: no cover - `python -m latestore.cli`

@@ -12,14 +12,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from latestore.cli_common import (
+from latestore.cli.common import (
     EncoderOption,
     JsonOption,
     errors_as_json,
     fail,
     print_json,
 )
-from latestore.cli_progress import ConsoleProgress
+from latestore.cli.progress import ConsoleProgress
 from latestore.errors import LatestoreError
 from latestore.evaluation import beir_pages, evaluate_store, load_beir
 
@@ -134,7 +134,7 @@ def _run(
             progress.start(1, len(pages))
             for begin in range(0, len(pages), batch_size):
                 chunk = pages[begin : begin + batch_size]
-                opened.add_pages(chunk)
+                opened.upsert_pages(chunk)
                 progress.advance(len(chunk))
             progress.file_done(Path(target), "ingested")
         build_s = time.perf_counter() - start
@@ -144,9 +144,9 @@ def _run(
     return {
         "documents": len(data.corpus),
         "queries": len(data.queries),
-        "tokens": stats["tokens"],
-        "encoder": stats["encoder"],
-        "index": stats["index"],
+        "tokens": stats.tokens,
+        "encoder": stats.encoder,
+        "index": stats.index,
         "page_windows": encoding["windowing"],
         "pages_truncated": encoding["pages_truncated"],
         "tokens_dropped": encoding["tokens_dropped"],

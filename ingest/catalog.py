@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import Engine, distinct, func, select
 
-from latestore.schema import PageRow
-from latestore.sql import make_engine, sqlite_file, to_url
+from latestore.store.schema import PageRow
+from latestore.store.sql import make_engine, sqlite_file, to_url
 
 
 class Catalog:

@@ -1,0 +1,131 @@
+"""latestore: late-interaction retrieval with a SQL source of truth.
+
+>>> from latestore import Store, Page
+
+Every export is resolved on first use (PEP 562): ``import latestore`` loads neither
+SQLAlchemy nor torch, so ``latestore.index`` or ``latestore.errors`` stay cheap to
+import and the CLI's ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if __name__ != "latestore":  # the repository folder imported under its bare name
+    raise ImportError(f"import latestore, not {__name__!r}: see pyproject package-dir")
+
+if TYPE_CHECKING:
+    from latestore import errors
+    from latestore.encoders import Encoder, PageContent, PrecomputedVectors
+    from latestore.errors import (
+        DimensionMismatchError,
+        DuplicateExternalIdError,
+        EmptyPageError,
+        EncoderError,
+        EncoderMismatchError,
+        FilterError,
+        IndexSnapshotError,
+        InvalidInputError,
+        InvalidPageError,
+        InvalidVectorError,
+        LatestoreError,
+        NonFiniteVectorError,
+        PageNotFoundError,
+        SchemaVersionError,
+        StoreBusyError,
+        StoreClosedError,
+        StoreCorruptionError,
+        StoreUnavailableError,
+        UnknownFilterFieldError,
+        UnknownFilterOperatorError,
+    )
+    from latestore.models import Page, SearchHit, StoreConfig, StoredPage, StoreStats
+    from latestore.store import Store
+
+__version__ = "0.1.0"
+
+_ERRORS = (
+    "DimensionMismatchError",
+    "DuplicateExternalIdError",
+    "EmptyPageError",
+    "EncoderError",
+    "EncoderMismatchError",
+    "FilterError",
+    "IndexSnapshotError",
+    "InvalidInputError",
+    "InvalidPageError",
+    "InvalidVectorError",
+    "LatestoreError",
+    "NonFiniteVectorError",
+    "PageNotFoundError",
+    "SchemaVersionError",
+    "StoreBusyError",
+    "StoreClosedError",
+    "StoreCorruptionError",
+    "StoreUnavailableError",
+    "UnknownFilterFieldError",
+    "UnknownFilterOperatorError",
+)
+# name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "Store": "latestore.store",
+    "Page": "latestore.models",
+    "SearchHit": "latestore.models",
+    "StoredPage": "latestore.models",
+    "StoreConfig": "latestore.models",
+    "StoreStats": "latestore.models",
+    "Encoder": "latestore.encoders",
+    "PageContent": "latestore.encoders",
+    "PrecomputedVectors": "latestore.encoders",
+    **dict.fromkeys(_ERRORS, "latestore.errors"),
+}
+
+__all__ = [
+    "DimensionMismatchError",
+    "DuplicateExternalIdError",
+    "EmptyPageError",
+    "Encoder",
+    "EncoderError",
+    "EncoderMismatchError",
+    "FilterError",
+    "IndexSnapshotError",
+    "InvalidInputError",
+    "InvalidPageError",
+    "InvalidVectorError",
+    "LatestoreError",
+    "NonFiniteVectorError",
+    "Page",
+    "PageContent",
+    "PageNotFoundError",
+    "PrecomputedVectors",
+    "SchemaVersionError",
+    "SearchHit",
+    "Store",
+    "StoreBusyError",
+    "StoreClosedError",
+    "StoreConfig",
+    "StoreCorruptionError",
+    "StoreStats",
+    "StoreUnavailableError",
+    "StoredPage",
+    "UnknownFilterFieldError",
+    "UnknownFilterOperatorError",
+    "__version__",
+    "errors",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        if name == "errors":
+            return importlib.import_module("latestore.errors")
+        raise AttributeError(f"module 'latestore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,48 @@
+"""What the store's parts share: the database, the synced index, the locks, the encoder.
+
+The Store facade builds one StoreContext at open and hands it to the modules that
+do the work (page_writer, searcher, reader, maintenance); none of them keeps state
+of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from latestore.encoders import Encoder
+from latestore.errors import StoreClosedError
+from latestore.models import StoreConfig
+from latestore.store.rwlock import ReadWriteLock
+from latestore.store.sync import IndexSync
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass
+class StoreContext:
+    engine: Engine
+    sync: IndexSync
+    config: StoreConfig
+    dim: int
+    # Returns the encoder, loading the recorded one on first use.
+    encoder: Callable[[], Encoder]
+    # index_lock guards the in-memory index: searches share it, updates take it alone.
+    # write_lock serialises this process's SQL write transactions; it is separate so a
+    # writer queued behind another process's write lock (up to the busy timeout) does
+    # not stall searches here.
+    index_lock: ReadWriteLock = field(default_factory=ReadWriteLock)
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
+
+    @property
+    def dtype(self) -> str:
+        """How vectors are stored in SQL: float16, float32 or int8."""
+        return self.sync.dtype
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise StoreClosedError("the store is closed")

@@ -1,0 +1,234 @@
+"""Adding, replacing and deleting pages: one SQL transaction per batch, then the index.
+
+The upsert plan is made twice. A first look, outside the write lock, decides what to
+encode (encoding may take minutes, and other writers must not wait for it). The plan
+that counts is made again under the lock, because another writer may have added,
+changed or deleted the same pages in the meantime; pages that changed are encoded
+with the lock released and the plan is made once more.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import warnings
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from latestore.errors import DuplicateExternalIdError, InvalidInputError
+from latestore.index.codec import as_stored
+from latestore.models import Page
+from latestore.store.context import ProgressCallback, StoreContext
+from latestore.store.filters import matching_page_ids
+from latestore.store.maintenance import maybe_prune_changes, maybe_snapshot
+from latestore.store.page_encoding import encode_missing
+from latestore.store.reencode import PRECOMPUTED, PageEncoding, check_encoded_with
+from latestore.store.schema import PageRow
+from latestore.store.validation import check_unique_external_ids
+from latestore.store.writes import PreparedPage, chunks, delete_pages, next_change, write_pages
+
+# Pages per transaction when add_pages streams an iterable.
+STREAM_BATCH = 256
+
+
+class StoredState(NamedTuple):
+    """What the database holds for one external id."""
+
+    page_id: int
+    content_hash: str
+    metadata: dict[str, Any]
+
+
+class UpsertPlan(NamedTuple):
+    """The pages of one batch as the database stands: which exist, which must be written."""
+
+    stored: dict[str, StoredState]  # external id -> its stored page
+    to_write: list[int]  # positions in the batch not stored identically
+
+    def page_ids(self, items: list[Page]) -> list[int | None]:
+        """The stored page id of each item, None for new ones."""
+        return [
+            self.stored[p.external_id].page_id if p.external_id in self.stored else None
+            for p in items
+        ]
+
+
+def plan_upsert(session: Session, items: list[Page], hashes: list[str]) -> UpsertPlan:
+    wanted = [p.external_id for p in items if p.external_id is not None]
+    stored: dict[str, StoredState] = {}
+    for chunk in chunks(wanted):
+        rows = session.execute(
+            select(PageRow.external_id, PageRow.id, PageRow.content_hash, PageRow.meta).where(
+                PageRow.external_id.in_(chunk)
+            )
+        )
+        for external_id, page_id, content_hash, meta in rows:
+            stored[external_id] = StoredState(int(page_id), content_hash, meta)
+    to_write = []
+    for i, page in enumerate(items):
+        found = stored.get(page.external_id) if page.external_id is not None else None
+        if found is None or found.content_hash != hashes[i] or found.metadata != page.metadata:
+            to_write.append(i)
+    return UpsertPlan(stored, to_write)
+
+
+def refuse_stored(plan: UpsertPlan) -> None:
+    """For adds that must not replace: fail if any external id is stored already."""
+    taken = sorted(plan.stored)
+    if taken:
+        raise DuplicateExternalIdError(
+            f"external ids already stored: {taken[:10]} (use upsert_pages to replace pages)",
+            external_ids=taken,
+        )
+
+
+def add_stream(
+    ctx: StoreContext,
+    pages: Iterator[Page],
+    size: int,
+    batch_size: int | None,
+    on_progress: ProgressCallback | None,
+    upsert: bool | None,
+) -> list[int]:
+    """Read, encode and commit ``size`` pages at a time; memory is bounded by the batch."""
+    ids: list[int] = []
+    seen: set[str] = set()
+    while chunk := list(itertools.islice(pages, size)):
+        named = [p.external_id for p in chunk if isinstance(p, Page) and p.external_id]
+        repeated = seen.intersection(named)
+        if repeated:
+            raise DuplicateExternalIdError(
+                f"external ids repeated in one add_pages call: {sorted(repeated)[:10]} "
+                f"(the {len(ids)} pages before this batch are stored)",
+                external_ids=sorted(repeated),
+            )
+        seen.update(named)
+        progress = None
+        if on_progress is not None:
+            base, read = len(ids), len(ids) + len(chunk)
+            progress = functools.partial(_shifted, on_progress, base, read)
+        ids += add_batch(ctx, chunk, batch_size, progress, upsert)
+    return ids
+
+
+def add_batch(
+    ctx: StoreContext,
+    items: list[Page],
+    batch_size: int | None,
+    on_progress: ProgressCallback | None,
+    upsert: bool | None,
+) -> list[int]:
+    """One transaction: all of ``items`` or nothing. Returns their page ids in order."""
+    ctx.check_open()
+    for item in items:
+        if not isinstance(item, Page):
+            raise InvalidInputError(f"add_pages takes Page objects, got {type(item).__name__}")
+    check_unique_external_ids([p.external_id for p in items])
+    hashes = [p.content_hash() for p in items]
+    with Session(ctx.engine) as session:
+        plan = plan_upsert(session, items, hashes)
+    if upsert is False:
+        refuse_stored(plan)
+    elif upsert is None and plan.stored:
+        warnings.warn(
+            f"add_pages met {len(plan.stored)} external ids already stored and replaced or "
+            "kept them; the next release refuses them: call upsert_pages to replace pages",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+    if not plan.to_write:
+        # Everything is stored identically: a read-only call, complete as of that read,
+        # so it need not wait for the write lock.
+        if on_progress is not None:
+            on_progress(len(items), len(items))
+        return [i for i in plan.page_ids(items) if i is not None]
+    vectors: dict[int, PageEncoding] = {}
+    while True:
+        encode_missing(ctx, vectors, items, plan.to_write, batch_size, on_progress)
+        with ctx.write_lock, Session(ctx.engine) as session:
+            session.begin()
+            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+            change_no = next_change(session)  # the write lock, on PostgreSQL too
+            plan = plan_upsert(session, items, hashes)
+            if upsert is False:
+                refuse_stored(plan)
+            if any(i not in vectors for i in plan.to_write):
+                continue  # pages changed meanwhile: encode them with the lock released
+            ids = plan.page_ids(items)
+            if not plan.to_write:
+                break  # everything is stored already; the rollback returns the change no
+            prepared = [
+                _prepared(ctx, items[i], hashes[i], ids[i], vectors[i]) for i in plan.to_write
+            ]
+            check_encoded_with(session, {p.encoded_with or "" for p in prepared} - {PRECOMPUTED})
+            new_ids = write_pages(session, prepared, change_no)
+            session.commit()
+        with ctx.index_lock.write():
+            # The index must hold what SQL holds (int8 is lossy), exactly as a reopen
+            # would load it, or results would shift after a restart.
+            stored = [as_stored(p.vectors, ctx.dtype) for p in prepared]
+            ctx.sync.applied_own(change_no, new_ids, stored)
+            for i, page_id in zip(plan.to_write, new_ids, strict=True):
+                ids[i] = page_id
+            maybe_snapshot(ctx)
+        maybe_prune_changes(ctx)
+        break
+    if on_progress is not None:
+        on_progress(len(items), len(items))
+    return [int(i) for i in ids if i is not None]
+
+
+def _prepared(
+    ctx: StoreContext, page: Page, content_hash: str, existing_id: int | None, enc: PageEncoding
+) -> PreparedPage:
+    return PreparedPage(
+        page=page,
+        vectors=enc.vectors,
+        content_hash=content_hash,
+        existing_id=existing_id,
+        storage_dtype=ctx.dtype,
+        text_tokens=enc.text_tokens,
+        tokens_dropped=enc.tokens_dropped,
+        encoded_with=enc.encoded_with,
+    )
+
+
+def delete_selected(
+    ctx: StoreContext,
+    page_ids: list[int],
+    external_ids: list[str],
+    filter: Mapping[str, Any] | None,
+) -> int:
+    """Delete the union of the selections in one transaction; returns how many went.
+
+    The filter and external ids are resolved inside the transaction, after the write
+    lock is taken, so the pages removed are those that match when the delete commits.
+    """
+    with ctx.write_lock, Session(ctx.engine) as session:
+        session.begin()
+        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+        # The write lock first (PostgreSQL's is the ls_store row), so the selection
+        # below sees every write committed before this delete.
+        change_no = next_change(session)
+        selected = list(page_ids)
+        for chunk in chunks(external_ids):
+            query = select(PageRow.id).where(PageRow.external_id.in_(chunk))
+            selected += session.execute(query).scalars().all()
+        if filter is not None:
+            selected += matching_page_ids(session, filter)
+        removed = delete_pages(session, sorted(set(selected)), change_no)
+        if not removed:
+            return 0  # nothing to delete: closing rolls the change number back
+        session.commit()
+    with ctx.index_lock.write():
+        ctx.sync.applied_own(change_no, removed, [])
+        maybe_snapshot(ctx)
+    maybe_prune_changes(ctx)
+    return len(removed)
+
+
+def _shifted(report: ProgressCallback, base: int, read: int, done: int, _total: int) -> None:
+    report(base + done, read)

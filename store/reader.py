@@ -1,0 +1,156 @@
+"""Reading pages back: by id, by external id, by listing, their vectors and images."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from latestore.errors import InvalidInputError, PageNotFoundError
+from latestore.models import StoredPage, StoreStats
+from latestore.store.context import StoreContext
+from latestore.store.filters import FilterCompiler, matching_page_ids
+from latestore.store.hits import STORED_COLUMNS, record_fields, stored_pages
+from latestore.store.schema import MetadataKeyRow, PageRow, PageVectorsRow
+from latestore.store.sync import decode
+from latestore.store.validation import MAX_PAGE_ID, checked_external_ids, checked_ids
+from latestore.store.writes import chunks
+
+
+def get_many(ctx: StoreContext, ids: Sequence[int], what: str = "get_many") -> list[StoredPage]:
+    """Pages by id, in the order asked; PageNotFoundError naming every missing id."""
+    wanted = checked_ids(ids, what)
+    found = stored_pages(ctx.engine, [i for i in wanted if 0 < i <= MAX_PAGE_ID])
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise PageNotFoundError(f"no page with id {missing[:10]}", page_ids=missing)
+    return [found[i] for i in wanted]
+
+
+def get_by_external_ids(ctx: StoreContext, external_ids: Sequence[str]) -> list[StoredPage]:
+    """Pages by external id, in the order asked; PageNotFoundError naming every missing one."""
+    wanted = checked_external_ids(external_ids, "get_by_external_ids")
+    ids: dict[str, int] = {}
+    with Session(ctx.engine) as session:
+        for chunk in chunks(wanted):
+            query = select(PageRow.external_id, PageRow.id).where(PageRow.external_id.in_(chunk))
+            ids.update((e, int(i)) for e, i in session.execute(query) if e is not None)
+    missing = [e for e in wanted if e not in ids]
+    if missing:
+        raise PageNotFoundError(f"no page with external id {missing[:10]}", external_ids=missing)
+    pages = stored_pages(ctx.engine, list(ids.values()))
+    return [pages[ids[e]] for e in wanted]
+
+
+def list_pages(
+    ctx: StoreContext,
+    filter: Mapping[str, Any] | None,
+    document_id: str | None,
+    limit: int | None,
+    offset: int,
+) -> list[StoredPage]:
+    """Stored pages in page-id order, selected and paged in SQL."""
+    for name, value, least in (("limit", limit, 1), ("offset", offset, 0)):
+        if value is None and name == "limit":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise InvalidInputError(f"{name} must be an integer >= {least}, got {value!r}")
+    query = select(*STORED_COLUMNS).order_by(PageRow.id).offset(offset).limit(limit)
+    with Session(ctx.engine) as session:
+        if filter is not None:
+            kinds = {
+                row.key: set(row.kinds.split(","))
+                for row in session.execute(select(MetadataKeyRow)).scalars()
+            }
+            query = query.where(FilterCompiler(kinds).compile(filter))
+        if document_id is not None:
+            query = query.where(PageRow.document_id == document_id)
+        return [StoredPage(**record_fields(row)) for row in session.execute(query)]
+
+
+def page_ids(ctx: StoreContext, filter: Mapping[str, Any] | None) -> list[int]:
+    with Session(ctx.engine) as session:
+        if filter is None:
+            query = select(PageRow.id).order_by(PageRow.id)
+            return [int(i) for i in session.execute(query).scalars()]
+        return matching_page_ids(session, filter)
+
+
+def page_vectors(ctx: StoreContext, page_id: int) -> npt.NDArray[np.float32]:
+    """The page's token vectors as stored in SQL, as float32 ``(n_tokens, dim)``."""
+    (page_id,) = checked_ids([page_id], "page_vectors")
+    with Session(ctx.engine) as session:
+        row = (
+            session.execute(
+                select(PageVectorsRow.n_tokens, PageVectorsRow.data).where(
+                    PageVectorsRow.page_id == page_id
+                )
+            ).first()
+            if 0 < page_id <= MAX_PAGE_ID
+            else None
+        )
+    if row is None:
+        raise PageNotFoundError(f"no page with id {page_id}", page_ids=[page_id])
+    vectors = decode(page_id, row.data, row.n_tokens, ctx.dim, ctx.dtype)
+    return np.array(vectors, dtype=np.float32)  # a copy: the blob's buffer is read-only
+
+
+def image(ctx: StoreContext, page_id: int) -> bytes | None:
+    (page_id,) = checked_ids([page_id], "image")
+    with Session(ctx.engine) as session:
+        found = (
+            session.execute(select(PageRow.id, PageRow.image).where(PageRow.id == page_id)).first()
+            if 0 < page_id <= MAX_PAGE_ID
+            else None
+        )
+    if found is None:
+        raise PageNotFoundError(f"no page with id {page_id}", page_ids=[page_id])
+    blob: bytes | None = found.image
+    return blob
+
+
+def count(ctx: StoreContext) -> int:
+    with Session(ctx.engine) as session:
+        return int(session.execute(select(func.count(PageRow.id))).scalar_one())
+
+
+def stats(ctx: StoreContext, encoder_name: str, encoder_fingerprint: str) -> StoreStats:
+    """Call with the index lock held: the figures come from the synced index."""
+    index = ctx.sync.index
+    return StoreStats(
+        pages=len(index.vectors),
+        tokens=index.vectors.total_tokens,
+        dim=ctx.dim,
+        vector_dtype=ctx.dtype,
+        memory_dtype=str(index.vectors.dtype),
+        vector_cache="disk" if index.vectors.arena is not None else "memory",
+        encoder=encoder_name,
+        encoder_fingerprint=encoder_fingerprint,
+        index=index.tokens.describe(),
+        candidate_search="torch" if index.torch_candidates else "faiss",
+        search_plan=index.plan(ctx.config.search_params()),
+        **_device_footprint(ctx),
+        change_no=ctx.sync.applied_change,
+        change_log_pruned_through=ctx.sync.pruned_through,
+        index_dir=None if ctx.sync.index_dir is None else str(ctx.sync.index_dir),
+    )
+
+
+def _device_footprint(ctx: StoreContext) -> dict[str, Any]:
+    """Where ranking runs and what the resident pages cost there."""
+    index = ctx.sync.index
+    device = index.device_tokens
+    if device is None:
+        return {"device": "cpu" if not index.device_fallback else index.device}
+    held = max(1, device.ntotal)
+    return {
+        "device": str(device.device),
+        "device_dtype": str(device.dtype).removeprefix("torch."),
+        "device_bytes_per_token": device.bytes_per_row(),
+        "device_resident_bytes": device.resident_bytes(),
+        "device_capacity_per_token": round(device.resident_bytes() / held, 1),
+    }
