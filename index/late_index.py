@@ -16,23 +16,17 @@ import numpy.typing as npt
 import torch
 
 from latestore.index import maxsim_launch
-from latestore.index.device_rank import exact_topk, rerank_pairs
+from latestore.index import plan as search_plan
 from latestore.index.device_search import DEFAULT_BUDGET_BYTES, DeviceTokenSearch
-from latestore.index.maxsim import maxsim_many, maxsim_packed
-from latestore.index.ranking import (
-    Ranking,
-    SearchParams,
-    approximate_candidates,
-    precise,
-    top_k,
-)
+from latestore.index.plan import PageScorer, TokenCandidates, Universe
+from latestore.index.ranking import Ranking, SearchParams
+from latestore.index.scorers import FaissCandidates, GatherScorer, KernelScorer, TorchCandidates
 from latestore.index.snapshot import read_snapshot, write_snapshot
 from latestore.index.token_index import (
     IndexParams,
     TokenIndex,
     auto_nlist,
     gpu_available,
-    selector_for_pages,
 )
 from latestore.index.vectors import VectorCache
 
@@ -47,7 +41,8 @@ DEVICE_MEMORY_SHARE = 0.7
 
 
 class LateInteractionIndex:
-    """The derived search state of one store, and the plan that answers a query.
+    """The derived search state of one store: what it holds, and which scorer and
+    candidate source the plan (:mod:`latestore.index.plan`) uses now.
 
     Pages live in a host :class:`VectorCache` (the exact rerank on a CPU), in a FAISS
     :class:`TokenIndex` (candidate tokens; the part the snapshot persists) and, on a
@@ -235,6 +230,26 @@ class LateInteractionIndex:
         self._fill_search(faiss=True)
 
     # -- search ----------------------------------------------------------------
+    def scorer(self) -> PageScorer:
+        """Exact MaxSim over the pages held: the kernel when they are resident with it,
+        else gathered from the device copy or the host cache."""
+        if self.ranks_on_device:
+            assert self.device_tokens is not None
+            return KernelScorer(self.device_tokens)
+        return GatherScorer(self._gather, self.vectors.page_ids)
+
+    def candidates(self) -> TokenCandidates:
+        if self.torch_candidates:
+            assert self.device_tokens is not None
+            return TorchCandidates(self.device_tokens)
+        return FaissCandidates(self.tokens)
+
+    def universe(self, allowed: npt.NDArray[np.int64] | None) -> Universe:
+        if allowed is None:
+            return Universe(self.vectors.page_ids(), self.vectors.total_tokens, filtered=False)
+        held = np.asarray([p for p in allowed.tolist() if p in self.vectors], np.int64)
+        return Universe(held, self.vectors.tokens_of(held), filtered=True)
+
     def search(
         self,
         queries: list[npt.NDArray[np.float32]],
@@ -243,130 +258,22 @@ class LateInteractionIndex:
         allowed: npt.NDArray[np.int64] | None = None,
         exhaustive: bool = False,
     ) -> list[Ranking]:
-        """Top ``k`` pages per query, best first (ties broken by smaller page id)."""
-        if k <= 0 or not queries:
-            return [[] for _ in queries]
-        if self.ranks_on_device and (exhaustive or params.device_exact):
-            assert self.device_tokens is not None
-            return exact_topk(self.device_tokens, queries, k, allowed, exact=precise(params))
-        if allowed is None:
-            universe = self.vectors.page_ids()
-            universe_tokens = self.vectors.total_tokens
-        else:
-            universe = np.asarray([p for p in allowed.tolist() if p in self.vectors], np.int64)
-            universe_tokens = self.vectors.tokens_of(universe)
-        if len(universe) == 0:
-            return [[] for _ in queries]
-        if exhaustive or universe_tokens <= params.exhaustive_max_tokens:
-            return self._exact(queries, k, universe, precise(params))
-        return self._approximate(queries, k, params, universe, allowed is not None)
+        """Top ``k`` pages per query, best first (ties broken by smaller page id).
 
-    def _exact(
-        self,
-        queries: list[npt.NDArray[np.float32]],
-        k: int,
-        pages: npt.NDArray[np.int64],
-        precise: bool = True,
-    ) -> list[Ranking]:
-        if self.ranks_on_device:
-            assert self.device_tokens is not None
-            return exact_topk(self.device_tokens, queries, k, pages, exact=precise)
-        pages = np.sort(pages)
-        rankings: list[Ranking] = [[] for _ in queries]
-        best_scores = [np.zeros(0, np.float32) for _ in queries]
-        best_pages = [np.zeros(0, np.int64) for _ in queries]
-        # Bounded groups of pages keep memory flat however large the store is.
-        group = 4096
-        for start in range(0, len(pages), group):
-            chunk = pages[start : start + group]
-            tokens, lengths = self._gather(chunk.tolist())
-            scores = maxsim_many(queries, tokens, lengths)
-            for qi in range(len(queries)):
-                best_scores[qi] = np.concatenate([best_scores[qi], scores[qi]])
-                best_pages[qi] = np.concatenate([best_pages[qi], chunk])
-                keep = top_k(best_scores[qi], best_pages[qi], k)
-                best_scores[qi], best_pages[qi] = best_scores[qi][keep], best_pages[qi][keep]
-        for qi in range(len(queries)):
-            rankings[qi] = [
-                (int(p), float(s)) for p, s in zip(best_pages[qi], best_scores[qi], strict=True)
-            ]
-        return rankings
-
-    def _approximate(
-        self,
-        queries: list[npt.NDArray[np.float32]],
-        k: int,
-        params: SearchParams,
-        universe: npt.NDArray[np.int64],
-        filtered: bool,
-    ) -> list[Ranking]:
-        holder = None
-        if filtered and not self.torch_candidates:
-            holder = selector_for_pages(universe, self.tokens.page_tokens)
-        selector = holder.selector if holder is not None else None
-
-        def token_search(
-            q: npt.NDArray[np.float32], k_tok: int, nprobe: int
-        ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-            if self.torch_candidates:
-                assert self.device_tokens is not None
-                return self.device_tokens.search(q, k_tok, universe if filtered else None)
-            return self.tokens.search(q, k_tok, nprobe=nprobe, selector=selector)
-
-        stacked = np.concatenate(queries).astype(np.float32, copy=False)
-        bounds = np.cumsum([0] + [len(q) for q in queries])
-        k_tok = params.k_per_token
-        scores, ids = token_search(stacked, k_tok, params.nprobe)
-        out: list[Ranking] = [[] for _ in queries]
-        chosen: list[npt.NDArray[np.int64]] = []
-        fallback: list[int] = []
-        for qi, query in enumerate(queries):
-            rows = slice(int(bounds[qi]), int(bounds[qi + 1]))
-            candidates = approximate_candidates(scores[rows], ids[rows], params.n_rerank)
-            attempt, widened = 0, k_tok
-            # Too few pages surfaced (very long pages, tight filter): widen the token
-            # search, and as a last resort score the whole universe exactly, so k hits
-            # come back whenever k pages exist.
-            while len(candidates) < min(k, len(universe)) and attempt < 2:
-                widened *= 8
-                more_s, more_i = token_search(query, widened, params.nprobe * 4)
-                candidates = approximate_candidates(more_s, more_i, max(params.n_rerank, k))
-                attempt += 1
-            if len(candidates) < min(k, len(universe)):
-                fallback.append(qi)
-                candidates = np.zeros(0, dtype=np.int64)
-            chosen.append(candidates)
-        if fallback:
-            lost = [queries[qi] for qi in fallback]
-            exact_rankings = self._exact(lost, k, universe, precise(params))
-            for qi, ranking in zip(fallback, exact_rankings, strict=True):
-                out[qi] = ranking
-        for qi, (candidates, exact) in enumerate(
-            zip(chosen, self._rerank(queries, chosen, precise(params)), strict=True)
-        ):
-            keep = top_k(exact, candidates, k)
-            if len(candidates):
-                out[qi] = [(int(candidates[i]), float(exact[i])) for i in keep]
-        return out
-
-    def _rerank(
-        self,
-        queries: list[npt.NDArray[np.float32]],
-        candidates: list[npt.NDArray[np.int64]],
-        precise: bool = True,
-    ) -> list[npt.NDArray[np.float32]]:
-        """Exact MaxSim of each query against its candidates (all in one launch on GPU)."""
-        if self.ranks_on_device:
-            assert self.device_tokens is not None
-            return rerank_pairs(self.device_tokens, queries, candidates, exact=precise)
-        out = []
-        for query, pages in zip(queries, candidates, strict=True):
-            if not len(pages):
-                out.append(np.zeros(0, dtype=np.float32))
-                continue
-            tokens, lengths = self._gather(pages.tolist())
-            out.append(maxsim_packed(query, tokens, lengths))
-        return out
+        The plan itself is :func:`latestore.index.plan.run`.
+        """
+        scorer = self.scorer()
+        return search_plan.run(
+            queries,
+            k,
+            params,
+            allowed,
+            self.universe,
+            scorer,
+            self.candidates(),
+            exhaustive=exhaustive,
+            resident_scorer=scorer if self.ranks_on_device else None,
+        )
 
     # -- persistence -----------------------------------------------------------
     def save(self, path: Path, header: dict[str, Any]) -> int:

@@ -1,0 +1,109 @@
+"""The implementations of the plan's protocols (see :mod:`latestore.index.plan`).
+
+* :class:`FaissCandidates`: candidate tokens from the persisted FAISS index.
+* :class:`TorchCandidates`: candidate tokens by exact matmul over resident pages.
+* :class:`GatherScorer`: exact MaxSim over pages gathered from a host cache or the
+  device matrix, group by group (CPU kernels, or torch on a device).
+* :class:`KernelScorer`: exact MaxSim by the fused Triton kernel over the resident
+  packed matrix, every allowed page in one pass, no gather.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from latestore.index.device_rank import exact_topk, rerank_pairs
+from latestore.index.device_search import DeviceTokenSearch
+from latestore.index.maxsim import maxsim_many, maxsim_packed
+from latestore.index.plan import PageIds, Queries
+from latestore.index.ranking import Ranking, top_k
+from latestore.index.token_index import TokenIndex, selector_for_pages
+
+Gather = Callable[
+    [list[int]], tuple[npt.NDArray[np.floating] | torch.Tensor, npt.NDArray[np.int64]]
+]
+
+# Pages scored per group by GatherScorer: memory stays flat however large the store.
+GATHER_GROUP = 4096
+
+
+class FaissCandidates:
+    def __init__(self, tokens: TokenIndex) -> None:
+        self.tokens = tokens
+
+    def search_tokens(
+        self, queries: npt.NDArray[np.float32], k: int, nprobe: int, allowed: PageIds | None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        holder = None if allowed is None else selector_for_pages(allowed, self.tokens.page_tokens)
+        selector = holder.selector if holder is not None else None
+        return self.tokens.search(queries, k, nprobe=nprobe, selector=selector)
+
+
+class TorchCandidates:
+    def __init__(self, device: DeviceTokenSearch) -> None:
+        self.device = device
+
+    def search_tokens(
+        self, queries: npt.NDArray[np.float32], k: int, nprobe: int, allowed: PageIds | None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        return self.device.search(queries, k, allowed)
+
+
+class GatherScorer:
+    """Exact MaxSim over pages copied out of a cache by ``gather``; ``held`` lists
+    every page it can score (for ``pages=None``)."""
+
+    def __init__(self, gather: Gather, held: Callable[[], PageIds]) -> None:
+        self.gather = gather
+        self.held = held
+
+    def top_pages(
+        self, queries: Queries, k: int, pages: PageIds | None, exact: bool
+    ) -> list[Ranking]:
+        pages = np.sort(self.held() if pages is None else pages)
+        best_scores = [np.zeros(0, np.float32) for _ in queries]
+        best_pages = [np.zeros(0, np.int64) for _ in queries]
+        for start in range(0, len(pages), GATHER_GROUP):
+            chunk = pages[start : start + GATHER_GROUP]
+            tokens, lengths = self.gather(chunk.tolist())
+            scores = maxsim_many(queries, tokens, lengths)
+            for qi in range(len(queries)):
+                merged_scores = np.concatenate([best_scores[qi], scores[qi]])
+                merged_pages = np.concatenate([best_pages[qi], chunk])
+                keep = top_k(merged_scores, merged_pages, k)
+                best_scores[qi], best_pages[qi] = merged_scores[keep], merged_pages[keep]
+        return [
+            [(int(p), float(s)) for p, s in zip(best_pages[qi], best_scores[qi], strict=True)]
+            for qi in range(len(queries))
+        ]
+
+    def score_pages(
+        self, queries: Queries, candidates: list[PageIds], exact: bool
+    ) -> list[npt.NDArray[np.float32]]:
+        out = []
+        for query, pages in zip(queries, candidates, strict=True):
+            if not len(pages):
+                out.append(np.zeros(0, dtype=np.float32))
+                continue
+            tokens, lengths = self.gather(pages.tolist())
+            out.append(maxsim_packed(query, tokens, lengths))
+        return out
+
+
+class KernelScorer:
+    def __init__(self, device: DeviceTokenSearch) -> None:
+        self.device = device
+
+    def top_pages(
+        self, queries: Queries, k: int, pages: PageIds | None, exact: bool
+    ) -> list[Ranking]:
+        return exact_topk(self.device, queries, k, pages, exact=exact)
+
+    def score_pages(
+        self, queries: Queries, candidates: list[PageIds], exact: bool
+    ) -> list[npt.NDArray[np.float32]]:
+        return rerank_pairs(self.device, queries, candidates, exact=exact)
