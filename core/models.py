@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -12,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from latestore.deprecation import warn_deprecated
 from latestore.errors import EmptyPageError, InvalidPageError
 
 if TYPE_CHECKING:  # the index brings FAISS; the records are imported without it
@@ -165,20 +165,16 @@ class StoredPage(PageRecord):
     @property
     def score(self) -> float:
         """Deprecated: a stored page has no score (StoredPage was once a SearchHit)."""
-        warnings.warn(
-            "StoredPage.score is always 0 and will be removed; a stored page has no score",
-            DeprecationWarning,
-            stacklevel=2,
+        warn_deprecated(
+            "StoredPage.score is always 0 and will be removed; a stored page has no score"
         )
         return 0.0
 
     @property
     def rank(self) -> int:
         """Deprecated: a stored page has no rank (StoredPage was once a SearchHit)."""
-        warnings.warn(
-            "StoredPage.rank is always 0 and will be removed; a stored page has no rank",
-            DeprecationWarning,
-            stacklevel=2,
+        warn_deprecated(
+            "StoredPage.rank is always 0 and will be removed; a stored page has no rank"
         )
         return 0
 
@@ -211,10 +207,8 @@ class StoreStats(BaseModel):
     index_dir: str | None = Field(description="Folder of the index snapshot, if any.")
 
     def __getitem__(self, name: str) -> Any:
-        warnings.warn(
-            f"stats()[{name!r}] is deprecated; stats() returns a StoreStats: use .{name}",
-            DeprecationWarning,
-            stacklevel=2,
+        warn_deprecated(
+            f"stats()[{name!r}] is deprecated; stats() returns a StoreStats: use .{name}"
         )
         return getattr(self, name)
 
@@ -222,56 +216,112 @@ class StoreStats(BaseModel):
 class StoreConfig(BaseModel):
     """Build-time and query-time settings, recorded in the store at creation.
 
-    Query-time fields (``k_per_token``, ``nprobe``, ``n_rerank``,
-    ``exhaustive_max_tokens``) may be changed at any open; build-time fields are
-    fixed once the store exists.
+    Query-time fields may be changed at any open, or per search call; build-time fields
+    (``BUILD_TIME_FIELDS``) are fixed once the store exists. Each field's description
+    says what it does; the README's tuning section says when to change it.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    vector_dtype: Literal["float16", "float32", "int8"] = "float16"
-    # How the rerank keeps vectors in RAM; None = as stored. float32 doubles memory and
-    # skips the half->float conversion per query: with cache-sized chunks that saves
-    # little (1000x1024x128 rerank 96-116 ms float16 vs 87-108 ms float32, 2-core CPU).
-    memory_dtype: Literal["float16", "float32", "int8"] | None = None
-    # Where the rerank's copy of the page vectors lives: the heap ("memory"), or mapped
-    # scratch files beside the index ("disk"), which the kernel pages in per query and
-    # may evict, so resident memory stays flat as the store grows.
-    vector_cache: Literal["memory", "disk"] = "memory"
-    # Candidate token search: "faiss" (the persisted IVF/flat index, FAISS GPU when
-    # installed), "torch" (exact matmul + top-k over all tokens on the rerank device),
-    # or "auto": torch on CUDA when the installed faiss has no GPU support, else faiss.
-    candidate_search: Literal["auto", "faiss", "torch"] = "auto"
-    # On a GPU with the fused kernel, rank by exact MaxSim over every allowed page (the
-    # pages are resident, so a query reads them once at memory speed) rather than by
-    # candidates. The candidate path stays for CPUs, stores larger than the device's
-    # share of memory (device_memory_share), and device_exact=False.
-    device_exact: bool = True
-    # The GPU kernel's query precision. "exact": float32 queries as two float16 halves,
-    # scores within ~2e-7 of float64; "fast": one float16 product (~2e-5 relative, as
-    # the peer kernels), up to 1.25x faster on short pages. The CPU is always exact.
-    device_precision: Literal["exact", "fast"] = "exact"
-    # Largest temporary memory one search may take on the device, in MiB, whatever the
-    # number of queries, query tokens or pages.
-    device_budget_mb: int = Field(default=512, ge=1)
-    # Share of the device's memory the resident page matrix may take.
-    device_memory_share: float = Field(default=0.7, gt=0.0, le=0.95)
-    ivf_min_tokens: int = Field(default=100_000, ge=1)
-    ivf_nlist: int | None = Field(default=None, ge=1)
-    ivf_codec: Literal["PQ", "SQ8", "SQfp16", "Flat", "none"] = "PQ"
-    k_per_token: int = Field(default=128, ge=1, le=65_536)
-    nprobe: int = Field(default=16, ge=1)
-    n_rerank: int = Field(default=256, ge=1)
-    exhaustive_max_tokens: int = Field(default=60_000, ge=0)
-    # The snapshot is rewritten whole, so a fixed interval would make total snapshot
-    # writes grow with the square of the store's size. Waiting also for a fraction of
-    # the store bounds them to about (1 + 1/fraction) times the final snapshot, at the
-    # price of replaying up to that fraction of tokens at the next open.
-    snapshot_every_tokens: int = Field(default=250_000, ge=1)
-    snapshot_every_fraction: float = Field(default=0.1, ge=0.0, le=10.0)
-    # Write transactions whose change-log rows are kept after they are in a snapshot.
-    # Another process whose index is older than the kept log reloads it from SQL.
-    change_log_keep: int = Field(default=10_000, ge=0)
+    vector_dtype: Literal["float16", "float32", "int8"] = Field(
+        default="float16",
+        description="How token vectors are stored in SQL (build time). int8 keeps one "
+        "byte per dimension plus a float32 scale per token.",
+    )
+    memory_dtype: Literal["float16", "float32", "int8"] | None = Field(
+        default=None,
+        description="How the exact rerank holds vectors in RAM; None: as stored. "
+        "float32 doubles the memory to skip a conversion per query.",
+    )
+    vector_cache: Literal["memory", "disk"] = Field(
+        default="memory",
+        description="Where the rerank's copy of the page vectors lives: the heap, or "
+        "mapped scratch files beside the index that the OS pages in and may evict, so "
+        "resident memory stays flat as the store grows.",
+    )
+    candidate_search: Literal["auto", "faiss", "torch"] = Field(
+        default="auto",
+        description="Candidate token search: the persisted FAISS index (FAISS GPU when "
+        "installed), torch (exact matmul and top-k over all tokens on the rerank "
+        "device), or auto: torch on CUDA without a FAISS GPU build, else FAISS.",
+    )
+    device_exact: bool = Field(
+        default=True,
+        description="On a GPU with the fused kernel, rank by exact MaxSim over every "
+        "allowed page (they are resident, so a query reads them once at memory speed) "
+        "instead of through candidates.",
+    )
+    device_precision: Literal["exact", "fast"] = Field(
+        default="exact",
+        description="Query precision of the GPU kernel. exact: float32 queries as two "
+        "float16 halves, scores within about 2e-7 of float64; fast: one float16 "
+        "product, about 2e-5 relative. The CPU is always exact.",
+    )
+    device_budget_mb: int = Field(
+        default=512,
+        ge=1,
+        description="Largest temporary memory one search may take on the device, in "
+        "MiB, whatever the number of queries, query tokens or pages.",
+    )
+    device_memory_share: float = Field(
+        default=0.7,
+        gt=0.0,
+        le=0.95,
+        description="Share of the device's memory the resident page matrix may take; "
+        "past it the store ranks through candidates from the host copy.",
+    )
+    ivf_min_tokens: int = Field(
+        default=100_000,
+        ge=1,
+        description="Token count from which the candidate index is an IVF (build time); "
+        "below it, a flat index.",
+    )
+    ivf_nlist: int | None = Field(
+        default=None,
+        ge=1,
+        description="IVF lists (build time); None: about the square root of the tokens.",
+    )
+    ivf_codec: Literal["PQ", "SQ8", "SQfp16", "Flat", "none"] = Field(
+        default="PQ",
+        description="How the IVF compresses token vectors (build time); none: always flat.",
+    )
+    k_per_token: int = Field(
+        default=128,
+        ge=1,
+        le=65_536,
+        description="Nearest page tokens fetched per query token by the candidate search.",
+    )
+    nprobe: int = Field(default=16, ge=1, description="IVF lists searched per query token.")
+    n_rerank: int = Field(
+        default=256,
+        ge=1,
+        description="Candidate pages scored by exact MaxSim after the approximate ranking.",
+    )
+    exhaustive_max_tokens: int = Field(
+        default=60_000,
+        ge=0,
+        description="When the pages a query may see hold at most this many tokens, all "
+        "of them are scored exactly instead of through candidates.",
+    )
+    snapshot_every_tokens: int = Field(
+        default=250_000,
+        ge=1,
+        description="Tokens written between snapshots of the derived index (at least).",
+    )
+    snapshot_every_fraction: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=10.0,
+        description="Also wait for this fraction of the store's tokens between "
+        "snapshots: a snapshot is rewritten whole, so a fixed interval alone would make "
+        "total snapshot writes grow with the square of the store's size.",
+    )
+    change_log_keep: int = Field(
+        default=10_000,
+        ge=0,
+        description="Write transactions whose change-log rows are kept after they are "
+        "in a snapshot; another process whose index is older reloads it from SQL.",
+    )
 
     def index_params(self) -> IndexParams:
         from latestore.index.token_index import IndexParams

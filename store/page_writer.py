@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import functools
 import itertools
-import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from latestore.deprecation import warn_deprecated
 from latestore.errors import DuplicateExternalIdError, InvalidInputError
 from latestore.index.codec import as_stored
 from latestore.models import Page
@@ -133,11 +133,9 @@ def add_batch(
     if upsert is False:
         refuse_stored(plan)
     elif upsert is None and plan.stored:
-        warnings.warn(
+        warn_deprecated(
             f"add_pages met {len(plan.stored)} external ids already stored and replaced or "
-            "kept them; the next release refuses them: call upsert_pages to replace pages",
-            DeprecationWarning,
-            stacklevel=4,
+            "kept them; the next release refuses them: call upsert_pages to replace pages"
         )
     if not plan.to_write:
         # Everything is stored identically: a read-only call, complete as of that read,

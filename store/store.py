@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from latestore.encoders import Encoder
 from latestore.encoders.windows import WindowSettings
+from latestore.deprecation import warn_deprecated
 from latestore.errors import InvalidInputError, InvalidVectorError, StoreUnavailableError
 from latestore.index.late_index import LateInteractionIndex
 from latestore.models import Page, SearchHit, StoreConfig, StoredPage, StoreStats
@@ -287,10 +287,8 @@ class Store:
         page_ids = [i for i in checked_ids(ids, "delete") if 0 < i <= MAX_PAGE_ID]
         wanted_external = checked_external_ids(external_ids, "delete")
         if filter is not None:
-            warnings.warn(
-                "delete(filter=...) is deprecated; use delete_where(filter)",
-                DeprecationWarning,
-                stacklevel=2,
+            warn_deprecated(
+                "delete(filter=...) is deprecated; use delete_where(filter)"
             )
             _check_filter_for_delete(filter)
         return page_writer.delete_selected(self._ctx, page_ids, wanted_external, filter)
@@ -356,10 +354,8 @@ class Store:
             )
         if isinstance(query, str) or (isinstance(query, np.ndarray) and query.ndim == 2):
             return self.search_many([query], k, filter, exhaustive=exhaustive, **overrides)[0]
-        warnings.warn(
-            "search() with several queries is deprecated; use search_many()",
-            DeprecationWarning,
-            stacklevel=2,
+        warn_deprecated(
+            "search() with several queries is deprecated; use search_many()"
         )
         return self.search_many(list(query), k, filter, exhaustive=exhaustive, **overrides)
 
@@ -406,12 +402,10 @@ class Store:
         A list of ids still works, deprecated: use :meth:`get_many`.
         """
         self._ctx.check_open()
-        if isinstance(page_id, int | np.integer) and not isinstance(page_id, bool):
-            return reader.get_many(self._ctx, [int(page_id)], "get")[0]
-        warnings.warn(
-            "get() with several ids is deprecated; use get_many()",
-            DeprecationWarning,
-            stacklevel=2,
+        if not isinstance(page_id, Iterable) or isinstance(page_id, str | bytes):
+            return reader.get_many(self._ctx, [page_id], "get")[0]  # checks the id's type
+        warn_deprecated(
+            "get() with several ids is deprecated; use get_many()"
         )
         return reader.get_many(self._ctx, page_id, "get")  # type: ignore[arg-type]
 

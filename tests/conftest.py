@@ -20,6 +20,38 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    stale = _unlinked_modules()
+    if stale:
+        pytest.exit(
+            f"the editable install does not link {stale[:5]}: run `make install` "
+            "(editable_mode=strict links each module file; new files need linking)",
+            returncode=4,
+        )
+
+
+def _unlinked_modules() -> list[str]:
+    """Package modules in the repository that the strict editable install lacks."""
+    import tomllib
+
+    import latestore
+
+    linked = Path(latestore.__file__).parent
+    if "__editable__" not in str(linked):
+        return []  # a regular install, or the GPU machine's link view
+    mapping = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"
+    ]
+    missing = []
+    for package, folder in mapping.items():
+        target = linked.joinpath(*package.split(".")[1:])
+        for source in (REPO / folder).glob("*.py"):
+            if not (target / source.name).exists():
+                missing.append(f"{folder}/{source.name}")
+    return missing
 
 
 @pytest.fixture(scope="session")

@@ -69,7 +69,7 @@ Check = Callable[[Ctx, Any], None]
 
 def stored_verbatim(**expect: Any) -> Check:
     def check(ctx: Ctx, ids: Any) -> None:
-        page = ctx.store.get(ids)[0]
+        page = ctx.store.get_many(ids)[0]
         for key, value in expect.items():
             assert getattr(page, key) == value
 
@@ -78,7 +78,7 @@ def stored_verbatim(**expect: Any) -> Check:
 
 def finds_only_new_page(ctx: Ctx, ids: Any) -> None:
     (page_id,) = ids
-    key, value = next(iter(ctx.store.get([page_id])[0].metadata.items()))
+    key, value = next(iter(ctx.store.get(page_id).metadata.items()))
     hits = ctx.query(k=50, filter={f"metadata.{key}": value})
     assert [h.page_id for h in hits] == [page_id]
 
@@ -316,8 +316,8 @@ CASES: list[tuple[str, Action, E | None, Check | None]] = [
         lambda c, hits: _all_have(c, hits, "year", 2005),
     ),
     # -- ids -------------------------------------------------------------------
-    ("get-id-past-32-bits", lambda c: c.store.get([10**12]), PageNotFoundError, None),
-    ("get-id-past-64-bits", lambda c: c.store.get([2**64]), PageNotFoundError, None),
+    ("get-id-past-32-bits", lambda c: c.store.get(10**12), PageNotFoundError, None),
+    ("get-id-past-64-bits", lambda c: c.store.get(2**64), PageNotFoundError, None),
     ("get-none", lambda c: c.store.get(None), InvalidInputError, None),  # type: ignore[arg-type]
     ("image-id-past-32-bits", lambda c: c.store.image(10**12), PageNotFoundError, None),
     ("get-external-id-int", lambda c: c.store.get_by_external_id(5), InvalidInputError, None),  # type: ignore[arg-type]

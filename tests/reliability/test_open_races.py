@@ -30,4 +30,4 @@ def test_processes_creating_one_store_at_once_all_succeed(store_url: str, tmp_pa
     with Store.open(store_url, PrecomputedVectors(dim=DIM)) as store:
         assert uuids == {store.store_uuid}  # one store, created once
         assert store.count() == CREATORS
-        assert sorted(p.external_id or "" for p in store.get(store.page_ids())) == sorted(outs)
+        assert sorted(p.external_id or "" for p in store.get_many(store.page_ids())) == sorted(outs)

@@ -144,7 +144,7 @@ def test_database_at_revision_upgrades_to_head_with_data(store_url: str, revisio
     with Store.open(store_url, ENCODER) as store:  # upgrades to head at open
         assert store.count() == N_PAGES
         assert store.opened_from == "rebuilt"
-        pages = store.get(range(1, N_PAGES + 1))
+        pages = store.get_many(range(1, N_PAGES + 1))
         assert [p.external_id for p in pages] == [f"old-{i}" for i in range(1, N_PAGES + 1)]
         assert [p.metadata["i"] for p in pages] == list(range(1, N_PAGES + 1))
         assert [p.n_tokens for p in pages] == [len(page_vectors(i)) for i in range(1, 13)]

@@ -39,7 +39,7 @@ def _run(*processes: multiprocessing.process.BaseProcess) -> None:
 
 def _by_external_id(url: str) -> dict[str, tuple[int, str]]:
     with Store.open(url, PrecomputedVectors(dim=DIM)) as store:
-        stored = store.get(store.page_ids())
+        stored = store.get_many(store.page_ids())
         assert store.count() == store.stats().pages == len(stored)
     out = {}
     for page in stored:
@@ -134,7 +134,7 @@ def test_re_adding_identical_pages_does_not_wait_for_the_write_lock(
         change = store.stats().change_no
         _, release = held_write_lock(store_url)
         try:
-            assert store.add_pages(batch(0)) == ids  # nothing to write: no lock needed
+            assert store.upsert_pages(batch(0)) == ids  # nothing to write: no lock needed
             with pytest.raises(StoreBusyError):
                 store.add_pages(batch(1))
         finally:

@@ -26,7 +26,7 @@ def store(store_url: str, rng: np.random.Generator) -> Iterator[Store]:
 
 
 def expected_ids(store: Store, predicate: object) -> set[int]:
-    pages = store.get(range(1, store.count() + 1))
+    pages = store.get_many(range(1, store.count() + 1))
     return {p.page_id for p in pages if predicate(p)}  # type: ignore[operator]
 
 
@@ -152,5 +152,5 @@ def test_non_ascii_metadata_keys_filter(store_url: str) -> None:
             assert store.page_ids({key: {"$in": [0, 2]}}) == [ids[0], ids[2]]
             hits = store.search(vectors, k=10, filter={key: {"$ne": 0}}, exhaustive=True)
             assert sorted(h.page_id for h in hits) == ids[1:]
-        assert store.delete(filter={"ключ": 2}) == 1
+        assert store.delete_where({"ключ": 2}) == 1
         assert store.page_ids({"日本語": {"$exists": True}}) == ids[:2]

@@ -36,7 +36,7 @@ def test_get_upsert_and_delete_by_external_id_past_the_parameter_limit(
     with big_store as store:
         ids = store.page_ids()
         assert len(ids) == MANY
-        got = store.get(ids)
+        got = store.get_many(ids)
         assert [p.page_id for p in got] == ids
         # Every page changed: one lookup, one replacement of all their vectors.
         assert store.add_pages(_pages(MANY, 1)) == ids
@@ -50,7 +50,7 @@ def test_delete_by_ids_and_by_filter_past_the_parameter_limit(big_store: Store) 
     with big_store as store:
         ids = store.page_ids()
         assert store.delete([*ids[:100], 10**6]) == 100
-        assert store.delete(filter={"group": 0}) == MANY - 100
+        assert store.delete_where({"group": 0}) == MANY - 100
         assert store.count() == 0 == store.stats().pages
         fresh = store.add_pages(_pages(MANY, 2))
         assert store.delete(fresh) == MANY
@@ -66,7 +66,7 @@ def test_filter_with_too_many_values_is_refused(store_url: str) -> None:
         with pytest.raises(FilterError, match="values in all"):
             store.page_ids(spec)
         with pytest.raises(FilterError, match="values in all"):
-            store.delete(filter=spec)
+            store.delete_where(spec)
         assert store.count() == 3
         assert store.page_ids({"page_id": {"$in": values}}) == [1, 2, 3]
 

@@ -53,7 +53,7 @@ def test_add_search_get_count(store_url: str, rng: np.random.Generator) -> None:
         assert [h.rank for h in hits] == list(range(1, 11))
         scores = [h.score for h in hits]
         assert scores == sorted(scores, reverse=True)
-        top = store.get([hits[0].page_id])[0]
+        top = store.get(hits[0].page_id)
         assert top.external_id == hits[0].external_id
         assert top.metadata == hits[0].metadata
         assert top.n_tokens == len(pages[hits[0].page_id - 1].vectors)  # type: ignore[arg-type]
@@ -123,7 +123,7 @@ def test_delete_disappears_at_once_and_after_reopen(
         assert set(top[3:]) <= set(after)
         assert store.count() == 297
         with pytest.raises(PageNotFoundError):
-            store.get([top[0]])
+            store.get(top[0])
     with open_store(store_url) as store:
         assert store.count() == 297
         assert not set(top[:3]) & set(ids_of(store.search(query, k=50, exhaustive=True)))
@@ -151,14 +151,14 @@ def test_upsert_by_external_id_keeps_page_id(store_url: str, rng: np.random.Gene
             vectors=query_from(rng, centres, 6), external_id="doc-4", metadata={"v": 2}
         )
         assert store.add_pages([replacement]) == [5]
-        page = store.get([5])[0]
+        page = store.get(5)
         assert page.metadata == {"v": 2} and page.n_tokens == 6
         hits = store.search(replacement.vectors, k=1, exhaustive=True)  # type: ignore[arg-type]
         assert hits[0].page_id == 5
         with pytest.raises(DuplicateExternalIdError):
             store.add_pages([replacement], upsert=False)
     with open_store(store_url) as store:
-        assert store.get([5])[0].n_tokens == 6
+        assert store.get(5).n_tokens == 6
         assert store.count() == 50
 
 
@@ -309,12 +309,13 @@ def test_page_ids_and_delete_by_filter(db_path: Path, rng: np.random.Generator) 
         german = store.page_ids({"lang": "de"})
         assert german == [ids[i] for i in range(30) if i % 3 == 1]
         with pytest.raises(InvalidInputError):
-            store.delete(filter={})  # never "delete everything" by accident
+            store.delete_where({})  # never "delete everything" by accident
         with pytest.raises(UnknownFilterFieldError):
-            store.delete(filter={"colour": "red"})
+            store.delete_where({"colour": "red"})
         assert store.count() == 30
         # the selections are united: a filter plus an id outside it
-        removed = store.delete([ids[0]], filter={"lang": "de", "year": {"$gte": 2010}})
+        with pytest.warns(DeprecationWarning, match="delete_where"):
+            removed = store.delete([ids[0]], filter={"lang": "de", "year": {"$gte": 2010}})
         expected_gone = {ids[0]} | {ids[i] for i in range(30) if i % 3 == 1 and i % 25 >= 10}
         assert removed == len(expected_gone)
         assert set(store.page_ids()) == set(ids) - expected_gone
@@ -328,4 +329,4 @@ def test_largest_page_number_is_stored_on_every_backend(store_url: str) -> None:
     with Store.open(store_url, PrecomputedVectors(dim=4)) as store:
         page = Page(vectors=np.eye(2, 4, dtype=np.float32), page_number=2**31 - 1)
         (page_id,) = store.add_pages([page])
-        assert store.get([page_id])[0].page_number == 2**31 - 1
+        assert store.get(page_id).page_number == 2**31 - 1

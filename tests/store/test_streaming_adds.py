@@ -38,7 +38,7 @@ def test_a_generator_is_committed_batch_by_batch(store_url: str) -> None:
         assert stored_when_read == [i - i % 5 for i in range(23)]
         assert store.stats().change_no == 5  # one transaction per batch
         assert progress[-1] == (23, 23) and all(d <= t for d, t in progress)
-        assert [p.page_id for p in store.get(ids)] == ids
+        assert [p.page_id for p in store.get_many(ids)] == ids
 
 
 def test_a_failed_stream_keeps_earlier_batches_and_resumes(store_url: str) -> None:
@@ -48,7 +48,7 @@ def test_a_failed_stream_keeps_earlier_batches_and_resumes(store_url: str) -> No
             store.add_pages(broken, commit_every=5)
         assert store.page_ids() == list(range(1, 11))  # batches 0-4 and 5-9; not 10-14
         change = store.stats().change_no
-        ids = store.add_pages((page(i) for i in range(20)), commit_every=5)
+        ids = store.upsert_pages((page(i) for i in range(20)), commit_every=5)
         assert ids == list(range(1, 11)) + list(range(11, 21))
         assert store.stats().change_no == change + 2  # the stored batches wrote nothing
 

@@ -29,7 +29,7 @@ def test_disk_cache_answers_like_memory_through_writes_and_reopen(
         ids = store.add_pages(pages[:300])
         store.delete(ids[:40])
         store.add_pages(pages[300:])
-        store.add_pages([pages[350].model_copy(update={"metadata": {"lang": "xx"}})])
+        store.upsert_pages([pages[350].model_copy(update={"metadata": {"lang": "xx"}})])
     disk_cfg = StoreConfig(vector_cache="disk", **base)  # type: ignore[arg-type]
     with (
         Store.open(db_path, ENCODER, config=StoreConfig(**base)) as memory,  # type: ignore[arg-type]

@@ -39,7 +39,7 @@ def test_every_pdf_page_and_image_is_stored_with_its_image(vision_store: tuple[P
     path, model = vision_store
     with Store.open(path, load_encoder(model, max_pixels=64 * 28 * 28)) as store:
         assert store.count() == 97 + 10
-        pages = store.get(range(1, store.count() + 1))
+        pages = store.get_many(range(1, store.count() + 1))
         assert all(p.has_image for p in pages)
         assert store.image(pages[0].page_id)[:8] == b"\x89PNG\r\n\x1a\n"  # type: ignore[index]
         pdf_pages = [p for p in pages if (p.source or "").endswith(".pdf")]
@@ -55,14 +55,14 @@ def test_vidore_queries_are_answered(vision_store: tuple[Path, Path], shared_dat
     ]
     with Store.open(path, load_encoder(model, max_pixels=64 * 28 * 28)) as store:
         for hits, exact in zip(
-            store.search(queries, k=5), store.search(queries, k=5, exhaustive=True), strict=True
+            store.search_many(queries, k=5), store.search_many(queries, k=5, exhaustive=True), strict=True
         ):
             assert len(hits) == 5 and all(h.has_image for h in hits)
             assert [h.page_id for h in hits] == [h.page_id for h in exact]
         only_images = store.search(queries[0], k=20, filter={"document_id": {"$exists": True}})
         assert len(only_images) == 20
         # A page's own stored vectors, used as the query, find that page first.
-        page = store.get([42])[0]
+        page = store.get(42)
         own = store._sync.index.vectors.get(42)
         top = store.search(np.asarray(own, dtype=np.float32), k=1, exhaustive=True)[0]
         assert top.page_id == page.page_id

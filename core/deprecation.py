@@ -1,0 +1,16 @@
+"""DeprecationWarnings that point at the caller's line, not at latestore's own."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+
+def warn_deprecated(message: str) -> None:
+    """Warn at the first frame outside the latestore package (its user's code)."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("latestore"):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, DeprecationWarning, stacklevel=level)
