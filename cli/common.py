@@ -101,19 +101,26 @@ def check_exists(target: str) -> None:
         fail(f"no store at {target} (create one with `latestore ingest`)")
 
 
-def open_store(target: str, encoder: str | None, dtype: str | None = None) -> Store:
-    """Open (or create) a store; ``dtype`` also reaches the store's own recorded encoder."""
+def open_store(
+    target: str, encoder: str | None, dtype: str | None = None, *, load_index: bool = True
+) -> Store:
+    """Open (or create) a store; ``dtype`` also reaches the store's own recorded encoder.
+
+    ``load_index=False``: for commands that never search, the derived index (and torch)
+    stays unloaded."""
     resolved = resolve_encoder(encoder, dtype)
     options = {"dtype": dtype} if dtype and resolved is None else None
     from latestore.store import Store  # torch and the model stack: only when used
 
-    return Store.open(target, resolved, encoder_options=options)
+    return Store.open(target, resolved, encoder_options=options, load_index=load_index)
 
 
-def open_existing(target: str, encoder: str | None, dtype: str | None = None) -> Store:
+def open_existing(
+    target: str, encoder: str | None, dtype: str | None = None, *, load_index: bool = True
+) -> Store:
     """Open a store that must already exist (reading commands never create one)."""
     check_exists(target)
-    return open_store(target, encoder, dtype)
+    return open_store(target, encoder, dtype, load_index=load_index)
 
 
 def open_catalog(target: str | Path) -> Catalog:

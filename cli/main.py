@@ -311,7 +311,7 @@ def delete(
         fail("give at least one --id, --external-id, --document or --filter")
     spec = parse_filter(filter_json)
     try:
-        with open_existing(store, encoder) as opened:
+        with open_existing(store, encoder, load_index=False) as opened:
             wanted = list(ids or [])
             if documents:
                 names = [

@@ -25,9 +25,13 @@ ProgressCallback = Callable[[int, int], None]
 @dataclass
 class StoreContext:
     engine: Engine
-    sync: IndexSync
+    # Builds and loads the derived index (reads every vector from SQL, or a snapshot
+    # and the changes since): done on first use, so a store opened to delete, list or
+    # read pages never pays for it.
+    load_sync: Callable[[], tuple[IndexSync, str]]
     config: StoreConfig
     dim: int
+    vector_dtype: str
     # Returns the encoder, loading the recorded one on first use.
     encoder: Callable[[], Encoder]
     # index_lock guards the in-memory index: searches share it, updates take it alone.
@@ -37,11 +41,28 @@ class StoreContext:
     index_lock: ReadWriteLock = field(default_factory=ReadWriteLock)
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     closed: bool = False
+    opened_from: str | None = None  # how the index was loaded: snapshot, rebuilt...
+    _sync: IndexSync | None = None
+    _load_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def sync(self) -> IndexSync:
+        """The synced derived index, loaded on first use."""
+        if self._sync is None:
+            with self._load_lock:
+                if self._sync is None:
+                    self.check_open()
+                    self._sync, self.opened_from = self.load_sync()
+        return self._sync
+
+    @property
+    def index_loaded(self) -> bool:
+        return self._sync is not None
 
     @property
     def dtype(self) -> str:
         """How vectors are stored in SQL: float16, float32 or int8."""
-        return self.sync.dtype
+        return self.vector_dtype
 
     def check_open(self) -> None:
         if self.closed:

@@ -30,6 +30,8 @@ def maybe_snapshot(ctx: StoreContext) -> None:
 def maybe_prune_changes(ctx: StoreContext) -> None:
     """Bound the change log: keep the last ``change_log_keep`` changes, and every
     change since the snapshot that the next open will replay from."""
+    if not ctx.index_loaded:
+        return  # what the snapshot holds is known once the index is loaded
     sync = ctx.sync
     with ctx.index_lock.write():
         through = sync.applied_change - ctx.config.change_log_keep

@@ -164,14 +164,15 @@ def add_batch(
             check_encoded_with(session, {p.encoded_with or "" for p in prepared} - {PRECOMPUTED})
             new_ids = write_pages(session, prepared, change_no)
             session.commit()
-        with ctx.index_lock.write():
-            # The index must hold what SQL holds (int8 is lossy), exactly as a reopen
-            # would load it, or results would shift after a restart.
-            stored = [as_stored(p.vectors, ctx.dtype) for p in prepared]
-            ctx.sync.applied_own(change_no, new_ids, stored)
-            for i, page_id in zip(plan.to_write, new_ids, strict=True):
-                ids[i] = page_id
-            maybe_snapshot(ctx)
+        for i, page_id in zip(plan.to_write, new_ids, strict=True):
+            ids[i] = page_id
+        if ctx.index_loaded:  # else the index reads these rows when it loads
+            with ctx.index_lock.write():
+                # The index must hold what SQL holds (int8 is lossy), exactly as a
+                # reopen would load it, or results would shift after a restart.
+                stored = [as_stored(p.vectors, ctx.dtype) for p in prepared]
+                ctx.sync.applied_own(change_no, new_ids, stored)
+                maybe_snapshot(ctx)
         maybe_prune_changes(ctx)
         break
     if on_progress is not None:
@@ -221,9 +222,10 @@ def delete_selected(
         if not removed:
             return 0  # nothing to delete: closing rolls the change number back
         session.commit()
-    with ctx.index_lock.write():
-        ctx.sync.applied_own(change_no, removed, [])
-        maybe_snapshot(ctx)
+    if ctx.index_loaded:  # else the index never held these pages
+        with ctx.index_lock.write():
+            ctx.sync.applied_own(change_no, removed, [])
+            maybe_snapshot(ctx)
     maybe_prune_changes(ctx)
     return len(removed)
 

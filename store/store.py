@@ -10,6 +10,7 @@ derived index and its upkeep), and :mod:`~latestore.store.opening` (open and mig
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,11 +24,10 @@ from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import DatabaseError, InterfaceError
 from sqlalchemy.orm import Session
 
+from latestore.deprecation import warn_deprecated
 from latestore.encoders import Encoder
 from latestore.encoders.windows import WindowSettings
-from latestore.deprecation import warn_deprecated
 from latestore.errors import InvalidInputError, InvalidVectorError, StoreUnavailableError
-from latestore.index.late_index import LateInteractionIndex
 from latestore.models import Page, SearchHit, StoreConfig, StoredPage, StoreStats
 from latestore.store import page_writer, reader, searcher
 from latestore.store.context import ProgressCallback, StoreContext
@@ -77,6 +77,8 @@ class Store:
         row: StoreRow,
         config: StoreConfig,
         index_dir: Path | None,
+        *,
+        load_index: bool = True,
     ) -> None:
         # A store opened without an encoder loads its recorded one on first use: deleting,
         # listing or searching by vectors never pays for a (possibly multi-GB) model.
@@ -88,21 +90,28 @@ class Store:
         self.config = config
         self.dim = row.dim
         self.store_uuid = row.store_uuid
-        index = LateInteractionIndex(
+        self._ctx = StoreContext(
+            engine,
+            functools.partial(_load_index, engine, row, config, index_dir),
+            config,
             row.dim,
-            config.memory_dtype or row.vector_dtype,
-            config.index_params(),
-            vectors_on_disk=config.vector_cache == "disk",
-            scratch_dir=_scratch_dir(index_dir) if config.vector_cache == "disk" else None,
-            candidate_search=config.candidate_search,
-            device_budget_bytes=config.device_budget_mb << 20,
-            device_memory_share=config.device_memory_share,
+            row.vector_dtype,
+            lambda: self.encoder,
         )
-        sync = IndexSync(engine, index, row.store_uuid, row.vector_dtype, index_dir)
-        self._ctx = StoreContext(engine, sync, config, row.dim, lambda: self.encoder)
         self._engine = engine
-        self._sync = sync
-        self.opened_from = sync.load()
+        if load_index:
+            self._ctx.sync  # noqa: B018 - load now: open reports damage, searches start warm
+
+    @property
+    def opened_from(self) -> str:
+        """How the derived index was loaded: "snapshot", "snapshot+replay" or "rebuilt"."""
+        self._ctx.sync  # noqa: B018 - loads it if the store was opened without it
+        assert self._ctx.opened_from is not None
+        return self._ctx.opened_from
+
+    @property
+    def _sync(self) -> IndexSync:
+        return self._ctx.sync
 
     @property
     def encoder(self) -> Encoder:
@@ -127,6 +136,7 @@ class Store:
         config: StoreConfig | None = None,
         index_dir: str | Path | None = None,
         encoder_options: Mapping[str, Any] | None = None,
+        load_index: bool = True,
     ) -> Store:
         """Open (creating if needed) the store at a SQLite path or SQLAlchemy URL.
 
@@ -136,6 +146,11 @@ class Store:
         the store's raises EncoderMismatchError. ``encoder_options`` (``device``,
         ``dtype``, ``batch_size``...) go to the loader whenever latestore loads the
         encoder itself: by name, by folder, or the store's recorded one.
+
+        ``load_index=False`` defers loading the derived index (every page's vectors, or
+        a snapshot) to the first call that needs it: a search, ``stats`` or
+        ``reindex``. Adds, deletes and reads by id then touch SQL only, which is what
+        the CLI's delete does.
         """
         url = to_url(target)
         engine = make_engine(url)
@@ -160,7 +175,7 @@ class Store:
                 )
                 cfg = merged_config(row, config)
             directory = Path(index_dir) if index_dir is not None else default_index_dir(url)
-            return cls(engine, resolved, row, cfg, directory)
+            return cls(engine, resolved, row, cfg, directory, load_index=load_index)
         except (DatabaseError, InterfaceError) as exc:
             engine.dispose()
             shown = make_url(url).render_as_string(hide_password=True)
@@ -178,11 +193,13 @@ class Store:
             if ctx.closed:
                 return
             try:
-                ctx.sync.save()
+                if ctx.index_loaded:
+                    ctx.sync.save()
             finally:
                 ctx.closed = True
-                ctx.sync.index.vectors.clear()  # a closed store may live on: free its vectors
-                ctx.sync.head.close()
+                if ctx.index_loaded:
+                    ctx.sync.index.vectors.clear()  # a closed store may live on: free them
+                    ctx.sync.head.close()
                 ctx.engine.dispose()
 
     @property
@@ -287,9 +304,7 @@ class Store:
         page_ids = [i for i in checked_ids(ids, "delete") if 0 < i <= MAX_PAGE_ID]
         wanted_external = checked_external_ids(external_ids, "delete")
         if filter is not None:
-            warn_deprecated(
-                "delete(filter=...) is deprecated; use delete_where(filter)"
-            )
+            warn_deprecated("delete(filter=...) is deprecated; use delete_where(filter)")
             _check_filter_for_delete(filter)
         return page_writer.delete_selected(self._ctx, page_ids, wanted_external, filter)
 
@@ -354,9 +369,7 @@ class Store:
             )
         if isinstance(query, str) or (isinstance(query, np.ndarray) and query.ndim == 2):
             return self.search_many([query], k, filter, exhaustive=exhaustive, **overrides)[0]
-        warn_deprecated(
-            "search() with several queries is deprecated; use search_many()"
-        )
+        warn_deprecated("search() with several queries is deprecated; use search_many()")
         return self.search_many(list(query), k, filter, exhaustive=exhaustive, **overrides)
 
     def search_many(
@@ -403,10 +416,8 @@ class Store:
         """
         self._ctx.check_open()
         if not isinstance(page_id, Iterable) or isinstance(page_id, str | bytes):
-            return reader.get_many(self._ctx, [page_id], "get")[0]  # checks the id's type
-        warn_deprecated(
-            "get() with several ids is deprecated; use get_many()"
-        )
+            return reader.get_many(self._ctx, [page_id], "get")[0]  # type: ignore[list-item]
+        warn_deprecated("get() with several ids is deprecated; use get_many()")
         return reader.get_many(self._ctx, page_id, "get")  # type: ignore[arg-type]
 
     def get_many(self, page_ids: Iterable[int]) -> list[StoredPage]:
@@ -489,6 +500,26 @@ class Store:
         self._ctx.check_open()
         with Session(self._ctx.engine) as session:
             return encoding_summary(session)
+
+
+def _load_index(
+    engine: Engine, row: StoreRow, config: StoreConfig, index_dir: Path | None
+) -> tuple[IndexSync, str]:
+    """Build the derived index and fill it from SQL (and a snapshot)."""
+    from latestore.index.late_index import LateInteractionIndex  # torch: only when needed
+
+    index = LateInteractionIndex(
+        row.dim,
+        config.memory_dtype or row.vector_dtype,
+        config.index_params(),
+        vectors_on_disk=config.vector_cache == "disk",
+        scratch_dir=_scratch_dir(index_dir) if config.vector_cache == "disk" else None,
+        candidate_search=config.candidate_search,
+        device_budget_bytes=config.device_budget_mb << 20,
+        device_memory_share=config.device_memory_share,
+    )
+    sync = IndexSync(engine, index, row.store_uuid, row.vector_dtype, index_dir)
+    return sync, sync.load()
 
 
 def _check_filter_for_delete(filter: Mapping[str, Any]) -> None:

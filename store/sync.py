@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -13,9 +13,11 @@ from sqlalchemy import Connection, Engine, select
 
 from latestore.errors import IndexSnapshotError, StoreCorruptionError
 from latestore.index.codec import from_storage
-from latestore.index.late_index import LateInteractionIndex
 from latestore.store.head_probe import HeadProbe
 from latestore.store.schema import ChangeRow, PageVectorsRow, StoreRow
+
+if TYPE_CHECKING:  # the index brings torch: loaded only when a store needs it
+    from latestore.index.late_index import LateInteractionIndex
 
 log = logging.getLogger("latestore")
 

@@ -126,9 +126,7 @@ class TestPageScorerContract:
         got = scorer.score_pages(queries, chosen, True)
         assert len(got[1]) == 0
         for query, pages_of, scores in zip(queries, chosen, got, strict=True):
-            want = [
-                float((query @ pages[int(p)].T).max(axis=1).sum()) for p in pages_of.tolist()
-            ]
+            want = [float((query @ pages[int(p)].T).max(axis=1).sum()) for p in pages_of.tolist()]
             np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-6)
 
 
@@ -147,9 +145,7 @@ class TestTokenCandidatesContract:
             np.testing.assert_allclose(np.sort(scores[row])[::-1], want, rtol=1e-5, atol=1e-6)
             assert set(ids[row].tolist()) == set(best)
 
-    def test_only_allowed_pages_come_back(
-        self, candidates: TokenCandidates, pages: Pages
-    ) -> None:
+    def test_only_allowed_pages_come_back(self, candidates: TokenCandidates, pages: Pages) -> None:
         allowed = np.asarray(sorted(pages)[:2], dtype=np.int64)
         held = sum(len(pages[int(p)]) for p in allowed)
         query = unit(np.random.default_rng(6), 3, DIM)

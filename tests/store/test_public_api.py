@@ -90,9 +90,7 @@ def test_page_vectors_are_the_stored_ones(store_url: str, rng: np.random.Generat
             store.page_vectors(12345)
 
 
-def test_add_refuses_or_warns_and_upsert_replaces(
-    store_url: str, rng: np.random.Generator
-) -> None:
+def test_add_refuses_or_warns_and_upsert_replaces(store_url: str, rng: np.random.Generator) -> None:
     first = pages(rng, 3)
     with precomputed_store(store_url, DIM) as store:
         ids = store.add_pages(first)
@@ -136,9 +134,7 @@ def test_search_one_and_many_and_the_deprecated_list_form(
         assert old[0][0].external_id == "e3"  # type: ignore[index]
 
 
-def test_stats_is_typed_and_old_item_access_warns(
-    store_url: str, rng: np.random.Generator
-) -> None:
+def test_stats_is_typed_and_old_item_access_warns(store_url: str, rng: np.random.Generator) -> None:
     with precomputed_store(store_url, DIM) as store:
         store.add_pages(pages(rng, 4))
         stats = store.stats()
@@ -207,3 +203,26 @@ def test_a_damaged_vector_in_sql_is_reported_as_store_corruption(
     with pytest.raises(StoreCorruptionError, match="damaged in the database") as damaged:
         precomputed_store(path, DIM)
     assert damaged.value.page_ids == [ids[1]]
+
+
+def test_a_store_opened_without_its_index_writes_sql_and_loads_it_when_searched(
+    store_url: str, rng: np.random.Generator
+) -> None:
+    given = pages(rng, 6)
+    with precomputed_store(store_url, DIM) as store:
+        ids = store.add_pages(given[:4])
+    lazy = precomputed_store(store_url, DIM, load_index=False)
+    try:
+        assert not lazy._ctx.index_loaded
+        assert lazy.delete([ids[0]]) == 1
+        new_ids = lazy.add_pages(given[4:])
+        assert lazy.count() == 5 and lazy.get(new_ids[0]).external_id == "e4"
+        assert not lazy._ctx.index_loaded  # none of that needed the index
+        hits = lazy.search(given[4].vectors, k=6)  # type: ignore[arg-type]
+        assert lazy._ctx.index_loaded
+        assert [h.page_id for h in hits][0] == new_ids[0]
+        assert ids[0] not in {h.page_id for h in hits} and len(hits) == 5
+    finally:
+        lazy.close()
+    with precomputed_store(store_url, DIM) as reopened:  # and every process agrees
+        assert reopened.stats().pages == 5

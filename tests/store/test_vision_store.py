@@ -54,9 +54,9 @@ def test_vidore_queries_are_answered(vision_store: tuple[Path, Path], shared_dat
         json.loads(line)["text"] for line in (folder / "queries.jsonl").read_text().splitlines()
     ]
     with Store.open(path, load_encoder(model, max_pixels=64 * 28 * 28)) as store:
-        for hits, exact in zip(
-            store.search_many(queries, k=5), store.search_many(queries, k=5, exhaustive=True), strict=True
-        ):
+        approximate = store.search_many(queries, k=5)
+        exhaustive = store.search_many(queries, k=5, exhaustive=True)
+        for hits, exact in zip(approximate, exhaustive, strict=True):
             assert len(hits) == 5 and all(h.has_image for h in hits)
             assert [h.page_id for h in hits] == [h.page_id for h in exact]
         only_images = store.search(queries[0], k=20, filter={"document_id": {"$exists": True}})
