@@ -1,5 +1,5 @@
 """``python -m latestore.cli``: the same app as the ``latestore`` script."""
 
-from latestore.cli.main import app
+from latestore.cli.main import main
 
-app()
+main()

@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 
 from latestore.encoders import Encoder
-from latestore.ingest.catalog import Catalog
 from latestore.store.sql import sqlite_file, to_url
 
 if TYPE_CHECKING:
@@ -121,7 +120,3 @@ def open_existing(
     """Open a store that must already exist (reading commands never create one)."""
     check_exists(target)
     return open_store(target, encoder, dtype, load_index=load_index)
-
-
-def open_catalog(target: str | Path) -> Catalog:
-    return Catalog(target)

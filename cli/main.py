@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -29,17 +31,16 @@ from latestore.cli.common import (
     StoreOption,
     errors_as_json,
     fail,
-    open_catalog,
     open_existing,
     open_store,
     print_json,
 )
+from latestore.cli.disk_usage import directory_bytes, sqlite_bytes
 from latestore.cli.evaluate import evaluate
 from latestore.cli.progress import ConsoleProgress
 from latestore.encoders.windows import DEFAULT_MAX_PAGE_TOKENS, WindowSettings
 from latestore.errors import LatestoreError
 from latestore.ingest import IngestOptions, Ingestor, IngestReport
-from latestore.ingest.catalog import directory_bytes, sqlite_bytes
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -115,10 +116,9 @@ def ingest(
         )
         with (
             open_store(store, encoder, encoder_dtype) as opened,
-            open_catalog(store) as catalog,
             ConsoleProgress(err) as progress,
         ):
-            report = Ingestor(opened, catalog, options, progress).run(paths)
+            report = Ingestor(opened, options, progress).run(paths)
     except LatestoreError as exc:
         fail(str(exc))
     if json_output:
@@ -223,11 +223,10 @@ def info(
     """Pages, documents, tokens, encoder, index and bytes on disk."""
     errors_as_json(json_output)
     try:
-        with open_existing(store, encoder) as opened, open_catalog(store) as catalog:
+        with open_existing(store, encoder) as opened:
             stats = opened.stats()
             encoding = opened.encoding()
-            counts = catalog.counts()
-            db_file = catalog.sqlite_path()
+            db_file = opened.sqlite_path
             config = opened.config.model_dump()
     except LatestoreError as exc:
         fail(str(exc))
@@ -235,7 +234,10 @@ def info(
     index_dir = Path(stats.index_dir) if stats.index_dir else None
     details = {
         "store": str(store),
-        **counts,
+        "pages": stats.pages,
+        "documents": stats.documents,
+        "pages_with_image": stats.pages_with_image,
+        "image_bytes": stats.image_bytes,
         "tokens": stats.tokens,
         "encoder": stats.encoder,
         "encoder_fingerprint": stats.encoder_fingerprint,
@@ -410,8 +412,27 @@ def reindex(
     out.print(f"rebuilt index over {stats.pages} pages, {stats.tokens} tokens: {stats.index}")
 
 
-def main() -> None:  # pragma: no cover - `python -m latestore.cli`
-    app()
+def main() -> None:
+    """The ``latestore`` script. Under ``--json``, a usage error (an unknown option, a
+    value of the wrong type) is also one JSON document on stdout, as every other error
+    is: click reports those before any command runs, so the command cannot."""
+    if "--json" not in sys.argv[1:]:
+        app()  # typer's own formatting of usage errors
+        return
+    # Recent typer vendors click: its usage errors derive from typer's own base class.
+    usage_errors = (click.ClickException, getattr(typer, "TyperException", click.ClickException))
+    try:
+        code = app(standalone_mode=False)
+    except (click.exceptions.Abort, typer.Abort):
+        typer.echo("Aborted!", err=True)
+        sys.exit(1)
+    except usage_errors as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        status = int(getattr(exc, "exit_code", 2))
+        typer.echo(json.dumps({"error": message, "exit_code": status}))
+        typer.echo(f"Error: {message}", err=True)
+        sys.exit(status)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -43,43 +43,7 @@ if TYPE_CHECKING:
     from latestore.models import Page, SearchHit, StoreConfig, StoredPage, StoreStats
     from latestore.store import Store
 
-__version__ = "0.1.0"
-
-_ERRORS = (
-    "DimensionMismatchError",
-    "DuplicateExternalIdError",
-    "EmptyPageError",
-    "EncoderError",
-    "EncoderMismatchError",
-    "FilterError",
-    "IndexSnapshotError",
-    "InvalidInputError",
-    "InvalidPageError",
-    "InvalidVectorError",
-    "LatestoreError",
-    "NonFiniteVectorError",
-    "PageNotFoundError",
-    "SchemaVersionError",
-    "StoreBusyError",
-    "StoreClosedError",
-    "StoreCorruptionError",
-    "StoreUnavailableError",
-    "UnknownFilterFieldError",
-    "UnknownFilterOperatorError",
-)
-# name -> the module that defines it
-_EXPORTS: dict[str, str] = {
-    "Store": "latestore.store",
-    "Page": "latestore.models",
-    "SearchHit": "latestore.models",
-    "StoredPage": "latestore.models",
-    "StoreConfig": "latestore.models",
-    "StoreStats": "latestore.models",
-    "Encoder": "latestore.encoders",
-    "PageContent": "latestore.encoders",
-    "PrecomputedVectors": "latestore.encoders",
-    **dict.fromkeys(_ERRORS, "latestore.errors"),
-}
+__version__ = "0.2.0"
 
 __all__ = [
     "DimensionMismatchError",
@@ -114,6 +78,20 @@ __all__ = [
     "__version__",
     "errors",
 ]
+
+# name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    **{name: "latestore.errors" for name in __all__ if name.endswith("Error")},
+    "Store": "latestore.store",
+    "Page": "latestore.models",
+    "SearchHit": "latestore.models",
+    "StoredPage": "latestore.models",
+    "StoreConfig": "latestore.models",
+    "StoreStats": "latestore.models",
+    "Encoder": "latestore.encoders",
+    "PageContent": "latestore.encoders",
+    "PrecomputedVectors": "latestore.encoders",
+}
 
 
 def __getattr__(name: str) -> Any:

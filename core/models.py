@@ -161,6 +161,8 @@ class StoredPage(PageRecord):
 
     content_hash: str
     n_tokens: int
+    text_tokens: int | None = None  # the page text's tokens before any cut (None: unknown)
+    tokens_dropped: int | None = None  # tokens the encoder's length or page cap cut
 
     @property
     def score(self) -> float:
@@ -185,6 +187,9 @@ class StoreStats(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     pages: int = Field(description="Pages in the store.")
+    documents: int = Field(description="Distinct document ids (pages without one: none).")
+    pages_with_image: int = Field(description="Pages whose image bytes are stored.")
+    image_bytes: int = Field(description="Bytes of the stored page images.")
     tokens: int = Field(description="Token vectors over all pages.")
     dim: int = Field(description="Dimensions per token vector.")
     vector_dtype: str = Field(description="How vectors are stored in SQL.")

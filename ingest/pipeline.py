@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from latestore.encoders import Encoder, PageContent
 from latestore.errors import InvalidInputError, LatestoreError
-from latestore.ingest.catalog import Catalog
 from latestore.ingest.sources import (
     NOT_A_FILE,
     PageDraft,
@@ -49,17 +48,6 @@ from latestore.models import Page
 if TYPE_CHECKING:
     from latestore.store import Store
 
-__all__ = [
-    "PROVENANCE_KEYS",
-    "FileProblem",
-    "IngestOptions",
-    "IngestProgress",
-    "IngestReport",
-    "Ingestor",
-    "SkippedPage",
-    "discover",
-    "ingest_paths",
-]
 
 # Bump when the way files become pages changes, so re-runs rebuild those pages.
 INGEST_VERSION = 1
@@ -249,17 +237,15 @@ def probe_encoder(encoder: Encoder) -> _Abilities:
 
 
 class Ingestor:
-    """Feeds files into an open store; ``catalog`` must look at the same database."""
+    """Feeds files into an open store."""
 
     def __init__(
         self,
         store: Store,
-        catalog: Catalog,
         options: IngestOptions | None = None,
         progress: IngestProgress | None = None,
     ) -> None:
         self.store = store
-        self.catalog = catalog
         self.options = options or IngestOptions()
         self.progress = progress
         self.report = IngestReport()
@@ -306,7 +292,11 @@ class Ingestor:
         try:
             document = document_key(state.path)
             key = self._ingest_key(opened.kind, opened.sha256)
-            present = self.catalog.pages_of(document)
+            present = {
+                page.external_id: (page.page_id, page.metadata)
+                for page in self.store.pages(document_id=document)
+                if page.external_id is not None
+            }
             keep: set[str] = set()
             todo: list[tuple[PageDraft, str, bool]] = []
             for draft in opened.drafts:
@@ -431,9 +421,10 @@ class Ingestor:
             self._credit(group, ids)
 
     def _credit(self, items: list[tuple[Page, _FileState, bool]], ids: list[int]) -> None:
-        truncated, dropped = self.catalog.cuts(ids)
-        self.report.pages_truncated += truncated
-        self.report.tokens_dropped += dropped
+        for page in self.store.get_many(ids):
+            if page.tokens_dropped:
+                self.report.pages_truncated += 1
+                self.report.tokens_dropped += page.tokens_dropped
         for _, state, existed in items:
             state.written += 1
             if existed:
@@ -463,5 +454,5 @@ def ingest_paths(
     """Open (or create) the store at ``target`` and ingest ``paths`` into it."""
     from latestore.store import Store  # torch and the model stack: only when used
 
-    with Store.open(target, encoder) as store, Catalog(target) as catalog:
-        return Ingestor(store, catalog, options, progress).run(paths)
+    with Store.open(target, encoder) as store:
+        return Ingestor(store, options, progress).run(paths)

@@ -28,7 +28,13 @@ RECORD_COLUMNS: tuple[Any, ...] = (
     or_(PageRow.image.is_not(None), PageRow.image_path.is_not(None)).label("has_image"),
     PageRow.meta.label("metadata"),
 )
-STORED_COLUMNS = (*RECORD_COLUMNS, PageRow.content_hash, PageRow.n_tokens)
+STORED_COLUMNS = (
+    *RECORD_COLUMNS,
+    PageRow.content_hash,
+    PageRow.n_tokens,
+    PageRow.text_tokens,
+    PageRow.tokens_dropped,
+)
 _by_ids = PageRow.id.in_(bindparam("ids", expanding=True))
 _HIT_ROWS = select(*RECORD_COLUMNS).where(_by_ids)
 _STORED_ROWS = select(*STORED_COLUMNS).where(_by_ids)

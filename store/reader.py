@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import func, select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from latestore.errors import InvalidInputError, PageNotFoundError
@@ -121,8 +121,19 @@ def count(ctx: StoreContext) -> int:
 def stats(ctx: StoreContext, encoder_name: str, encoder_fingerprint: str) -> StoreStats:
     """Call with the index lock held: the figures come from the synced index."""
     index = ctx.sync.index
+    with Session(ctx.engine) as session:
+        documents, with_image, image_bytes = session.execute(
+            select(
+                func.count(distinct(PageRow.document_id)),
+                func.count(PageRow.id).filter(PageRow.image.is_not(None)),
+                func.coalesce(func.sum(func.length(PageRow.image)), 0),
+            )
+        ).one()
     return StoreStats(
         pages=len(index.vectors),
+        documents=int(documents),
+        pages_with_image=int(with_image),
+        image_bytes=int(image_bytes),
         tokens=index.vectors.total_tokens,
         dim=ctx.dim,
         vector_dtype=ctx.dtype,

@@ -48,7 +48,7 @@ from latestore.store.reencode import (
     target_encoder,
 )
 from latestore.store.schema import StoreRow
-from latestore.store.sql import default_index_dir, make_engine, to_url
+from latestore.store.sql import default_index_dir, make_engine, sqlite_file, to_url
 from latestore.store.sync import IndexSync
 from latestore.store.validation import MAX_PAGE_ID, checked_external_ids, checked_ids
 
@@ -205,6 +205,16 @@ class Store:
     @property
     def closed(self) -> bool:
         return self._ctx.closed
+
+    @property
+    def url(self) -> str:
+        """The database's SQLAlchemy URL, its password hidden."""
+        return self._ctx.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, or None for a server database."""
+        return sqlite_file(self._ctx.engine.url.render_as_string(hide_password=False))
 
     def __enter__(self) -> Store:
         return self

@@ -135,3 +135,15 @@ def test_model_loading_bars_only_when_asked(
     monkeypatch.setenv("LATESTORE_VERBOSE", "1")
     verbose = run_cli("search", "maxsim", "--store", db)
     assert verbose.returncode == 0 and "Loading weights" in verbose.stderr
+
+
+def test_usage_errors_under_json_are_one_json_document(tmp_path: Path) -> None:
+    for args in (
+        ["search", "q", "--store", str(tmp_path / "s.db"), "--k", "many", "--json"],
+        ["info", "--json", "--no-such-option"],
+    ):
+        done = run_cli(*args)
+        assert done.returncode == 2, done
+        report = json.loads(done.stdout)
+        assert report["exit_code"] == 2 and report["error"], report
+        assert "Error" in done.stderr or "error" in done.stderr

@@ -220,7 +220,7 @@ def test_a_store_opened_without_its_index_writes_sql_and_loads_it_when_searched(
         assert not lazy._ctx.index_loaded  # none of that needed the index
         hits = lazy.search(given[4].vectors, k=6)  # type: ignore[arg-type]
         assert lazy._ctx.index_loaded
-        assert [h.page_id for h in hits][0] == new_ids[0]
+        assert hits[0].page_id == new_ids[0]
         assert ids[0] not in {h.page_id for h in hits} and len(hits) == 5
     finally:
         lazy.close()
