@@ -34,7 +34,7 @@ from latestore.encoders.base import (
     length_sorted_batches,
     page_texts,
 )
-from latestore.encoders.device import pick_device
+from latestore.encoders.device import pick_device, pick_dtype
 from latestore.encoders.windows import (
     EncodedPage,
     WindowSettings,
@@ -127,18 +127,8 @@ class ColBERTNet(nn.Module):
         return projected
 
 
-def resolve_dtype(device: str, requested: str | torch.dtype | None) -> torch.dtype:
-    """fp32 on CPU; bf16 on CUDA where supported, else fp16; or what was asked for."""
-    if isinstance(requested, torch.dtype):
-        return requested
-    if requested not in (None, "auto"):
-        dtype = getattr(torch, str(requested), None)
-        if not isinstance(dtype, torch.dtype):
-            raise EncoderError(f"unknown dtype {requested!r}")
-        return dtype
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+# The one dtype policy of every encoder, under the name this module always exported.
+resolve_dtype = pick_dtype
 
 
 class ColBERTEncoder:

@@ -11,7 +11,11 @@ Weight namings handled (backbone ``visual.*`` and ``language_model.*``):
 * ``model.visual.*`` / ``model.language_model.*`` (nemotron-colembed, colpali-engine saves)
 * ``visual.*`` / ``language_model.*`` unprefixed (OpenSearch-AI Ops-Colqwen3)
 
-and the projection as ``embedding_proj_layer`` or ``custom_text_proj`` (bias optional).
+and the projection as ``embedding_proj_layer`` or ``custom_text_proj`` (bias optional),
+under the same prefixes (colpali-engine saves ``model.custom_text_proj``).
+
+One engine serves every Qwen generation: a subclass names its transformers config and
+model classes (:class:`QwenBackbone`); Qwen3.5's hybrid layers get their own masks.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ import torch
 from safetensors import safe_open
 
 from latestore.encoders.base import PageContent, TokenVectors, fingerprint_of
+from latestore.encoders.prompts import QWEN_ENGINE, QWEN_VISION_SPAN, PromptContract
 from latestore.encoders.vision_common import (
     check_key_sets,
     in_batches,
     page_images,
     pick_dtype,
     quiet_transformers,
+    read_config,
     resolve_device,
     split_by_mask,
     weight_files,
@@ -43,19 +49,25 @@ BACKBONE_PREFIXES = ("vlm.model.", "vlm.", "model.", "")
 PROJECTION_NAMES = ("embedding_proj_layer.", "custom_text_proj.")
 IGNORED_PREFIXES = ("lm_head.", "vlm.lm_head.", "model.lm_head.")
 DIM_KEYS = ("embed_dim", "dims", "dim", "projection_dim", "colbert_dim")
-VISION_SPAN = "<|vision_start|><|image_pad|><|vision_end|>"
+# Config keys of the retrieval wrapper that the backbone config does not take.
+_NOT_BACKBONE_CONFIG = {"model_type", "architectures", "auto_map", "transformers_version"}
 
 
 @dataclass(frozen=True)
-class QwenPrompts:
-    """The retrieval prompt contract of a ColQwen checkpoint.
+class QwenBackbone:
+    """Which transformers classes build a generation's backbone."""
 
-    ``page_template`` must contain ``{image}`` where the vision span goes.
-    """
+    config_class: str
+    model_class: str
+    # Qwen3.5 interleaves recurrent (Gated-DeltaNet) layers with attention layers.
+    hybrid: bool = False
 
-    page_template: str = "<|im_start|>user\n{image}Describe the image.<|im_end|><|endoftext|>"
-    query_prefix: str = "Query: "
-    query_augmentation: str = "<|endoftext|>" * 10
+
+def backbone_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The Qwen-VL config inside a retrieval config (top level or under ``vlm_config``)."""
+    inner = config.get("vlm_config")
+    source = inner if isinstance(inner, dict) else config
+    return {k: v for k, v in source.items() if k not in _NOT_BACKBONE_CONFIG | set(DIM_KEYS)}
 
 
 def projection_dim(config: dict[str, Any]) -> int | None:
@@ -85,13 +97,15 @@ def map_weight_names(
     for name, tensor in tensors.items():
         if name.startswith(IGNORED_PREFIXES):
             continue
-        proj = next((p for p in PROJECTION_NAMES if name.startswith(p)), None)
-        if proj is not None:
-            projection[name[len(proj) :]] = tensor
-            continue
         for prefix in BACKBONE_PREFIXES:
+            if not name.startswith(prefix):
+                continue
             rest = name[len(prefix) :]
-            if name.startswith(prefix) and rest.startswith(("visual.", "language_model.")):
+            proj = next((p for p in PROJECTION_NAMES if rest.startswith(p)), None)
+            if proj is not None:
+                projection[rest[len(proj) :]] = tensor
+                break
+            if rest.startswith(("visual.", "language_model.")):
                 backbone[rest] = tensor
                 break
         else:
@@ -102,15 +116,17 @@ def map_weight_names(
 class QwenVLRetriever:
     """Shared encoder for Qwen-VL-backbone late-interaction checkpoints.
 
-    Subclasses set ``family`` and implement :meth:`_backbone`.
+    Subclasses set ``family`` and ``backbone``. Attention is causal, as in the reference
+    classes (colpali-engine); ``bidirectional=True`` swaps in a padding-only mask.
     """
 
     family = "qwen-vl"
+    backbone = QwenBackbone("Qwen3VLConfig", "Qwen3VLModel")
 
     def __init__(
         self,
         model_dir: Path | str,
-        config: dict[str, Any],
+        config: dict[str, Any] | None = None,
         *,
         device: str | None = None,
         dtype: torch.dtype | str | None = None,
@@ -118,15 +134,16 @@ class QwenVLRetriever:
         min_pixels: int | None = None,
         max_pixels: int | None = None,
         bidirectional: bool = False,
-        prompts: QwenPrompts | None = None,
+        prompts: PromptContract | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
+        config = read_config(self.model_dir) if config is None else config
         self.name = f"{self.family}:{self.model_dir.name}"
         self.device = resolve_device(device)
         self.dtype = pick_dtype(self.device, dtype)
         self.batch_size = batch_size
         self.bidirectional = bidirectional
-        self.prompts = prompts or QwenPrompts()
+        self.prompts = prompts or QWEN_ENGINE
         if "{image}" not in self.prompts.page_template:
             raise EncoderError("page_template must contain {image}")
         self._load_processor(min_pixels, max_pixels)
@@ -146,7 +163,18 @@ class QwenVLRetriever:
     # -- loading --------------------------------------------------------------------
 
     def _backbone(self, config: dict[str, Any]) -> Any:
-        raise NotImplementedError
+        import transformers
+
+        config_class: Any = getattr(transformers, self.backbone.config_class)
+        model_class: Any = getattr(transformers, self.backbone.model_class)
+        try:
+            built = config_class(**backbone_config(config))
+        except (TypeError, ValueError) as exc:
+            raise EncoderError(
+                f"{self.model_dir}: not a {self.backbone.config_class}: {exc}"
+            ) from exc
+        # SDPA: the bidirectional path hands it a boolean 4D mask.
+        return model_class._from_config(built, attn_implementation="sdpa")
 
     def _load_processor(self, min_pixels: int | None, max_pixels: int | None) -> None:
         # Tokenizer + image processor rather than Qwen3VLProcessor: the latter also wants
@@ -221,9 +249,7 @@ class QwenVLRetriever:
     # -- encoding -------------------------------------------------------------------
 
     def encode_queries(self, queries: Sequence[str]) -> list[TokenVectors]:
-        texts = [
-            f"{self.prompts.query_prefix}{q}{self.prompts.query_augmentation}" for q in queries
-        ]
+        texts = [self.prompts.query(q) for q in queries]
         return in_batches(texts, self.batch_size, self._texts)
 
     def encode_pages(self, pages: Sequence[PageContent]) -> list[TokenVectors]:
@@ -239,10 +265,10 @@ class QwenVLRetriever:
         texts = []
         for grid in grids:
             # One <|image_pad|> per merged patch: the backbone scatters vision features there.
-            span = VISION_SPAN.replace(
+            span = QWEN_VISION_SPAN.replace(
                 "<|image_pad|>", "<|image_pad|>" * (int(grid.prod()) // merge)
             )
-            texts.append(self.prompts.page_template.format(image=span))
+            texts.append(self.prompts.page_with_image(span))
         batch = dict(self._tokenizer(texts, padding=True, return_tensors="pt"))
         # M-RoPE needs to know which positions are image tokens (1) versus text (0).
         image_token = self._tokenizer.convert_tokens_to_ids("<|image_pad|>")
@@ -289,4 +315,8 @@ class QwenVLRetriever:
         return hook
 
     def _attention_masks(self, full: torch.Tensor, mask: torch.Tensor) -> Any:
-        return full
+        if not self.backbone.hybrid:
+            return full
+        # Recurrent layers take the 2D padding mask (None when nothing is padded).
+        linear = None if bool(mask.all()) else mask
+        return {"full_attention": full, "linear_attention": linear}
