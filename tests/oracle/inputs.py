@@ -26,17 +26,15 @@ PDF_DPIS = (20, 72)
 
 
 def pages() -> list[Any]:
-    """Three ViDoRe images and two PDF pages at each of :data:`PDF_DPIS` (seven in all)."""
+    """Two ViDoRe images and a PDF page at each of :data:`PDF_DPIS` (four in all)."""
     if not SHARED_DATA.exists():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     from PIL import Image
 
     images: list[Any] = []
-    for name in ("0.png", "1.png", "2.png"):
+    for name in ("0.png", "1.png"):
         with Image.open(SHARED_DATA / "vidore_arxivqa_sample" / "images" / name) as image:
             images.append(image.convert("RGB"))
-    pdf = SHARED_DATA / "pdfs" / "nara-bill-of-rights-handout.pdf"
-    images.extend(_render(pdf, 0, dpi) for dpi in PDF_DPIS)
     pdf = SHARED_DATA / "pdfs" / "us-treasury-fy2024-financial-report-executive-summary.pdf"
     images.extend(_render(pdf, 1, dpi) for dpi in PDF_DPIS)
     return images

@@ -31,7 +31,7 @@ from tests.encoders.vision_checkpoints import qwen_tokenizer
 
 ENGINE_VERSION = "colpali-engine 0.3.18"
 # Visual-token budget of the tiny Qwen checkpoints: a 20 dpi PDF page fits, 72 dpi does not.
-QWEN_MIN_TOKENS, QWEN_MAX_TOKENS = 4, 48
+QWEN_MIN_TOKENS, QWEN_MAX_TOKENS = 4, 32
 
 
 def import_engine() -> Any:
