@@ -51,6 +51,30 @@ def strip_prefixes(
     return out
 
 
+# TF-era LayerNorm names, still written by transformers 5.3's save_pretrained for BERT
+# (and found in original BERT checkpoints); transformers renames them at load.
+_LEGACY_SUFFIXES = ((".gamma", ".weight"), (".beta", ".bias"))
+
+
+def legacy_names_renamed(
+    tensors: Mapping[str, torch.Tensor], expected: Iterable[str]
+) -> dict[str, torch.Tensor]:
+    """``LayerNorm.gamma``/``.beta`` renamed to ``.weight``/``.bias`` where the model wants."""
+    wanted = set(expected)
+    out: dict[str, torch.Tensor] = {}
+    for key, value in tensors.items():
+        new = key
+        if key not in wanted:
+            for old, modern in _LEGACY_SUFFIXES:
+                if key.endswith(old) and key[: -len(old)] + modern in wanted:
+                    new = key[: -len(old)] + modern
+                    break
+        if new in out:
+            raise EncoderError(f"the checkpoint holds both {key!r} and its modern name {new!r}")
+        out[new] = value
+    return out
+
+
 def _preview(keys: Iterable[str], limit: int = 8) -> str:
     ordered = sorted(keys)
     more = f" (+{len(ordered) - limit} more)" if len(ordered) > limit else ""
@@ -85,6 +109,7 @@ def load_exact(
     """
     suffixes = tuple(ignorable)
     expected = module.state_dict()
+    tensors = legacy_names_renamed(tensors, expected.keys())
     given = {k: v for k, v in tensors.items() if not (k not in expected and k.endswith(suffixes))}
     unused = given.keys() - expected.keys()
     missing = expected.keys() - given.keys()

@@ -58,10 +58,12 @@ QwenPrompts = PromptContract
 
 PROMPT_PRESETS: dict[str, PromptContract] = {
     "none": PromptContract(),
-    # transformers' ColPaliProcessor (vidore/colpali-v1.3-hf).
+    # transformers' ColPaliProcessor (vidore/colpali-v1.3-hf): it writes the <bos> itself
+    # (the tokenizer it saves has add_bos_token off) and ends queries with a newline.
     "colpali": PromptContract(
-        query_prefix="Question: ",
+        query_prefix="<bos>Question: ",
         query_augmentation="<pad>" * 10,
+        query_suffix="\n",
         image_prompt="Describe the image.",
     ),
     # transformers' ColQwen2Processor (vidore/colqwen2-v1.0-hf): a prefix and a newline.

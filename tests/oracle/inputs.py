@@ -13,15 +13,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import SHARED_DATA
+from tests.oracle.texts import QUERIES
 
-QUERIES = [
-    "revenue",
-    "total federal expenditures by agency in the fiscal year 2024 executive summary, "
-    "compared with the previous year, including interest on the public debt, social "
-    "security and medicare outlays, and the budget deficit as a share of GDP",
-    "Quelle est la date de ratification de la Déclaration des droits ?",
-    "2024年度の財務報告の要約はどこにありますか",
-]
+__all__ = ["PDF_DPIS", "QUERIES", "pages"]
+
 PDF_DPIS = (20, 72)
 
 
