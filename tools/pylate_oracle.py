@@ -24,14 +24,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.encoders.checkpoints import (  # noqa: E402 - after the path fix above
+from tests.encoders.checkpoints import (
     PUNCTUATION,
     TINY,
     bert_tokenizer,
     modernbert_tokenizer,
     write_hf_colbert,
 )
-from tests.oracle.texts import DOCUMENTS, QUERIES  # noqa: E402
+from tests.oracle.texts import DOCUMENTS, QUERIES
 
 DIM = 16
 
