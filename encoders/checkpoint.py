@@ -21,6 +21,7 @@ __all__ = [
     "architectures",
     "read_config",
     "read_json",
+    "read_json_value",
     "read_tensors",
     "weight_files",
     "weights_digest",
@@ -30,14 +31,21 @@ _SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
 _SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; ``{}`` when the file does not exist."""
+def read_json_value(path: Path) -> Any:
+    """The JSON value in ``path``; ``None`` when the file does not exist."""
     if not path.is_file():
-        return {}
+        return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise EncoderError(f"cannot read {path}: {exc}") from exc
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; ``{}`` when the file does not exist."""
+    data = read_json_value(path)
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise EncoderError(f"{path} does not hold a JSON object")
     return data

@@ -9,7 +9,7 @@ refuses any key-set difference.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 import torch
@@ -33,22 +33,30 @@ __all__ = [
 IGNORABLE_SUFFIXES = ("embeddings.position_ids", "embeddings.token_type_ids")
 
 
+def renamed(
+    tensors: Mapping[str, torch.Tensor], rename: Callable[[str], str]
+) -> dict[str, torch.Tensor]:
+    """``tensors`` under ``rename(key)``; two keys landing on one name is an error."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in tensors.items():
+        new = rename(key)
+        if new in out:
+            raise EncoderError(f"two checkpoint tensors map to {new!r} after renaming")
+        out[new] = value
+    return out
+
+
 def strip_prefixes(
     tensors: Mapping[str, torch.Tensor], prefixes: Iterable[str]
 ) -> dict[str, torch.Tensor]:
     """Rename ``prefix + key`` to ``key`` for the first matching prefix, in order."""
     ordered = tuple(prefixes)
-    out: dict[str, torch.Tensor] = {}
-    for key, value in tensors.items():
-        new = key
-        for prefix in ordered:
-            if key.startswith(prefix):
-                new = key[len(prefix) :]
-                break
-        if new in out:
-            raise EncoderError(f"two checkpoint tensors map to {new!r} after prefix stripping")
-        out[new] = value
-    return out
+
+    def strip(key: str) -> str:
+        prefix = next((p for p in ordered if key.startswith(p)), "")
+        return key[len(prefix) :]
+
+    return renamed(tensors, strip)
 
 
 # TF-era LayerNorm names, still written by transformers 5.3's save_pretrained for BERT
@@ -61,18 +69,16 @@ def legacy_names_renamed(
 ) -> dict[str, torch.Tensor]:
     """``LayerNorm.gamma``/``.beta`` renamed to ``.weight``/``.bias`` where the model wants."""
     wanted = set(expected)
-    out: dict[str, torch.Tensor] = {}
-    for key, value in tensors.items():
-        new = key
-        if key not in wanted:
-            for old, modern in _LEGACY_SUFFIXES:
-                if key.endswith(old) and key[: -len(old)] + modern in wanted:
-                    new = key[: -len(old)] + modern
-                    break
-        if new in out:
-            raise EncoderError(f"the checkpoint holds both {key!r} and its modern name {new!r}")
-        out[new] = value
-    return out
+
+    def modernise(key: str) -> str:
+        if key in wanted:
+            return key
+        for old, modern in _LEGACY_SUFFIXES:
+            if key.endswith(old) and key[: -len(old)] + modern in wanted:
+                return key[: -len(old)] + modern
+        return key
+
+    return renamed(tensors, modernise)
 
 
 def _preview(keys: Iterable[str], limit: int = 8) -> str:

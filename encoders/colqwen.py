@@ -28,20 +28,9 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from latestore.encoders import vision_common as vision
 from latestore.encoders.base import PageContent, TokenVectors, fingerprint_of
 from latestore.encoders.prompts import QWEN_ENGINE, QWEN_VISION_SPAN, PromptContract
-from latestore.encoders.vision_common import (
-    check_key_sets,
-    in_batches,
-    page_images,
-    pick_dtype,
-    quiet_transformers,
-    read_config,
-    resolve_device,
-    split_by_mask,
-    weight_files,
-    weights_digest,
-)
 from latestore.errors import EncoderError
 
 # Most specific first: the first matching prefix is stripped.
@@ -80,7 +69,7 @@ def projection_dim(config: dict[str, Any]) -> int | None:
 
 def read_weights(model_dir: Path) -> dict[str, torch.Tensor]:
     tensors: dict[str, torch.Tensor] = {}
-    for path in weight_files(model_dir):
+    for path in vision.weight_files(model_dir):
         with safe_open(str(path), "pt") as handle:
             for key in handle.keys():  # noqa: SIM118 - safe_open is not a Mapping
                 tensors[key] = handle.get_tensor(key)
@@ -137,10 +126,10 @@ class QwenVLRetriever:
         prompts: PromptContract | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
-        config = read_config(self.model_dir) if config is None else config
+        config = vision.read_config(self.model_dir) if config is None else config
         self.name = f"{self.family}:{self.model_dir.name}"
-        self.device = resolve_device(device)
-        self.dtype = pick_dtype(self.device, dtype)
+        self.device = vision.resolve_device(device)
+        self.dtype = vision.pick_dtype(self.device, dtype)
         self.batch_size = batch_size
         self.bidirectional = bidirectional
         self.prompts = prompts or QWEN_ENGINE
@@ -152,7 +141,7 @@ class QwenVLRetriever:
         self.fingerprint = fingerprint_of(
             {
                 "family": self.family,
-                "weights": weights_digest(self.model_dir),
+                "weights": vision.weights_digest(self.model_dir),
                 "dim": self.dim,
                 "prompts": asdict(self.prompts),
                 "bidirectional": bidirectional,
@@ -185,7 +174,7 @@ class QwenVLRetriever:
         auto_image_processor: Any = transformers.AutoImageProcessor
 
         try:
-            with quiet_transformers():
+            with vision.quiet_transformers():
                 self._tokenizer = auto_tokenizer.from_pretrained(str(self.model_dir))
                 self._images_in = auto_image_processor.from_pretrained(str(self.model_dir))
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -204,11 +193,11 @@ class QwenVLRetriever:
     def _load_model(self, config: dict[str, Any]) -> tuple[Any, torch.nn.Linear | None]:
         backbone_state, proj_state, unmapped = map_weight_names(read_weights(self.model_dir))
         if unmapped:
-            check_key_sets(self.model_dir, [], unmapped)
-        with quiet_transformers():
+            vision.check_key_sets(self.model_dir, [], unmapped)
+        with vision.quiet_transformers():
             model = self._backbone(config)
         self._hidden = int(model.config.text_config.hidden_size)
-        check_key_sets(self.model_dir, model.state_dict().keys(), backbone_state.keys())
+        vision.check_key_sets(self.model_dir, model.state_dict().keys(), backbone_state.keys())
         model.load_state_dict(backbone_state, strict=True)
         proj = self._projection(config, proj_state)
         model.to(device=self.device, dtype=self.dtype).eval()
@@ -227,7 +216,7 @@ class QwenVLRetriever:
                     f"checkpoint has no {' or '.join(PROJECTION_NAMES)} weights"
                 )
             return None  # checkpoints that emit the hidden states themselves
-        check_key_sets(
+        vision.check_key_sets(
             self.model_dir,
             ["weight", "bias"] if "bias" in state else ["weight"],
             state.keys(),
@@ -250,10 +239,12 @@ class QwenVLRetriever:
 
     def encode_queries(self, queries: Sequence[str]) -> list[TokenVectors]:
         texts = [self.prompts.query(q) for q in queries]
-        return in_batches(texts, self.batch_size, self._texts)
+        return vision.in_batches(texts, self.batch_size, self._texts)
 
     def encode_pages(self, pages: Sequence[PageContent]) -> list[TokenVectors]:
-        return in_batches(page_images(pages, self.family), self.batch_size, self._images)
+        return vision.in_batches(
+            vision.page_images(pages, self.family), self.batch_size, self._images
+        )
 
     def _texts(self, texts: list[str]) -> list[TokenVectors]:
         return self._run(dict(self._tokenizer(texts, padding=True, return_tensors="pt")))
@@ -294,7 +285,7 @@ class QwenVLRetriever:
             if hook is not None:
                 hook.remove()
         vectors = self._proj(hidden) if self._proj is not None else hidden
-        return split_by_mask(vectors, mask)
+        return vision.split_by_mask(vectors, mask)
 
     def _bidirectional_hook(self, mask: torch.Tensor) -> Any:
         """Swap the causal mask for a padding-only one on the attention layers.
