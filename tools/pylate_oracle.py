@@ -29,6 +29,7 @@ from tests.encoders.checkpoints import (
     TINY,
     bert_tokenizer,
     modernbert_tokenizer,
+    tiny_modernbert_config,
     write_hf_colbert,
 )
 from tests.oracle.texts import DOCUMENTS, QUERIES
@@ -47,22 +48,11 @@ def _bert_base(folder: Path) -> Path:
 
 
 def _modernbert_base(folder: Path) -> Path:
-    from transformers import ModernBertConfig, ModernBertModel
+    from transformers import ModernBertModel
 
     tokenizer = modernbert_tokenizer(folder, added=())
     torch.manual_seed(0)
-    config = ModernBertConfig(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        cls_token_id=tokenizer.cls_token_id,
-        sep_token_id=tokenizer.sep_token_id,
-        bos_token_id=tokenizer.cls_token_id,
-        eos_token_id=tokenizer.sep_token_id,
-        max_position_embeddings=128,
-        local_attention=16,
-        **TINY,
-    )
-    ModernBertModel(config).save_pretrained(str(folder))
+    ModernBertModel(tiny_modernbert_config(tokenizer)).save_pretrained(str(folder))
     return folder
 
 

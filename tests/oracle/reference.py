@@ -27,7 +27,14 @@ import numpy as np
 import pytest
 import torch
 
-from tests.encoders.vision_checkpoints import qwen_tokenizer
+from tests.encoders.vision_checkpoints import (
+    TINY_QWEN2_VISION,
+    TINY_QWEN3_VISION,
+    _qwen_token_ids,
+    qwen_tokenizer,
+    tiny_qwen35_text,
+    tiny_qwen_text,
+)
 
 ENGINE_VERSION = "colpali-engine 0.3.18"
 # Visual-token budget of the tiny Qwen checkpoints: a 20 dpi PDF page fits, 72 dpi does not.
@@ -64,95 +71,35 @@ def _without_torchvision() -> None:
 # -- tiny Qwen configs ------------------------------------------------------------------
 
 
-def _qwen_ids(tokenizer: Any) -> dict[str, int]:
-    ids = tokenizer.convert_tokens_to_ids
-    return {
-        "image_token_id": ids("<|image_pad|>"),
-        "video_token_id": ids("<|video_pad|>"),
-        "vision_start_token_id": ids("<|vision_start|>"),
-        "vision_end_token_id": ids("<|vision_end|>"),
-    }
-
-
-def _text(tokenizer: Any, mrope: list[int], **extra: Any) -> dict[str, Any]:
-    return {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
-        "head_dim": 16,
-        "vocab_size": len(tokenizer) + 8,
-        "rope_parameters": {
-            "rope_type": "default",
-            "rope_theta": 10000.0,
-            "mrope_section": mrope,
-            **extra.pop("rope", {}),
-        },
-        **extra,
-    }
-
-
-_VISION_QWEN3 = {
-    "depth": 2,
-    "hidden_size": 32,
+_VISION_QWEN25 = {
+    **{k: v for k, v in TINY_QWEN2_VISION.items() if k not in ("embed_dim", "mlp_ratio")},
     "intermediate_size": 64,
-    "num_heads": 2,
     "out_hidden_size": 32,
-    "patch_size": 16,
-    "spatial_merge_size": 2,
-    "temporal_patch_size": 2,
-    "num_position_embeddings": 16,
+    "window_size": 56,
+    "fullatt_block_indexes": [1],
 }
 
 
-def _qwen2_config(tokenizer: Any) -> Any:
-    from transformers import Qwen2VLConfig
+def _qwen2_generation_config(config_class: str, vision: dict[str, Any]) -> Any:
+    def build(tokenizer: Any) -> Any:
+        import transformers
 
-    return Qwen2VLConfig(
-        **_qwen_ids(tokenizer),
-        text_config=_text(tokenizer, [2, 3, 3]),
-        vision_config={
-            "depth": 2,
-            "embed_dim": 32,
-            "hidden_size": 32,
-            "num_heads": 2,
-            "mlp_ratio": 2,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-        },
-    )
+        return getattr(transformers, config_class)(
+            **_qwen_token_ids(tokenizer),
+            text_config=tiny_qwen_text(tokenizer, [2, 3, 3]),
+            vision_config=dict(vision),
+        )
 
-
-def _qwen25_config(tokenizer: Any) -> Any:
-    from transformers import Qwen2_5_VLConfig
-
-    return Qwen2_5_VLConfig(
-        **_qwen_ids(tokenizer),
-        text_config=_text(tokenizer, [2, 3, 3]),
-        vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": 32,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "window_size": 56,
-            "fullatt_block_indexes": [1],
-        },
-    )
+    return build
 
 
 def _qwen3_config(tokenizer: Any) -> Any:
     from transformers import Qwen3VLConfig
 
     return Qwen3VLConfig(
-        **_qwen_ids(tokenizer),
-        text_config=_text(tokenizer, [2, 3, 3], rope={"mrope_interleaved": True}),
-        vision_config={**_VISION_QWEN3, "deepstack_visual_indexes": [0]},
+        **_qwen_token_ids(tokenizer),
+        text_config=tiny_qwen_text(tokenizer, [2, 3, 3], rope={"mrope_interleaved": True}),
+        vision_config={**TINY_QWEN3_VISION, "deepstack_visual_indexes": [0]},
     )
 
 
@@ -160,18 +107,9 @@ def _qwen35_config(tokenizer: Any, dim: int) -> Any:
     from transformers import Qwen3_5Config
 
     config = Qwen3_5Config(
-        **_qwen_ids(tokenizer),
-        text_config=_text(
-            tokenizer,
-            [2, 1, 1],
-            rope={"mrope_interleaved": True, "partial_rotary_factor": 0.5},
-            layer_types=["linear_attention", "full_attention"],
-            linear_num_key_heads=2,
-            linear_num_value_heads=2,
-            linear_key_head_dim=8,
-            linear_value_head_dim=8,
-        ),
-        vision_config=dict(_VISION_QWEN3),
+        **_qwen_token_ids(tokenizer),
+        text_config=tiny_qwen35_text(tokenizer),
+        vision_config=dict(TINY_QWEN3_VISION),
     )
     # ColQwen3_5 sizes its projection from `config.dim` (Vultron: 320; default 128).
     config.dim = dim
@@ -189,8 +127,18 @@ class QwenSpec:
 
 
 QWEN_SPECS: dict[str, QwenSpec] = {
-    "colqwen2": QwenSpec("ColQwen2", "ColQwen2Processor", 14, _qwen2_config),
-    "colqwen2.5": QwenSpec("ColQwen2_5", "ColQwen2_5_Processor", 14, _qwen25_config),
+    "colqwen2": QwenSpec(
+        "ColQwen2",
+        "ColQwen2Processor",
+        14,
+        _qwen2_generation_config("Qwen2VLConfig", TINY_QWEN2_VISION),
+    ),
+    "colqwen2.5": QwenSpec(
+        "ColQwen2_5",
+        "ColQwen2_5_Processor",
+        14,
+        _qwen2_generation_config("Qwen2_5_VLConfig", _VISION_QWEN25),
+    ),
     "colqwen3": QwenSpec("ColQwen3", "ColQwen3Processor", 16, _qwen3_config),
     "colqwen3.5-320": QwenSpec(
         "ColQwen3_5", "ColQwen3_5Processor", 16, lambda t: _qwen35_config(t, 320)

@@ -89,23 +89,22 @@ def test_served_page_instruction_rebuilds_the_reference_page(
     assert content[1]["text"] == contract.image_prompt
 
 
-def test_served_colqwen2_hf_queries_match_transformers(tmp_path: Path) -> None:
-    """vidore/colqwen2-v1.0-hf: transformers' ColQwen2Processor is the reference."""
-    from transformers import ColQwen2Processor
+@pytest.mark.parametrize(
+    ("preset", "processor_class", "build"),
+    [
+        # vidore/colqwen2-v1.0-hf and vidore/colpali-v1.3-hf: transformers' processors.
+        ("colqwen2", "ColQwen2Processor", build_colqwen2),
+        ("colpali", "ColPaliProcessor", build_colpali),
+    ],
+)
+def test_served_hf_queries_match_transformers(
+    preset: str, processor_class: str, build: Any, tmp_path: Path
+) -> None:
+    import transformers
 
-    processor = ColQwen2Processor.from_pretrained(str(build_colqwen2(tmp_path / "hf")))
+    model_dir = build(tmp_path / "hf")
+    processor = getattr(transformers, processor_class).from_pretrained(str(model_dir))
     batch = processor(text=QUERIES, padding="longest", return_tensors="pt")
     mask = batch["attention_mask"].bool()
     expected = [batch["input_ids"][i][mask[i]].tolist() for i in range(len(QUERIES))]
-    assert _served_query_ids("colqwen2", processor.tokenizer) == expected
-
-
-def test_served_colpali_hf_queries_match_transformers(tmp_path: Path) -> None:
-    """vidore/colpali-v1.3-hf: transformers' ColPaliProcessor is the reference."""
-    from transformers import ColPaliProcessor
-
-    processor = ColPaliProcessor.from_pretrained(str(build_colpali(tmp_path / "hf")))
-    batch = processor(text=QUERIES, padding="longest", return_tensors="pt")
-    mask = batch["attention_mask"].bool()
-    expected = [batch["input_ids"][i][mask[i]].tolist() for i in range(len(QUERIES))]
-    assert _served_query_ids("colpali", processor.tokenizer) == expected
+    assert _served_query_ids(preset, processor.tokenizer) == expected
