@@ -1,7 +1,8 @@
-"""The engine behind ColQwen3 and ColQwen3.5: a Qwen vision-language backbone + projection.
+"""The engine behind ColQwen2/2.5 (colpali-engine layout), ColQwen3 and ColQwen3.5.
 
-These checkpoints ship no transformers ``*ForRetrieval`` class (they use remote code),
-so we build the backbone (``Qwen3VLModel`` / ``Qwen3_5Model``) from the checkpoint's
+A Qwen vision-language backbone + projection. These checkpoints ship no transformers
+``*ForRetrieval`` class (remote code or colpali-engine's own classes), so we build the
+backbone (``Qwen2VLModel`` ... ``Qwen3_5Model``) from the checkpoint's
 config, map each published weight naming onto it by hand and refuse any weight that finds
 no home. Per token: last hidden state -> linear projection -> L2 norm.
 
