@@ -22,7 +22,9 @@ UNTESTED: dict[str, str] = {
         "loaded by transformers' own `*ForRetrieval` classes; no colpali-engine oracle"
     ),
     "colpali, colmodernvbert, colidefics3, colgemma3 (colpali-engine layout)": (
-        "latestore does not load these layouts yet"
+        "not loaded yet; ColPali's differs from the -hf one in weight names "
+        "(`model.language_model.model.*`, `custom_text_proj`) and prompts (pages "
+        "`<image>…<bos><bos>Describe the image.\\n`, queries `<bos>q<pad>×10`, no prefix)"
     ),
     "colbert (Jina, jina-colbert-v2)": (
         "reference backbone is Jina's remote code, not installable offline"
