@@ -29,10 +29,21 @@ def page_images() -> list[Any]:
     return inputs.pages()
 
 
+class _EngineDirs(dict[str, Path]):
+    """Reference checkpoints built on first use (an xdist worker builds only its own)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, key: str) -> Path:
+        self[key] = build_engine_qwen(key, self.root / key)
+        return self[key]
+
+
 @pytest.fixture(scope="module")
 def engine_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("engine")
-    return {key: build_engine_qwen(key, root / key) for key in QWEN_SPECS}
+    return _EngineDirs(tmp_path_factory.mktemp("engine"))
 
 
 def _ours(model_dir: Path, images: list[Any], **options: Any) -> tuple[list[Any], list[Any]]:
