@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint typecheck pytest eval bench gpu-wheels gpu-check clean
+.PHONY: install demo test lint typecheck pytest eval bench gpu-wheels gpu-check clean oracle oracle-table
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	# The CPU build first: a bare `torch` requirement would pull several GB of CUDA wheels.
 	$(BIN)/python -m pip install -q "torch==2.13.0"
 	$(BIN)/python -m pip install -q -e ".[dev]" --config-settings editable_mode=strict
+	# The oracle's reference (tests/oracle): see the `oracle` extra in pyproject.toml.
+	$(BIN)/python -m pip install -q --no-deps "colpali-engine==0.3.18"
 	touch $(STAMP)
 
 # editable_mode=strict installs a tree of links to the mapped folders, so mypy and
@@ -31,6 +33,30 @@ $(LINKED): $(STAMP)
 	touch $@
 
 install: $(LINKED)
+
+# The PyLate oracle runs in its own virtualenv: PyLate 1.6.0 pins transformers and
+# sentence-transformers apart from ours. --no-deps for PyLate itself: its fast-plaid
+# dependency pins a CUDA torch build that encoding never uses.
+ORACLE_VENV := .venv-oracle
+ORACLE_STAMP := $(ORACLE_VENV)/.installed
+$(ORACLE_STAMP):
+	test -x $(ORACLE_VENV)/bin/python || $(PYTHON) -m venv $(ORACLE_VENV)
+	$(ORACLE_VENV)/bin/python -m pip install -q "torch==2.13.0"
+	$(ORACLE_VENV)/bin/python -m pip install -q "transformers==5.3.0" \
+		"sentence-transformers==5.3.0" "ujson==5.12.0" "datasets>=2.20.0" "pandas>=2.2.1"
+	$(ORACLE_VENV)/bin/python -m pip install -q --no-deps "pylate==1.6.0"
+	touch $(ORACLE_STAMP)
+
+# PyLate's vectors into build/pylate, then the main suite's oracle tests compare against
+# them (and fail, rather than skip, when the vectors are missing).
+oracle: install $(ORACLE_STAMP)
+	rm -rf build/pylate
+	$(ORACLE_VENV)/bin/python tools/pylate_oracle.py build/pylate
+	LATESTORE_REQUIRE_PYLATE_ORACLE=1 $(BIN)/python -m pytest -q -p no:xdist tests/oracle
+
+# Rewrite the README's family x status table from the oracle tests' results.
+oracle-table: install
+	$(BIN)/python tools/oracle_table.py README.md build/oracle
 
 demo: install
 	$(BIN)/python examples/demo.py
@@ -62,4 +88,4 @@ gpu-check:
 	bash tools/gpu_check.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(ORACLE_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -14,20 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from latestore.encoders.colbert_loading import (
-    backbone_from_config,
-    load_exact,
-    read_json,
-    read_tensors,
-    strip_prefixes,
-    weight_files,
-)
-from latestore.encoders.colbert_options import (
-    build_encoder,
-    hf_config,
-    load_tokenizer,
-    split_options,
-)
+from latestore.encoders import colbert_loading as loading
+from latestore.encoders import colbert_options as kit
 from latestore.encoders.colbert_text import ColBERTNet, Projection, PromptSettings
 from latestore.errors import EncoderError
 
@@ -63,11 +51,11 @@ def load(model_dir: Path, **options: Any) -> Any:
     """
     import dataclasses
 
-    runtime, overrides = split_options(options)
-    config = read_json(model_dir / "config.json")
-    files = weight_files(model_dir)
-    backbone_tensors = strip_prefixes(read_tensors(files), ("roberta.", "model."))
-    head_tensors = read_tensors([model_dir / HEAD_FILE])
+    runtime, overrides = kit.split_options(options)
+    config = loading.read_json(model_dir / "config.json")
+    files = loading.weight_files(model_dir)
+    backbone_tensors = loading.strip_prefixes(loading.read_tensors(files), ("roberta.", "model."))
+    head_tensors = loading.read_tensors([model_dir / HEAD_FILE])
     if "weight" not in head_tensors:
         raise EncoderError(f"{model_dir / HEAD_FILE} has no 'weight' tensor")
     weight = head_tensors["weight"]
@@ -76,15 +64,17 @@ def load(model_dir: Path, **options: Any) -> Any:
             f"{model_dir / HEAD_FILE}: weight must be 2-D, got {tuple(weight.shape)}"
         )
     with_pooler = any(key.startswith("pooler.") for key in backbone_tensors)
-    backbone = backbone_from_config(hf_config(config, model_dir), with_pooler=with_pooler)
+    backbone = loading.backbone_from_config(
+        kit.hf_config(config, model_dir), with_pooler=with_pooler
+    )
     projection = Projection(weight.shape[1], weight.shape[0], bias="bias" in head_tensors)
     net = ColBERTNet(backbone, projection)
     named = {f"backbone.{k}": v for k, v in backbone_tensors.items()}
     named |= {f"projection.linear.{k}": v for k, v in head_tensors.items()}
-    load_exact(net, named, source=f"checkpoint {model_dir}")
-    return build_encoder(
+    loading.load_exact(net, named, source=f"checkpoint {model_dir}")
+    return kit.build_encoder(
         net=net,
-        tokenizer=load_tokenizer(model_dir),
+        tokenizer=kit.load_tokenizer(model_dir),
         prompts=dataclasses.replace(DEFAULT_PROMPTS, **overrides),
         family=FAMILY,
         model_dir=model_dir,

@@ -9,14 +9,13 @@ refuses any key-set difference.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 import torch
 from torch import nn
 
+from latestore.encoders.checkpoint import read_json, read_tensors, weight_files
 from latestore.errors import EncoderError
 
 __all__ = [
@@ -33,77 +32,18 @@ __all__ = [
 # (position ranges, all-zero token types); dropping them loses no trained value.
 IGNORABLE_SUFFIXES = ("embeddings.position_ids", "embeddings.token_type_ids")
 
-_SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
-_SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; ``{}`` when the file does not exist."""
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EncoderError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise EncoderError(f"{path} does not hold a JSON object")
-    return data
-
-
-def weight_files(folder: Path) -> list[Path]:
-    """The backbone weight files of a transformers folder, in load order.
-
-    safetensors wins over ``.bin`` as in transformers; sharded checkpoints are read
-    through their index so that a stray extra file is never mixed in.
-
-    Raises
-    ------
-    EncoderError
-        When the folder holds no weights.
-    """
-    for index_name in _SHARD_INDEXES:
-        index = folder / index_name
-        if index.is_file():
-            weight_map = read_json(index).get("weight_map", {})
-            names = sorted(set(weight_map.values()))
-            missing = [n for n in names if not (folder / n).is_file()]
-            if missing:
-                raise EncoderError(f"{index} names shards that are absent: {missing}")
-            return [folder / n for n in names]
-    for name in _SINGLE_FILES:
-        if (folder / name).is_file():
-            return [folder / name]
-    raise EncoderError(
-        f"no weights in {folder}: expected one of {', '.join(_SINGLE_FILES + _SHARD_INDEXES)}"
-    )
-
-
-def read_tensors(paths: Iterable[Path]) -> dict[str, torch.Tensor]:
-    """All tensors of the given files, merged; duplicate names are an error.
-
-    ``.bin``/``.pt`` files are read with ``weights_only=True`` so a checkpoint cannot
-    run code at load.
-    """
-    from safetensors.torch import load_file
-
-    tensors: dict[str, torch.Tensor] = {}
-    for path in paths:
-        try:
-            if path.suffix == ".safetensors":
-                part = load_file(str(path), device="cpu")
-            else:
-                part = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # safetensors, pickle and zip errors have no common base
-            raise EncoderError(f"cannot read weights {path}: {exc}") from exc
-        if not isinstance(part, Mapping) or not all(
-            isinstance(v, torch.Tensor) for v in part.values()
-        ):
-            raise EncoderError(f"{path} is not a flat state dict of tensors")
-        clash = tensors.keys() & part.keys()
-        if clash:
-            raise EncoderError(f"{path} repeats tensors already read: {sorted(clash)[:5]}")
-        tensors.update(part)
-    return tensors
+def renamed(
+    tensors: Mapping[str, torch.Tensor], rename: Callable[[str], str]
+) -> dict[str, torch.Tensor]:
+    """``tensors`` under ``rename(key)``; two keys landing on one name is an error."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in tensors.items():
+        new = rename(key)
+        if new in out:
+            raise EncoderError(f"two checkpoint tensors map to {new!r} after renaming")
+        out[new] = value
+    return out
 
 
 def strip_prefixes(
@@ -111,17 +51,34 @@ def strip_prefixes(
 ) -> dict[str, torch.Tensor]:
     """Rename ``prefix + key`` to ``key`` for the first matching prefix, in order."""
     ordered = tuple(prefixes)
-    out: dict[str, torch.Tensor] = {}
-    for key, value in tensors.items():
-        new = key
-        for prefix in ordered:
-            if key.startswith(prefix):
-                new = key[len(prefix) :]
-                break
-        if new in out:
-            raise EncoderError(f"two checkpoint tensors map to {new!r} after prefix stripping")
-        out[new] = value
-    return out
+
+    def strip(key: str) -> str:
+        prefix = next((p for p in ordered if key.startswith(p)), "")
+        return key[len(prefix) :]
+
+    return renamed(tensors, strip)
+
+
+# TF-era LayerNorm names, still written by transformers 5.3's save_pretrained for BERT
+# (and found in original BERT checkpoints); transformers renames them at load.
+_LEGACY_SUFFIXES = ((".gamma", ".weight"), (".beta", ".bias"))
+
+
+def legacy_names_renamed(
+    tensors: Mapping[str, torch.Tensor], expected: Iterable[str]
+) -> dict[str, torch.Tensor]:
+    """``LayerNorm.gamma``/``.beta`` renamed to ``.weight``/``.bias`` where the model wants."""
+    wanted = set(expected)
+
+    def modernise(key: str) -> str:
+        if key in wanted:
+            return key
+        for old, modern in _LEGACY_SUFFIXES:
+            if key.endswith(old) and key[: -len(old)] + modern in wanted:
+                return key[: -len(old)] + modern
+        return key
+
+    return renamed(tensors, modernise)
 
 
 def _preview(keys: Iterable[str], limit: int = 8) -> str:
@@ -158,6 +115,7 @@ def load_exact(
     """
     suffixes = tuple(ignorable)
     expected = module.state_dict()
+    tensors = legacy_names_renamed(tensors, expected.keys())
     given = {k: v for k, v in tensors.items() if not (k not in expected and k.endswith(suffixes))}
     unused = given.keys() - expected.keys()
     missing = expected.keys() - given.keys()

@@ -16,20 +16,9 @@ import string
 from pathlib import Path
 from typing import Any
 
-from latestore.encoders.colbert_loading import (
-    backbone_from_config,
-    load_exact,
-    read_json,
-    read_tensors,
-    strip_prefixes,
-    weight_files,
-)
-from latestore.encoders.colbert_options import (
-    build_encoder,
-    hf_config,
-    load_tokenizer,
-    split_options,
-)
+from latestore.encoders import colbert_loading as loading
+from latestore.encoders import colbert_options as kit
+from latestore.encoders.checkpoint import read_json_value
 from latestore.encoders.colbert_text import ColBERTNet, Projection, PromptSettings
 from latestore.errors import EncoderError
 
@@ -43,14 +32,9 @@ _HARMLESS_MODULES = ("sentence_transformers.models.Normalize",)
 
 def _modules(model_dir: Path) -> list[dict[str, Any]]:
     path = model_dir / "modules.json"
-    if not path.is_file():
+    data = read_json_value(path)
+    if data is None:
         return []
-    import json
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EncoderError(f"cannot read {path}: {exc}") from exc
     if not isinstance(data, list):
         raise EncoderError(f"{path} is not a list of modules")
     return [m for m in data if isinstance(m, dict)]
@@ -68,7 +52,7 @@ def detect(model_dir: Path, config: dict[str, Any]) -> bool:
     modules = _modules(model_dir)
     if not any(_is_dense(m) for m in modules):
         return False
-    st_config = read_json(model_dir / ST_CONFIG)
+    st_config = loading.read_json(model_dir / ST_CONFIG)
     pylate_dense = any(str(m.get("type", "")).startswith("pylate.") for m in modules)
     return pylate_dense or "query_prefix" in st_config or st_config.get("model_type") == "ColBERT"
 
@@ -91,7 +75,7 @@ def _dense_folder(model_dir: Path, modules: list[dict[str, Any]]) -> Path:
 
 
 def _read_dense(folder: Path) -> tuple[Projection, dict[str, Any], list[Path]]:
-    config = read_json(folder / "config.json")
+    config = loading.read_json(folder / "config.json")
     try:
         in_features, out_features = int(config["in_features"]), int(config["out_features"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -104,8 +88,8 @@ def _read_dense(folder: Path) -> tuple[Projection, dict[str, Any], list[Path]]:
         bias=bool(config.get("bias", True)),
         activation=config.get("activation_function", "torch.nn.modules.linear.Identity"),
     )
-    files = weight_files(folder)
-    tensors = {f"projection.{k}": v for k, v in read_tensors(files).items()}
+    files = loading.weight_files(folder)
+    tensors = {f"projection.{k}": v for k, v in loading.read_tensors(files).items()}
     return projection, tensors, files
 
 
@@ -131,23 +115,27 @@ def load(model_dir: Path, **options: Any) -> Any:
     EncoderError
         On an unused or missing weight, an unsupported module list, or a bad tokenizer.
     """
-    runtime, overrides = split_options(options)
+    runtime, overrides = kit.split_options(options)
     modules = _modules(model_dir)
     projection, head, dense_files = _read_dense(_dense_folder(model_dir, modules))
-    config = read_json(model_dir / "config.json")
-    files = weight_files(model_dir)
+    config = loading.read_json(model_dir / "config.json")
+    files = loading.weight_files(model_dir)
     # Root weights are the bare AutoModel; a "model." prefix appears when a task model
     # (e.g. ModernBertForMaskedLM) was saved, whose extra head weights then fail loudly.
-    backbone_tensors = strip_prefixes(read_tensors(files), ("model.", "bert.", "roberta."))
+    backbone_tensors = loading.strip_prefixes(
+        loading.read_tensors(files), ("model.", "bert.", "roberta.")
+    )
     with_pooler = any(key.startswith("pooler.") for key in backbone_tensors)
-    backbone = backbone_from_config(hf_config(config, model_dir), with_pooler=with_pooler)
+    backbone = loading.backbone_from_config(
+        kit.hf_config(config, model_dir), with_pooler=with_pooler
+    )
     net = ColBERTNet(backbone, projection)
     named = {f"backbone.{k}": v for k, v in backbone_tensors.items()} | head
-    load_exact(net, named, source=f"checkpoint {model_dir}")
-    return build_encoder(
+    loading.load_exact(net, named, source=f"checkpoint {model_dir}")
+    return kit.build_encoder(
         net=net,
-        tokenizer=load_tokenizer(model_dir),
-        prompts=_prompts(read_json(model_dir / ST_CONFIG), overrides),
+        tokenizer=kit.load_tokenizer(model_dir),
+        prompts=_prompts(loading.read_json(model_dir / ST_CONFIG), overrides),
         family=FAMILY,
         model_dir=model_dir,
         files=[*files, *dense_files],

@@ -27,18 +27,15 @@ import torch
 from torch import nn
 
 from latestore.encoders.base import (
-    PageContent,
     TokenVectors,
     fingerprint_of,
     hash_files,
     length_sorted_batches,
-    page_texts,
 )
-from latestore.encoders.device import pick_device
+from latestore.encoders.device import pick_device, pick_dtype
+from latestore.encoders.text_pages import WindowedTextPages
 from latestore.encoders.windows import (
-    EncodedPage,
     WindowSettings,
-    encode_text_pages,
     special_template,
 )
 from latestore.errors import EncoderError
@@ -127,21 +124,11 @@ class ColBERTNet(nn.Module):
         return projected
 
 
-def resolve_dtype(device: str, requested: str | torch.dtype | None) -> torch.dtype:
-    """fp32 on CPU; bf16 on CUDA where supported, else fp16; or what was asked for."""
-    if isinstance(requested, torch.dtype):
-        return requested
-    if requested not in (None, "auto"):
-        dtype = getattr(torch, str(requested), None)
-        if not isinstance(dtype, torch.dtype):
-            raise EncoderError(f"unknown dtype {requested!r}")
-        return dtype
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+# The one dtype policy of every encoder, under the name this module always exported.
+resolve_dtype = pick_dtype
 
 
-class ColBERTEncoder:
+class ColBERTEncoder(WindowedTextPages):
     """A loaded ColBERT text model; satisfies :class:`latestore.encoders.Encoder`.
 
     Built by the family modules; use :func:`latestore.encoders.registry.load_encoder`.
@@ -309,25 +296,6 @@ class ColBERTEncoder:
                     f"{self.name}: queries must be strings, got {type(query).__name__}"
                 )
         return self._encode(list(queries), is_query=True)
-
-    def encode_pages(self, pages: Sequence[PageContent]) -> list[TokenVectors]:
-        """One ``(n_tokens, dim)`` array per page: its text tokens minus punctuation."""
-        return [page.vectors for page in self.encode_pages_with_counts(pages)]
-
-    def encode_pages_with_counts(self, pages: Sequence[PageContent]) -> list[EncodedPage]:
-        """Each page's vectors (all windows) and how many text tokens were cut."""
-        return encode_text_pages(
-            page_texts(self.name, pages),
-            tokenizer=self.tokenizer,
-            settings=self.windowing,
-            span=self._span,
-            window=self._window,
-            forward=self._forward,
-            pad_id=self._pad_id,
-            batch_size=self.batch_size,
-            device=self.device,
-            dim=self.dim,
-        )
 
     def _window(self, ids: list[int], own_start: int, own_end: int) -> tuple[list[int], list[bool]]:
         """One document window as :meth:`_tokenize` builds a document: the marker after

@@ -1,7 +1,8 @@
-"""The engine behind ColQwen3 and ColQwen3.5: a Qwen vision-language backbone + projection.
+"""The engine behind ColQwen2/2.5 (colpali-engine layout), ColQwen3 and ColQwen3.5.
 
-These checkpoints ship no transformers ``*ForRetrieval`` class (they use remote code),
-so we build the backbone (``Qwen3VLModel`` / ``Qwen3_5Model``) from the checkpoint's
+A Qwen vision-language backbone + projection. These checkpoints ship no transformers
+``*ForRetrieval`` class (remote code or colpali-engine's own classes), so we build the
+backbone (``Qwen2VLModel`` ... ``Qwen3_5Model``) from the checkpoint's
 config, map each published weight naming onto it by hand and refuse any weight that finds
 no home. Per token: last hidden state -> linear projection -> L2 norm.
 
@@ -11,7 +12,11 @@ Weight namings handled (backbone ``visual.*`` and ``language_model.*``):
 * ``model.visual.*`` / ``model.language_model.*`` (nemotron-colembed, colpali-engine saves)
 * ``visual.*`` / ``language_model.*`` unprefixed (OpenSearch-AI Ops-Colqwen3)
 
-and the projection as ``embedding_proj_layer`` or ``custom_text_proj`` (bias optional).
+and the projection as ``embedding_proj_layer`` or ``custom_text_proj`` (bias optional),
+under the same prefixes (colpali-engine saves ``model.custom_text_proj``).
+
+One engine serves every Qwen generation: a subclass names its transformers config and
+model classes (:class:`QwenBackbone`); Qwen3.5's hybrid layers get their own masks.
 """
 
 from __future__ import annotations
@@ -24,18 +29,9 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from latestore.encoders import vision_common as vision
 from latestore.encoders.base import PageContent, TokenVectors, fingerprint_of
-from latestore.encoders.vision_common import (
-    check_key_sets,
-    in_batches,
-    page_images,
-    pick_dtype,
-    quiet_transformers,
-    resolve_device,
-    split_by_mask,
-    weight_files,
-    weights_digest,
-)
+from latestore.encoders.prompts import QWEN_ENGINE, QWEN_VISION_SPAN, PromptContract
 from latestore.errors import EncoderError
 
 # Most specific first: the first matching prefix is stripped.
@@ -43,19 +39,25 @@ BACKBONE_PREFIXES = ("vlm.model.", "vlm.", "model.", "")
 PROJECTION_NAMES = ("embedding_proj_layer.", "custom_text_proj.")
 IGNORED_PREFIXES = ("lm_head.", "vlm.lm_head.", "model.lm_head.")
 DIM_KEYS = ("embed_dim", "dims", "dim", "projection_dim", "colbert_dim")
-VISION_SPAN = "<|vision_start|><|image_pad|><|vision_end|>"
+# Config keys of the retrieval wrapper that the backbone config does not take.
+_NOT_BACKBONE_CONFIG = {"model_type", "architectures", "auto_map", "transformers_version"}
 
 
 @dataclass(frozen=True)
-class QwenPrompts:
-    """The retrieval prompt contract of a ColQwen checkpoint.
+class QwenBackbone:
+    """Which transformers classes build a generation's backbone."""
 
-    ``page_template`` must contain ``{image}`` where the vision span goes.
-    """
+    config_class: str
+    model_class: str
+    # Qwen3.5 interleaves recurrent (Gated-DeltaNet) layers with attention layers.
+    hybrid: bool = False
 
-    page_template: str = "<|im_start|>user\n{image}Describe the image.<|im_end|><|endoftext|>"
-    query_prefix: str = "Query: "
-    query_augmentation: str = "<|endoftext|>" * 10
+
+def backbone_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The Qwen-VL config inside a retrieval config (top level or under ``vlm_config``)."""
+    inner = config.get("vlm_config")
+    source = inner if isinstance(inner, dict) else config
+    return {k: v for k, v in source.items() if k not in _NOT_BACKBONE_CONFIG | set(DIM_KEYS)}
 
 
 def projection_dim(config: dict[str, Any]) -> int | None:
@@ -68,7 +70,7 @@ def projection_dim(config: dict[str, Any]) -> int | None:
 
 def read_weights(model_dir: Path) -> dict[str, torch.Tensor]:
     tensors: dict[str, torch.Tensor] = {}
-    for path in weight_files(model_dir):
+    for path in vision.weight_files(model_dir):
         with safe_open(str(path), "pt") as handle:
             for key in handle.keys():  # noqa: SIM118 - safe_open is not a Mapping
                 tensors[key] = handle.get_tensor(key)
@@ -85,13 +87,15 @@ def map_weight_names(
     for name, tensor in tensors.items():
         if name.startswith(IGNORED_PREFIXES):
             continue
-        proj = next((p for p in PROJECTION_NAMES if name.startswith(p)), None)
-        if proj is not None:
-            projection[name[len(proj) :]] = tensor
-            continue
         for prefix in BACKBONE_PREFIXES:
+            if not name.startswith(prefix):
+                continue
             rest = name[len(prefix) :]
-            if name.startswith(prefix) and rest.startswith(("visual.", "language_model.")):
+            proj = next((p for p in PROJECTION_NAMES if rest.startswith(p)), None)
+            if proj is not None:
+                projection[rest[len(proj) :]] = tensor
+                break
+            if rest.startswith(("visual.", "language_model.")):
                 backbone[rest] = tensor
                 break
         else:
@@ -102,15 +106,17 @@ def map_weight_names(
 class QwenVLRetriever:
     """Shared encoder for Qwen-VL-backbone late-interaction checkpoints.
 
-    Subclasses set ``family`` and implement :meth:`_backbone`.
+    Subclasses set ``family`` and ``backbone``. Attention is causal, as in the reference
+    classes (colpali-engine); ``bidirectional=True`` swaps in a padding-only mask.
     """
 
     family = "qwen-vl"
+    backbone = QwenBackbone("Qwen3VLConfig", "Qwen3VLModel")
 
     def __init__(
         self,
         model_dir: Path | str,
-        config: dict[str, Any],
+        config: dict[str, Any] | None = None,
         *,
         device: str | None = None,
         dtype: torch.dtype | str | None = None,
@@ -118,15 +124,16 @@ class QwenVLRetriever:
         min_pixels: int | None = None,
         max_pixels: int | None = None,
         bidirectional: bool = False,
-        prompts: QwenPrompts | None = None,
+        prompts: PromptContract | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
+        config = vision.read_config(self.model_dir) if config is None else config
         self.name = f"{self.family}:{self.model_dir.name}"
-        self.device = resolve_device(device)
-        self.dtype = pick_dtype(self.device, dtype)
+        self.device = vision.resolve_device(device)
+        self.dtype = vision.pick_dtype(self.device, dtype)
         self.batch_size = batch_size
         self.bidirectional = bidirectional
-        self.prompts = prompts or QwenPrompts()
+        self.prompts = prompts or QWEN_ENGINE
         if "{image}" not in self.prompts.page_template:
             raise EncoderError("page_template must contain {image}")
         self._load_processor(min_pixels, max_pixels)
@@ -135,7 +142,7 @@ class QwenVLRetriever:
         self.fingerprint = fingerprint_of(
             {
                 "family": self.family,
-                "weights": weights_digest(self.model_dir),
+                "weights": vision.weights_digest(self.model_dir),
                 "dim": self.dim,
                 "prompts": asdict(self.prompts),
                 "bidirectional": bidirectional,
@@ -146,7 +153,18 @@ class QwenVLRetriever:
     # -- loading --------------------------------------------------------------------
 
     def _backbone(self, config: dict[str, Any]) -> Any:
-        raise NotImplementedError
+        import transformers
+
+        config_class: Any = getattr(transformers, self.backbone.config_class)
+        model_class: Any = getattr(transformers, self.backbone.model_class)
+        try:
+            built = config_class(**backbone_config(config))
+        except (TypeError, ValueError) as exc:
+            raise EncoderError(
+                f"{self.model_dir}: not a {self.backbone.config_class}: {exc}"
+            ) from exc
+        # SDPA: the bidirectional path hands it a boolean 4D mask.
+        return model_class._from_config(built, attn_implementation="sdpa")
 
     def _load_processor(self, min_pixels: int | None, max_pixels: int | None) -> None:
         # Tokenizer + image processor rather than Qwen3VLProcessor: the latter also wants
@@ -157,7 +175,7 @@ class QwenVLRetriever:
         auto_image_processor: Any = transformers.AutoImageProcessor
 
         try:
-            with quiet_transformers():
+            with vision.quiet_transformers():
                 self._tokenizer = auto_tokenizer.from_pretrained(str(self.model_dir))
                 self._images_in = auto_image_processor.from_pretrained(str(self.model_dir))
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -176,11 +194,11 @@ class QwenVLRetriever:
     def _load_model(self, config: dict[str, Any]) -> tuple[Any, torch.nn.Linear | None]:
         backbone_state, proj_state, unmapped = map_weight_names(read_weights(self.model_dir))
         if unmapped:
-            check_key_sets(self.model_dir, [], unmapped)
-        with quiet_transformers():
+            vision.check_key_sets(self.model_dir, [], unmapped)
+        with vision.quiet_transformers():
             model = self._backbone(config)
         self._hidden = int(model.config.text_config.hidden_size)
-        check_key_sets(self.model_dir, model.state_dict().keys(), backbone_state.keys())
+        vision.check_key_sets(self.model_dir, model.state_dict().keys(), backbone_state.keys())
         model.load_state_dict(backbone_state, strict=True)
         proj = self._projection(config, proj_state)
         model.to(device=self.device, dtype=self.dtype).eval()
@@ -199,7 +217,7 @@ class QwenVLRetriever:
                     f"checkpoint has no {' or '.join(PROJECTION_NAMES)} weights"
                 )
             return None  # checkpoints that emit the hidden states themselves
-        check_key_sets(
+        vision.check_key_sets(
             self.model_dir,
             ["weight", "bias"] if "bias" in state else ["weight"],
             state.keys(),
@@ -221,13 +239,13 @@ class QwenVLRetriever:
     # -- encoding -------------------------------------------------------------------
 
     def encode_queries(self, queries: Sequence[str]) -> list[TokenVectors]:
-        texts = [
-            f"{self.prompts.query_prefix}{q}{self.prompts.query_augmentation}" for q in queries
-        ]
-        return in_batches(texts, self.batch_size, self._texts)
+        texts = [self.prompts.query(q) for q in queries]
+        return vision.in_batches(texts, self.batch_size, self._texts)
 
     def encode_pages(self, pages: Sequence[PageContent]) -> list[TokenVectors]:
-        return in_batches(page_images(pages, self.family), self.batch_size, self._images)
+        return vision.in_batches(
+            vision.page_images(pages, self.family), self.batch_size, self._images
+        )
 
     def _texts(self, texts: list[str]) -> list[TokenVectors]:
         return self._run(dict(self._tokenizer(texts, padding=True, return_tensors="pt")))
@@ -239,10 +257,10 @@ class QwenVLRetriever:
         texts = []
         for grid in grids:
             # One <|image_pad|> per merged patch: the backbone scatters vision features there.
-            span = VISION_SPAN.replace(
+            span = QWEN_VISION_SPAN.replace(
                 "<|image_pad|>", "<|image_pad|>" * (int(grid.prod()) // merge)
             )
-            texts.append(self.prompts.page_template.format(image=span))
+            texts.append(self.prompts.page_with_image(span))
         batch = dict(self._tokenizer(texts, padding=True, return_tensors="pt"))
         # M-RoPE needs to know which positions are image tokens (1) versus text (0).
         image_token = self._tokenizer.convert_tokens_to_ids("<|image_pad|>")
@@ -268,7 +286,7 @@ class QwenVLRetriever:
             if hook is not None:
                 hook.remove()
         vectors = self._proj(hidden) if self._proj is not None else hidden
-        return split_by_mask(vectors, mask)
+        return vision.split_by_mask(vectors, mask)
 
     def _bidirectional_hook(self, mask: torch.Tensor) -> Any:
         """Swap the causal mask for a padding-only one on the attention layers.
@@ -289,4 +307,8 @@ class QwenVLRetriever:
         return hook
 
     def _attention_masks(self, full: torch.Tensor, mask: torch.Tensor) -> Any:
-        return full
+        if not self.backbone.hybrid:
+            return full
+        # Recurrent layers take the 2D padding mask (None when nothing is padded).
+        linear = None if bool(mask.all()) else mask
+        return {"full_attention": full, "linear_attention": linear}

@@ -3,8 +3,9 @@
 Checkpoints: TomoroAI/tomoro-colqwen3-embed-4b/8b (``model_type: colqwen3``, weights
 ``vlm.model.*`` + ``embedding_proj_layer``, dim in ``embed_dim``), OpenSearch-AI/
 Ops-Colqwen3-4B (``ops_colqwen3``, unprefixed ``visual.*``/``language_model.*``, dim in
-``dims``) and nvidia/nemotron-colembed-vl-4b-v2 (``qwen3_vl_nemotron_embed``,
-``model.*``). Weight mapping and strict checks live in :mod:`latestore.encoders.colqwen`.
+``dims``), nvidia/nemotron-colembed-vl-4b-v2 (``qwen3_vl_nemotron_embed``, ``model.*``)
+and colpali-engine's own ``ColQwen3`` saves (``qwen3_vl``, ``model.*``). The engine,
+weight mapping and strict checks live in :mod:`latestore.encoders.colqwen`.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from latestore.encoders.colqwen import DIM_KEYS, QwenPrompts, QwenVLRetriever
+from latestore.encoders.colqwen import QwenBackbone, QwenVLRetriever
+from latestore.encoders.prompts import PromptContract
 from latestore.encoders.vision_common import architectures, read_config
-from latestore.errors import EncoderError
 
 __all__ = ["ColQwen3Encoder", "detect", "load"]
 
 MODEL_TYPES = {"colqwen3", "ops_colqwen3", "qwen3_vl_nemotron_embed"}
 # nemotron-colembed turns the decoder bidirectional for retrieval; the others stay causal.
 BIDIRECTIONAL_BY_DEFAULT = {"qwen3_vl_nemotron_embed"}
-_NOT_CONFIG = {"model_type", "architectures", "auto_map", "transformers_version", *DIM_KEYS}
 
 
 def detect(model_dir: Path, config: dict[str, Any]) -> bool:
@@ -38,13 +38,6 @@ def load(model_dir: Path, **options: Any) -> ColQwen3Encoder:
     return ColQwen3Encoder(model_dir, **options)
 
 
-def backbone_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The Qwen-VL config inside a retrieval config (top level or under ``vlm_config``)."""
-    inner = config.get("vlm_config")
-    source = inner if isinstance(inner, dict) else config
-    return {k: v for k, v in source.items() if k not in _NOT_CONFIG}
-
-
 class ColQwen3Encoder(QwenVLRetriever):
     """Page-image and query vectors from a ColQwen3 checkpoint directory.
 
@@ -56,33 +49,23 @@ class ColQwen3Encoder(QwenVLRetriever):
         Visual-token budget: tokens ~ pixels / 32**2 (patch 16, 2x2 merge).
     bidirectional:
         Non-causal attention in the language model; defaults to what the family was
-        trained with (nemotron: on, Tomoro/Ops: off).
+        trained with (nemotron: on, the others: off).
     prompts:
         Override the page template / query prefix / augmentation.
     """
 
     family = "colqwen3"
+    backbone = QwenBackbone("Qwen3VLConfig", "Qwen3VLModel")
 
     def __init__(
         self,
         model_dir: Path | str,
         *,
         bidirectional: bool | None = None,
-        prompts: QwenPrompts | None = None,
+        prompts: PromptContract | None = None,
         **options: Any,
     ) -> None:
         config = read_config(Path(model_dir))
         if bidirectional is None:
             bidirectional = config.get("model_type") in BIDIRECTIONAL_BY_DEFAULT
         super().__init__(model_dir, config, bidirectional=bidirectional, prompts=prompts, **options)
-
-    def _backbone(self, config: dict[str, Any]) -> Any:
-        from transformers import Qwen3VLConfig, Qwen3VLModel
-
-        try:
-            backbone = Qwen3VLConfig(**backbone_config(config))
-        except (TypeError, ValueError) as exc:
-            raise EncoderError(f"{self.model_dir}: not a Qwen3-VL config: {exc}") from exc
-        model_class: Any = Qwen3VLModel
-        # SDPA: the bidirectional path hands it a boolean 4D mask.
-        return model_class._from_config(backbone, attn_implementation="sdpa")

@@ -17,19 +17,16 @@ import numpy as np
 import torch
 
 from latestore.encoders.base import (
-    PageContent,
     TokenVectors,
     fingerprint_of,
     hash_files,
     length_sorted_batches,
-    page_texts,
 )
 from latestore.encoders.device import pick_device
+from latestore.encoders.text_pages import WindowedTextPages
 from latestore.encoders.windows import (
     DEFAULT_WINDOWS,
-    EncodedPage,
     WindowSettings,
-    encode_text_pages,
     special_template,
 )
 from latestore.errors import EncoderError
@@ -43,7 +40,7 @@ def bundled_model_dir() -> Path:
     return Path(get_model_path())
 
 
-class MiniLMEncoder:
+class MiniLMEncoder(WindowedTextPages):
     """Per-token MiniLM vectors (dim 384) for text pages and queries.
 
     Parameters
@@ -91,6 +88,8 @@ class MiniLMEncoder:
         self.page_max_tokens = page_max_tokens
         self.query_max_tokens = query_max_tokens
         self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        self.tokenizer = self._tokenizer
+        self._pad_id = int(self._tokenizer.pad_token_id)
         self._model = AutoModel.from_pretrained(str(self.model_dir)).to(self.device).eval()
         self.dim = int(self._model.config.hidden_size)
         self.dtype = pick_dtype("cpu", dtype)  # float32 unless asked, on any device
@@ -126,24 +125,6 @@ class MiniLMEncoder:
 
     def encode_queries(self, queries: Sequence[str]) -> list[TokenVectors]:
         return self._encode(list(queries), self.query_max_tokens)
-
-    def encode_pages(self, pages: Sequence[PageContent]) -> list[TokenVectors]:
-        return [page.vectors for page in self.encode_pages_with_counts(pages)]
-
-    def encode_pages_with_counts(self, pages: Sequence[PageContent]) -> list[EncodedPage]:
-        """Each page's vectors (all windows) and how many text tokens were cut."""
-        return encode_text_pages(
-            page_texts(self.name, pages),
-            tokenizer=self._tokenizer,
-            settings=self.windowing,
-            span=self._span,
-            window=self._window,
-            forward=self._forward,
-            pad_id=int(self._tokenizer.pad_token_id),
-            batch_size=self.batch_size,
-            device=self.device,
-            dim=self.dim,
-        )
 
     def _window(self, ids: list[int], own_start: int, own_end: int) -> tuple[list[int], list[bool]]:
         model_ids = [*self._prefix, *ids, *self._suffix]

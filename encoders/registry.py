@@ -38,6 +38,7 @@ FAMILY_MODULES: list[str] = [
     "latestore.encoders.colpali",
     "latestore.encoders.colqwen35",
     "latestore.encoders.colqwen3",
+    "latestore.encoders.colqwen2_engine",
 ]
 
 _FACTORIES: dict[str, Callable[..., Encoder]] = {}

@@ -25,13 +25,14 @@ import io
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import numpy as np
 
 from latestore.encoders.base import PageContent, TokenVectors, fingerprint_of, l2_normalise
+from latestore.encoders.prompts import PROMPT_PRESETS, PromptContract
 from latestore.errors import EncoderError
 
 if TYPE_CHECKING:
@@ -42,51 +43,6 @@ __all__ = ["PROMPT_PRESETS", "PromptContract", "VLLMEncoder"]
 EmbedDtype = Literal["float32", "float16", "bfloat16"]
 _ITEM_SIZE: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2}
 
-
-@dataclass(frozen=True)
-class PromptContract:
-    """The text a model expects around queries and pages.
-
-    ``query_augmentation`` is appended to every query (ColBERT-style query expansion,
-    e.g. ``"<|endoftext|>" * 10``); ``image_prompt`` is the text sent beside a page image.
-    """
-
-    query_prefix: str = ""
-    query_augmentation: str = ""
-    page_prefix: str = ""
-    image_prompt: str = ""
-
-    def query(self, text: str) -> str:
-        return f"{self.query_prefix}{text}{self.query_augmentation}"
-
-    def page(self, text: str) -> str:
-        return f"{self.page_prefix}{text}"
-
-
-# What the published checkpoints were trained with (their transformers processors).
-PROMPT_PRESETS: dict[str, PromptContract] = {
-    "none": PromptContract(),
-    "colpali": PromptContract(
-        query_prefix="Question: ",
-        query_augmentation="<pad>" * 10,
-        image_prompt="Describe the image.",
-    ),
-    "colqwen2": PromptContract(
-        query_prefix="Query: ",
-        query_augmentation="<|endoftext|>" * 10,
-        image_prompt="Describe the image.",
-    ),
-    "colqwen3": PromptContract(
-        query_prefix="Query: ",
-        query_augmentation="<|endoftext|>" * 10,
-        image_prompt="Describe the image.",
-    ),
-    "colqwen3.5": PromptContract(
-        query_prefix="Query: ",
-        query_augmentation="<|endoftext|>" * 10,
-        image_prompt="Describe the image.",
-    ),
-}
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 

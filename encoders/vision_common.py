@@ -8,7 +8,6 @@ which would produce plausible-looking but meaningless vectors.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
@@ -18,8 +17,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from latestore.encoders.base import PageContent, TokenVectors, hash_files
-from latestore.encoders.device import pick_device
+from latestore.encoders.base import PageContent, TokenVectors
+
+# Re-exported: the families import their checkpoint and device helpers from here.
+from latestore.encoders.checkpoint import (
+    architectures,
+    read_config,
+    weight_files,
+    weights_digest,
+)
+from latestore.encoders.device import pick_device, pick_dtype
 from latestore.errors import EncoderError
 
 if TYPE_CHECKING:
@@ -28,41 +35,23 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
 # Generation heads some checkpoints still carry; retrieval never uses them.
+__all__ = [
+    "architectures",
+    "check_key_sets",
+    "check_loading_info",
+    "in_batches",
+    "load_strict",
+    "page_images",
+    "pick_dtype",
+    "quiet_transformers",
+    "read_config",
+    "resolve_device",
+    "split_by_mask",
+    "weight_files",
+    "weights_digest",
+]
+
 IGNORABLE_UNEXPECTED = re.compile(r"(^|\.)lm_head\.")
-
-
-def read_config(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / "config.json"
-    if not path.is_file():
-        raise EncoderError(f"{model_dir} has no config.json")
-    return dict(json.loads(path.read_text()))
-
-
-def architectures(config: dict[str, Any]) -> list[str]:
-    return [str(a) for a in config.get("architectures") or []]
-
-
-def weight_files(model_dir: Path) -> list[Path]:
-    files = sorted(model_dir.glob("*.safetensors"))
-    if not files:
-        raise EncoderError(f"{model_dir} holds no *.safetensors weights")
-    return files
-
-
-def weights_digest(model_dir: Path) -> str:
-    return hash_files(weight_files(model_dir))
-
-
-def pick_dtype(device: str, requested: torch.dtype | str | None = None) -> torch.dtype:
-    """bf16 on CUDA (what the ColVision checkpoints were trained in), fp32 elsewhere."""
-    if isinstance(requested, torch.dtype):
-        return requested
-    if isinstance(requested, str):
-        dtype = getattr(torch, requested, None)
-        if not isinstance(dtype, torch.dtype):
-            raise EncoderError(f"unknown dtype {requested!r}")
-        return dtype
-    return torch.bfloat16 if device.startswith("cuda") else torch.float32
 
 
 @contextmanager

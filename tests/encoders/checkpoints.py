@@ -224,13 +224,11 @@ def write_jina_colbert(folder: Path, *, dim: int = 16, projection: str = "linear
     return folder
 
 
-def write_pylate_modernbert(folder: Path, *, dim: int = 16) -> Path:
-    """lightonai/GTE-ModernColBERT-v1 layout: sentence-transformers root + ``1_Dense/``."""
-    from transformers import ModernBertConfig, ModernBertModel
+def tiny_modernbert_config(tokenizer: Any) -> Any:
+    """A TINY ModernBERT whose special-token ids are the tokenizer's."""
+    from transformers import ModernBertConfig
 
-    _seeded(2)
-    tokenizer = modernbert_tokenizer(folder)
-    config = ModernBertConfig(
+    return ModernBertConfig(
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
         cls_token_id=tokenizer.cls_token_id,
@@ -241,6 +239,15 @@ def write_pylate_modernbert(folder: Path, *, dim: int = 16) -> Path:
         local_attention=16,
         **TINY,
     )
+
+
+def write_pylate_modernbert(folder: Path, *, dim: int = 16) -> Path:
+    """lightonai/GTE-ModernColBERT-v1 layout: sentence-transformers root + ``1_Dense/``."""
+    from transformers import ModernBertModel
+
+    _seeded(2)
+    tokenizer = modernbert_tokenizer(folder)
+    config = tiny_modernbert_config(tokenizer)
     config.architectures = ["ModernBertModel"]
     model = ModernBertModel(config)
     save_tensors(folder / "model.safetensors", dict(model.state_dict()))

@@ -147,8 +147,9 @@ def test_float_response_text_queries_and_pages(server: FakeVLLM) -> None:
     first = server.requests[0]
     assert first["path"] == "/v1/pooling" and first["task"] == "token_embed"
     assert first["input"] == [prompts.query("one"), prompts.query("two words")]
+    # transformers' ColQwen2Processor ends a query with a newline (tests/oracle checks ids).
     assert first["input"][0].startswith("Query: one") and first["input"][0].endswith(
-        "<|endoftext|>"
+        "<|endoftext|>\n"
     )
     assert len(server.requests) == 3  # batches of 2 + 1, then the page
     # Vectors line up with inputs despite the server's reversed order.

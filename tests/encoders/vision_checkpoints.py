@@ -143,6 +143,19 @@ def build_colpali(out: Path, embedding_dim: int = 16) -> Path:
     return out
 
 
+# A Qwen2-VL vision tower: 14 px patches, 2x2 merge (28 px per token).
+TINY_QWEN2_VISION: dict[str, Any] = {
+    "depth": 2,
+    "embed_dim": 32,
+    "hidden_size": 32,
+    "num_heads": 2,
+    "mlp_ratio": 2,
+    "patch_size": 14,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+}
+
+
 def build_colqwen2(out: Path, embedding_dim: int = 16) -> Path:
     """vidore/colqwen2-v1.0-hf: ColQwen2ForRetrieval over Qwen2-VL."""
     from transformers import (
@@ -180,16 +193,7 @@ def build_colqwen2(out: Path, embedding_dim: int = 16) -> Path:
                     "mrope_section": [2, 2, 4],
                 },
             },
-            "vision_config": {
-                "depth": 1,
-                "embed_dim": 32,
-                "hidden_size": 32,
-                "num_heads": 2,
-                "mlp_ratio": 2,
-                "patch_size": 14,
-                "spatial_merge_size": 2,
-                "temporal_patch_size": 2,
-            },
+            "vision_config": {**TINY_QWEN2_VISION, "depth": 1},
         },
     )
     save_tiny_model(ColQwen2ForRetrieval, config, processor, out)
@@ -332,6 +336,54 @@ def _qwen_token_ids(tokenizer: Any) -> dict[str, int]:
     }
 
 
+# A two-block Qwen3-VL vision tower: 16 px patches, 2x2 merge (32 px per token).
+TINY_QWEN3_VISION: dict[str, Any] = {
+    "depth": 2,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_heads": 2,
+    "out_hidden_size": 32,
+    "patch_size": 16,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+    "num_position_embeddings": 16,
+}
+
+
+def tiny_qwen_text(tokenizer: Any, mrope: list[int], **extra: Any) -> dict[str, Any]:
+    """A two-layer, 32-wide Qwen text config; ``rope`` in ``extra`` adds rope parameters."""
+    return {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 16,
+        "vocab_size": len(tokenizer) + 8,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": mrope,
+            **extra.pop("rope", {}),
+        },
+        **extra,
+    }
+
+
+def tiny_qwen35_text(tokenizer: Any) -> dict[str, Any]:
+    """Qwen3.5's hybrid text config: one Gated-DeltaNet layer, one attention layer."""
+    return tiny_qwen_text(
+        tokenizer,
+        [2, 1, 1],
+        rope={"mrope_interleaved": True, "partial_rotary_factor": 0.5},
+        layer_types=["linear_attention", "full_attention"],
+        linear_num_key_heads=2,
+        linear_num_value_heads=2,
+        linear_key_head_dim=8,
+        linear_value_head_dim=8,
+    )
+
+
 def _write_qwen_retriever(
     out: Path,
     backbone: torch.nn.Module,
@@ -372,33 +424,8 @@ def build_colqwen3(out: Path, naming: str = "tomoro", dim: int = 16) -> Path:
     tokenizer = qwen_tokenizer()
     config = Qwen3VLConfig(
         **_qwen_token_ids(tokenizer),
-        text_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "head_dim": 16,
-            "vocab_size": len(tokenizer) + 8,
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": 10000.0,
-                "mrope_section": [2, 3, 3],
-                "mrope_interleaved": True,
-            },
-        },
-        vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": 32,
-            "patch_size": 16,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "num_position_embeddings": 16,
-            "deepstack_visual_indexes": [0],
-        },
+        text_config=tiny_qwen_text(tokenizer, [2, 3, 3], rope={"mrope_interleaved": True}),
+        vision_config={**TINY_QWEN3_VISION, "deepstack_visual_indexes": [0]},
     )
     torch.manual_seed(0)
     backbone = Qwen3VLModel(config).eval()
@@ -427,38 +454,8 @@ def build_colqwen35(
     tokenizer = qwen_tokenizer()
     config = Qwen3_5Config(
         **_qwen_token_ids(tokenizer),
-        text_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "layer_types": ["linear_attention", "full_attention"],
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "head_dim": 16,
-            "linear_num_key_heads": 2,
-            "linear_num_value_heads": 2,
-            "linear_key_head_dim": 8,
-            "linear_value_head_dim": 8,
-            "vocab_size": len(tokenizer) + 8,
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": 10000.0,
-                "mrope_section": [2, 1, 1],
-                "mrope_interleaved": True,
-                "partial_rotary_factor": 0.5,
-            },
-        },
-        vision_config={
-            "depth": 1,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": 32,
-            "patch_size": 16,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "num_position_embeddings": 16,
-        },
+        text_config=tiny_qwen35_text(tokenizer),
+        vision_config={**TINY_QWEN3_VISION, "depth": 1},
     )
     torch.manual_seed(0)
     backbone = Qwen3_5Model(config).eval()
