@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint typecheck pytest eval bench gpu-wheels gpu-check clean oracle oracle-table
+.PHONY: install demo test test-fast lint typecheck pytest eval bench gpu-wheels gpu-check clean oracle oracle-table
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,10 @@ pytest: install
 	$(BIN)/python -m pytest -q -n auto
 
 test: lint typecheck pytest
+
+# The inner loop: everything but the tests marked slow (crash, race and subprocess runs).
+test-fast: install
+	$(BIN)/python -m pytest -q -n auto -m "not slow"
 
 eval: install
 	$(BIN)/python examples/evaluate_scifact.py

@@ -118,6 +118,7 @@ def test_console_script_help() -> None:
         assert command in result.stdout
 
 
+@pytest.mark.slow
 def test_model_loading_bars_only_when_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -83,6 +83,7 @@ def test_ties_rank_the_smaller_page_id_first(rng: np.random.Generator) -> None:
     assert got[0][1] == got[1][1] == got[2][1]
 
 
+@pytest.mark.slow
 def test_a_tiny_budget_gives_the_same_results_in_more_pieces(rng: np.random.Generator) -> None:
     pages = corpus(rng, 80)
     queries = [unit(rng, int(n), DIM) for n in rng.integers(1, 40, size=12)]

@@ -67,7 +67,7 @@ def reader(db: str, log: str, out: str, seed: int) -> None:
         while True:
             lines = path.read_text().splitlines() if path.exists() else []
             deleted = {i for x in lines if x.startswith("deleted ") for i in json.loads(x[8:])}
-            results = store.search(queries(3, seed=seed + searches), k=20)
+            results = store.search_many(queries(3, seed=seed + searches), k=20)
             # A search may see batches committed while it ran: the journal read *after*
             # it says which batches had begun by then, i.e. which may legitimately show.
             after = path.read_text().splitlines() if path.exists() else []

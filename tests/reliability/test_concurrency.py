@@ -15,9 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import latestore.store.sql
-from latestore import Page, PrecomputedVectors, Store
+from latestore import Page
 from latestore.errors import InvalidInputError, StoreBusyError
 from latestore.store.schema import PageRow
+from tests.helpers import precomputed_store
 from tests.reliability import concurrent_workers
 from tests.reliability.corpus import CONFIG, DIM, batch, batch_of, queries
 
@@ -27,7 +28,7 @@ READER_PROCESSES = 3
 
 def test_reader_threads_while_a_writer_adds_and_deletes(tmp_path: Path) -> None:
     db = tmp_path / "threads.db"
-    store = Store.open(db, PrecomputedVectors(dim=DIM), config=CONFIG)
+    store = precomputed_store(db, DIM, config=CONFIG)
     store.add_pages(batch(0))
     started: set[int] = {0}
     deleted: set[int] = set()
@@ -39,7 +40,7 @@ def test_reader_threads_while_a_writer_adds_and_deletes(tmp_path: Path) -> None:
         try:
             while not stop.is_set():
                 gone = set(deleted)  # deleted before the search began: must not show
-                results = store.search(queries(2, seed=slot * 1000 + searches[slot]), k=15)
+                results = store.search_many(queries(2, seed=slot * 1000 + searches[slot]), k=15)
                 may = set(started)  # batches begun by the time the search ended
                 for result in results:
                     for hit in result:
@@ -81,10 +82,11 @@ def test_reader_threads_while_a_writer_adds_and_deletes(tmp_path: Path) -> None:
         store.close()
 
 
+@pytest.mark.slow
 def test_reader_processes_while_another_process_ingests(tmp_path: Path) -> None:
     db = str(tmp_path / "procs.db")
     log = str(tmp_path / "journal.txt")
-    with Store.open(db, PrecomputedVectors(dim=DIM), config=CONFIG) as store:
+    with precomputed_store(db, DIM, config=CONFIG) as store:
         store.add_pages(batch(0))
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding faiss threads
     outs = [str(tmp_path / f"reader{i}.json") for i in range(READER_PROCESSES)]
@@ -102,7 +104,7 @@ def test_reader_processes_while_another_process_ingests(tmp_path: Path) -> None:
     results = [json.loads(Path(out).read_text()) for out in outs]
     assert all(r["searches"] > 1 for r in results), results
     lines = Path(log).read_text().splitlines()
-    with Store.open(db, PrecomputedVectors(dim=DIM)) as store:
+    with precomputed_store(db, DIM) as store:
         with Session(store._engine) as session:
             rows = dict(session.execute(select(PageRow.id, PageRow.external_id)).all())
         index = store._sync.index
@@ -138,7 +140,7 @@ def held_write_lock(store_url: str) -> tuple[object, object]:
 
 
 def test_second_writer_waits_for_the_first(store_url: str) -> None:
-    with Store.open(store_url, PrecomputedVectors(dim=DIM), config=CONFIG) as store:
+    with precomputed_store(store_url, DIM, config=CONFIG) as store:
         store.add_pages(batch(0))
         _, release = held_write_lock(store_url)
         done = threading.Event()
@@ -172,7 +174,7 @@ def test_second_writer_gets_a_clear_error_after_the_lock_timeout(
         store_url += "?options=-c%20lock_timeout%3D500"
     else:
         monkeypatch.setattr(latestore.store.sql, "SQLITE_BUSY_TIMEOUT_MS", 500)
-    with Store.open(store_url, PrecomputedVectors(dim=DIM), config=CONFIG) as store:
+    with precomputed_store(store_url, DIM, config=CONFIG) as store:
         store.add_pages(batch(0))
         _, release = held_write_lock(store_url)
         try:

@@ -10,17 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latestore import PrecomputedVectors, Store, StoreConfig
+from latestore import Store
 from latestore.index.snapshot import read_snapshot, write_snapshot
 from latestore.store.sync import SNAPSHOT_NAME
+from tests.helpers import EXACT, precomputed_store
 from tests.store.helpers import clustered_pages, query_from
 
 DIM = 16
-CONFIG = StoreConfig(vector_dtype="float32", exhaustive_max_tokens=0, ivf_codec="none")
+CONFIG = EXACT
 
 
 def open_store(path: Path) -> Store:
-    return Store.open(path, PrecomputedVectors(dim=DIM), config=CONFIG)
+    return precomputed_store(path, DIM, config=CONFIG)
 
 
 def truncate_half(path: Path, _: Path) -> None:
@@ -59,7 +60,7 @@ def pickle_file(path: Path, _: Path) -> None:
 
 
 def other_store(path: Path, tmp: Path) -> None:
-    with Store.open(tmp / "other.db", PrecomputedVectors(dim=DIM), config=CONFIG) as other:
+    with precomputed_store(tmp / "other.db", DIM, config=CONFIG) as other:
         other.add_pages(clustered_pages(np.random.default_rng(5), 20, dim=DIM)[0])
     shutil.copy(tmp / "other.db.index" / SNAPSHOT_NAME, path)
 
@@ -96,13 +97,13 @@ def test_damaged_snapshot_is_rebuilt_with_a_warning(
     db = tmp_path / "s.db"
     with open_store(db) as store:
         store.add_pages(pages)
-        expected = [[(h.page_id, h.score) for h in r] for r in store.search(queries, k=10)]
+        expected = [[(h.page_id, h.score) for h in r] for r in store.search_many(queries, k=10)]
     snapshot = tmp_path / "s.db.index" / SNAPSHOT_NAME
     assert snapshot.exists()
     DAMAGE[damage](snapshot, tmp_path)
     with caplog.at_level(logging.WARNING, logger="latestore"), open_store(db) as store:
         assert store.opened_from == "rebuilt"
-        got = [[(h.page_id, h.score) for h in r] for r in store.search(queries, k=10)]
+        got = [[(h.page_id, h.score) for h in r] for r in store.search_many(queries, k=10)]
         assert store.count() == 120
     assert got == expected
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -143,9 +144,9 @@ def test_unwritable_index_folder_does_not_fail_committed_writes(
     blocker.write_text("a file where the index folder should be")
     config = CONFIG.model_copy(update={"snapshot_every_tokens": 10, "snapshot_every_fraction": 0})
     with caplog.at_level(logging.WARNING, logger="latestore"):
-        store = Store.open(db, PrecomputedVectors(dim=DIM), config=config, index_dir=blocker)
+        store = precomputed_store(db, DIM, config=config, index_dir=blocker)
         with store:
             assert len(store.add_pages(pages)) == 40
     assert "cannot write index snapshot" in caplog.text
-    with Store.open(db, PrecomputedVectors(dim=DIM), index_dir=blocker) as store:
+    with precomputed_store(db, DIM, index_dir=blocker) as store:
         assert store.count() == 40 and store.opened_from == "rebuilt"

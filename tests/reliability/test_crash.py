@@ -26,10 +26,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from latestore import PrecomputedVectors, Store
 from latestore.index.late_index import LateInteractionIndex
 from latestore.store.schema import PageRow, PageVectorsRow
 from latestore.store.sql import default_index_dir, to_url
+from tests.helpers import precomputed_store
 from tests.reliability.corpus import CONFIG, DIM, batch, batch_of, queries
 
 CHILD = Path(__file__).with_name("crash_child.py")
@@ -125,7 +125,7 @@ def read_acks(path: Path) -> set[int]:
 
 def verify(db: str, acks: Path, ledger: Ledger, first: int, rng: random.Random) -> None:
     acked = read_acks(acks)
-    store = Store.open(db, PrecomputedVectors(dim=DIM), config=CONFIG)
+    store = precomputed_store(db, DIM, config=CONFIG)
     try:
         ledger.opened_from[store.opened_from] += 1
         with Session(store._engine) as session:
@@ -172,7 +172,7 @@ def verify(db: str, acks: Path, ledger: Ledger, first: int, rng: random.Random) 
         assert [[p for p, _ in r] for r in ours] == [[p for p, _ in r] for r in theirs]
         for a, b in zip(ours, theirs, strict=True):
             np.testing.assert_allclose([s for _, s in a], [s for _, s in b], rtol=1e-6)
-        hits = store.search(qs, k=8)
+        hits = store.search_many(qs, k=8)
         assert [[h.page_id for h in r] for r in hits] == [[p for p, _ in r] for r in ours]
     finally:
         if rng.random() < 0.5:
@@ -181,6 +181,7 @@ def verify(db: str, acks: Path, ledger: Ledger, first: int, rng: random.Random) 
         store.close()
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing_acknowledged(
     store_url: str, tmp_path: Path, worker: Worker
 ) -> None:

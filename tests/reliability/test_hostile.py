@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
-from latestore import Page, PrecomputedVectors, Store, StoreConfig
+from latestore import Page, Store, StoreConfig
 from latestore.errors import (
     DimensionMismatchError,
     DuplicateExternalIdError,
@@ -33,6 +33,7 @@ from latestore.errors import (
 from latestore.ingest.sources import SourceError, open_source
 from latestore.store.images import UnreadableImageError
 from latestore.store.schema import PageRow
+from tests.helpers import precomputed_store
 from tests.reliability import hostile_inputs
 from tests.store.helpers import clustered_pages
 
@@ -435,7 +436,7 @@ def state(store: Store) -> tuple[Any, ...]:
 def ctx(store_url: str, tmp_path: Path) -> Iterator[Ctx]:
     config = StoreConfig(vector_dtype="float32", exhaustive_max_tokens=0, ivf_codec="none")
     pages, _ = clustered_pages(np.random.default_rng(2), N_PAGES, dim=DIM)
-    with Store.open(store_url, PrecomputedVectors(dim=DIM), config=config) as store:
+    with precomputed_store(store_url, DIM, config=config) as store:
         store.add_pages(pages)
         yield Ctx(store, tmp_path)
 

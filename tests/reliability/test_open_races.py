@@ -5,7 +5,9 @@ from __future__ import annotations
 import multiprocessing
 from pathlib import Path
 
-from latestore import PrecomputedVectors, Store
+import pytest
+
+from tests.helpers import precomputed_store
 from tests.reliability import race_workers
 from tests.reliability.corpus import DIM
 
@@ -13,6 +15,7 @@ CTX = multiprocessing.get_context("spawn")
 CREATORS = 3
 
 
+@pytest.mark.slow
 def test_processes_creating_one_store_at_once_all_succeed(store_url: str, tmp_path: Path) -> None:
     # Each of them used to read the empty schema, then fail to upgrade its read
     # transaction to a write one: an instant StoreBusyError claiming a 30 s wait.
@@ -27,7 +30,7 @@ def test_processes_creating_one_store_at_once_all_succeed(store_url: str, tmp_pa
         p.join(timeout=180)
     assert [p.exitcode for p in creators] == [0] * CREATORS
     uuids = {Path(out).read_text() for out in outs}
-    with Store.open(store_url, PrecomputedVectors(dim=DIM)) as store:
+    with precomputed_store(store_url, DIM) as store:
         assert uuids == {store.store_uuid}  # one store, created once
         assert store.count() == CREATORS
         assert sorted(p.external_id or "" for p in store.get_many(store.page_ids())) == sorted(outs)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import latestore.store.sql
-from latestore import PrecomputedVectors, Store
 from latestore.errors import StoreBusyError
+from tests.helpers import precomputed_store
 from tests.reliability import race_workers
 from tests.reliability.corpus import CONFIG, DIM, batch
 from tests.reliability.test_concurrency import held_write_lock
@@ -24,7 +24,7 @@ CTX = multiprocessing.get_context("spawn")  # no fork of a process holding faiss
 
 
 def _existing_store(url: str) -> int:
-    with Store.open(url, PrecomputedVectors(dim=DIM), config=CONFIG) as store:
+    with precomputed_store(url, DIM, config=CONFIG) as store:
         store.add_pages(batch(0))
         return int(store.stats().change_no)
 
@@ -38,7 +38,7 @@ def _run(*processes: multiprocessing.process.BaseProcess) -> None:
 
 
 def _by_external_id(url: str) -> dict[str, tuple[int, str]]:
-    with Store.open(url, PrecomputedVectors(dim=DIM)) as store:
+    with precomputed_store(url, DIM) as store:
         stored = store.get_many(store.page_ids())
         assert store.count() == store.stats().pages == len(stored)
     out = {}
@@ -48,6 +48,7 @@ def _by_external_id(url: str) -> dict[str, tuple[int, str]]:
     return out
 
 
+@pytest.mark.slow
 def test_two_writers_insert_the_same_new_pages(store_url: str, tmp_path: Path) -> None:
     """Both look before either writes: the second must replace the first's pages."""
     _existing_store(store_url)
@@ -71,6 +72,7 @@ def test_two_writers_insert_the_same_new_pages(store_url: str, tmp_path: Path) -
     assert len({writer for _, writer in race.values()}) == 1  # one transaction won whole
 
 
+@pytest.mark.slow
 def test_two_writers_of_identical_pages_write_once(store_url: str, tmp_path: Path) -> None:
     """The second finds the pages stored identically under the lock and skips them."""
     before = _existing_store(store_url)
@@ -88,14 +90,15 @@ def test_two_writers_of_identical_pages_write_once(store_url: str, tmp_path: Pat
     ids = [json.loads(Path(out).read_text()) for out in outs]
     assert ids[0] == ids[1]
     assert len(_by_external_id(store_url)) == len(batch(0)) + race_workers.PAGES
-    with Store.open(store_url, PrecomputedVectors(dim=DIM)) as store:
+    with precomputed_store(store_url, DIM) as store:
         assert store.stats().change_no == before + 1  # one write; the other wrote nothing
 
 
+@pytest.mark.slow
 def test_upsert_racing_a_delete_of_its_pages(store_url: str, tmp_path: Path) -> None:
     """The writer saw the pages, then they were deleted: it must insert them afresh."""
     _existing_store(store_url)
-    with Store.open(store_url, PrecomputedVectors(dim=DIM)) as store:
+    with precomputed_store(store_url, DIM) as store:
         old_ids = store.add_pages(race_workers.pages("old", 3))
         arrived, go = CTX.Event(), CTX.Event()
         out = str(tmp_path / "writer.json")
@@ -129,7 +132,7 @@ def test_re_adding_identical_pages_does_not_wait_for_the_write_lock(
         store_url += "?options=-c%20lock_timeout%3D500"
     else:
         monkeypatch.setattr(latestore.store.sql, "SQLITE_BUSY_TIMEOUT_MS", 500)
-    with Store.open(store_url, PrecomputedVectors(dim=DIM), config=CONFIG) as store:
+    with precomputed_store(store_url, DIM, config=CONFIG) as store:
         ids = store.add_pages(batch(0))
         change = store.stats().change_no
         _, release = held_write_lock(store_url)

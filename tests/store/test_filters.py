@@ -10,6 +10,7 @@ import pytest
 
 from latestore import Page, PrecomputedVectors, Store, StoreConfig
 from latestore.errors import FilterError, UnknownFilterFieldError, UnknownFilterOperatorError
+from tests.helpers import precomputed_store
 from tests.store.helpers import clustered_pages, query_from
 
 DIM = 32
@@ -19,7 +20,7 @@ DIM = 32
 def store(store_url: str, rng: np.random.Generator) -> Iterator[Store]:
     pages, centres = clustered_pages(rng, 500)
     config = StoreConfig(ivf_min_tokens=5_000, exhaustive_max_tokens=500, ivf_codec="SQ8")
-    with Store.open(store_url, PrecomputedVectors(dim=DIM), config=config) as opened:
+    with precomputed_store(store_url, DIM, config=config) as opened:
         opened.add_pages(pages)
         opened.centres = centres  # type: ignore[attr-defined]
         yield opened
@@ -136,7 +137,7 @@ def test_non_ascii_metadata_keys_filter(store_url: str) -> None:
     # look up the unescaped key and silently match nothing.
     keys = ["ключ", "日本語", "emoji😀", "café"]
     vectors = np.eye(2, DIM, dtype=np.float32)
-    with Store.open(store_url, PrecomputedVectors(dim=DIM)) as store:
+    with precomputed_store(store_url, DIM) as store:
         ids = store.add_pages(
             [
                 Page(vectors=vectors, metadata={key: i for key in keys} | {"tag": f"v{i}"})

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latestore import Page, PrecomputedVectors, Store
+from latestore import Page, Store
 from latestore.errors import FilterError
 from latestore.store.filters import MAX_BOUND_VALUES
+from tests.helpers import precomputed_store
 
 # Past PostgreSQL's limit on bound parameters in one statement.
 MANY = 65_600
@@ -24,7 +25,7 @@ def _pages(n: int, group: int) -> list[Page]:
 
 @pytest.fixture
 def big_store(store_url: str) -> Store:
-    store = Store.open(store_url, PrecomputedVectors(dim=DIM))
+    store = precomputed_store(store_url, DIM)
     store.add_pages(_pages(MANY, 0))
     return store
 
@@ -58,7 +59,7 @@ def test_delete_by_ids_and_by_filter_past_the_parameter_limit(big_store: Store) 
 
 
 def test_filter_with_too_many_values_is_refused(store_url: str) -> None:
-    with Store.open(store_url, PrecomputedVectors(dim=DIM)) as store:
+    with precomputed_store(store_url, DIM) as store:
         store.add_pages(_pages(3, 0))
         values = list(range(10_000))
         spec = {"$or": [{"page_id": {"$in": values}} for _ in range(4)]}
@@ -74,7 +75,7 @@ def test_filter_with_too_many_values_is_refused(store_url: str) -> None:
 def test_long_or_and_in_lists_compile_on_every_backend(store_url: str) -> None:
     # SQLite refuses expression trees deeper than 1,000 levels, which a flat chain of
     # 1,000 ORs (or an IN written as ORs) used to reach.
-    with Store.open(store_url, PrecomputedVectors(dim=DIM)) as store:
+    with precomputed_store(store_url, DIM) as store:
         ids = store.add_pages(_pages(5, 0))
         assert store.page_ids({"$or": [{"page_id": i} for i in range(-990, 9)]}) == ids
         assert store.page_ids({"$and": [{"page_id": {"$lt": 10 + i}} for i in range(999)]}) == ids

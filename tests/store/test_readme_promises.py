@@ -10,15 +10,16 @@ import numpy as np
 import pypdfium2 as pdfium
 import pytest
 
-from latestore import Page, PrecomputedVectors, Store
+from latestore import Page
 from latestore.errors import EmptyPageError, InvalidVectorError
 from latestore.ingest.sources import SourceError, open_source
+from tests.helpers import precomputed_store
 
 DIM = 8
 
 
 def test_blank_pages_are_empty_page_errors_before_any_encoder_runs(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "s.db", PrecomputedVectors(dim=DIM)) as store:
+    with precomputed_store(tmp_path / "s.db", DIM) as store:
         for text in ("", "   ", "\n\t"):
             with pytest.raises(EmptyPageError):
                 store.add_pages([Page(text=text)])
@@ -27,7 +28,7 @@ def test_blank_pages_are_empty_page_errors_before_any_encoder_runs(tmp_path: Pat
 
 @pytest.mark.parametrize("shape", [(DIM,), ()])
 def test_a_query_that_is_not_2d_reports_its_shape(tmp_path: Path, shape: tuple[int, ...]) -> None:
-    with Store.open(tmp_path / "s.db", PrecomputedVectors(dim=DIM)) as store:
+    with precomputed_store(tmp_path / "s.db", DIM) as store:
         store.add_pages([Page(vectors=np.eye(2, DIM, dtype=np.float32))])
         with pytest.raises(InvalidVectorError, match=re.escape(f"got shape {shape}")):
             store.search(np.ones(shape, np.float32))

@@ -17,17 +17,16 @@ from latestore.errors import (
     StoreClosedError,
     UnknownFilterFieldError,
 )
+from tests.helpers import SMALL_IVF, precomputed_store
 from tests.store.helpers import clustered_pages, query_from
 
 DIM = 32
+
+
 # Small thresholds so these tests exercise the trained IVF path, not only flat.
-SMALL = StoreConfig(ivf_min_tokens=5_000, exhaustive_max_tokens=500, n_rerank=64, ivf_codec="SQ8")
-
-
 def open_store(path: str | Path, **kwargs: object) -> Store:
-    return Store.open(
-        path, PrecomputedVectors(dim=DIM), config=kwargs.pop("config", SMALL), **kwargs
-    )  # type: ignore[arg-type]
+    config = kwargs.pop("config", SMALL_IVF)
+    return precomputed_store(path, DIM, config, **kwargs)  # type: ignore[arg-type]
 
 
 def mean_overlap(approx: list, exact: list, k: int) -> float:  # type: ignore[type-arg]
@@ -81,8 +80,8 @@ def test_approximate_matches_exhaustive_on_clustered_data(
     with open_store(store_url) as store:
         store.add_pages(pages)
         queries = [query_from(rng, centres) for _ in range(20)]
-        approx = store.search(queries, k=10)
-        exact = store.search(queries, k=10, exhaustive=True)
+        approx = store.search_many(queries, k=10)
+        exact = store.search_many(queries, k=10, exhaustive=True)
     assert mean_overlap(approx, exact, 10) >= 0.95
 
 
@@ -91,7 +90,7 @@ def test_batched_search_equals_single(store_url: str, rng: np.random.Generator) 
     queries = [query_from(rng, centres) for _ in range(5)]
     with open_store(store_url) as store:
         store.add_pages(pages)
-        batched = store.search(queries, k=7)
+        batched = store.search_many(queries, k=7)
         singles = [store.search(q, k=7) for q in queries]
     assert [ids_of(b) for b in batched] == [ids_of(s) for s in singles]
 
@@ -101,10 +100,10 @@ def test_reopen_returns_identical_results(store_url: str, rng: np.random.Generat
     queries = [query_from(rng, centres) for _ in range(10)]
     with open_store(store_url) as store:
         store.add_pages(pages)
-        before = [[(h.page_id, h.score) for h in r] for r in store.search(queries, k=10)]
+        before = [[(h.page_id, h.score) for h in r] for r in store.search_many(queries, k=10)]
     with open_store(store_url) as store:
         assert store.opened_from == "snapshot"
-        after = [[(h.page_id, h.score) for h in r] for r in store.search(queries, k=10)]
+        after = [[(h.page_id, h.score) for h in r] for r in store.search_many(queries, k=10)]
     assert after == before
 
 
@@ -215,7 +214,7 @@ def test_build_time_config_is_fixed(store_url: str) -> None:
         open_store(store_url, config=StoreConfig(vector_dtype="float32"))
     with open_store(store_url, config=StoreConfig(nprobe=64)) as store:
         assert store.config.nprobe == 64
-        assert store.config.ivf_min_tokens == SMALL.ivf_min_tokens
+        assert store.config.ivf_min_tokens == SMALL_IVF.ivf_min_tokens
 
 
 def test_closed_store_refuses_work(store_url: str) -> None:
@@ -228,14 +227,14 @@ def test_closed_store_refuses_work(store_url: str) -> None:
 
 def test_in_memory_store(rng: np.random.Generator) -> None:
     pages, centres = clustered_pages(rng, 30)
-    with Store.open(":memory:", PrecomputedVectors(dim=DIM)) as store:
+    with precomputed_store(":memory:", DIM) as store:
         store.add_pages(pages)
         assert len(store.search(query_from(rng, centres), k=3)) == 3
 
 
 def test_float32_store_and_search_overrides(store_url: str, rng: np.random.Generator) -> None:
     pages, centres = clustered_pages(rng, 300)
-    config = SMALL.model_copy(update={"vector_dtype": "float32"})
+    config = SMALL_IVF.model_copy(update={"vector_dtype": "float32"})
     with open_store(store_url, config=config) as store:
         store.add_pages(pages)
         query = query_from(rng, centres)
@@ -263,8 +262,8 @@ def test_product_quantized_index_finds_the_exact_top(
             "codec": "PQ",
         }
         queries = [query_from(rng, centres) for _ in range(10)]
-        approx = store.search(queries, k=5)
-        exact = store.search(queries, k=5, exhaustive=True)
+        approx = store.search_many(queries, k=5)
+        exact = store.search_many(queries, k=5, exhaustive=True)
     assert mean_overlap(approx, exact, 5) >= 0.9
 
 
@@ -273,11 +272,11 @@ def test_memory_dtype_float32_gives_same_ranking(store_url: str, rng: np.random.
     queries = [query_from(rng, centres) for _ in range(5)]
     with open_store(store_url) as store:
         store.add_pages(pages)
-        half = store.search(queries, k=10)
-    wide = SMALL.model_copy(update={"memory_dtype": "float32"})
+        half = store.search_many(queries, k=10)
+    wide = SMALL_IVF.model_copy(update={"memory_dtype": "float32"})
     with open_store(store_url, config=wide) as store:
         assert store.stats().memory_dtype == "float32"
-        full = store.search(queries, k=10)
+        full = store.search_many(queries, k=10)
     assert [ids_of(h) for h in half] == [ids_of(f) for f in full]
     for h_hits, f_hits in zip(half, full, strict=True):
         np.testing.assert_allclose([h.score for h in h_hits], [f.score for f in f_hits], rtol=1e-5)
@@ -288,15 +287,15 @@ def test_int8_store_reopens_identically_and_tracks_exhaustive(
 ) -> None:
     pages, centres = clustered_pages(rng, 300)
     queries = [query_from(rng, centres) for _ in range(8)]
-    config = SMALL.model_copy(update={"vector_dtype": "int8"})
-    with Store.open(store_url, PrecomputedVectors(dim=DIM), config=config) as store:
+    config = SMALL_IVF.model_copy(update={"vector_dtype": "int8"})
+    with precomputed_store(store_url, DIM, config=config) as store:
         store.add_pages(pages)
         assert store.stats().memory_dtype == "int8"
-        approx = store.search(queries, k=10)
+        approx = store.search_many(queries, k=10)
         before = [[(h.page_id, h.score) for h in r] for r in approx]
-        exact = store.search(queries, k=10, exhaustive=True)
-    with Store.open(store_url, PrecomputedVectors(dim=DIM), config=config) as store:
-        after = [[(h.page_id, h.score) for h in r] for r in store.search(queries, k=10)]
+        exact = store.search_many(queries, k=10, exhaustive=True)
+    with precomputed_store(store_url, DIM, config=config) as store:
+        after = [[(h.page_id, h.score) for h in r] for r in store.search_many(queries, k=10)]
     assert after == before
     assert mean_overlap(approx, exact, 10) >= 0.9
 

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from latestore import Page, PrecomputedVectors, Store
+from latestore import Page
 from latestore.errors import DuplicateExternalIdError, InvalidInputError, NonFiniteVectorError
+from tests.helpers import precomputed_store
 
 DIM = 8
 
@@ -21,7 +22,7 @@ def page(i: int, bad: bool = False) -> Page:
 
 
 def test_a_generator_is_committed_batch_by_batch(store_url: str) -> None:
-    with Store.open(store_url, PrecomputedVectors(dim=DIM)) as store:
+    with precomputed_store(store_url, DIM) as store:
         stored_when_read: list[int] = []
 
         def pages() -> Iterator[Page]:
@@ -42,7 +43,7 @@ def test_a_generator_is_committed_batch_by_batch(store_url: str) -> None:
 
 
 def test_a_failed_stream_keeps_earlier_batches_and_resumes(store_url: str) -> None:
-    with Store.open(store_url, PrecomputedVectors(dim=DIM)) as store:
+    with precomputed_store(store_url, DIM) as store:
         broken = (page(i, bad=i == 12) for i in range(20))
         with pytest.raises(NonFiniteVectorError):
             store.add_pages(broken, commit_every=5)
@@ -54,7 +55,7 @@ def test_a_failed_stream_keeps_earlier_batches_and_resumes(store_url: str) -> No
 
 
 def test_streams_refuse_a_repeated_external_id_across_batches(store_url: str) -> None:
-    with Store.open(store_url, PrecomputedVectors(dim=DIM)) as store:
+    with precomputed_store(store_url, DIM) as store:
         repeated = [page(0), page(1), page(2), page(0)]
         with pytest.raises(DuplicateExternalIdError, match="2 pages before"):
             store.add_pages(iter(repeated), commit_every=2)
@@ -62,7 +63,7 @@ def test_streams_refuse_a_repeated_external_id_across_batches(store_url: str) ->
 
 
 def test_lists_stay_one_transaction_unless_commit_every_is_given(store_url: str) -> None:
-    with Store.open(store_url, PrecomputedVectors(dim=DIM)) as store:
+    with precomputed_store(store_url, DIM) as store:
         with pytest.raises(NonFiniteVectorError):
             store.add_pages([page(i, bad=i == 9) for i in range(10)])
         assert store.count() == 0
