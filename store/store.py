@@ -32,7 +32,7 @@ from latestore.errors import (
 )
 from latestore.filters import FilterCompiler
 from latestore.hits import hydrate
-from latestore.index.codec import as_stored
+from latestore.index.codec import as_stored, from_storage
 from latestore.index.late_index import LateInteractionIndex
 from latestore.models import Page, SearchHit, StoreConfig, StoredPage
 from latestore.opening import (
@@ -55,7 +55,7 @@ from latestore.reencode import (
     target_encoder,
 )
 from latestore.rwlock import ReadWriteLock
-from latestore.schema import MetadataKeyRow, PageRow, StoreRow
+from latestore.schema import MetadataKeyRow, PageRow, PageVectorsRow, StoreRow
 from latestore.sql import default_index_dir, make_engine, to_url
 from latestore.sync import IndexSync
 from latestore.validation import (
@@ -643,6 +643,21 @@ class Store:
         if page_id is None:
             raise PageNotFoundError(f"no page with external id {external_id!r}")
         return self.get([page_id])[0]
+
+    # -- page_vectors: added for `latestore serve` ("why this page"); the lead keeps one
+    # version at merge (issue 14 adds the same method).
+    def page_vectors(self, page_id: int) -> npt.NDArray[np.float32]:
+        """A page's token vectors as stored, float32, shape ``(n_tokens, dim)``."""
+        self._check_open()
+        (page_id,) = checked_ids([page_id], "page_vectors")
+        with Session(self._engine) as session:
+            row = session.get(PageVectorsRow, page_id) if 0 < page_id <= MAX_PAGE_ID else None
+            if row is None:
+                raise PageNotFoundError(f"no page with id {page_id}")
+            vectors = from_storage(row.data, row.n_tokens, self.dim, self._sync.dtype)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    # -- end page_vectors
 
     def count(self) -> int:
         self._check_open()
