@@ -31,6 +31,7 @@ from latestore.serve.positions import (
 )
 from latestore.serve.schemas import QueryIn, as_vectors
 from latestore.serve.settings import ServeSettings
+from latestore.validation import check_query_texts, checked_vectors
 
 if TYPE_CHECKING:
     from latestore.ingest import IngestReport
@@ -84,13 +85,13 @@ class Service:
     def query_vectors(self, query: QueryIn) -> tuple[npt.NDArray[np.float32], list[str] | None]:
         """A query's vectors (encoded by the store's encoder, as Store.search does) and,
         for text, its tokens as labels."""
+        dim = self.store.dim
         if isinstance(query, str):
-            if not query.strip():
-                raise InvalidInputError("the query is empty")
+            check_query_texts([query])
             encoder = self.store.encoder
-            vectors = np.asarray(encoder.encode_queries([query])[0], dtype=np.float32)
+            vectors = checked_vectors(encoder.encode_queries([query])[0], dim, "float32", "query")
             return vectors, query_labels(encoder, query, len(vectors))
-        return as_vectors(query, "query vectors"), None
+        return checked_vectors(as_vectors(query, "query vectors"), dim, "float32", "query"), None
 
     def search(
         self,
