@@ -1,0 +1,185 @@
+"""Throughput and latency of `latestore serve` against direct Store.search on SciFact.
+
+Builds (once) a MiniLM store of the first ``--docs`` SciFact abstracts, starts the real
+server (`latestore serve`, a separate process), and runs the SciFact queries as text
+through 1, 4 and 16 concurrent HTTP clients (threads with keep-alive connections), then
+the same queries through Store.search in this process with as many threads. Prints a
+table; never part of `make test`.
+
+    .venv/bin/python -m bench.serve_bench --docs 1000 --requests 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import httpx
+
+from bench import ceilings
+from latestore import Page
+from latestore.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def build(store_path: Path, corpus: Path, docs: int) -> None:
+    with Store.open(store_path) as store:
+        if store.count() >= docs:
+            return
+        pages = []
+        with corpus.open() as lines:
+            for line, _ in zip(lines, range(docs), strict=False):
+                doc = json.loads(line)
+                text = f"{doc['title']}\n{doc['text']}".strip()
+                pages.append(Page(text=text, external_id=doc["id"]))
+        started = time.perf_counter()
+        store.add_pages(iter(pages), commit_every=256)
+        print(f"built {store_path} ({docs} docs) in {time.perf_counter() - started:.0f} s")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def drive(clients: int, requests: int, call: Callable[[int], None]) -> dict[str, float]:
+    """``requests`` calls spread over ``clients`` threads; seconds per call and overall."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(requests))
+
+    def worker() -> None:
+        mine = []
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            start = time.perf_counter()
+            call(i)
+            mine.append(time.perf_counter() - start)
+        with lock:
+            latencies.extend(mine)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    return {
+        "clients": clients,
+        "qps": requests / wall,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p95_ms": 1000 * percentile(latencies, 0.95),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--docs", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--clients", type=int, nargs="*", default=[1, 4, 16])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
+    args = parser.parse_args()
+    store_path = ROOT / "build" / f"scifact-serve-{args.docs}.db"
+    store_path.parent.mkdir(exist_ok=True)
+    build(store_path, args.data / "corpus.jsonl", args.docs)
+    queries = [json.loads(line)["text"] for line in (args.data / "queries.jsonl").open()]
+    print(json.dumps(ceilings.machine()))
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "latestore.cli",
+            "serve",
+            "--store",
+            str(store_path),
+            "--port",
+            str(port),
+            "--search-workers",
+            "16",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    rows: list[dict[str, Any]] = []
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        local = threading.local()
+
+        def http_search(i: int) -> None:
+            client = getattr(local, "client", None)
+            if client is None:
+                client = local.client = httpx.Client(base_url=base, timeout=60)
+            body = {"query": queries[i % len(queries)], "k": args.k}
+            response = client.post("/search", json=body)
+            response.raise_for_status()
+
+        http_search(0)  # the server loads its model on the first text query
+        for clients in args.clients:
+            rows.append({"via": "http", **drive(clients, args.requests, http_search)})
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+
+    with Store.open(store_path) as store:
+        store.search(queries[0], k=args.k)
+
+        def direct_search(i: int) -> None:
+            store.search(queries[i % len(queries)], k=args.k)
+
+        for clients in args.clients:
+            rows.append({"via": "Store.search", **drive(clients, args.requests, direct_search)})
+
+    print(f"\nSciFact subset: {args.docs} docs, {args.requests} text queries per row, k={args.k}\n")
+    print("| via | clients | searches/s | p50 ms | p95 ms |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['via']} | {row['clients']} | {row['qps']:.1f} | {row['p50_ms']:.1f} "
+            f"| {row['p95_ms']:.1f} |"
+        )
+    direct = {r["clients"]: r for r in rows if r["via"] == "Store.search"}
+    for row in rows:
+        if row["via"] == "http":
+            base_row = direct[row["clients"]]
+            print(
+                f"overhead at {row['clients']} clients: p50 +{row['p50_ms'] - base_row['p50_ms']:.1f} ms,"
+                f" throughput {100 * (1 - row['qps'] / base_row['qps']):.0f}% lower"
+            )
+
+
+if __name__ == "__main__":
+    main()
