@@ -177,7 +177,8 @@ def main() -> None:
             alone = direct[row["clients"]]
             extra_ms = row["p50_ms"] - alone["p50_ms"]
             lower = 100 * (1 - row["qps"] / alone["qps"])
-            print(f"overhead at {row['clients']} clients: p50 +{extra_ms:.1f} ms, {lower:.0f}% fewer/s")
+            clients = row["clients"]
+            print(f"overhead at {clients} clients: p50 +{extra_ms:.1f} ms, {lower:.0f}% fewer/s")
 
 
 if __name__ == "__main__":
