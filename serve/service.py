@@ -80,6 +80,7 @@ class Service:
         self.settings = settings
         self._positions: LRU[tuple[int, str, int], Positions] = LRU(1024)
         self._thumbnails: LRU[tuple[int, int, str], bytes] = LRU(512)
+        self._uploading = threading.Lock()
 
     # -- queries ---------------------------------------------------------------------
     def query_vectors(self, query: QueryIn) -> tuple[npt.NDArray[np.float32], list[str] | None]:
@@ -222,10 +223,18 @@ class Service:
         uploading a file again adds nothing. The copies are removed afterwards; pages
         keep their rendered images in the store.
         """
+        root = Path(self.settings.upload_dir or Path(tempfile.gettempdir()) / "latestore-uploads")
+        # Two uploads of the same bytes share a folder; one at a time, so neither removes
+        # the other's file. Ingestion is bound by encoding, which one call already fills.
+        with self._uploading:
+            return self._ingest_files(root, files, options)
+
+    def _ingest_files(
+        self, root: Path, files: list[tuple[str, bytes]], options: Any
+    ) -> IngestReport:
         from latestore.ingest import Ingestor
         from latestore.ingest_catalog import Catalog
 
-        root = Path(self.settings.upload_dir or Path(tempfile.gettempdir()) / "latestore-uploads")
         paths: list[Path] = []
         folders: list[Path] = []
         try:

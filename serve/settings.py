@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from latestore.errors import InvalidInputError
 
 API_KEY_ENV = "LATESTORE_API_KEY"
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
+_KEY_FORM = re.compile(r"[A-Za-z0-9._~+/=-]{8,}")
 
 
 class InsecureBindError(InvalidInputError):
@@ -48,8 +50,11 @@ class ServeSettings:
                 raise InvalidInputError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.queue_size < 0:
             raise InvalidInputError(f"queue_size must be 0 or more, got {self.queue_size}")
-        if self.api_key is not None and len(self.api_key) < 8:
-            raise InvalidInputError("an API key must be at least 8 characters")
+        if self.api_key is not None and not _KEY_FORM.fullmatch(self.api_key):
+            # It travels in a header and a cookie: no spaces, quotes, commas or semicolons.
+            raise InvalidInputError(
+                "an API key must be at least 8 characters of A-Z a-z 0-9 . _ ~ + / = -"
+            )
         if not is_loopback(self.host) and not self.api_key:
             raise InsecureBindError(
                 f"listening on {self.host} (beyond this machine) needs an API key: "

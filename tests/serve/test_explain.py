@@ -53,12 +53,12 @@ def text_store(tmp_path_factory: pytest.TempPathFactory, minilm: Any) -> Any:
             ),
         ]
     )
-    yield store, create_app(store, ServeSettings(store=str(path)))
+    yield store, create_app(store, ServeSettings(store=str(path))), path
     store.close()
 
 
 def test_text_hits_highlight_the_matching_words(text_store: Any) -> None:
-    store, app = text_store
+    store, app, _ = text_store
     response = ask(app, "POST", "/search", json={"query": "yeast", "k": 1, "explain": True})
     hit = response.json()["hits"][0]
     assert hit["external_id"] == "bread"
@@ -78,7 +78,7 @@ def test_text_hits_highlight_the_matching_words(text_store: Any) -> None:
 
 
 def test_explain_endpoint_for_any_page_and_unknown_positions(text_store: Any) -> None:
-    _, app = text_store
+    _, app, _ = text_store
     colbert = ask(app, "GET", "/pages/2/explain", params={"q": "MaxSim scoring"})
     assert colbert.status_code == 200
     spans = [COLBERT[m["span"][0] : m["span"][1]] for m in colbert.json()["matches"] if m["span"]]
@@ -151,3 +151,24 @@ def test_image_hits_carry_a_patch_grid_heatmap(tmp_path: Path, family: str) -> N
             cell = grid.cells[match["page_token"]]
             assert match["cell"] == (list(cell) if cell is not None else None)
         assert np.isclose(why["score"], hit["score"], atol=1e-2)
+
+
+def test_uploads_stay_in_their_folder_and_are_idempotent(text_store: Any, tmp_path: Path) -> None:
+    store, _, path = text_store
+    folder = tmp_path / "uploads"
+    app = create_app(store, ServeSettings(store=str(path), upload_dir=folder))
+    body = b"Sourdough starters need regular feeding.\n\nRye flour ferments quickly."
+    files = {"files": ("../../../../tmp/evil-upload.txt", body, "text/plain")}
+    first = ask(app, "POST", "/upload", files=files, data={"metadata": '{"team": "bakery"}'})
+    assert first.status_code == 200, first.text
+    assert first.json()["pages_added"] == 1  # two short paragraphs make one page
+    assert not Path("/tmp/evil-upload.txt").exists()
+    assert list(folder.iterdir()) == []  # the copy is gone; pages keep their text
+    ids = store.page_ids({"team": "bakery"})
+    documents = {p.document_id for p in store.get(ids)}
+    (document,) = documents
+    assert document.startswith(str(folder)) and document.endswith("/evil-upload.txt")
+    again = ask(app, "POST", "/upload", files=files, data={"metadata": '{"team": "bakery"}'})
+    assert again.json()["pages_added"] == 0 and again.json()["pages_unchanged"] == 1
+    bad = ask(app, "POST", "/upload", files=files, data={"metadata": "[1]"})
+    assert bad.status_code == 400
