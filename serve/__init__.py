@@ -6,7 +6,24 @@ Needs the ``serve`` extra (FastAPI, uvicorn, python-multipart).
 >>> app = create_app(store, ServeSettings(store="pages.db"))  # doctest: +SKIP
 """
 
-from latestore.serve.app import create_app
-from latestore.serve.settings import ServeSettings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from latestore.serve.app import create_app
+    from latestore.serve.settings import ServeSettings
 
 __all__ = ["ServeSettings", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the CLI imports latestore.serve.command at start, and must not pay for
+    # FastAPI (or need it installed) unless `latestore serve` runs.
+    if name == "create_app":
+        from latestore.serve.app import create_app
+
+        return create_app
+    if name == "ServeSettings":
+        from latestore.serve.settings import ServeSettings
+
+        return ServeSettings
+    raise AttributeError(f"module 'latestore.serve' has no attribute {name!r}")
