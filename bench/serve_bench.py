@@ -27,6 +27,9 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The same compute threads per search as the server (`--torch-threads`, default 1), so
+# the direct rows differ from the HTTP rows by the HTTP layer only.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import httpx
 
@@ -109,7 +112,7 @@ def main() -> None:
     store_path.parent.mkdir(exist_ok=True)
     build(store_path, args.data / "corpus.jsonl", args.docs)
     queries = [json.loads(line)["text"] for line in (args.data / "queries.jsonl").open()]
-    print(json.dumps(ceilings.machine()))
+    print(json.dumps(ceilings.machine() | {"omp_threads": os.environ["OMP_NUM_THREADS"]}))
 
     port = free_port()
     server = subprocess.Popen(
@@ -124,6 +127,8 @@ def main() -> None:
             str(port),
             "--search-workers",
             "16",
+            "--torch-threads",
+            os.environ["OMP_NUM_THREADS"],
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
