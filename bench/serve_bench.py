@@ -114,6 +114,11 @@ def main() -> None:
     queries = [json.loads(line)["text"] for line in (args.data / "queries.jsonl").open()]
     print(json.dumps(ceilings.machine() | {"omp_threads": os.environ["OMP_NUM_THREADS"]}))
 
+    # Vector queries leave the model out: what remains is the index and the HTTP layer.
+    with Store.open(store_path) as store:
+        encoded = store.encoder.encode_queries(queries[: args.requests])
+    vectors = [v.tolist() for v in encoded]
+
     port = free_port()
     server = subprocess.Popen(
         [
@@ -154,7 +159,21 @@ def main() -> None:
 
         http_search(0)  # the server loads its model on the first text query
         for clients in args.clients:
-            rows.append({"via": "http", **drive(clients, args.requests, http_search)})
+            rows.append(
+                {"via": "http", "query": "text", **drive(clients, args.requests, http_search)}
+            )
+
+        def http_vectors(i: int) -> None:
+            client = getattr(local, "client", None)
+            if client is None:
+                client = local.client = httpx.Client(base_url=base, timeout=60)
+            body = {"query": vectors[i % len(vectors)], "k": args.k}
+            client.post("/search", json=body).raise_for_status()
+
+        for clients in args.clients:
+            rows.append(
+                {"via": "http", "query": "vectors", **drive(clients, args.requests, http_vectors)}
+            )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
@@ -166,24 +185,45 @@ def main() -> None:
             store.search(queries[i % len(queries)], k=args.k)
 
         for clients in args.clients:
-            rows.append({"via": "Store.search", **drive(clients, args.requests, direct_search)})
+            rows.append(
+                {
+                    "via": "Store.search",
+                    "query": "text",
+                    **drive(clients, args.requests, direct_search),
+                }
+            )
+
+        def direct_vectors(i: int) -> None:
+            store.search(encoded[i % len(encoded)], k=args.k)
+
+        for clients in args.clients:
+            rows.append(
+                {
+                    "via": "Store.search",
+                    "query": "vectors",
+                    **drive(clients, args.requests, direct_vectors),
+                }
+            )
 
     print(f"\nSciFact subset: {args.docs} docs, {args.requests} text queries per row, k={args.k}\n")
-    print("| via | clients | searches/s | p50 ms | p95 ms |")
-    print("|---|---|---|---|---|")
+    print("| via | query | clients | searches/s | p50 ms | p95 ms |")
+    print("|---|---|---|---|---|---|")
     for row in rows:
         print(
-            f"| {row['via']} | {row['clients']} | {row['qps']:.1f} | {row['p50_ms']:.1f} "
-            f"| {row['p95_ms']:.1f} |"
+            f"| {row['via']} | {row['query']} | {row['clients']} | {row['qps']:.1f} "
+            f"| {row['p50_ms']:.1f} | {row['p95_ms']:.1f} |"
         )
-    direct = {r["clients"]: r for r in rows if r["via"] == "Store.search"}
+    direct = {(r["query"], r["clients"]): r for r in rows if r["via"] == "Store.search"}
     for row in rows:
         if row["via"] == "http":
-            alone = direct[row["clients"]]
+            alone = direct[(row["query"], row["clients"])]
             extra_ms = row["p50_ms"] - alone["p50_ms"]
             lower = 100 * (1 - row["qps"] / alone["qps"])
-            clients = row["clients"]
-            print(f"overhead at {clients} clients: p50 +{extra_ms:.1f} ms, {lower:.0f}% fewer/s")
+            clients, kind = row["clients"], row["query"]
+            print(
+                f"HTTP overhead, {kind}, {clients} clients: "
+                f"p50 {extra_ms:+.1f} ms, {lower:+.0f}% /s"
+            )
 
 
 if __name__ == "__main__":
