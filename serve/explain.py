@@ -38,7 +38,7 @@ class Highlight:
 class Heatmap:
     rows: int
     cols: int
-    values: list[list[float]]  # per patch: its best similarity with any query token
+    values: list[list[float | None]]  # per patch: its best similarity with any query token
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,6 @@ def _heatmap(similarities: npt.NDArray[np.float32], grid: GridPositions) -> Heat
     for token, cell in enumerate(grid.cells):
         if cell is not None:
             values[cell] = per_token[token]
-    return Heatmap(
-        grid.rows, grid.cols, [[round(float(v), 5) for v in row] for row in values.tolist()]
-    )
+    # A cell no stored token covers has no value (JSON has no NaN).
+    cells = [[None if np.isnan(v) else round(float(v), 5) for v in row] for row in values.tolist()]
+    return Heatmap(grid.rows, grid.cols, cells)

@@ -172,3 +172,16 @@ def test_uploads_stay_in_their_folder_and_are_idempotent(text_store: Any, tmp_pa
     assert again.json()["pages_added"] == 0 and again.json()["pages_unchanged"] == 1
     bad = ask(app, "POST", "/upload", files=files, data={"metadata": "[1]"})
     assert bad.status_code == 400
+
+
+def test_a_grid_cell_without_a_token_has_no_value() -> None:
+    from latestore.serve.explain import explain
+
+    grid = GridPositions(rows=2, cols=2, cells=[None, (0, 0), (0, 1), (1, 1)])
+    query = np.eye(4, dtype=np.float32)[:2]
+    why = explain(9, query, np.eye(4, dtype=np.float32), grid)
+    assert why.heatmap is not None
+    assert why.heatmap.values[1][0] is None  # no token sits there
+    assert why.heatmap.values[0][0] == 1.0 and why.heatmap.values[0][1] == 0.0
+    assert [m.cell for m in why.matches] == [None, (0, 0)]
+    assert why.score == 2.0 and [m.share for m in why.matches] == [0.5, 0.5]
