@@ -117,6 +117,10 @@ async def test_info_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert info["pages"] == N_PAGES and info["store"]["dim"] == DIM
     assert "index_dir" not in info["store"]
     assert info["server"]["search"]["workers"] >= 1
+    docs = await client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    schema = (await client.get("/openapi.json")).json()
+    assert {"/search", "/explain", "/pages", "/upload", "/delete", "/info"} <= set(schema["paths"])
 
 
 async def test_explain_a_vector_query_is_exact_maxsim(
