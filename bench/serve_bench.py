@@ -19,6 +19,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -100,14 +101,53 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def overhead_floor(requests: int) -> list[dict[str, Any]]:
+    """The HTTP layer alone: a tiny synthetic store (300 pages, dim 32) where a search
+    costs about a millisecond, one client, served in this process by uvicorn in a thread."""
+    import numpy as np
+
+    from latestore import PrecomputedVectors
+    from latestore.serve import ServeSettings, create_app
+    from tests.serve.live import live_server
+    from tests.store.helpers import clustered_pages, query_from
+
+    rng = np.random.default_rng(0)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "tiny.db")
+        with Store.open(path, PrecomputedVectors(32)) as store:
+            pages, centres = clustered_pages(rng, 300, dim=32)
+            store.add_pages(pages)
+            queries = [query_from(rng, centres) for _ in range(requests)]
+            bodies = [{"query": q.tolist(), "k": 10} for q in queries]
+            app = create_app(store, ServeSettings(store=path))
+            with live_server(app) as base, httpx.Client(base_url=base) as client:
+                client.post("/search", json=bodies[0]).raise_for_status()
+
+                def http(i: int) -> None:
+                    client.post("/search", json=bodies[i]).raise_for_status()
+
+                rows.append({"via": "http", **drive(1, requests, http)})
+            store.search(queries[0], k=10)
+            rows.append(
+                {"via": "Store.search", **drive(1, requests, lambda i: store.search(queries[i]))}
+            )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--docs", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--clients", type=int, nargs="*", default=[1, 4, 16])
+    parser.add_argument("--floor-only", action="store_true", help="only the HTTP-layer floor")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
     args = parser.parse_args()
+    if args.floor_only:
+        for row in overhead_floor(args.requests):
+            print(f"{row['via']}: p50 {row['p50_ms']:.2f} ms, p95 {row['p95_ms']:.2f} ms")
+        return
     store_path = ROOT / "build" / f"scifact-serve-{args.docs}.db"
     store_path.parent.mkdir(exist_ok=True)
     build(store_path, args.data / "corpus.jsonl", args.docs)
@@ -213,6 +253,11 @@ def main() -> None:
             f"| {row['via']} | {row['query']} | {row['clients']} | {row['qps']:.1f} "
             f"| {row['p50_ms']:.1f} | {row['p95_ms']:.1f} |"
         )
+    floor = overhead_floor(args.requests)
+    print("\nHTTP layer alone (300-page synthetic store, dim 32, 1 client):")
+    for row in floor:
+        print(f"  {row['via']}: p50 {row['p50_ms']:.2f} ms, p95 {row['p95_ms']:.2f} ms")
+    print(f"  overhead p50 {floor[0]['p50_ms'] - floor[1]['p50_ms']:+.2f} ms per search\n")
     direct = {(r["query"], r["clients"]): r for r in rows if r["via"] == "Store.search"}
     for row in rows:
         if row["via"] == "http":
