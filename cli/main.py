@@ -52,6 +52,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("evaluate")(evaluate)
+# `latestore serve` lives in latestore.serve (FastAPI loads only when it runs).
+from latestore.serve.command import serve as _serve  # noqa: E402
+
+app.command("serve")(_serve)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
 

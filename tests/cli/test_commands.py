@@ -15,7 +15,7 @@ from latestore.cli.evaluate import gain_function
 from latestore.ingest.sources import chunk_text, estimate_pages
 from tests.cli.conftest import ROOT
 
-COMMANDS = ["ingest", "search", "info", "delete", "reindex", "evaluate"]
+COMMANDS = ["ingest", "search", "info", "delete", "reindex", "evaluate", "serve"]
 
 
 def ingest(runner: CliRunner, *args: str) -> dict[str, object]:

@@ -1,0 +1,258 @@
+"""What the routes call: the store's public API, plus explanations, images and uploads.
+
+Everything here blocks (SQL, FAISS, models) and is run in the server's thread pools.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from latestore.errors import InvalidInputError, PageNotFoundError
+from latestore.serve.explain import Explanation, explain
+from latestore.serve.positions import (
+    Positions,
+    Unknown,
+    image_positions,
+    query_labels,
+    text_positions,
+)
+from latestore.serve.schemas import QueryIn, as_vectors
+from latestore.serve.settings import ServeSettings
+from latestore.store.images import load_image
+from latestore.store.validation import check_query_texts, checked_vectors
+
+if TYPE_CHECKING:
+    from latestore.ingest import IngestReport
+    from latestore.models import StoredPage
+    from latestore.store import Store
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+THUMBNAIL_SIZES = (16, 2048)
+# An image file recorded at ingest is read whole to serve it; bigger ones are refused.
+MAX_IMAGE_FILE_BYTES = 64 << 20
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class PageHasNoImageError(PageNotFoundError):
+    """The page exists but has no image to show."""
+
+
+class LRU(Generic[K, V]):
+    """A small thread-safe least-recently-used cache."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+class Service:
+    def __init__(self, store: Store, settings: ServeSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self._positions: LRU[tuple[int, str, int], Positions] = LRU(1024)
+        self._thumbnails: LRU[tuple[int, int, str], bytes] = LRU(512)
+        self._uploading = threading.Lock()
+
+    # -- queries ---------------------------------------------------------------------
+    def query_vectors(self, query: QueryIn) -> tuple[npt.NDArray[np.float32], list[str] | None]:
+        """A query's vectors (encoded by the store's encoder, as Store.search does) and,
+        for text, its tokens as labels."""
+        dim = self.store.dim
+        if isinstance(query, str):
+            check_query_texts([query])
+            encoder = self.store.encoder
+            vectors = checked_vectors(encoder.encode_queries([query])[0], dim, "float32", "query")
+            return vectors, query_labels(encoder, query, len(vectors))
+        return checked_vectors(as_vectors(query, "query vectors"), dim, "float32", "query"), None
+
+    def search(
+        self,
+        queries: Sequence[QueryIn],
+        k: int,
+        filter: dict[str, Any] | None,
+        exhaustive: bool,
+        with_explanations: bool,
+    ) -> list[list[tuple[Any, Explanation | None]]]:
+        if len(queries) > self.settings.max_queries:
+            raise InvalidInputError(
+                f"{len(queries)} queries in one request; the limit is {self.settings.max_queries}"
+            )
+        if not with_explanations:
+            asked = [q if isinstance(q, str) else as_vectors(q, "query vectors") for q in queries]
+            results = self.store.search_many(asked, k=k, filter=filter, exhaustive=exhaustive)
+            return [[(hit, None) for hit in hits] for hits in results]
+        encoded = [self.query_vectors(q) for q in queries]
+        results = self.store.search_many(
+            [v for v, _ in encoded], k=k, filter=filter, exhaustive=exhaustive
+        )
+        out: list[list[tuple[Any, Explanation | None]]] = []
+        for (vectors, labels), hits in zip(encoded, results, strict=True):
+            pages = {p.page_id: p for p in self._pages_alive([h.page_id for h in hits])}
+            explained: list[tuple[Any, Explanation | None]] = []
+            for hit in hits:
+                page = pages.get(hit.page_id)
+                why = self._explain(page, vectors, labels) if page is not None else None
+                explained.append((hit, why))
+            out.append(explained)
+        return out
+
+    def _pages_alive(self, ids: list[int]) -> list[StoredPage]:
+        # A page deleted between ranking and now is simply not explained.
+        found = []
+        for page_id in ids:
+            try:
+                found.append(self.store.get(page_id))
+            except PageNotFoundError:
+                continue
+        return found
+
+    def explain(self, query: QueryIn, page_id: int) -> Explanation:
+        page = self.store.get(page_id)
+        vectors, labels = self.query_vectors(query)
+        return self._explain(page, vectors, labels)
+
+    def _explain(
+        self, page: StoredPage, query: npt.NDArray[np.float32], labels: list[str] | None
+    ) -> Explanation:
+        page_vectors = self.store.page_vectors(page.page_id)
+        if query.shape[1] != page_vectors.shape[1]:
+            from latestore.errors import DimensionMismatchError
+
+            raise DimensionMismatchError(
+                f"query vectors have dim {query.shape[1]}, the store's is {page_vectors.shape[1]}"
+            )
+        positions = self.positions(page, len(page_vectors))
+        return explain(page.page_id, query, page_vectors, positions, labels)
+
+    def positions(self, page: StoredPage, n_stored: int) -> Positions:
+        key = (page.page_id, page.content_hash, n_stored)
+        cached = self._positions.get(key)
+        if cached is not None:
+            return cached
+        positions = self._derive_positions(page, n_stored)
+        self._positions.put(key, positions)
+        return positions
+
+    def _derive_positions(self, page: StoredPage, n_stored: int) -> Positions:
+        name = self.store.encoder_name
+        if name == "precomputed" or getattr(self.store.encoder, "name", "") == "precomputed":
+            return Unknown("the store holds caller-given vectors: no tokenizer to place them")
+        try:
+            encoder = self.store.encoder
+        except Exception as exc:  # the model cannot be loaded: explain without positions
+            return Unknown(f"the store's encoder cannot be loaded: {exc}")
+        if page.has_image and getattr(encoder, "_processor", None) is not None:
+            image = load_image(self.image_bytes(page.page_id))
+            return image_positions(encoder, image, n_stored)
+        if page.text:
+            return text_positions(encoder, page.text, n_stored)
+        return Unknown("the page has neither text nor an image the encoder reads")
+
+    # -- images ----------------------------------------------------------------------
+    def image_bytes(self, page_id: int) -> bytes:
+        """The page's image: stored bytes, or the file recorded for it at ingest.
+
+        Only a page id reaches here; the path comes from the store, never the request.
+        """
+        data = self.store.image(page_id)
+        if data is not None:
+            return data
+        page = self.store.get(page_id)
+        if page.image_path is None:
+            raise PageHasNoImageError(f"page {page_id} has no image")
+        path = Path(page.image_path)
+        try:
+            if path.stat().st_size > MAX_IMAGE_FILE_BYTES:
+                raise PageHasNoImageError(f"page {page_id}'s image file is too large to serve")
+            return path.read_bytes()
+        except OSError as exc:
+            raise PageHasNoImageError(f"page {page_id}'s image file is unavailable") from exc
+
+    def thumbnail(self, page_id: int, size: int) -> bytes:
+        low, high = THUMBNAIL_SIZES
+        if not low <= size <= high:
+            raise InvalidInputError(f"size must be between {low} and {high} pixels, got {size}")
+        data = self.image_bytes(page_id)
+        key = (page_id, size, hashlib.blake2b(data, digest_size=16).hexdigest())
+        cached = self._thumbnails.get(key)
+        if cached is not None:
+            return cached
+        image = load_image(data)
+        image.thumbnail((size, size))
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=85)
+        thumbnail = out.getvalue()
+        self._thumbnails.put(key, thumbnail)
+        return thumbnail
+
+    # -- uploads ---------------------------------------------------------------------
+    def ingest_uploads(self, files: list[tuple[str, bytes]], options: Any) -> IngestReport:
+        """Ingest uploaded files with the CLI's ingestion code.
+
+        Each file is written under a server-owned folder named by its content's digest,
+        with a sanitised name: the same bytes always make the same document id, so
+        uploading a file again adds nothing. The copies are removed afterwards; pages
+        keep their rendered images in the store.
+        """
+        root = Path(self.settings.upload_dir or Path(tempfile.gettempdir()) / "latestore-uploads")
+        # Two uploads of the same bytes share a folder; one at a time, so neither removes
+        # the other's file. Ingestion is bound by encoding, which one call already fills.
+        with self._uploading:
+            return self._ingest_files(root, files, options)
+
+    def _ingest_files(
+        self, root: Path, files: list[tuple[str, bytes]], options: Any
+    ) -> IngestReport:
+        from latestore.ingest import Ingestor
+
+        paths: list[Path] = []
+        folders: list[Path] = []
+        try:
+            for name, data in files:
+                digest = hashlib.sha256(data).hexdigest()[:24]
+                folder = root / digest
+                folder.mkdir(parents=True, exist_ok=True)
+                folders.append(folder)
+                path = folder / safe_file_name(name)
+                path.write_bytes(data)
+                paths.append(path)
+            return Ingestor(self.store, options).run(paths)
+        finally:
+            for folder in folders:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def safe_file_name(name: str) -> str:
+    """A file name with no directory part and only plain characters, extension kept."""
+    base = Path(name.replace("\\", "/")).name
+    cleaned = _SAFE_NAME.sub("_", base).strip("._") or "upload"
+    return cleaned[-120:]
