@@ -23,8 +23,8 @@ demo: install
 	$(BIN)/python examples/demo.py
 
 lint: install
-	$(BIN)/ruff check store index encoders migrations integrations tests examples tools bench
-	$(BIN)/ruff format --check store index encoders migrations integrations tests examples tools bench
+	$(BIN)/ruff check store index encoders migrations integrations distributed tests examples tools bench
+	$(BIN)/ruff format --check store index encoders migrations integrations distributed tests examples tools bench
 
 typecheck: install
 	$(BIN)/python tools/devfarm.py

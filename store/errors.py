@@ -81,3 +81,8 @@ class StoreClosedError(LatestoreError, RuntimeError):
 
 class IndexSnapshotError(LatestoreError):
     """A derived index file that failed verification; it is rebuilt from SQL."""
+
+
+class ShardUnavailableError(LatestoreError, RuntimeError):
+    """A shard of a distributed store did not answer (dead, restarting past the retry
+    budget, or timed out); the search returned nothing rather than a partial ranking."""

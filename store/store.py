@@ -103,6 +103,10 @@ class Store:
     ...     hits = store.search("how does ColBERT score?", k=5)
     """
 
+    # Hook for latestore.distributed: its coordinator keeps no vectors of its own, so it
+    # swaps in a sync that only tracks the change number (the shards hold the index).
+    sync_class: type[IndexSync] = IndexSync
+
     def __init__(
         self,
         engine: Engine,
@@ -140,7 +144,7 @@ class Store:
             device_budget_bytes=config.device_budget_mb << 20,
             device_memory_share=config.device_memory_share,
         )
-        self._sync = IndexSync(engine, index, row.store_uuid, row.vector_dtype, index_dir)
+        self._sync = self.sync_class(engine, index, row.store_uuid, row.vector_dtype, index_dir)
         self.opened_from = self._sync.load()
 
     @property
