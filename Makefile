@@ -31,7 +31,7 @@ typecheck: install
 	$(BIN)/mypy -p latestore
 
 pytest: install
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 test: lint typecheck pytest
 

@@ -17,7 +17,13 @@ if TYPE_CHECKING:
     from latestore.distributed.coordinator import ShardedStore
     from latestore.distributed.ingest import ray_ingest_paths
 
-__all__ = ["ShardUnavailableError", "ShardedStore", "ray_ingest_paths", "shard_of", "split_by_shard"]
+__all__ = [
+    "ShardUnavailableError",
+    "ShardedStore",
+    "ray_ingest_paths",
+    "shard_of",
+    "split_by_shard",
+]
 
 
 def __getattr__(name: str) -> Any:

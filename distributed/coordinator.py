@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-import threading
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import ray
 from pydantic import ValidationError
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
 
 from latestore.distributed.coordinator_sync import CoordinatorSync
 from latestore.distributed.placement import split_by_shard
@@ -39,6 +39,7 @@ from latestore.rwlock import ReadWriteLock
 from latestore.store import MAX_K, QUERY_TIME_FIELDS, Query, Store
 
 DEFAULT_TIMEOUT_S = 120.0
+DIED_CONFIRMATIONS = 3
 
 
 class ShardedStore(Store):
@@ -48,9 +49,10 @@ class ShardedStore(Store):
     --------
     >>> import ray
     >>> from latestore.distributed import ShardedStore
-    >>> ray.init()                                                        # doctest: +SKIP
+    >>> ray.init()                                                   # doctest: +SKIP
     >>> url = "postgresql+psycopg://me@db/pages"
-    >>> with ShardedStore.open(url, shards=4, actor_options={"num_gpus": 1}) as store:  # doctest: +SKIP
+    >>> gpu_each = {"num_gpus": 1}
+    >>> with ShardedStore.open(url, shards=4, actor_options=gpu_each) as store:  # doctest: +SKIP
     ...     hits = store.search("how does ColBERT score?", k=10)
     """
 
@@ -122,11 +124,10 @@ class ShardedStore(Store):
         """Start the shard actors and wait until each has loaded its slice."""
         if not ray.is_initialized():
             ray.init()
-        remote = ray.remote(ShardServer).options(**self._actor_options)
+        remote: Any = ray.remote(ShardServer).options(**self._actor_options)
         config = self.config
         started = [
-            remote.remote(self._url, i, n_shards, config, self._snapshot_dir)  # type: ignore[attr-defined]
-            for i in shard_numbers
+            remote.remote(self._url, i, n_shards, config, self._snapshot_dir) for i in shard_numbers
         ]
         self._actors += started
         ray.get([a.ready.remote() for a in started], timeout=self.timeout_s * 10)
@@ -134,10 +135,9 @@ class ShardedStore(Store):
     def close(self) -> None:
         actors, self._actors = getattr(self, "_actors", []), []
         if actors:
-            try:
+            # A snapshot only shortens the next load: closing goes on without one.
+            with contextlib.suppress(RayActorError, GetTimeoutError):
                 ray.get([a.save.remote() for a in actors], timeout=self.timeout_s)
-            except (RayActorError, GetTimeoutError):
-                pass  # a snapshot only shortens the next load
             for actor in actors:
                 ray.kill(actor)
         super().close()
@@ -159,7 +159,9 @@ class ShardedStore(Store):
                 self._start(range(old, shards), shards)
             keep, gone = self._actors[:shards], self._actors[shards:]
             moves = self._call_all(
-                keep[:old], lambda i, a: a.relayout.remote(i, shards), shards=range(min(old, shards))
+                keep[:old],
+                lambda i, a: a.relayout.remote(i, shards),
+                shards=range(min(old, shards)),
             )
             for actor in gone:
                 ray.kill(actor)
@@ -216,7 +218,10 @@ class ShardedStore(Store):
     def _call_all(self, actors: list[Any], submit: Any, shards: Sequence[int]) -> list[Any]:
         """Call every actor; retry one that died after it restarts; all or an error."""
         deadline = time.monotonic() + self.timeout_s
-        pending = {pos: submit(shard, actor) for pos, (shard, actor) in enumerate(zip(shards, actors, strict=True))}
+        pending = {
+            pos: submit(shard, actor)
+            for pos, (shard, actor) in enumerate(zip(shards, actors, strict=True))
+        }
         attempts = dict.fromkeys(pending, 0)
         results: dict[int, Any] = {}
         while pending:
@@ -240,7 +245,14 @@ class ShardedStore(Store):
         return [results[pos] for pos in range(len(actors))]
 
     def _await_ready(self, actor: Any, shard: int, deadline: float) -> None:
-        """Wait for a restarting shard to load again, up to ``deadline``."""
+        """Wait for a restarting shard to load again, up to ``deadline``.
+
+        Ray answers a call to a restarting actor with ActorUnavailableError (or queues
+        it), and one to an actor past ``max_restarts`` with ActorDiedError at once; a
+        few of those in a row (the first may race Ray's own notice of the restart)
+        mean the shard is gone for good, and waiting longer would not help.
+        """
+        died = 0
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -252,8 +264,16 @@ class ShardedStore(Store):
                 return
             except GetTimeoutError:
                 continue
+            except ActorDiedError as exc:
+                died += 1
+                if died >= DIED_CONFIRMATIONS:
+                    raise ShardUnavailableError(
+                        f"shard {shard} is dead and Ray will not restart it "
+                        f"(max_restarts={self._actor_options['max_restarts']})"
+                    ) from exc
             except RayActorError:
-                time.sleep(min(0.2, max(0.0, left)))
+                died = 0
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
     def _query_params(self, k: Any, overrides: Mapping[str, Any]) -> StoreConfig:
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 0 < k <= MAX_K:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from latestore.schema import StoreRow
+from latestore.store import Store
 from latestore.sync import IndexSync
 
 
@@ -36,3 +37,10 @@ class CoordinatorSync(IndexSync):
 
     def save(self, *, strict: bool = False) -> int:
         return 0  # the shards snapshot their own slices
+
+
+class SqlOnlyStore(Store):
+    """A Store that writes and reads SQL and keeps no index: the writer of distributed
+    ingestion and of bulk loads, where another process (the shards) ranks."""
+
+    sync_class = CoordinatorSync

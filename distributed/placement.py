@@ -52,7 +52,9 @@ def split_by_shard(
     page_ids: Iterable[int] | npt.NDArray[np.int64], n_shards: int
 ) -> list[npt.NDArray[np.int64]]:
     """``page_ids`` partitioned by owner, each part in the order given."""
-    ids = np.fromiter(page_ids, dtype=np.int64) if not isinstance(page_ids, np.ndarray) else page_ids
+    ids = (
+        np.fromiter(page_ids, dtype=np.int64) if not isinstance(page_ids, np.ndarray) else page_ids
+    )
     owners = shard_of(ids, n_shards)
     return [ids[owners == shard] for shard in range(n_shards)]
 

@@ -42,7 +42,8 @@ class ShardSync(IndexSync):
         self.n_shards = n_shards
 
     def owns(self, page_ids: list[int] | npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-        return shard_of(page_ids, self.n_shards) == self.shard
+        mine: npt.NDArray[np.bool_] = shard_of(page_ids, self.n_shards) == self.shard
+        return mine
 
     def stored_ids(self) -> list[int]:
         """Ids of every page with vectors in SQL that this shard owns (ids only: cheap)."""

@@ -1,7 +1,8 @@
-"""Fixtures for the Ray tests: one local Ray session and one PostgreSQL store per module.
+"""Fixtures for the Ray tests: one local Ray session, one PostgreSQL store per module.
 
-Ray starts worker processes that import torch, so a session costs seconds; every test
-of a module shares it. Without Ray installed or without PostgreSQL the tests skip.
+Ray starts worker processes that import torch, so a session costs seconds: every Ray
+test shares one (the modules are one xdist group, so under ``make test`` they run in
+one worker). Without Ray installed or without PostgreSQL the tests skip.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from tests.conftest import PG_HOW, PG_URL_ENV
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_session() -> Iterator[Any]:
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)

@@ -1,0 +1,208 @@
+"""Distributed ingestion against local ingestion, on real PDFs and the real MiniLM model.
+
+The 97 shared PDF pages are ingested once locally (``ingest_paths``) and once on a local
+Ray cluster into another PostgreSQL database; rows and vectors must match. PDF pages
+are rendered at 72 dpi (the stored image path runs; the text model ignores pixels).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, select
+
+from latestore.ingest import IngestOptions, ingest_paths
+from latestore.schema import PageRow, PageVectorsRow
+from tests.conftest import PG_HOW, PG_URL_ENV
+from tests.postgres import fresh_database
+
+pytest.importorskip("ray")
+pytestmark = pytest.mark.xdist_group("ray")
+
+from latestore.distributed import ray_ingest_paths  # noqa: E402
+
+OPTIONS = IngestOptions(dpi=72, batch_size=8)
+SMALL_PDFS = (
+    "nara-bill-of-rights-handout.pdf",
+    "fbi-nics-background-checks-2015-11.pdf",
+    "us-senate-expenditures.pdf",
+    "siege-of-vicksburg-sample-ocr.pdf",
+)
+
+
+@pytest.fixture(scope="module")
+def pg_admin() -> str:
+    admin = os.environ.get(PG_URL_ENV)
+    if not admin:
+        pytest.skip(f"Ray tests need PostgreSQL: {PG_HOW}")
+    return admin
+
+
+@pytest.fixture
+def empty_db(pg_admin: str) -> Iterator[str]:
+    with fresh_database(pg_admin) as url:
+        yield url
+
+
+def stored(url: str) -> dict[str, tuple[Any, ...]]:
+    """external id -> everything ingestion wrote for that page, vectors included."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    PageRow.external_id,
+                    PageRow.document_id,
+                    PageRow.page_number,
+                    PageRow.text,
+                    PageRow.source,
+                    PageRow.meta,
+                    PageRow.image,
+                    PageRow.content_hash,
+                    PageRow.n_tokens,
+                    PageRow.text_tokens,
+                    PageRow.tokens_dropped,
+                    PageRow.encoded_with,
+                    PageVectorsRow.data,
+                ).join(PageVectorsRow, PageVectorsRow.page_id == PageRow.id)
+            )
+            return {row[0]: tuple(row[1:]) for row in rows}
+    finally:
+        engine.dispose()
+
+
+def local_copy(pg_admin: str, paths: list[Path]) -> Iterator[dict[str, tuple[Any, ...]]]:
+    with fresh_database(pg_admin) as url:
+        report = ingest_paths(url, paths, OPTIONS)
+        assert report.exit_code == 0
+        yield stored(url)
+
+
+@pytest.fixture(scope="module")
+def pdf_dir(shared_data: Path) -> Path:
+    return shared_data / "pdfs"
+
+
+@pytest.fixture(scope="module")
+def local_all(pg_admin: str, pdf_dir: Path) -> Iterator[dict[str, tuple[Any, ...]]]:
+    yield from local_copy(pg_admin, [pdf_dir])
+
+
+@pytest.fixture(scope="module")
+def small_dir(tmp_path_factory: pytest.TempPathFactory, pdf_dir: Path) -> Path:
+    folder = tmp_path_factory.mktemp("small_pdfs")
+    for name in SMALL_PDFS:
+        shutil.copy(pdf_dir / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local_small(pg_admin: str, small_dir: Path) -> Iterator[dict[str, tuple[Any, ...]]]:
+    yield from local_copy(pg_admin, [small_dir])
+
+
+class Bar:
+    """An IngestProgress that counts, and can act once ``after`` pages are done."""
+
+    def __init__(self, after: int | None = None, then: Any = None) -> None:
+        self.total = self.done = self.files = 0
+        self.statuses: dict[str, str] = {}
+        self.after, self.then = after, then
+
+    def start(self, files: int, pages: int) -> None:
+        self.files, self.total = files, pages
+
+    def advance(self, pages: int) -> None:
+        self.done += pages
+        if self.after is not None and self.done >= self.after and self.then is not None:
+            action, self.then = self.then, None
+            action()
+
+    def file_done(self, path: Path, status: str) -> None:
+        self.statuses[path.name] = status
+
+
+def test_ray_ingest_equals_local_ingest(
+    ray_session: Any, empty_db: str, pdf_dir: Path, local_all: dict[str, tuple[Any, ...]]
+) -> None:
+    bar = Bar()
+    # Two encode actors of half a CPU each leave the local cluster's other CPU to render.
+    report = ray_ingest_paths(
+        empty_db, [pdf_dir], OPTIONS, progress=bar, encoders=2, cpus_per_encoder=0.5
+    )
+    assert report.exit_code == 0
+    assert report.pages_added == len(local_all) == 97
+    assert bar.done == 97 and bar.files == 8
+    assert set(bar.statuses.values()) == {"ingested"}
+    assert stored(empty_db) == local_all  # pages, texts, images, metadata and vectors
+    # Both ingestions agree on what is current: a local re-run finds nothing to do...
+    again = ingest_paths(empty_db, [pdf_dir], OPTIONS)
+    assert (again.pages_unchanged, again.pages_written) == (97, 0)
+    # ...and so does a distributed one.
+    rerun = ray_ingest_paths(empty_db, [pdf_dir], OPTIONS)
+    assert (rerun.pages_unchanged, rerun.pages_written, rerun.files_unchanged) == (97, 0, 8)
+
+
+def _encode_actor_pids() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                if b"MapBatches(PageEncoder)" in cmdline.read():
+                    pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the encode actor through /proc")
+def test_killed_encode_actor_is_restarted_and_the_run_completes(
+    ray_session: Any, empty_db: str, small_dir: Path, local_small: dict[str, tuple[Any, ...]]
+) -> None:
+    killed: list[int] = []
+
+    def kill_encoder() -> None:
+        pids = _encode_actor_pids()
+        if pids:
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    bar = Bar(after=1, then=kill_encoder)
+    report = ray_ingest_paths(
+        empty_db,
+        [small_dir],
+        IngestOptions(dpi=72, batch_size=1),
+        progress=bar,
+        encode_batch_size=1,
+    )
+    assert killed, "no encode actor was running to kill"
+    assert report.exit_code == 0 and report.pages_added == len(local_small)
+    assert stored(empty_db) == local_small
+
+
+def test_crashed_run_resumes_where_it_stopped(
+    ray_session: Any, empty_db: str, small_dir: Path, local_small: dict[str, tuple[Any, ...]]
+) -> None:
+    class DriverCrash(RuntimeError):
+        pass
+
+    def crash() -> None:
+        raise DriverCrash("the driver dies mid-run")
+
+    options = IngestOptions(dpi=72, batch_size=2)
+    with pytest.raises(DriverCrash):
+        ray_ingest_paths(empty_db, [small_dir], options, progress=Bar(after=3, then=crash))
+    committed = len(stored(empty_db))
+    assert 0 < committed < len(local_small)
+    report = ray_ingest_paths(empty_db, [small_dir], options)
+    assert report.pages_unchanged == committed
+    assert report.pages_added == len(local_small) - committed
+    assert stored(empty_db) == local_small
