@@ -261,11 +261,12 @@ def _flush(run: _Run) -> None:
         run.replay.provide(item.key, item.encoded)
     try:
         try:
-            ids = run.store.add_pages([item.page for item in batch])
+            ids: list[int] | None = run.store.add_pages([item.page for item in batch])
+        except PAGE_ERRORS:
+            ids = None  # something in the batch is bad: retry file by file below
+        if ids is not None:
             _credit(run, batch, ids)
             return
-        except PAGE_ERRORS:
-            pass
         groups: dict[str, list[_Pending]] = {}
         for item in batch:
             groups.setdefault(item.file.path, []).append(item)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import create_engine, select
 
@@ -77,6 +78,27 @@ def stored(url: str) -> dict[str, tuple[Any, ...]]:
         engine.dispose()
 
 
+def assert_same_pages(got: dict[str, tuple[Any, ...]], want: dict[str, tuple[Any, ...]]) -> int:
+    """Rows equal field for field; vectors equal up to float16 rounding. Returns how
+    many pages have bit-identical vectors.
+
+    The model runs on batches of pages padded to their longest member; which pages
+    share a batch differs between the runs, and padding changes float32 rounding, so
+    an element may land one float16 step away (seen: 1 page of 97).
+    """
+    assert got.keys() == want.keys()
+    identical = 0
+    for external_id, row in want.items():
+        other = got[external_id]
+        assert other[:-1] == row[:-1], external_id  # everything but the vector blob
+        a = np.frombuffer(other[-1], dtype=np.float16).astype(np.float32)
+        b = np.frombuffer(row[-1], dtype=np.float16).astype(np.float32)
+        assert a.shape == b.shape, external_id
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-3, err_msg=external_id)
+        identical += int(other[-1] == row[-1])
+    return identical
+
+
 def local_copy(pg_admin: str, paths: list[Path]) -> Iterator[dict[str, tuple[Any, ...]]]:
     with fresh_database(pg_admin) as url:
         report = ingest_paths(url, paths, OPTIONS)
@@ -90,8 +112,13 @@ def pdf_dir(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def local_all(pg_admin: str, pdf_dir: Path) -> Iterator[dict[str, tuple[Any, ...]]]:
-    yield from local_copy(pg_admin, [pdf_dir])
+def pdfs(pdf_dir: Path) -> list[Path]:
+    return sorted(pdf_dir.glob("*.pdf"))  # the folder's README and manifest are not pages
+
+
+@pytest.fixture(scope="module")
+def local_all(pg_admin: str, pdfs: list[Path]) -> Iterator[dict[str, tuple[Any, ...]]]:
+    yield from local_copy(pg_admin, pdfs)
 
 
 @pytest.fixture(scope="module")
@@ -129,23 +156,25 @@ class Bar:
 
 
 def test_ray_ingest_equals_local_ingest(
-    ray_session: Any, empty_db: str, pdf_dir: Path, local_all: dict[str, tuple[Any, ...]]
+    ray_session: Any, empty_db: str, pdfs: list[Path], local_all: dict[str, tuple[Any, ...]]
 ) -> None:
     bar = Bar()
     # Two encode actors of half a CPU each leave the local cluster's other CPU to render.
     report = ray_ingest_paths(
-        empty_db, [pdf_dir], OPTIONS, progress=bar, encoders=2, cpus_per_encoder=0.5
+        empty_db, pdfs, OPTIONS, progress=bar, encoders=2, cpus_per_encoder=0.5
     )
     assert report.exit_code == 0
     assert report.pages_added == len(local_all) == 97
     assert bar.done == 97 and bar.files == 8
     assert set(bar.statuses.values()) == {"ingested"}
-    assert stored(empty_db) == local_all  # pages, texts, images, metadata and vectors
+    # Pages, texts, images, metadata, counts, encoder fingerprint; vectors to rounding.
+    identical = assert_same_pages(stored(empty_db), local_all)
+    assert identical >= 90
     # Both ingestions agree on what is current: a local re-run finds nothing to do...
-    again = ingest_paths(empty_db, [pdf_dir], OPTIONS)
+    again = ingest_paths(empty_db, pdfs, OPTIONS)
     assert (again.pages_unchanged, again.pages_written) == (97, 0)
     # ...and so does a distributed one.
-    rerun = ray_ingest_paths(empty_db, [pdf_dir], OPTIONS)
+    rerun = ray_ingest_paths(empty_db, pdfs, OPTIONS)
     assert (rerun.pages_unchanged, rerun.pages_written, rerun.files_unchanged) == (97, 0, 8)
 
 
@@ -185,13 +214,13 @@ def test_killed_encode_actor_is_restarted_and_the_run_completes(
     )
     assert killed, "no encode actor was running to kill"
     assert report.exit_code == 0 and report.pages_added == len(local_small)
-    assert stored(empty_db) == local_small
+    assert_same_pages(stored(empty_db), local_small)
 
 
 def test_crashed_run_resumes_where_it_stopped(
     ray_session: Any, empty_db: str, small_dir: Path, local_small: dict[str, tuple[Any, ...]]
 ) -> None:
-    class DriverCrash(RuntimeError):
+    class DriverCrash(Exception):  # stands in for the driver dying
         pass
 
     def crash() -> None:
@@ -205,4 +234,4 @@ def test_crashed_run_resumes_where_it_stopped(
     report = ray_ingest_paths(empty_db, [small_dir], options)
     assert report.pages_unchanged == committed
     assert report.pages_added == len(local_small) - committed
-    assert stored(empty_db) == local_small
+    assert_same_pages(stored(empty_db), local_small)
