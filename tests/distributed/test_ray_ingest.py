@@ -7,6 +7,7 @@ are rendered at 72 dpi (the stored image path runs; the text model ignores pixel
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -235,3 +236,20 @@ def test_crashed_run_resumes_where_it_stopped(
     assert report.pages_unchanged == committed
     assert report.pages_added == len(local_small) - committed
     assert_same_pages(stored(empty_db), local_small)
+
+
+def test_cli_ingests_on_ray(ray_session: Any, empty_db: str, pdf_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from latestore.cli import app
+
+    pdf = str(pdf_dir / "nara-bill-of-rights-handout.pdf")
+    runner = CliRunner()
+    on_ray = runner.invoke(
+        app, ["ingest", pdf, "--store", empty_db, "--ray-encoders", "1", "--dpi", "72", "--json"]
+    )
+    assert on_ray.exit_code == 0, on_ray.output
+    assert json.loads(on_ray.stdout)["pages_added"] == 2
+    local = runner.invoke(app, ["ingest", pdf, "--store", empty_db, "--dpi", "72", "--json"])
+    assert local.exit_code == 0, local.output
+    assert json.loads(local.stdout)["pages_unchanged"] == 2

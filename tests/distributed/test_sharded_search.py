@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from latestore import Page, StoreConfig
+from latestore import Page
 from latestore.errors import InvalidInputError, ShardUnavailableError
 from tests.distributed.conftest import ranking_of, scifact_docs, scifact_queries
 
@@ -194,6 +194,7 @@ def test_resize_moves_stored_vectors_only(
 
 
 def test_bad_shard_count_is_refused(scifact_url: str) -> None:
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(InvalidInputError, match="shards"):
         ShardedStore.open(scifact_url, shards=0)
-    assert StoreConfig  # the config type is shared with the single store
+    with pytest.raises(InvalidInputError, match="shards"):
+        ShardedStore.open(scifact_url, shards=True)  # type: ignore[arg-type]
