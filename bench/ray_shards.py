@@ -148,6 +148,11 @@ def measure(
         timed(store, qs[:2])  # warm-up
         plain, _ = timed(store, qs)
         filtered, _ = timed(store, qs[: args.exact_queries * 2], filter={"bucket": 3})
+        sql_filter = []
+        for _ in range(5):  # the coordinator's share of a filtered search: SQL to ids
+            t = time.perf_counter()
+            store.page_ids({"bucket": 3})
+            sql_filter.append(time.perf_counter() - t)
         exact, exact_hits = timed(store, qs[: args.exact_queries], exhaustive=True)
         qps = throughput(store, qs, args.clients, args.seconds)
     return {
@@ -155,6 +160,7 @@ def measure(
         "build_s": round(build, 1),
         "search": percentiles(plain),
         "filtered_10pct": percentiles(filtered),
+        "filter_sql_ms": round(statistics.median(sql_filter) * 1e3, 1),
         "exhaustive": percentiles(exact),
         "qps_clients": {"clients": args.clients, "qps": qps},
         "per_shard": [

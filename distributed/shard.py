@@ -102,6 +102,8 @@ class ShardServer:
         """
         if layout != (self.sync.shard, self.sync.n_shards):
             self.relayout(*layout)
+        # Arguments from Ray's object store are read-only views; torch wants to own them.
+        queries = [np.array(q, dtype=np.float32) for q in queries]
         if self.sync.applied_change < min_change:
             # One catch-up at a time; searches that queued behind it find it done.
             with self._catch_up_lock:
