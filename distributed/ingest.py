@@ -157,10 +157,19 @@ def ray_ingest_paths(
             resources = _Resources(
                 encoders, gpus_per_encoder, cpus_per_encoder, render_cpus, encode_batch_size
             )
-            rows = _pipeline(url, spec, loader_options, options, identity, found.files, resources)
-            for row in rows:
-                _take(run, row)
-            _flush(run)
+            rows = iter(
+                _pipeline(url, spec, loader_options, options, identity, found.files, resources)
+            )
+            try:
+                for row in rows:
+                    _take(run, row)
+                _flush(run)
+            finally:
+                # Stop the pipeline now, not at garbage collection: an abandoned run
+                # would keep its encode actors, and their CPUs and GPUs, reserved.
+                close = getattr(rows, "close", None)
+                if close is not None:
+                    close()
         _finish(run)
     run.report.seconds = time.perf_counter() - start
     return run.report

@@ -136,20 +136,21 @@ def local_small(pg_admin: str, small_dir: Path) -> Iterator[dict[str, tuple[Any,
 
 
 class Bar:
-    """An IngestProgress that counts, and can act once ``after`` pages are done."""
+    """An IngestProgress that counts, and runs each ``(pages, action)`` once that many
+    pages are done."""
 
-    def __init__(self, after: int | None = None, then: Any = None) -> None:
+    def __init__(self, actions: list[tuple[int, Any]] | None = None) -> None:
         self.total = self.done = self.files = 0
         self.statuses: dict[str, str] = {}
-        self.after, self.then = after, then
+        self.actions = list(actions or [])
 
     def start(self, files: int, pages: int) -> None:
         self.files, self.total = files, pages
 
     def advance(self, pages: int) -> None:
         self.done += pages
-        if self.after is not None and self.done >= self.after and self.then is not None:
-            action, self.then = self.then, None
+        while self.actions and self.done >= self.actions[0][0]:
+            _, action = self.actions.pop(0)
             action()
 
     def file_done(self, path: Path, status: str) -> None:
@@ -194,9 +195,16 @@ def _encode_actor_pids() -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the encode actor through /proc")
-def test_killed_encode_actor_is_restarted_and_the_run_completes(
+def test_killed_encode_actor_then_crashed_driver_then_resume(
     ray_session: Any, empty_db: str, small_dir: Path, local_small: dict[str, tuple[Any, ...]]
 ) -> None:
+    """One run meets both faults: an encode actor is SIGKILLed after the first page (Ray
+    Data restarts it and retries its batch), then the driver dies after a few more
+    pages; the same call then finishes the job, skipping what was committed."""
+
+    class DriverCrash(Exception):  # stands in for the driver dying
+        pass
+
     killed: list[int] = []
 
     def kill_encoder() -> None:
@@ -205,34 +213,19 @@ def test_killed_encode_actor_is_restarted_and_the_run_completes(
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
 
-    bar = Bar(after=1, then=kill_encoder)
-    report = ray_ingest_paths(
-        empty_db,
-        [small_dir],
-        IngestOptions(dpi=72, batch_size=1),
-        progress=bar,
-        encode_batch_size=1,
-    )
-    assert killed, "no encode actor was running to kill"
-    assert report.exit_code == 0 and report.pages_added == len(local_small)
-    assert_same_pages(stored(empty_db), local_small)
-
-
-def test_crashed_run_resumes_where_it_stopped(
-    ray_session: Any, empty_db: str, small_dir: Path, local_small: dict[str, tuple[Any, ...]]
-) -> None:
-    class DriverCrash(Exception):  # stands in for the driver dying
-        pass
-
     def crash() -> None:
         raise DriverCrash("the driver dies mid-run")
 
     options = IngestOptions(dpi=72, batch_size=2)
+    bar = Bar([(1, kill_encoder), (5, crash)])
     with pytest.raises(DriverCrash):
-        ray_ingest_paths(empty_db, [small_dir], options, progress=Bar(after=3, then=crash))
+        ray_ingest_paths(empty_db, [small_dir], options, progress=bar, encode_batch_size=1)
+    assert killed, "no encode actor was running to kill"
+    assert bar.done >= 5  # pages after the kill were encoded by the restarted actor
     committed = len(stored(empty_db))
     assert 0 < committed < len(local_small)
     report = ray_ingest_paths(empty_db, [small_dir], options)
+    assert report.exit_code == 0
     assert report.pages_unchanged == committed
     assert report.pages_added == len(local_small) - committed
     assert_same_pages(stored(empty_db), local_small)

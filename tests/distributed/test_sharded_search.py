@@ -198,3 +198,21 @@ def test_bad_shard_count_is_refused(scifact_url: str) -> None:
         ShardedStore.open(scifact_url, shards=0)
     with pytest.raises(InvalidInputError, match="shards"):
         ShardedStore.open(scifact_url, shards=True)  # type: ignore[arg-type]
+
+
+def test_shards_reload_from_their_snapshots(
+    ray_session: Any,
+    scifact_url: str,
+    minilm: Any,
+    single: Store,
+    query_vectors: list[np.ndarray],
+    tmp_path: Path,
+) -> None:
+    expected = [ranking_of(h) for h in single.search_many(query_vectors[:5], k=10)]
+    with ShardedStore.open(scifact_url, minilm, shards=2, snapshot_dir=tmp_path) as first:
+        assert {s["opened_from"] for s in first.stats()["shards"]} == {"rebuilt"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shard-0-of-2", "shard-1-of-2"]
+    with ShardedStore.open(scifact_url, minilm, shards=2, snapshot_dir=tmp_path) as second:
+        assert {s["opened_from"] for s in second.stats()["shards"]} == {"snapshot"}
+        got = [ranking_of(h) for h in second.search_many(query_vectors[:5], k=10)]
+    assert got == expected
