@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from tests.conftest import PG_HOW, PG_URL_ENV
@@ -54,11 +53,3 @@ def scifact_queries(shared_data: Path, n: int) -> list[str]:
 
 def ranking_of(hits: list[Any]) -> list[tuple[int, float]]:
     return [(h.page_id, h.score) for h in hits]
-
-
-def random_pages(rng: np.random.Generator, n: int, dim: int, tokens: tuple[int, int]) -> list[Any]:
-    out = []
-    for _ in range(n):
-        v = rng.standard_normal((int(rng.integers(*tokens)), dim)).astype(np.float32)
-        out.append(v / np.linalg.norm(v, axis=1, keepdims=True))
-    return out
