@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGE_DIRS := core store cli ingest index encoders integrations migrations serve
+PACKAGE_DIRS := core store cli ingest index encoders integrations migrations serve distributed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -69,7 +69,7 @@ typecheck: install
 	$(BIN)/mypy -p latestore
 
 pytest: install
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 test: lint typecheck pytest
 

@@ -102,6 +102,14 @@ def ingest(
         int, typer.Option(help="Max characters per page of a text file.", min=100)
     ] = 1500,
     json_output: JsonOption = False,
+    # -- latestore.distributed (issue 16): ingestion on a Ray cluster ---------------
+    ray_encoders: Annotated[
+        int, typer.Option(help="Encode on this many Ray actors (0: in this process).", min=0)
+    ] = 0,
+    ray_gpus: Annotated[float, typer.Option(help="GPUs per Ray encode actor.", min=0)] = 0.0,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: $RAY_ADDRESS or local).")
+    ] = None,
 ) -> None:
     """Ingest PDFs, images (png/jpeg/tiff/webp), text/markdown and JSONL files.
 
@@ -118,11 +126,21 @@ def ingest(
             chunk_chars=chunk_chars,
             metadata=parse_metadata(metadata or []),
         )
-        with (
-            open_store(store, encoder, encoder_dtype) as opened,
-            ConsoleProgress(err) as progress,
-        ):
-            report = Ingestor(opened, options, progress).run(paths)
+        if ray_encoders:  # latestore.distributed (issue 16)
+            from latestore.distributed.cli_ingest import ingest_on_ray
+
+            with ConsoleProgress(err) as progress:
+                report = ingest_on_ray(
+                    store, paths, options, encoder=encoder, encoder_dtype=encoder_dtype,
+                    progress=progress, encoders=ray_encoders, gpus_per_encoder=ray_gpus,
+                    address=ray_address,
+                )  # fmt: skip
+        else:
+            with (
+                open_store(store, encoder, encoder_dtype) as opened,
+                ConsoleProgress(err) as progress,
+            ):
+                report = Ingestor(opened, options, progress).run(paths)
     except LatestoreError as exc:
         fail(str(exc))
     if json_output:

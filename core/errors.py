@@ -117,3 +117,8 @@ class StoreCorruptionError(LatestoreError):
     delete and re-add the pages named."""
 
     page_ids: list[int] | None = None
+
+
+class ShardUnavailableError(LatestoreError, RuntimeError):
+    """A shard of a distributed store did not answer (dead, restarting past the retry
+    budget, or timed out); the search returned nothing rather than a partial ranking."""

@@ -70,6 +70,10 @@ class Store:
     ...     hits = store.search("how does ColBERT score?", k=5)
     """
 
+    # What keeps the derived index in step with SQL. A distributed coordinator swaps in
+    # one that follows the change number and holds no vectors (latestore.distributed).
+    sync_class: type[IndexSync] = IndexSync
+
     def __init__(
         self,
         engine: Engine,
@@ -92,7 +96,7 @@ class Store:
         self.store_uuid = row.store_uuid
         self._ctx = StoreContext(
             engine,
-            functools.partial(_load_index, engine, row, config, index_dir),
+            functools.partial(_load_index, engine, row, config, index_dir, self.sync_class),
             config,
             row.dim,
             row.vector_dtype,
@@ -513,7 +517,11 @@ class Store:
 
 
 def _load_index(
-    engine: Engine, row: StoreRow, config: StoreConfig, index_dir: Path | None
+    engine: Engine,
+    row: StoreRow,
+    config: StoreConfig,
+    index_dir: Path | None,
+    sync_class: type[IndexSync],
 ) -> tuple[IndexSync, str]:
     """Build the derived index and fill it from SQL (and a snapshot)."""
     from latestore.index.late_index import LateInteractionIndex  # torch: only when needed
@@ -528,7 +536,7 @@ def _load_index(
         device_budget_bytes=config.device_budget_mb << 20,
         device_memory_share=config.device_memory_share,
     )
-    sync = IndexSync(engine, index, row.store_uuid, row.vector_dtype, index_dir)
+    sync = sync_class(engine, index, row.store_uuid, row.vector_dtype, index_dir)
     return sync, sync.load()
 
 

@@ -59,7 +59,7 @@ def test_imports_stay_light(statement: str, allowed: set[str]) -> None:
 
 
 def test_mapped_folders_cannot_be_imported_under_their_bare_names() -> None:
-    for bare in ("store", "index", "encoders", "cli", "ingest", "core", "serve"):
+    for bare in ("store", "index", "encoders", "cli", "ingest", "core", "serve", "distributed"):
         done = subprocess.run(
             [sys.executable, "-c", f"import {bare}"], capture_output=True, text=True, cwd=REPO
         )
