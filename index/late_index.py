@@ -349,6 +349,21 @@ class LateInteractionIndex:
                 out[qi] = [(int(candidates[i]), float(exact[i])) for i in keep]
         return out
 
+    def score_pages(
+        self,
+        queries: list[npt.NDArray[np.float32]],
+        pages: list[npt.NDArray[np.int64]],
+        params: SearchParams,
+    ) -> list[Ranking]:
+        """Exact MaxSim of each query against the given pages (hybrid search's lexical
+        candidates); pages this index does not hold are left out."""
+        held = [np.asarray([p for p in ids.tolist() if p in self.vectors], np.int64) for ids in pages]
+        scores = self._rerank(queries, held, precise(params))
+        return [
+            [(int(p), float(s)) for p, s in zip(ids, found, strict=True)]
+            for ids, found in zip(held, scores, strict=True)
+        ]
+
     def _rerank(
         self,
         queries: list[npt.NDArray[np.float32]],

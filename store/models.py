@@ -146,6 +146,13 @@ class SearchHit(BaseModel):
     image_path: str | None = None
     has_image: bool = False
     metadata: Metadata = Field(default_factory=dict)
+    # Which rankings the page came from ("maxsim", "lexical"), and each one's score.
+    # In "maxsim" mode score is maxsim_score; in "lexical" mode lexical_score; in
+    # "hybrid" mode the fused score (see latestore.index.fusion).
+    signals: tuple[str, ...] = ()
+    maxsim_score: float | None = None
+    lexical_score: float | None = None
+    lexical_rank: int | None = None
 
 
 class StoredPage(SearchHit):
@@ -208,6 +215,18 @@ class StoreConfig(BaseModel):
     # Write transactions whose change-log rows are kept after they are in a snapshot.
     # Another process whose index is older than the kept log reloads it from SQL.
     change_log_keep: int = Field(default=10_000, ge=0)
+    # Full-text analyzer of page text (build time): "english" (stemmed), "simple"
+    # (unstemmed); "trigram" on SQLite; any text search configuration on PostgreSQL.
+    text_analyzer: str = Field(default="english", pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    # Ranking used when search() is not given a mode; see latestore.hybrid.
+    search_mode: Literal["maxsim", "hybrid", "lexical"] = "maxsim"
+    # Hybrid: "rrf" (reciprocal-rank fusion) or "weighted" (min-max normalised scores).
+    fusion: Literal["rrf", "weighted"] = "rrf"
+    # Hybrid: the lexical ranking's share; 0.5 is plain RRF / an even weighted sum.
+    lexical_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    rrf_k: int = Field(default=60, ge=1)
+    # Hybrid: pages taken from each ranking before fusion (at least k).
+    hybrid_depth: int = Field(default=100, ge=1, le=10_000)
 
     def index_params(self) -> IndexParams:
         return IndexParams(
@@ -225,4 +244,4 @@ class StoreConfig(BaseModel):
         )
 
 
-BUILD_TIME_FIELDS = ("vector_dtype", "ivf_min_tokens", "ivf_nlist", "ivf_codec")
+BUILD_TIME_FIELDS = ("vector_dtype", "ivf_min_tokens", "ivf_nlist", "ivf_codec", "text_analyzer")

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
+from latestore import fulltext
 from latestore.encoders import Encoder, default_encoder
 from latestore.encoders.windows import WINDOW_OPTIONS, WindowSettings, as_windowed
 from latestore.errors import EncoderError, EncoderMismatchError, InvalidInputError
@@ -60,6 +61,11 @@ def create_row(engine: Engine, candidate: StoreRow) -> StoreRow:
         if row is None:
             session.add(candidate)
             row = candidate
+            # The migration indexed page text with the default analyzer; a new store
+            # that chose another gets its index here, in the creating transaction.
+            analyzer = candidate.config.get("text_analyzer", fulltext.DEFAULT_ANALYZER)
+            if analyzer != fulltext.DEFAULT_ANALYZER:
+                fulltext.install(session.connection(), analyzer)
         session.flush()
         session.expunge(row)
     return row

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from pydantic import ValidationError
-from sqlalchemy import Engine, func, make_url, select
+from sqlalchemy import ColumnElement, Engine, func, make_url, select
 from sqlalchemy.exc import DatabaseError, InterfaceError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ from latestore.errors import (
     StoreUnavailableError,
 )
 from latestore.filters import FilterCompiler
+from latestore.fulltext import LexicalSearch, engine_analyzer
 from latestore.hits import hydrate
 from latestore.index.codec import as_stored
 from latestore.index.late_index import LateInteractionIndex
@@ -56,6 +57,7 @@ from latestore.reencode import (
 )
 from latestore.rwlock import ReadWriteLock
 from latestore.schema import MetadataKeyRow, PageRow, StoreRow
+from latestore.search_modes import ModeSearch, as_hits
 from latestore.sql import default_index_dir, make_engine, to_url
 from latestore.sync import IndexSync
 from latestore.validation import (
@@ -89,6 +91,11 @@ QUERY_TIME_FIELDS = (
     "exhaustive_max_tokens",
     "device_exact",
     "device_precision",
+    "search_mode",
+    "fusion",
+    "lexical_weight",
+    "rrf_k",
+    "hybrid_depth",
 )
 
 
@@ -141,6 +148,7 @@ class Store:
             device_memory_share=config.device_memory_share,
         )
         self._sync = IndexSync(engine, index, row.store_uuid, row.vector_dtype, index_dir)
+        self._lexical = LexicalSearch(engine.dialect.name, config.text_analyzer)
         self.opened_from = self._sync.load()
 
     @property
@@ -178,6 +186,8 @@ class Store:
         """
         url = to_url(target)
         engine = make_engine(url)
+        if config is not None:  # a new store's analyzer must exist on this backend
+            engine_analyzer(engine.dialect.name, config.text_analyzer)
         resolved: Encoder | Callable[[], Encoder]
         try:
             migrate(engine)
@@ -507,6 +517,9 @@ class Store:
         filter: Mapping[str, Any] | None = None,
         *,
         exhaustive: bool = False,
+        mode: str | None = None,
+        exact: str | None = None,
+        lexical_text: str | Sequence[str | None] | None = None,
         **overrides: Any,
     ) -> Any:
         """Rank pages for one query (a list of hits) or several (a list of lists).
@@ -515,7 +528,13 @@ class Store:
         before ranking (see latestore.filters). ``exhaustive=True`` scores every
         allowed page exactly: the ground truth the approximate pipeline is tuned
         against. ``overrides`` adjust query-time settings (``k_per_token``,
-        ``nprobe``, ``n_rerank``, ``exhaustive_max_tokens``) for this call.
+        ``nprobe``, ``n_rerank``, ``exhaustive_max_tokens``, ``fusion``,
+        ``lexical_weight``...) for this call.
+
+        ``mode`` is ``"maxsim"``, ``"lexical"`` (the full-text index) or ``"hybrid"``
+        (both, fused); default: the ``search_mode`` setting. ``exact`` is a phrase every
+        hit must contain. ``lexical_text`` gives the words of queries given as vectors.
+        See latestore.search_modes.
         """
         if not isinstance(query, str | np.ndarray | Iterable):
             raise InvalidInputError(f"a query is text or an array of vectors, got {query!r:.80}")
@@ -525,7 +544,17 @@ class Store:
             )
         single = isinstance(query, str) or (isinstance(query, np.ndarray) and query.ndim == 2)
         queries: list[Query] = [query] if single else list(query)  # type: ignore[list-item]
-        results = self.search_many(queries, k=k, filter=filter, exhaustive=exhaustive, **overrides)
+        texts = [lexical_text] if isinstance(lexical_text, str) else lexical_text
+        results = self.search_many(
+            queries,
+            k=k,
+            filter=filter,
+            exhaustive=exhaustive,
+            mode=mode,
+            exact=exact,
+            lexical_text=texts,
+            **overrides,
+        )
         return results[0] if single else results
 
     def search_many(
@@ -535,6 +564,9 @@ class Store:
         filter: Mapping[str, Any] | None = None,
         *,
         exhaustive: bool = False,
+        mode: str | None = None,
+        exact: str | None = None,
+        lexical_text: Sequence[str | None] | None = None,
         **overrides: Any,
     ) -> list[list[SearchHit]]:
         self._check_open()
@@ -551,18 +583,31 @@ class Store:
                 params = StoreConfig.model_validate(self.config.model_dump() | overrides)
             except ValidationError as exc:
                 raise InvalidInputError(f"bad search settings: {exc}") from exc
-        vectors = self._query_vectors(queries)
-        allowed = self._allowed(filter) if filter is not None else None
+        plan = ModeSearch.plan(mode, queries, exact, lexical_text, params, self._lexical)
+        vectors = self._query_vectors(queries) if plan.needs_vectors else []
+        # Filter, phrase and lexical ranking read SQL before the index catches up, so
+        # every page they name is in the index by the time it ranks.
+        with Session(self._engine) as session:
+            clause = self._filter_clause(session, filter) if filter is not None else None
+            matching = self._ids(session, clause) if clause is not None else None
+            allowed = plan.allowed(session, clause, matching)
+            lexical = plan.lexical_hits(session, int(k), clause)
         if self._sync.behind():  # the SQL look runs unlocked: searches never queue on it
             with self._index_lock.write():
                 self._sync.catch_up()
         # Ranking shares the lock: concurrent searches run in parallel.
         with self._index_lock.read():
             self._check_open()
-            rankings = self._sync.index.search(
-                vectors, int(k), params.search_params(), allowed=allowed, exhaustive=exhaustive
+            rankings = plan.rank(
+                self._sync.index,
+                vectors,
+                int(k),
+                params.search_params(),
+                allowed,
+                exhaustive,
+                lexical,
             )
-        return self._hydrate(rankings)
+        return as_hits(self._engine, rankings)
 
     def _query_vectors(self, queries: Sequence[Query]) -> list[npt.NDArray[np.float32]]:
         texts = [(i, q) for i, q in enumerate(queries) if isinstance(q, str)]
@@ -577,19 +622,22 @@ class Store:
                 out[i] = checked_vectors(q, self.dim, "float32", f"query {i}")
         return [v for v in out if v is not None]
 
-    def _allowed(self, spec: Mapping[str, Any]) -> npt.NDArray[np.int64]:
-        with Session(self._engine) as session:
-            return np.asarray(self._matching(session, spec), dtype=np.int64)
-
     @staticmethod
-    def _matching(session: Session, spec: Mapping[str, Any]) -> list[int]:
+    def _filter_clause(session: Session, spec: Mapping[str, Any]) -> ColumnElement[bool]:
         kinds = {
             row.key: set(row.kinds.split(","))
             for row in session.execute(select(MetadataKeyRow)).scalars()
         }
-        clause = FilterCompiler(kinds).compile(spec)
+        return FilterCompiler(kinds).compile(spec)
+
+    @staticmethod
+    def _ids(session: Session, clause: ColumnElement[bool]) -> list[int]:
         query = select(PageRow.id).where(clause).order_by(PageRow.id)
         return [int(i) for i in session.execute(query).scalars()]
+
+    @classmethod
+    def _matching(cls, session: Session, spec: Mapping[str, Any]) -> list[int]:
+        return cls._ids(session, cls._filter_clause(session, spec))
 
     def page_ids(self, filter: Mapping[str, Any] | None = None) -> list[int]:
         """Ids of the stored pages matching ``filter`` (every page without one), ascending.
