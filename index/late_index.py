@@ -357,7 +357,9 @@ class LateInteractionIndex:
     ) -> list[Ranking]:
         """Exact MaxSim of each query against the given pages (hybrid search's lexical
         candidates); pages this index does not hold are left out."""
-        held = [np.asarray([p for p in ids.tolist() if p in self.vectors], np.int64) for ids in pages]
+        held = [
+            np.asarray([p for p in ids.tolist() if p in self.vectors], np.int64) for ids in pages
+        ]
         scores = self._rerank(queries, held, precise(params))
         return [
             [(int(p), float(s)) for p, s in zip(ids, found, strict=True)]

@@ -11,9 +11,10 @@ Both index the first ``INDEXED_CHARS`` characters of a page: a PostgreSQL tsvect
 holds at most 1 MB, and SQLite indexes the same prefix so the two backends agree.
 
 User text is never handed to the engine's query language. A query is cut into word
-runs (``\\w+``), each becomes a quoted FTS5 string or its own ``plainto_tsquery``, and
-they are ORed, so quotes, ``AND``/``OR``/``NEAR``, ``*``, ``-``, parentheses and
-colons are only ever separators.
+runs (``\\w+``: letters, digits, underscore), each becomes a quoted FTS5 string or a
+quoted tsquery lexeme, and they are ORed, so quotes, ``AND``/``OR``/``NEAR``, ``*``,
+``-``, parentheses and colons are only ever separators. An ``exact`` phrase is one
+quoted FTS5 string, or ``phraseto_tsquery``.
 """
 
 from __future__ import annotations
@@ -282,11 +283,9 @@ class LexicalSearch:
         return literal(self.analyzer).cast(REGCONFIG)
 
     def _any_query(self, terms: list[str]) -> ColumnElement[str]:
-        # One plainto_tsquery per word run, ORed with the tsquery || operator.
-        query: ColumnElement[str] = func.plainto_tsquery(self._config(), terms[0])
-        for term in terms[1:]:
-            query = query.op("||")(func.plainto_tsquery(self._config(), term))
-        return query
+        # Built here from word runs only (no quote, backslash or operator can occur in
+        # one), each a quoted lexeme, ORed; the user's own text is never a tsquery.
+        return func.to_tsquery(self._config(), " | ".join(f"'{term}'" for term in terms))
 
     def _phrase_query(self, words: list[str]) -> ColumnElement[str]:
         return func.phraseto_tsquery(self._config(), " ".join(words))
