@@ -11,18 +11,23 @@ the full-text index matched it. Two rules, both with the lexical share ``weight`
   the lexical term is 0 for a page the lexical ranking did not return. ``weight=0.5``
   is plain RRF. Only ranks count, so the scales of MaxSim, bm25() and ts_rank_cd do
   not matter.
-* ``"weighted"``: each score min-max normalised to [0, 1] over the candidates that
-  have it (a lone or constant score normalises to 1), then
-  ``(1 - weight) * maxsim + weight * lexical``, the lexical part 0 when absent.
+* ``"weighted"``: MaxSim min-max normalised to [0, 1] over the candidates (a constant
+  score normalises to 1), the lexical score divided by the best one (both engines'
+  scores are positive, so every page the index matched stays above the ones it did
+  not), then ``(1 - weight) * maxsim + weight * lexical``, the lexical part 0 when
+  absent.
 
 A page without text (an image-only page) never has a lexical score, so it ranks by
 its MaxSim term alone. Ties go to the higher MaxSim score, then the smaller page id.
 
 Examples
 --------
+Page 3 is lexical rank 1 and MaxSim rank 3 (1/61 + 1/63); page 2 holds rank 2 in
+both (2/62), a hair less:
+
 >>> hits = fuse({1: 0.9, 2: 0.8, 3: 0.1}, {1, 2}, [(3, 7.5), (2, 2.0)], k=3)
 >>> [(h.page_id, h.signals) for h in hits]
-[(2, ('maxsim', 'lexical')), (3, ('lexical',)), (1, ('maxsim',))]
+[(3, ('lexical',)), (2, ('maxsim', 'lexical')), (1, ('maxsim',))]
 """
 
 from __future__ import annotations
@@ -84,7 +89,9 @@ def fuse(
         known = np.array([lexical_score.get(p, np.nan) for p in pages.tolist()])
         lexical_part = np.zeros(len(pages))
         present = ~np.isnan(known)
-        lexical_part[present] = _min_max(known[present])
+        if present.any():
+            best = float(known[present].max())
+            lexical_part[present] = known[present] / best if best > 0 else 1.0
         fused = (1 - weight) * maxsim_part + weight * lexical_part
     best = np.lexsort((pages, -exact, -fused))[:k]
     out = []

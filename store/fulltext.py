@@ -204,6 +204,9 @@ class LexicalSearch:
         self.analyzer = analyzer
         engine_analyzer(dialect, analyzer)  # refuse a name this backend cannot run
 
+    def describe(self) -> str:
+        return describe(self.dialect, self.analyzer)
+
     def top(
         self,
         session: Session,

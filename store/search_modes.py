@@ -139,9 +139,7 @@ class ModeSearch:
         # Lexical hits MaxSim did not return are scored exactly too: fusion compares
         # every candidate on the same, exact MaxSim.
         missing = [
-            np.asarray(
-                sorted({h.page_id for h in hits} - {p for p, _ in ranking}), dtype=np.int64
-            )
+            np.asarray(sorted({h.page_id for h in hits} - {p for p, _ in ranking}), dtype=np.int64)
             for hits, ranking in zip(lexical, rankings, strict=True)
         ]
         extra = index.score_pages(vectors, missing, params)

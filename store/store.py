@@ -766,6 +766,10 @@ class Store:
         report.summary = self.encoding()
         return report
 
+    def text_analyzer(self) -> str:
+        """The full-text analyzer of page text, as this backend runs it."""
+        return self._lexical.describe()
+
     def encoding(self) -> dict[str, Any]:
         """Window settings and what encoding cut: pages truncated, tokens dropped."""
         self._check_open()
