@@ -90,8 +90,8 @@ def fuse(
         lexical_part = np.zeros(len(pages))
         present = ~np.isnan(known)
         if present.any():
-            best = float(known[present].max())
-            lexical_part[present] = known[present] / best if best > 0 else 1.0
+            top_score = float(known[present].max())
+            lexical_part[present] = known[present] / top_score if top_score > 0 else 1.0
         fused = (1 - weight) * maxsim_part + weight * lexical_part
     best = np.lexsort((pages, -exact, -fused))[:k]
     out = []

@@ -19,10 +19,10 @@ quoted FTS5 string, or ``phraseto_tsquery``.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -235,9 +235,10 @@ class LexicalSearch:
         words = _WORD.findall(phrase)
         if not words:
             return []
+        statement: Select[Any]
         if self.dialect == "sqlite":
             statement = (
-                select(self._page_id)
+                select(_FTS_ROWID)
                 .select_from(table(FTS_TABLE))
                 .where(_fts_match(_fts5_string(" ".join(words))))
             )
@@ -247,21 +248,15 @@ class LexicalSearch:
         return sorted(int(i) for i in session.execute(statement).scalars())
 
     def _restricted(
-        self, statement: Select[tuple[int, float]], allowed: ColumnElement[bool] | None
-    ) -> Select[tuple[int, float]]:
+        self, statement: Select[Any], allowed: ColumnElement[bool] | None
+    ) -> Select[Any]:
         if allowed is None:
             return statement
         if self.dialect == "sqlite":  # the FTS table joined to the filtered pages by id
-            return statement.where(self._page_id.in_(select(PageRow.id).where(allowed)))
+            return statement.where(_FTS_ROWID.in_(select(PageRow.id).where(allowed)))
         return statement.where(allowed)  # the tsvector is a column of ls_pages itself
 
-    @functools.cached_property
-    def _page_id(self) -> ColumnElement[int]:
-        if self.dialect == "sqlite":
-            return literal_column(f"{FTS_TABLE}.rowid")
-        return PageRow.id
-
-    def _ranked(self, terms: list[str], phrase: list[str]) -> Select[tuple[int, float]]:
+    def _ranked(self, terms: list[str], phrase: list[str]) -> Select[Any]:
         if self.dialect == "sqlite":
             expression = f"({fts5_any(terms)})"
             if phrase:
@@ -269,10 +264,10 @@ class LexicalSearch:
             # bm25() is lower-is-better; negated, every mode's scores grow with relevance.
             score = (-func.bm25(literal_column(FTS_TABLE))).label("score")
             return (
-                select(self._page_id.label("page_id"), score)
+                select(_FTS_ROWID.label("page_id"), score)
                 .select_from(table(FTS_TABLE))
                 .where(_fts_match(expression))
-                .order_by(score.desc(), self._page_id)
+                .order_by(score.desc(), _FTS_ROWID)
             )
         tsquery = self._any_query(terms)
         statement = select(PageRow.id, func.ts_rank_cd(_tsv, tsquery).label("score")).where(
@@ -294,7 +289,8 @@ class LexicalSearch:
         return func.phraseto_tsquery(self._config(), " ".join(words))
 
 
-_tsv = literal_column(f"ls_pages.{TSV_COLUMN}")
+_tsv: ColumnElement[Any] = literal_column(f"ls_pages.{TSV_COLUMN}")
+_FTS_ROWID: ColumnElement[Any] = literal_column(f"{FTS_TABLE}.rowid")
 
 
 def _fts_match(expression: str) -> ColumnElement[bool]:
