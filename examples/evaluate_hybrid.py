@@ -132,7 +132,7 @@ def copy_to(source: Store, db: Path, target_url: str) -> None:
     engine.dispose()
 
 
-def run(folder: Path, stores: Path, pg_url: str | None) -> list[dict[str, Any]]:
+def run(folder: Path, stores: Path, pg_url: str | None, exhaustive: bool) -> list[dict[str, Any]]:
     gain = (lambda s: CRANFIELD_GAINS.get(s, 0.0)) if folder.name == "cranfield" else None
     data = load_beir(folder, gain)
     db = stores / f"{folder.name}.db"
@@ -142,7 +142,7 @@ def run(folder: Path, stores: Path, pg_url: str | None) -> list[dict[str, Any]]:
         vectors = store.encoder.encode_queries(list(data.queries.values()))
         for mode in MODES:
             # Lexical ranking does not use MaxSim: its exhaustive run would be the same.
-            row = measure(store, data, vectors, mode, exhaustive=mode != "lexical")
+            row = measure(store, data, vectors, mode, exhaustive and mode != "lexical")
             rows.append({"collection": folder.name, "backend": "sqlite", **row})
             print(json.dumps(rows[-1]), flush=True)
         if pg_url:
@@ -163,9 +163,16 @@ def main() -> None:
     parser.add_argument("--stores", type=Path, default=Path("hybrid-stores"))
     parser.add_argument("--pg-url", default=os.environ.get("LATESTORE_TEST_PG_URL"))
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--no-exhaustive", action="store_true", help="Skip the exhaustive-MaxSim runs."
+    )
     args = parser.parse_args()
     args.stores.mkdir(parents=True, exist_ok=True)
-    rows = [row for folder in args.folders for row in run(folder, args.stores, args.pg_url)]
+    rows = [
+        row
+        for folder in args.folders
+        for row in run(folder, args.stores, args.pg_url, not args.no_exhaustive)
+    ]
     print(
         f"{'collection':<10} {'backend':<10} {'mode':<7} "
         "nDCG@10 R@100  exh.nDCG exh.R@100 p50/p95 ms"

@@ -67,6 +67,11 @@ class ModeSearch:
             raise InvalidInputError(
                 f"exact must be a phrase of 1 to {MAX_EXACT_CHARS} characters, got {exact!r:.80}"
             )
+        if lexical_text is not None and not isinstance(lexical_text, list | tuple):
+            raise InvalidInputError(
+                f"lexical_text is text, or a list of texts for a list of queries; "
+                f"got {lexical_text!r:.80}"
+            )
         if lexical_text is not None and len(lexical_text) != len(queries):
             raise InvalidInputError(
                 f"lexical_text has {len(lexical_text)} entries for {len(queries)} queries"
