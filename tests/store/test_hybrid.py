@@ -14,6 +14,7 @@ import numpy.typing as npt
 import pytest
 from sqlalchemy import create_engine, text
 
+import latestore.store as store_module
 from latestore import Page, PrecomputedVectors, Store, StoreConfig
 from latestore.errors import InvalidInputError
 from latestore.index.maxsim import maxsim_reference
@@ -91,6 +92,38 @@ def test_a_failed_add_leaves_the_full_text_index_as_it_was(filled: tuple[Store, 
         )
     assert lexical_ids(store, "zeppelins") == []
     assert store.count() == len(TEXTS)
+
+
+def test_a_write_that_fails_inside_its_transaction_leaves_no_index_entry(
+    filled: tuple[Store, list], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, vectors = filled
+    real_write = store_module.write_pages
+
+    def write_then_fail(*args: object, **kwargs: object) -> object:
+        real_write(*args, **kwargs)  # rows inserted: the index trigger / column has run
+        raise RuntimeError("injected failure before commit")
+
+    monkeypatch.setattr(store_module, "write_pages", write_then_fail)
+    with pytest.raises(RuntimeError, match="injected"):
+        store.add_pages([Page(text="zeppelins over the harbour", vectors=vectors[0])])
+    monkeypatch.undo()
+    assert lexical_ids(store, "zeppelins") == []
+    [new] = store.add_pages([Page(text="zeppelins at last", vectors=vectors[0])])
+    assert lexical_ids(store, "zeppelins") == [new]
+
+
+def test_other_languages_where_the_backend_has_them(store_url: str) -> None:
+    german = StoreConfig(text_analyzer="german")
+    if not store_url.startswith("postgresql"):
+        with pytest.raises(InvalidInputError, match="not available on SQLite"):
+            Store.open(store_url, PrecomputedVectors(dim=DIM), config=german)
+        return
+    rng = np.random.default_rng(4)
+    with Store.open(store_url, PrecomputedVectors(dim=DIM), config=german) as store:
+        store.add_pages([Page(text="Die Pumpen laufen", vectors=unit(rng, 3))])
+        assert lexical_ids(store, "pumpe") == [1]  # German stemming: Pumpen -> pump
+        assert "regconfig german" in store.text_analyzer()
 
 
 def test_filters_apply_before_lexical_and_hybrid_ranking(filled: tuple[Store, list]) -> None:
