@@ -132,7 +132,9 @@ def copy_to(source: Store, db: Path, target_url: str) -> None:
     engine.dispose()
 
 
-def run(folder: Path, stores: Path, pg_url: str | None, exhaustive: bool) -> list[dict[str, Any]]:
+def run(
+    folder: Path, stores: Path, pg_url: str | None, exhaustive: bool, modes: list[str]
+) -> list[dict[str, Any]]:
     gain = (lambda s: CRANFIELD_GAINS.get(s, 0.0)) if folder.name == "cranfield" else None
     data = load_beir(folder, gain)
     db = stores / f"{folder.name}.db"
@@ -140,7 +142,7 @@ def run(folder: Path, stores: Path, pg_url: str | None, exhaustive: bool) -> lis
     rows = []
     with Store.open(db) as store:
         vectors = store.encoder.encode_queries(list(data.queries.values()))
-        for mode in MODES:
+        for mode in modes:
             # Lexical ranking does not use MaxSim: its exhaustive run would be the same.
             row = measure(store, data, vectors, mode, exhaustive and mode != "lexical")
             rows.append({"collection": folder.name, "backend": "sqlite", **row})
@@ -164,14 +166,18 @@ def main() -> None:
     parser.add_argument("--pg-url", default=os.environ.get("LATESTORE_TEST_PG_URL"))
     parser.add_argument("--out", type=Path)
     parser.add_argument(
+        "--modes", default=",".join(MODES), help="SQLite modes to run (comma-separated)."
+    )
+    parser.add_argument(
         "--no-exhaustive", action="store_true", help="Skip the exhaustive-MaxSim runs."
     )
     args = parser.parse_args()
     args.stores.mkdir(parents=True, exist_ok=True)
+    modes = [m for m in args.modes.split(",") if m]
     rows = [
         row
         for folder in args.folders
-        for row in run(folder, args.stores, args.pg_url, not args.no_exhaustive)
+        for row in run(folder, args.stores, args.pg_url, not args.no_exhaustive, modes)
     ]
     print(
         f"{'collection':<10} {'backend':<10} {'mode':<7} "

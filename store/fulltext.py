@@ -47,6 +47,8 @@ INDEXED_CHARS = 200_000
 # Word runs of one query that reach the engine: more add nothing to a ranking.
 MAX_TERMS = 256
 DEFAULT_ANALYZER = "english"
+# ts_rank's normalisation flag: 1 divides the rank by 1 + log(page length).
+PG_RANK_NORMALIZATION = 1
 
 # Analyzer name -> FTS5 tokenizer. "english": Porter stemming over Unicode words with
 # diacritics folded; "simple": the same words unstemmed; "trigram": substrings.
@@ -63,7 +65,7 @@ _TRIGGERS = ("ls_pages_fts_insert", "ls_pages_fts_delete", "ls_pages_fts_update"
 @dataclass(frozen=True)
 class LexicalHit:
     page_id: int
-    score: float  # higher is better: -bm25() on SQLite, ts_rank_cd on PostgreSQL
+    score: float  # higher is better: -bm25() on SQLite, ts_rank on PostgreSQL
 
 
 def engine_analyzer(dialect: str, analyzer: str) -> str:
@@ -91,7 +93,7 @@ def describe(dialect: str, analyzer: str) -> str:
     """The analyzer as `latestore info` shows it: the name and what the engine runs."""
     if dialect == "sqlite":
         return f"{analyzer} (FTS5 tokenize='{engine_analyzer(dialect, analyzer)}', bm25)"
-    return f"{analyzer} (PostgreSQL regconfig {analyzer}, ts_rank_cd)"
+    return f"{analyzer} (PostgreSQL regconfig {analyzer}, ts_rank normalisation 1)"
 
 
 def install(conn: Connection, analyzer: str = DEFAULT_ANALYZER) -> None:
@@ -270,9 +272,11 @@ class LexicalSearch:
                 .order_by(score.desc(), _FTS_ROWID)
             )
         tsquery = self._any_query(terms)
-        statement = select(PageRow.id, func.ts_rank_cd(_tsv, tsquery).label("score")).where(
-            _tsv.op("@@")(tsquery)
-        )
+        # ts_rank with normalisation 1 (divided by 1 + log of the page's length), not
+        # ts_rank_cd: for ORed words cover density counts every occurrence of any word,
+        # and ranked SciFact at nDCG@10 0.324 against 0.598 (Cranfield 0.240 / 0.322).
+        score = func.ts_rank(_tsv, tsquery, PG_RANK_NORMALIZATION).label("score")
+        statement = select(PageRow.id, score).where(_tsv.op("@@")(tsquery))
         if phrase:
             statement = statement.where(_tsv.op("@@")(self._phrase_query(phrase)))
         return statement.order_by(literal_column("score").desc(), PageRow.id)
