@@ -65,6 +65,7 @@ def measure(
     vectors: list[npt.NDArray[np.float32]],
     mode: str,
     exhaustive: bool,
+    **settings: Any,
 ) -> dict[str, Any]:
     """nDCG@10 and recall@100 at default settings (and with exhaustive MaxSim), and
     latency per query with the query's vectors and words given."""
@@ -74,7 +75,7 @@ def measure(
     seconds = []
     for qid, query, words in zip(qids, vectors, texts, strict=True):
         start = time.perf_counter()
-        hits = store.search(query, k=100, mode=mode, lexical_text=words)
+        hits = store.search(query, k=100, mode=mode, lexical_text=words, **settings)
         seconds.append(time.perf_counter() - start)
         runs[qid] = ranked_ids(hits)
     default = metrics_for(runs, data.qrels)
@@ -133,7 +134,12 @@ def copy_to(source: Store, db: Path, target_url: str) -> None:
 
 
 def run(
-    folder: Path, stores: Path, pg_url: str | None, exhaustive: bool, modes: list[str]
+    folder: Path,
+    stores: Path,
+    pg_url: str | None,
+    exhaustive: bool,
+    modes: list[str],
+    pg_settings: dict[str, Any],
 ) -> list[dict[str, Any]]:
     gain = (lambda s: CRANFIELD_GAINS.get(s, 0.0)) if folder.name == "cranfield" else None
     data = load_beir(folder, gain)
@@ -151,8 +157,10 @@ def run(
             with fresh_pg_database(pg_url) as url:
                 copy_to(store, db, url)
                 with Store.open(url, store.encoder) as on_pg:
-                    row = measure(on_pg, data, vectors, "hybrid", exhaustive=False)
-                rows.append({"collection": folder.name, "backend": "postgresql", **row})
+                    row = measure(on_pg, data, vectors, "hybrid", False, **pg_settings)
+                rows.append(
+                    {"collection": folder.name, "backend": "postgresql", **row, **pg_settings}
+                )
                 print(json.dumps(rows[-1]), flush=True)
     for row in rows:
         row["build_seconds"] = round(build_s, 1)
@@ -169,15 +177,21 @@ def main() -> None:
         "--modes", default=",".join(MODES), help="SQLite modes to run (comma-separated)."
     )
     parser.add_argument(
+        "--pg-lexical-weight", type=float, help="lexical_weight of the PostgreSQL hybrid run."
+    )
+    parser.add_argument(
         "--no-exhaustive", action="store_true", help="Skip the exhaustive-MaxSim runs."
     )
     args = parser.parse_args()
     args.stores.mkdir(parents=True, exist_ok=True)
     modes = [m for m in args.modes.split(",") if m]
+    pg_settings = (
+        {} if args.pg_lexical_weight is None else {"lexical_weight": args.pg_lexical_weight}
+    )
     rows = [
         row
         for folder in args.folders
-        for row in run(folder, args.stores, args.pg_url, not args.no_exhaustive, modes)
+        for row in run(folder, args.stores, args.pg_url, not args.no_exhaustive, modes, pg_settings)
     ]
     print(
         f"{'collection':<10} {'backend':<10} {'mode':<7} "
