@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -14,6 +15,15 @@ from latestore.store.sql import sqlite_file, to_url
 
 if TYPE_CHECKING:
     from latestore.store import Store
+
+
+class SearchMode(StrEnum):
+    """``--mode`` of search and evaluate (latestore.store.search_modes)."""
+
+    maxsim = "maxsim"
+    hybrid = "hybrid"
+    lexical = "lexical"
+
 
 StoreOption = Annotated[
     str,

@@ -28,6 +28,7 @@ from latestore.cli.common import (
     EncoderOption,
     ExistingEncoderOption,
     JsonOption,
+    SearchMode,
     StoreOption,
     errors_as_json,
     fail,
@@ -205,10 +206,20 @@ def search(
         typer.Option("--filter", help='Metadata filter as JSON, e.g. \'{"file_type": "pdf"}\'.'),
     ] = None,
     exhaustive: Annotated[bool, typer.Option(help="Score every page exactly.")] = False,
+    mode: Annotated[
+        SearchMode | None,
+        typer.Option(
+            help="maxsim: exact MaxSim; lexical: the full-text index; hybrid: both, "
+            "fused by reciprocal rank. Default: the store's search_mode (maxsim)."
+        ),
+    ] = None,
+    exact: Annotated[
+        str | None, typer.Option(help="A phrase every hit must contain (after stemming).")
+    ] = None,
     encoder: ExistingEncoderOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Rank pages for a query (exact MaxSim over FAISS candidates)."""
+    """Rank pages for a query (exact MaxSim over FAISS candidates, or --mode)."""
     errors_as_json(json_output)
     spec = parse_filter(filter_json)
     try:
@@ -217,19 +228,27 @@ def search(
                 # Check the filter in SQL before the query loads the model (seconds):
                 # ANDed with an id no page has, it compiles fully and matches nothing.
                 opened.page_ids({"$and": [spec, {"page_id": 0}]})
-            hits = opened.search(query, k=k, filter=spec, exhaustive=exhaustive)
+            hits = opened.search(
+                query,
+                k=k,
+                filter=spec,
+                exhaustive=exhaustive,
+                mode=None if mode is None else mode.value,
+                exact=exact,
+            )
     except LatestoreError as exc:
         fail(str(exc))
     if json_output:
         print_json(out, [hit.model_dump() for hit in hits])
         return
-    table = Table("rank", "score", "page id", "document", "page", "text")
+    table = Table("rank", "score", "matched", "page id", "document", "page", "text")
     for hit in hits:
         name = Path(hit.document_id).name if hit.document_id else (hit.external_id or "")
         snippet = " ".join((hit.text or "").split())[:80]
         table.add_row(
             str(hit.rank),
             f"{hit.score:.3f}",
+            "+".join(hit.signals),
             str(hit.page_id),
             name,
             "" if hit.page_number is None else str(hit.page_number),
@@ -248,6 +267,7 @@ def info(
         with open_existing(store, encoder) as opened:
             stats = opened.stats()
             encoding = opened.encoding()
+            analyzer = opened.text_analyzer()
             db_file = opened.sqlite_path
             config = opened.config.model_dump()
     except LatestoreError as exc:
@@ -268,6 +288,7 @@ def info(
         "tokens_dropped": encoding["tokens_dropped"],
         "pages_uncounted": encoding["pages_uncounted"],
         "pages_pending_reencode": encoding["pages_pending_reencode"],
+        "text_analyzer": analyzer,
         "dim": stats.dim,
         "vector_dtype": stats.vector_dtype,
         "index": stats.index,
@@ -280,6 +301,7 @@ def info(
                 "n_rerank",
                 "exhaustive_max_tokens",
                 "device_exact",
+                "search_mode",
             )
         },
         **{k: v for k, v in stats.model_dump().items() if k.startswith("device")},

@@ -142,21 +142,25 @@ def percentile_ms(samples: list[float], pct: float) -> float:
     return float(np.percentile(np.asarray(samples) * 1000.0, pct)) if samples else 0.0
 
 
-def evaluate_store(store: Any, data: BeirData, k: int = 100, **overrides: Any) -> EvaluationReport:
+def evaluate_store(
+    store: Any, data: BeirData, k: int = 100, mode: str | None = None, **overrides: Any
+) -> EvaluationReport:
     """Score ``store`` (already filled with ``data.corpus``) on ``data.queries``.
 
     Queries are encoded once; the approximate and the exhaustive runs rank the same
     query vectors, so their difference is the index's alone. Latency is measured per
-    query, for text-in (encoder included) and vectors-in.
+    query, for text-in (encoder included) and vectors-in (with the query's words for
+    the lexical side of ``mode``).
     """
     qids = list(data.queries)
     texts = [data.queries[q] for q in qids]
     vectors = store.encoder.encode_queries(texts)
     approx: dict[str, list[str]] = {}
     retrieval: list[float] = []
-    for qid, vec in zip(qids, vectors, strict=True):
+    overrides = dict(overrides, mode=mode)
+    for qid, vec, text in zip(qids, vectors, texts, strict=True):
         start = time.perf_counter()
-        hits = store.search(vec, k=k, **overrides)
+        hits = store.search(vec, k=k, lexical_text=text, **overrides)
         retrieval.append(time.perf_counter() - start)
         approx[qid] = ranked_ids(hits)
     end_to_end: list[float] = []
@@ -164,7 +168,7 @@ def evaluate_store(store: Any, data: BeirData, k: int = 100, **overrides: Any) -
         start = time.perf_counter()
         store.search(text, k=10, **overrides)
         end_to_end.append(time.perf_counter() - start)
-    exact_hits = store.search_many(vectors, k=k, exhaustive=True)
+    exact_hits = store.search_many(vectors, k=k, exhaustive=True, mode=mode, lexical_text=texts)
     exact = {qid: ranked_ids(h) for qid, h in zip(qids, exact_hits, strict=True)}
     overlap = float(np.mean([overlap_at(approx[q], exact[q], 10) for q in qids])) if qids else 1.0
     return EvaluationReport(

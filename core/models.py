@@ -150,10 +150,20 @@ class PageRecord(BaseModel):
 
 
 class SearchHit(PageRecord):
-    """One ranked page: its stored fields, its exact MaxSim ``score`` and 1-based ``rank``."""
+    """One ranked page: its stored fields, its ``score`` and 1-based ``rank``.
+
+    ``score`` is the search mode's own: exact MaxSim (``"maxsim"``), the full-text
+    engine's score (``"lexical"``) or the fused score (``"hybrid"``, see
+    :mod:`latestore.index.fusion`). ``signals`` names the rankings the page came from,
+    with each one's score.
+    """
 
     score: float
     rank: int
+    signals: tuple[str, ...] = ()
+    maxsim_score: float | None = None
+    lexical_score: float | None = None
+    lexical_rank: int | None = None
 
 
 class StoredPage(PageRecord):
@@ -327,6 +337,35 @@ class StoreConfig(BaseModel):
         description="Write transactions whose change-log rows are kept after they are "
         "in a snapshot; another process whose index is older reloads it from SQL.",
     )
+    text_analyzer: str = Field(
+        default="english",
+        pattern=r"^[a-z][a-z0-9_]{0,62}$",
+        description="Full-text analyzer of page text (build time): english (stemmed), "
+        "simple (unstemmed); trigram on SQLite; any text search configuration on "
+        "PostgreSQL.",
+    )
+    search_mode: Literal["maxsim", "hybrid", "lexical"] = Field(
+        default="maxsim",
+        description="Ranking used when search() is given no mode.",
+    )
+    fusion: Literal["rrf", "weighted"] = Field(
+        default="rrf",
+        description="Hybrid fusion: reciprocal-rank fusion, or a weighted sum of "
+        "normalised scores.",
+    )
+    lexical_weight: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Hybrid: the lexical ranking's share; 0.5 is plain RRF or an even sum.",
+    )
+    rrf_k: int = Field(default=60, ge=1, description="Hybrid: the RRF rank offset.")
+    hybrid_depth: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Hybrid: pages taken from each ranking before fusion (at least k).",
+    )
 
     def index_params(self) -> IndexParams:
         from latestore.index.token_index import IndexParams
@@ -348,4 +387,4 @@ class StoreConfig(BaseModel):
         )
 
 
-BUILD_TIME_FIELDS = ("vector_dtype", "ivf_min_tokens", "ivf_nlist", "ivf_codec")
+BUILD_TIME_FIELDS = ("vector_dtype", "ivf_min_tokens", "ivf_nlist", "ivf_codec", "text_analyzer")

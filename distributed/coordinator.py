@@ -184,8 +184,19 @@ class ShardedStore(Store):
         filter: Mapping[str, Any] | None = None,
         *,
         exhaustive: bool = False,
+        mode: str | None = None,
+        exact: str | None = None,
+        lexical_text: Sequence[str | None] | None = None,
         **overrides: Any,
     ) -> list[list[SearchHit]]:
+        """MaxSim over the shards. The lexical and hybrid modes read the full-text index
+        in SQL, which the shards do not hold: they are refused here, not answered
+        partially."""
+        if (mode or self.config.search_mode) != "maxsim" or exact is not None or lexical_text:
+            raise InvalidInputError(
+                "a ShardedStore ranks by MaxSim only: open a Store on the same database "
+                "for mode='lexical' or 'hybrid' and for exact="
+            )
         self._ctx.check_open()
         k = check_k(k)
         params = settings_for(self.config, overrides)

@@ -19,7 +19,7 @@ from latestore.index import maxsim_launch
 from latestore.index import plan as search_plan
 from latestore.index.device_search import DEFAULT_BUDGET_BYTES, DeviceTokenSearch
 from latestore.index.plan import PageScorer, TokenCandidates, Universe
-from latestore.index.ranking import Ranking, SearchParams
+from latestore.index.ranking import Ranking, SearchParams, precise
 from latestore.index.scorers import FaissCandidates, GatherScorer, KernelScorer, TorchCandidates
 from latestore.index.snapshot import read_snapshot, write_snapshot
 from latestore.index.token_index import (
@@ -249,6 +249,23 @@ class LateInteractionIndex:
             return Universe(self.vectors.page_ids(), self.vectors.total_tokens, filtered=False)
         held = np.asarray([p for p in allowed.tolist() if p in self.vectors], np.int64)
         return Universe(held, self.vectors.tokens_of(held), filtered=True)
+
+    def score_pages(
+        self,
+        queries: list[npt.NDArray[np.float32]],
+        pages: list[npt.NDArray[np.int64]],
+        params: SearchParams,
+    ) -> list[Ranking]:
+        """Exact MaxSim of each query against the given pages (hybrid search's lexical
+        candidates); pages this index does not hold are left out."""
+        held = [
+            np.asarray([p for p in ids.tolist() if p in self.vectors], np.int64) for ids in pages
+        ]
+        scores = self.scorer().score_pages(queries, held, precise(params))
+        return [
+            [(int(p), float(s)) for p, s in zip(ids, found, strict=True)]
+            for ids, found in zip(held, scores, strict=True)
+        ]
 
     def search(
         self,

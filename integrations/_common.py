@@ -15,7 +15,16 @@ IMAGE_URI_PREFIX = "latestore://page/"
 # Keys the store writes into every retrieved document's metadata. They are applied
 # after the page's own metadata so a user key of the same name cannot misreport
 # where a hit came from or how it scored.
-HIT_KEYS = ("page_id", "external_id", "document_id", "page_number", "source", "score", "rank")
+HIT_KEYS = (
+    "page_id",
+    "external_id",
+    "document_id",
+    "page_number",
+    "source",
+    "score",
+    "rank",
+    "signals",  # the rankings that found the page: "maxsim", "lexical"
+)
 
 
 def image_uri(page_id: int) -> str:
@@ -68,6 +77,7 @@ def hit_metadata(hit: SearchHit) -> dict[str, Any]:
     """
     metadata = dict(hit.metadata)
     metadata.update({key: getattr(hit, key) for key in HIT_KEYS})
+    metadata["signals"] = list(hit.signals)
     if hit.has_image:
         metadata["image_uri"] = image_uri(hit.page_id)
         if hit.image_path is not None:

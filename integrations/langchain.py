@@ -24,7 +24,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -62,13 +62,19 @@ class LatestoreRetriever(BaseRetriever):
         per-call ``filter=`` is ANDed with it, never replaces it.
     score_threshold:
         Drop hits scoring below this. MaxSim scores are sums over query tokens, so a
-        useful threshold depends on the encoder and on query length.
+        useful threshold depends on the encoder and on query length; in hybrid mode
+        the score is the fused one.
+    mode:
+        ``"maxsim"``, ``"hybrid"`` (MaxSim fused with the store's full-text index) or
+        ``"lexical"``; default: the store's ``search_mode``. ``invoke(query,
+        mode=...)`` overrides it per call. See ``latestore.store.search_modes``.
     """
 
     store: Store
     k: int = Field(default=4, ge=1)
     filter: dict[str, Any] | None = None
     score_threshold: float | None = None
+    mode: Literal["maxsim", "hybrid", "lexical"] | None = None
 
     def _get_relevant_documents(
         self,
@@ -78,10 +84,11 @@ class LatestoreRetriever(BaseRetriever):
         k: int | None = None,
         filter: Mapping[str, Any] | None = None,
         score_threshold: float | None = None,
+        mode: str | None = None,
         **kwargs: Any,
     ) -> list[Document]:
         _reject_unknown(kwargs)
-        return self._search(query, k, filter, score_threshold)
+        return self._search(query, k, filter, score_threshold, mode)
 
     async def _aget_relevant_documents(
         self,
@@ -91,11 +98,12 @@ class LatestoreRetriever(BaseRetriever):
         k: int | None = None,
         filter: Mapping[str, Any] | None = None,
         score_threshold: float | None = None,
+        mode: str | None = None,
         **kwargs: Any,
     ) -> list[Document]:
         _reject_unknown(kwargs)
         # Encoding and MaxSim are CPU/GPU bound; a worker thread keeps the event loop free.
-        return await asyncio.to_thread(self._search, query, k, filter, score_threshold)
+        return await asyncio.to_thread(self._search, query, k, filter, score_threshold, mode)
 
     def _search(
         self,
@@ -103,9 +111,13 @@ class LatestoreRetriever(BaseRetriever):
         k: int | None,
         filter: Mapping[str, Any] | None,
         score_threshold: float | None,
+        mode: str | None = None,
     ) -> list[Document]:
         hits = self.store.search_many(
-            [query], k=self.k if k is None else k, filter=combine_filters(self.filter, filter)
+            [query],
+            k=self.k if k is None else k,
+            filter=combine_filters(self.filter, filter),
+            mode=self.mode if mode is None else mode,
         )[0]
         threshold = self.score_threshold if score_threshold is None else score_threshold
         return [to_document(hit) for hit in hits if threshold is None or hit.score >= threshold]
@@ -117,7 +129,7 @@ def _reject_unknown(kwargs: Mapping[str, Any]) -> None:
     if unknown:
         raise TypeError(
             f"LatestoreRetriever got unexpected arguments {unknown}; "
-            "it accepts k, filter and score_threshold"
+            "it accepts k, filter, score_threshold and mode"
         )
 
 

@@ -83,7 +83,12 @@ class LatestoreRetriever(BaseRetriever):
         LlamaIndex ``MetadataFilters``; translated with :func:`metadata_filters_to_filter`
         and ANDed with ``filter``.
     score_threshold:
-        Drop hits scoring below this (MaxSim scores grow with query length).
+        Drop hits scoring below this (MaxSim scores grow with query length; in hybrid
+        mode the score is the fused one).
+    mode:
+        ``"maxsim"``, ``"hybrid"`` (MaxSim fused with the store's full-text index) or
+        ``"lexical"``; default: the store's ``search_mode``. See
+        ``latestore.store.search_modes``.
     include_images:
         Put each image page's bytes into ``ImageNode.image`` (base64) for multimodal
         synthesis. Off by default: it reads every hit's image from the database.
@@ -97,6 +102,7 @@ class LatestoreRetriever(BaseRetriever):
         filter: Mapping[str, Any] | None = None,
         filters: MetadataFilters | None = None,
         score_threshold: float | None = None,
+        mode: str | None = None,
         include_images: bool = False,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
@@ -109,12 +115,13 @@ class LatestoreRetriever(BaseRetriever):
             filter, None if filters is None else metadata_filters_to_filter(filters)
         )
         self.score_threshold = score_threshold
+        self.mode = mode
         self.include_images = include_images
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         hits = self.store.search_many(
-            [query_bundle.query_str], k=self.similarity_top_k, filter=self.filter
+            [query_bundle.query_str], k=self.similarity_top_k, filter=self.filter, mode=self.mode
         )[0]
         threshold = self.score_threshold
         return [

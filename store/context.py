@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from latestore.encoders import Encoder
 from latestore.errors import StoreClosedError
 from latestore.models import StoreConfig
+from latestore.store.fulltext import LexicalSearch
 from latestore.store.rwlock import ReadWriteLock
 from latestore.store.sync import IndexSync
 
@@ -34,6 +35,8 @@ class StoreContext:
     vector_dtype: str
     # Returns the encoder, loading the recorded one on first use.
     encoder: Callable[[], Encoder]
+    # The full-text index of page text (lexical and hybrid search modes).
+    lexical: LexicalSearch
     # index_lock guards the in-memory index: searches share it, updates take it alone.
     # write_lock serialises this process's SQL write transactions; it is separate so a
     # writer queued behind another process's write lock (up to the busy timeout) does

@@ -69,15 +69,23 @@ COLUMN_KIND_NAMES = {"number": "whole numbers", "string": "text (dates: ISO text
 MAX_BOUND_VALUES = 30_000
 
 
-def matching_page_ids(session: Session, spec: Mapping[str, Any]) -> list[int]:
-    """Ids of the pages matching ``spec``, ascending: one parameterised SQL query."""
+def filter_clause(session: Session, spec: Mapping[str, Any]) -> ColumnElement[bool]:
+    """``spec`` compiled against the metadata keys the store knows."""
     kinds = {
         row.key: set(row.kinds.split(","))
         for row in session.execute(select(MetadataKeyRow)).scalars()
     }
-    clause = FilterCompiler(kinds).compile(spec)
+    return FilterCompiler(kinds).compile(spec)
+
+
+def ids_where(session: Session, clause: ColumnElement[bool]) -> list[int]:
     query = select(PageRow.id).where(clause).order_by(PageRow.id)
     return [int(i) for i in session.execute(query).scalars()]
+
+
+def matching_page_ids(session: Session, spec: Mapping[str, Any]) -> list[int]:
+    """Ids of the pages matching ``spec``, ascending: one parameterised SQL query."""
+    return ids_where(session, filter_clause(session, spec))
 
 
 def kind_of(value: Any) -> str:

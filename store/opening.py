@@ -15,6 +15,7 @@ from latestore.encoders.windows import WINDOW_OPTIONS, WindowSettings, as_window
 from latestore.errors import EncoderError, EncoderMismatchError, InvalidInputError
 from latestore.migrations.runner import current_revision, head_revision, upgrade
 from latestore.models import BUILD_TIME_FIELDS, StoreConfig
+from latestore.store import fulltext
 from latestore.store.schema import StoreRow
 
 # Any fixed number: PostgreSQL advisory locks are keyed by a bigint per database.
@@ -60,6 +61,11 @@ def create_row(engine: Engine, candidate: StoreRow) -> StoreRow:
         if row is None:
             session.add(candidate)
             row = candidate
+            # The migration indexed page text with the default analyzer; a new store
+            # that chose another gets its index here, in the creating transaction.
+            analyzer = candidate.config.get("text_analyzer", fulltext.DEFAULT_ANALYZER)
+            if analyzer != fulltext.DEFAULT_ANALYZER:
+                fulltext.install(session.connection(), analyzer)
         session.flush()
         session.expunge(row)
     return row

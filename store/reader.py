@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 from latestore.errors import InvalidInputError, PageNotFoundError
 from latestore.models import StoredPage, StoreStats
 from latestore.store.context import StoreContext
-from latestore.store.filters import FilterCompiler, matching_page_ids
+from latestore.store.filters import filter_clause, matching_page_ids
 from latestore.store.hits import STORED_COLUMNS, record_fields, stored_pages
-from latestore.store.schema import MetadataKeyRow, PageRow, PageVectorsRow
+from latestore.store.schema import PageRow, PageVectorsRow
 from latestore.store.sync import decode
 from latestore.store.validation import MAX_PAGE_ID, checked_external_ids, checked_ids
 from latestore.store.writes import chunks
@@ -62,11 +62,7 @@ def list_pages(
     query = select(*STORED_COLUMNS).order_by(PageRow.id).offset(offset).limit(limit)
     with Session(ctx.engine) as session:
         if filter is not None:
-            kinds = {
-                row.key: set(row.kinds.split(","))
-                for row in session.execute(select(MetadataKeyRow)).scalars()
-            }
-            query = query.where(FilterCompiler(kinds).compile(filter))
+            query = query.where(filter_clause(session, filter))
         if document_id is not None:
             query = query.where(PageRow.document_id == document_id)
         return [StoredPage(**record_fields(row)) for row in session.execute(query)]

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 from latestore.errors import InvalidInputError
 from latestore.models import SearchHit, StoreConfig
 from latestore.store.context import StoreContext
-from latestore.store.filters import matching_page_ids
-from latestore.store.hits import hydrate
+from latestore.store.filters import filter_clause, ids_where
 from latestore.store.page_encoding import Query, query_vectors
+from latestore.store.search_modes import ModeSearch, as_hits
 
 MAX_K = 10_000
 QUERY_TIME_FIELDS = (
@@ -24,6 +24,11 @@ QUERY_TIME_FIELDS = (
     "exhaustive_max_tokens",
     "device_exact",
     "device_precision",
+    "search_mode",
+    "fusion",
+    "lexical_weight",
+    "rrf_k",
+    "hybrid_depth",
 )
 
 
@@ -55,20 +60,32 @@ def search_many(
     filter: Mapping[str, Any] | None,
     exhaustive: bool,
     overrides: Mapping[str, Any],
+    *,
+    mode: str | None = None,
+    exact: str | None = None,
+    lexical_text: Sequence[str | None] | None = None,
 ) -> list[list[SearchHit]]:
+    """One search call in any mode (see :mod:`latestore.store.search_modes`)."""
     ctx.check_open()
     k = check_k(k)
-    params = settings_for(ctx.config, overrides).search_params()
-    vectors = query_vectors(ctx, queries)
-    allowed = None
-    if filter is not None:
-        with Session(ctx.engine) as session:
-            allowed = np.asarray(matching_page_ids(session, filter), dtype=np.int64)
+    config = settings_for(ctx.config, overrides)
+    plan = ModeSearch.plan(mode, queries, exact, lexical_text, config, ctx.lexical)
+    vectors = query_vectors(ctx, queries) if plan.needs_vectors else []
+    # Filter, phrase and lexical ranking read SQL before the index catches up, so every
+    # page they name is in the index by the time it ranks.
+    with Session(ctx.engine) as session:
+        clause = filter_clause(session, filter) if filter is not None else None
+        matching = ids_where(session, clause) if clause is not None else None
+        allowed = plan.allowed(session, clause, matching)
+        lexical = plan.lexical_hits(session, k, clause)
+    params = config.search_params()
+    if not plan.needs_vectors:  # the lexical mode never loads or reads the index
+        return as_hits(ctx.engine, plan.rank(None, [], k, params, None, False, lexical))
     if ctx.sync.behind():  # the SQL look runs unlocked: searches never queue on it
         with ctx.index_lock.write():
             ctx.sync.catch_up()
     # Ranking shares the lock: concurrent searches run in parallel.
     with ctx.index_lock.read():
         ctx.check_open()
-        rankings = ctx.sync.index.search(vectors, k, params, allowed=allowed, exhaustive=exhaustive)
-    return hydrate(ctx.engine, rankings)
+        rankings = plan.rank(ctx.sync.index, vectors, k, params, allowed, exhaustive, lexical)
+    return as_hits(ctx.engine, rankings)

@@ -31,6 +31,7 @@ from latestore.errors import InvalidInputError, InvalidVectorError, StoreUnavail
 from latestore.models import Page, SearchHit, StoreConfig, StoredPage, StoreStats
 from latestore.store import page_writer, reader, searcher
 from latestore.store.context import ProgressCallback, StoreContext
+from latestore.store.fulltext import LexicalSearch, engine_analyzer
 from latestore.store.opening import (
     create_row,
     encoder_for,
@@ -101,6 +102,7 @@ class Store:
             row.dim,
             row.vector_dtype,
             lambda: self.encoder,
+            LexicalSearch(engine.dialect.name, config.text_analyzer),
         )
         self._engine = engine
         if load_index:
@@ -158,6 +160,8 @@ class Store:
         """
         url = to_url(target)
         engine = make_engine(url)
+        if config is not None:  # a new store's analyzer must exist on this backend
+            engine_analyzer(engine.dialect.name, config.text_analyzer)
         resolved: Encoder | Callable[[], Encoder]
         try:
             migrate(engine)
@@ -342,6 +346,9 @@ class Store:
         filter: Mapping[str, Any] | None = None,
         *,
         exhaustive: bool = False,
+        mode: str | None = None,
+        exact: str | None = None,
+        lexical_text: str | None = None,
         **overrides: Any,
     ) -> list[SearchHit]: ...
 
@@ -353,6 +360,9 @@ class Store:
         filter: Mapping[str, Any] | None = None,
         *,
         exhaustive: bool = False,
+        mode: str | None = None,
+        exact: str | None = None,
+        lexical_text: Sequence[str | None] | None = None,
         **overrides: Any,
     ) -> list[list[SearchHit]]: ...
 
@@ -363,6 +373,9 @@ class Store:
         filter: Mapping[str, Any] | None = None,
         *,
         exhaustive: bool = False,
+        mode: str | None = None,
+        exact: str | None = None,
+        lexical_text: str | Sequence[str | None] | None = None,
         **overrides: Any,
     ) -> list[SearchHit] | list[list[SearchHit]]:
         """Rank pages for one query: its hits, best first.
@@ -372,8 +385,14 @@ class Store:
         every allowed page exactly: the ground truth the approximate pipeline is tuned
         against. ``overrides`` adjust query-time settings (``k_per_token``, ``nprobe``,
         ``n_rerank``, ``exhaustive_max_tokens``, ``device_exact``,
-        ``device_precision``) for this call. Several queries at once: :meth:`search_many`
-        (a list here still works, deprecated).
+        ``device_precision``, and the hybrid settings ``search_mode``, ``fusion``,
+        ``lexical_weight``, ``rrf_k``, ``hybrid_depth``) for this call. Several queries
+        at once: :meth:`search_many` (a list here still works, deprecated).
+
+        ``mode`` is ``"maxsim"``, ``"lexical"`` (the full-text index) or ``"hybrid"``
+        (both, fused); default: the ``search_mode`` setting. ``exact`` is a phrase every
+        hit must contain. ``lexical_text`` gives the words of a query given as vectors.
+        See :mod:`latestore.store.search_modes`.
         """
         if not isinstance(query, str | np.ndarray | Iterable):
             raise InvalidInputError(f"a query is text or an array of vectors, got {query!r:.80}")
@@ -381,10 +400,16 @@ class Store:
             raise InvalidVectorError(
                 f"query vectors must be 2-D (tokens, dim), got shape {query.shape}"
             )
+        texts = [lexical_text] if isinstance(lexical_text, str) else lexical_text
+        options: dict[str, Any] = {"mode": mode, "exact": exact, "lexical_text": texts}
         if isinstance(query, str) or (isinstance(query, np.ndarray) and query.ndim == 2):
-            return self.search_many([query], k, filter, exhaustive=exhaustive, **overrides)[0]
+            return self.search_many(
+                [query], k, filter, exhaustive=exhaustive, **options, **overrides
+            )[0]
         warn_deprecated("search() with several queries is deprecated; use search_many()")
-        return self.search_many(list(query), k, filter, exhaustive=exhaustive, **overrides)
+        return self.search_many(
+            list(query), k, filter, exhaustive=exhaustive, **options, **overrides
+        )
 
     def search_many(
         self,
@@ -393,10 +418,31 @@ class Store:
         filter: Mapping[str, Any] | None = None,
         *,
         exhaustive: bool = False,
+        mode: str | None = None,
+        exact: str | None = None,
+        lexical_text: Sequence[str | None] | None = None,
         **overrides: Any,
     ) -> list[list[SearchHit]]:
-        """Rank pages for each query, in one pass over the index: a list of hits per query."""
-        return searcher.search_many(self._ctx, queries, k, filter, exhaustive, overrides)
+        """Rank pages for each query, in one pass over the index: a list of hits per query.
+
+        Arguments as :meth:`search`; ``lexical_text`` has one entry per query.
+        """
+        if lexical_text is not None and not isinstance(lexical_text, list | tuple):
+            raise InvalidInputError(
+                f"lexical_text is text, or a list of texts for a list of queries; "
+                f"got {lexical_text!r:.80}"
+            )
+        return searcher.search_many(
+            self._ctx,
+            queries,
+            k,
+            filter,
+            exhaustive,
+            overrides,
+            mode=mode,
+            exact=exact,
+            lexical_text=lexical_text,
+        )
 
     # -- reads -----------------------------------------------------------------
     def page_ids(self, filter: Mapping[str, Any] | None = None) -> list[int]:
@@ -508,6 +554,11 @@ class Store:
         self.encoder_fingerprint = target.fingerprint
         report.summary = self.encoding()
         return report
+
+    def text_analyzer(self) -> str:
+        """The full-text analyzer of page text, as this backend runs it."""
+        self._ctx.check_open()
+        return self._ctx.lexical.describe()
 
     def encoding(self) -> dict[str, Any]:
         """Window settings and what encoding cut: pages truncated, tokens dropped."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from langchain_core.documents import Document
+from pydantic import ValidationError
 
 from latestore import Store
 from latestore.errors import FilterError
@@ -38,7 +39,21 @@ def test_documents_follow_the_store_ranking(corpus_store: Store) -> None:
         "source": "/corpus/retrieval.pdf",
         "score": hit.score,
         "rank": 1,
+        "signals": ["maxsim"],
     }
+
+
+def test_mode_in_the_constructor_and_per_call(corpus_store: Store) -> None:
+    words = "risotto stock"  # words of one cooking page
+    lexical = LatestoreRetriever(store=corpus_store, k=3, mode="lexical").invoke(words)
+    assert [d.metadata["signals"] for d in lexical] == [["lexical"]]
+    assert "risotto" in lexical[0].page_content
+    hybrid = LatestoreRetriever(store=corpus_store, k=3).invoke(words, mode="hybrid")
+    expected = corpus_store.search(words, k=3, mode="hybrid")
+    assert [d.metadata["page_id"] for d in hybrid] == [h.page_id for h in expected]
+    assert hybrid[0].metadata["signals"] == ["maxsim", "lexical"]
+    with pytest.raises(ValidationError):
+        LatestoreRetriever(store=corpus_store, mode="bm25")
 
 
 def test_image_pages_carry_a_resolvable_reference(corpus_store: Store) -> None:

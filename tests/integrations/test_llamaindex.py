@@ -41,6 +41,7 @@ def assert_matches_store(nodes: list[NodeWithScore], store: Store, k: int) -> No
             "source": hit.source,
             "score": hit.score,
             "rank": hit.rank,
+            "signals": ["maxsim"],
         }
 
 
@@ -73,6 +74,17 @@ def test_image_pages_become_image_nodes(corpus_store: Store) -> None:
     [hit] = with_images.retrieve("monthly rainfall chart")
     assert isinstance(hit.node, ImageNode)
     assert base64.b64decode(hit.node.image or "") == png_bytes()
+
+
+def test_mode_reaches_the_store(corpus_store: Store) -> None:
+    words = "risotto stock"
+    nodes = LatestoreRetriever(corpus_store, similarity_top_k=3, mode="hybrid").retrieve(words)
+    expected = corpus_store.search(words, k=3, mode="hybrid")
+    assert [n.node.metadata["page_id"] for n in nodes] == [h.page_id for h in expected]
+    assert [n.score for n in nodes] == [h.score for h in expected]
+    assert nodes[0].node.metadata["signals"] == ["maxsim", "lexical"]
+    lexical = LatestoreRetriever(corpus_store, mode="lexical").retrieve(words)
+    assert [n.node.metadata["signals"] for n in lexical] == [["lexical"]]
 
 
 def test_filters_apply(corpus_store: Store) -> None:

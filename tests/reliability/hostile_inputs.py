@@ -47,3 +47,43 @@ def encrypted_pdf() -> bytes:
     data = pdf_bytes()
     assert b"/Size 5" in data
     return data.replace(b"/Size 5", b"/Size 5" + encrypt, 1)
+
+
+# Query text that FTS5 or tsquery would read as syntax if it were passed through:
+# quotes, boolean and proximity operators, prefix stars, negation, grouping, column
+# filters, tsquery's own operators and weights, and text the tokenizers find no word in.
+LEXICAL_QUERIES = [
+    '"',
+    '"unterminated phrase',
+    '""',
+    "a AND b OR c NOT d",
+    "AND",
+    "OR OR OR",
+    "NEAR(pump valve, 2)",
+    "NEAR/3",
+    "pump*",
+    "*",
+    "-pump",
+    "- - -",
+    "(pump",
+    "pump)",
+    "((()))",
+    "text:pump",
+    "{text}: pump",
+    ":",
+    "^pump",
+    "pump + valve",
+    "pump & valve | !gasket",
+    "pump <-> valve <2> gasket",
+    "'pump':*A",
+    "pump:AB",
+    "\\' OR 1=1 --",
+    "'; DROP TABLE ls_pages; --",
+    "Zürich café ﬁle naïve",
+    "пожарный насос",
+    "泵和阀门",
+    "😀 🚀",
+    "\u200b\u200d",
+    "x" * 3000,
+    " ".join(f"w{i}" for i in range(2000)),
+]

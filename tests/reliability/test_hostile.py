@@ -92,6 +92,15 @@ def all_pages(_: Ctx, hits: Any) -> None:
     assert len(hits) == N_PAGES
 
 
+def five_hits(_: Ctx, hits: Any) -> None:
+    assert len(hits) == 5 and all(h.signals == ("maxsim",) for h in hits)
+
+
+def _lexical(words: str, mode: str, **kwargs: Any) -> Action:
+    """A search whose words are ``words`` (the corpus pages have no text)."""
+    return lambda c: c.query(k=5, mode=mode, lexical_text=words, **kwargs)
+
+
 def deep(depth: int) -> dict[str, Any]:
     node: dict[str, Any] = {"leaf": 1}
     for _ in range(depth):
@@ -361,6 +370,26 @@ CASES: list[tuple[str, Action, E | None, Check | None]] = [
     ),
     ("query-search-setting-typo", lambda c: c.query(k=5, nprobes=4), InvalidInputError, None),
     ("query-negative-nprobe", lambda c: c.query(k=5, nprobe=-1), InvalidInputError, None),
+    # -- lexical and hybrid query text: never read as FTS5 or tsquery syntax ------
+    *[
+        (f"lexical-syntax-{i}", _lexical(words, "lexical"), None, empty_result)
+        for i, words in enumerate(hostile_inputs.LEXICAL_QUERIES)
+    ],
+    *[
+        (f"hybrid-syntax-{i}", _lexical(words, "hybrid"), None, five_hits)
+        for i, words in enumerate(hostile_inputs.LEXICAL_QUERIES)
+    ],
+    ("exact-phrase-syntax", _lexical("pump", "hybrid", exact='"a" OR b*'), None, empty_result),
+    ("mode-unknown", lambda c: c.query(k=5, mode="bm25"), InvalidInputError, None),
+    ("mode-lexical-vectors-only", lambda c: c.query(k=5, mode="lexical"), InvalidInputError, None),
+    ("exact-blank", lambda c: c.query(k=5, exact=" "), InvalidInputError, None),
+    (
+        "lexical-weight-past-one",
+        lambda c: c.query(k=5, lexical_weight=1.5),
+        InvalidInputError,
+        None,
+    ),
+    ("lexical-text-not-text", _lexical(5, "hybrid"), InvalidInputError, None),  # type: ignore[arg-type]
     # -- images and PDFs -------------------------------------------------------
     (
         "decompression-bomb-png",

@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, text
 from latestore import PrecomputedVectors, Store
 from latestore.errors import SchemaVersionError
 from latestore.migrations.runner import VERSION_TABLE, current_revision, head_revision, upgrade
+from latestore.store.fulltext import FTS_TABLE
 from latestore.store.schema import Base
 from latestore.store.sql import to_url
 
@@ -26,8 +27,10 @@ def test_upgrade_to_head_gives_exactly_the_orm_schema(tmp_path: Path) -> None:
             conn,
             opts={
                 "compare_type": True,
+                # The full-text index (FTS5 table and its shadow tables) is made by SQL
+                # the ORM does not describe: see latestore.store.fulltext.
                 "include_name": lambda name, kind, parent: (
-                    not (kind == "table" and name == VERSION_TABLE)
+                    not (kind == "table" and (name == VERSION_TABLE or name.startswith(FTS_TABLE)))
                 ),
             },
         )
