@@ -314,6 +314,21 @@ class ShardedStore(Store):
             "shards": shards,
         }
 
+    def reindex(self) -> None:
+        """Rebuild every shard's candidate index from its vectors (and snapshot it)."""
+        self._ctx.check_open()
+        with self._layout_lock.read():
+            self._call_all(
+                self._actors, lambda _i, a: a.reindex.remote(), shards=range(self.n_shards)
+            )
+
+    def reencode(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: re-encode with a Store on the same database; shards then catch up."""
+        raise InvalidInputError(
+            "re-encode through a Store opened on the same database; the shards catch up "
+            "from the change log at their next search"
+        )
+
     def shard_pids(self) -> list[int]:
         """Process ids of the shard actors (tests kill one to exercise restarts)."""
         return [

@@ -126,6 +126,15 @@ class ShardServer:
         with self.lock.write():
             return self.sync.save()
 
+    def reindex(self) -> int:
+        """Rebuild this shard's candidate index from its vectors; returns its tokens."""
+        with self.lock.write():
+            self.sync.catch_up()
+            self.sync.index.rebuild()
+            self.sync.snapshot_change = -1
+            self.sync.save()
+            return int(self.sync.index.vectors.total_tokens)
+
     def stats(self) -> dict[str, Any]:
         with self.lock.read():
             index = self.sync.index

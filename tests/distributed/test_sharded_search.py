@@ -87,6 +87,19 @@ def test_same_ids_and_scores_as_single_store(
     ]
 
 
+def test_reindex_rebuilds_every_shard_and_keeps_results(
+    sharded: ShardedStore, single: Store, query_vectors: list[np.ndarray]
+) -> None:
+    before = sharded.search_many(query_vectors[:5], k=10, exhaustive=True)
+    sharded.reindex()
+    after = sharded.search_many(query_vectors[:5], k=10, exhaustive=True)
+    assert [ranking_of(h) for h in after] == [ranking_of(h) for h in before]
+    with pytest.raises(InvalidInputError, match="ranks by MaxSim only"):
+        sharded.search("vitamin D", k=5, mode="hybrid")
+    with pytest.raises(InvalidInputError, match="re-encode through a Store"):
+        sharded.reencode()
+
+
 def test_text_query_and_filter_match_single_store(sharded: ShardedStore, single: Store) -> None:
     query = "vitamin D deficiency and bone density"
     spec = {"bucket": {"$in": [1, 3]}}
