@@ -100,21 +100,44 @@ class ShardServer:
         restarts an actor with its first arguments, so one restarted after a resize
         takes its current slice here before it answers.
         """
+        queries = self._prepare(queries, min_change, layout)
+        with self.lock.read():
+            rankings = self.sync.index.search(
+                queries, k, params, allowed=allowed, exhaustive=exhaustive
+            )
+            return rankings, self.sync.applied_change
+
+    def score(
+        self,
+        queries: list[npt.NDArray[np.float32]],
+        pages: list[npt.NDArray[np.int64]],
+        exact: bool,
+        min_change: int,
+        layout: tuple[int, int],
+    ) -> list[npt.NDArray[np.float32]]:
+        """Exact MaxSim of each query against its own pages of this shard, in order:
+        the shard's half of the plan's ``PageScorer.score_pages``."""
+        queries = self._prepare(queries, min_change, layout)
+        pages = [np.array(p, dtype=np.int64) for p in pages]
+        with self.lock.read():
+            return self.sync.index.scorer().score_pages(queries, pages, exact)
+
+    def _prepare(
+        self,
+        queries: list[npt.NDArray[np.float32]],
+        min_change: int,
+        layout: tuple[int, int],
+    ) -> list[npt.NDArray[np.float32]]:
         if layout != (self.sync.shard, self.sync.n_shards):
             self.relayout(*layout)
-        # Arguments from Ray's object store are read-only views; torch wants to own them.
-        queries = [np.array(q, dtype=np.float32) for q in queries]
         if self.sync.applied_change < min_change:
             # One catch-up at a time; searches that queued behind it find it done.
             with self._catch_up_lock:
                 if self.sync.applied_change < min_change:
                     with self.lock.write():
                         self.sync.catch_up()
-        with self.lock.read():
-            rankings = self.sync.index.search(
-                queries, k, params, allowed=allowed, exhaustive=exhaustive
-            )
-            return rankings, self.sync.applied_change
+        # Arguments from Ray's object store are read-only views; torch wants to own them.
+        return [np.array(q, dtype=np.float32) for q in queries]
 
     def relayout(self, shard: int, n_shards: int) -> tuple[int, int]:
         with self.lock.write():

@@ -14,8 +14,9 @@ A query batch is answered in one of three ways:
   back whenever ``k`` pages exist.
 
 Every implementation (FAISS on the CPU, torch over resident device pages, the fused
-Triton kernel; a remote shard) answers the same calls; tests/index/test_contract.py
-runs one contract against each.
+Triton kernel; the shards of a ShardedStore, latestore.distributed.shard_scorer)
+answers the same calls; tests/index/test_contract.py runs one contract against each
+(tests/distributed/test_shard_contract.py for the shards).
 """
 
 from __future__ import annotations
