@@ -8,8 +8,8 @@ import warnings
 
 def warn_deprecated(message: str) -> None:
     """Warn at the first frame outside the latestore package (its user's code)."""
-    frame = sys._getframe(1)
-    level = 1
+    frame = sys._getframe(1)  # our caller, which is stacklevel 2
+    level = 2
     while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("latestore"):
         frame = frame.f_back
         level += 1

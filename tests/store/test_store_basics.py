@@ -142,14 +142,14 @@ def test_upsert_by_external_id_keeps_page_id(store_url: str, rng: np.random.Gene
     pages, centres = clustered_pages(rng, 50)
     with open_store(store_url) as store:
         store.add_pages(pages)
-        assert store.add_pages([pages[4]]) == [5]  # identical: no change at all
+        assert store.upsert_pages([pages[4]]) == [5]  # identical: no change at all
         change = store.stats().change_no
-        store.add_pages([pages[4]])
+        store.upsert_pages([pages[4]])
         assert store.stats().change_no == change
         replacement = Page(
             vectors=query_from(rng, centres, 6), external_id="doc-4", metadata={"v": 2}
         )
-        assert store.add_pages([replacement]) == [5]
+        assert store.upsert_pages([replacement]) == [5]
         page = store.get(5)
         assert page.metadata == {"v": 2} and page.n_tokens == 6
         hits = store.search(replacement.vectors, k=1, exhaustive=True)  # type: ignore[arg-type]
