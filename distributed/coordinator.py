@@ -29,7 +29,7 @@ from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
 from sqlalchemy.orm import Session
 
 from latestore.distributed.coordinator_sync import CoordinatorSync
-from latestore.distributed.placement import split_by_shard
+from latestore.distributed.placement import shard_of, split_by_shard
 from latestore.distributed.shard import SearchReply, ShardServer
 from latestore.encoders import Encoder
 from latestore.errors import InvalidInputError, ShardUnavailableError
@@ -233,6 +233,37 @@ class ShardedStore(Store):
                 shards=asked,
             )
         return merge_rankings([r for r, _ in replies], len(vectors), k)
+
+    def score_pages(
+        self,
+        queries: list[npt.NDArray[np.float32]],
+        candidates: list[npt.NDArray[np.int64]],
+        exact: bool,
+    ) -> list[npt.NDArray[np.float32]]:
+        """Exact MaxSim of each query against its own candidate pages, in their order:
+        each page is scored by the shard that owns it."""
+        min_change = self._sync.last_change()
+        with self._layout_lock.read():
+            n = self.n_shards
+            owners = [np.asarray(shard_of(pages, n), np.int64) for pages in candidates]
+            asked = sorted({int(s) for owner in owners for s in owner.tolist()})
+            shared = ray.put(queries)
+            replies = self._call_all(
+                [self._actors[i] for i in asked],
+                lambda i, a: a.score.remote(
+                    shared,
+                    [pages[owner == i] for pages, owner in zip(candidates, owners, strict=True)],
+                    exact,
+                    min_change,
+                    (i, n),
+                ),
+                shards=asked,
+            )
+        out = [np.zeros(len(pages), np.float32) for pages in candidates]
+        for shard, scores in zip(asked, replies, strict=True):
+            for qi, owner in enumerate(owners):
+                out[qi][owner == shard] = scores[qi]
+        return out
 
     def _call_all(self, actors: list[Any], submit: Any, shards: Sequence[int]) -> list[Any]:
         """Call every actor; retry one that died after it restarts; all or an error."""

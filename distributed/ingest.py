@@ -49,6 +49,7 @@ from latestore.ingest.pipeline import (
     IngestProgress,
     IngestReport,
     SkippedPage,
+    count_cuts,
     discover,
 )
 from latestore.ingest.sources import estimate_pages
@@ -293,10 +294,7 @@ def _flush(run: _Run) -> None:
 
 
 def _credit(run: _Run, items: list[_Pending], ids: list[int]) -> None:
-    for page in run.store.get_many(ids):
-        if page.tokens_dropped:
-            run.report.pages_truncated += 1
-            run.report.tokens_dropped += page.tokens_dropped
+    count_cuts(run.store, ids, run.report)
     for item in items:
         item.file.done += 1
         if item.existed:

@@ -19,7 +19,13 @@ import numpy as np
 from latestore.distributed.replay_encoder import EncoderIdentity, content_key
 from latestore.encoders import Encoder, PageContent
 from latestore.encoders.windows import as_windowed
-from latestore.ingest.pipeline import INGEST_VERSION, PAGE_ERRORS, IngestOptions, probe_encoder
+from latestore.ingest.pipeline import (
+    INGEST_VERSION,
+    PAGE_ERRORS,
+    IngestOptions,
+    probe_encoder,
+    stored_pages_of,
+)
 from latestore.ingest.sources import SourceError, document_key, open_source
 from latestore.models import Page
 
@@ -260,8 +266,4 @@ def _stored_pages_of(url: str, document: str) -> dict[str, tuple[int, dict[str, 
     from latestore.store import Store
 
     with Store.open(url, load_index=False) as store:
-        return {
-            page.external_id: (page.page_id, page.metadata)
-            for page in store.pages(document_id=document)
-            if page.external_id is not None
-        }
+        return stored_pages_of(store, document)

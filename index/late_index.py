@@ -247,8 +247,12 @@ class LateInteractionIndex:
     def universe(self, allowed: npt.NDArray[np.int64] | None) -> Universe:
         if allowed is None:
             return Universe(self.vectors.page_ids(), self.vectors.total_tokens, filtered=False)
-        held = np.asarray([p for p in allowed.tolist() if p in self.vectors], np.int64)
+        held = self._held(allowed)
         return Universe(held, self.vectors.tokens_of(held), filtered=True)
+
+    def _held(self, page_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The pages of ``page_ids`` this index holds, in their order."""
+        return np.asarray([p for p in page_ids.tolist() if p in self.vectors], np.int64)
 
     def score_pages(
         self,
@@ -258,9 +262,7 @@ class LateInteractionIndex:
     ) -> list[Ranking]:
         """Exact MaxSim of each query against the given pages (hybrid search's lexical
         candidates); pages this index does not hold are left out."""
-        held = [
-            np.asarray([p for p in ids.tolist() if p in self.vectors], np.int64) for ids in pages
-        ]
+        held = [self._held(ids) for ids in pages]
         scores = self.scorer().score_pages(queries, held, precise(params))
         return [
             [(int(p), float(s)) for p, s in zip(ids, found, strict=True)]

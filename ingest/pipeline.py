@@ -236,6 +236,23 @@ def probe_encoder(encoder: Encoder) -> _Abilities:
     )
 
 
+def stored_pages_of(store: Store, document: str) -> dict[str, tuple[int, dict[str, Any]]]:
+    """external id -> (page id, metadata) of a document's stored pages."""
+    return {
+        page.external_id: (page.page_id, page.metadata)
+        for page in store.pages(document_id=document)
+        if page.external_id is not None
+    }
+
+
+def count_cuts(store: Store, page_ids: list[int], report: IngestReport) -> None:
+    """Add to ``report`` how many of ``page_ids`` encoding cut, and the tokens it dropped."""
+    for page in store.get_many(page_ids):
+        if page.tokens_dropped:
+            report.pages_truncated += 1
+            report.tokens_dropped += page.tokens_dropped
+
+
 class Ingestor:
     """Feeds files into an open store."""
 
@@ -292,11 +309,7 @@ class Ingestor:
         try:
             document = document_key(state.path)
             key = self._ingest_key(opened.kind, opened.sha256)
-            present = {
-                page.external_id: (page.page_id, page.metadata)
-                for page in self.store.pages(document_id=document)
-                if page.external_id is not None
-            }
+            present = stored_pages_of(self.store, document)
             keep: set[str] = set()
             todo: list[tuple[PageDraft, str, bool]] = []
             for draft in opened.drafts:
@@ -421,10 +434,7 @@ class Ingestor:
             self._credit(group, ids)
 
     def _credit(self, items: list[tuple[Page, _FileState, bool]], ids: list[int]) -> None:
-        for page in self.store.get_many(ids):
-            if page.tokens_dropped:
-                self.report.pages_truncated += 1
-                self.report.tokens_dropped += page.tokens_dropped
+        count_cuts(self.store, ids, self.report)
         for _, state, existed in items:
             state.written += 1
             if existed:

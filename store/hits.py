@@ -14,8 +14,7 @@ from sqlalchemy import Connection, Engine, Select, bindparam, or_, select
 
 from latestore.models import SearchHit, StoredPage
 from latestore.store.schema import PageRow
-
-CHUNK = 500  # ids per statement: far below every backend's bind-parameter limit
+from latestore.store.writes import chunks
 
 RECORD_COLUMNS: tuple[Any, ...] = (
     PageRow.id.label("page_id"),
@@ -51,8 +50,8 @@ def record_fields(row: Any) -> dict[str, Any]:
 def _rows_by_id(conn: Connection, query: Select[Any], ids: Sequence[int]) -> dict[int, Any]:
     wanted = sorted(set(ids))
     rows: dict[int, dict[str, Any]] = {}
-    for start in range(0, len(wanted), CHUNK):
-        for row in conn.execute(query, {"ids": wanted[start : start + CHUNK]}):
+    for chunk in chunks(wanted):
+        for row in conn.execute(query, {"ids": list(chunk)}):
             fields = record_fields(row)
             rows[int(fields["page_id"])] = fields
     return rows

@@ -54,11 +54,9 @@ def list_pages(
     offset: int,
 ) -> list[StoredPage]:
     """Stored pages in page-id order, selected and paged in SQL."""
-    for name, value, least in (("limit", limit, 1), ("offset", offset, 0)):
-        if value is None and name == "limit":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise InvalidInputError(f"{name} must be an integer >= {least}, got {value!r}")
+    if limit is not None:
+        _check_at_least("limit", limit, 1)
+    _check_at_least("offset", offset, 0)
     query = select(*STORED_COLUMNS).order_by(PageRow.id).offset(offset).limit(limit)
     with Session(ctx.engine) as session:
         if filter is not None:
@@ -66,6 +64,11 @@ def list_pages(
         if document_id is not None:
             query = query.where(PageRow.document_id == document_id)
         return [StoredPage(**record_fields(row)) for row in session.execute(query)]
+
+
+def _check_at_least(name: str, value: Any, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InvalidInputError(f"{name} must be an integer >= {least}, got {value!r}")
 
 
 def page_ids(ctx: StoreContext, filter: Mapping[str, Any] | None) -> list[int]:

@@ -15,6 +15,7 @@ from latestore.errors import IndexSnapshotError, StoreCorruptionError
 from latestore.index.codec import from_storage
 from latestore.store.head_probe import HeadProbe
 from latestore.store.schema import ChangeRow, PageVectorsRow, StoreRow
+from latestore.store.writes import chunks
 
 if TYPE_CHECKING:  # the index brings torch: loaded only when a store needs it
     from latestore.index.late_index import LateInteractionIndex
@@ -76,8 +77,7 @@ class IndexSync:
                 for page_id, n_tokens, data in rows:
                     yield page_id, decode(page_id, data, n_tokens, dim, self.dtype)
                 return
-            for start in range(0, len(page_ids), 500):
-                chunk = page_ids[start : start + 500]
+            for chunk in chunks(page_ids):
                 query = select(
                     PageVectorsRow.page_id, PageVectorsRow.n_tokens, PageVectorsRow.data
                 ).where(PageVectorsRow.page_id.in_(chunk))
