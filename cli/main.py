@@ -39,6 +39,7 @@ from latestore.cli.common import (
 from latestore.cli.disk_usage import directory_bytes, sqlite_bytes
 from latestore.cli.evaluate import evaluate
 from latestore.cli.progress import ConsoleProgress
+from latestore.cli.snippets import snippet
 from latestore.encoders.windows import DEFAULT_MAX_PAGE_TOKENS, WindowSettings
 from latestore.errors import LatestoreError
 from latestore.ingest import IngestOptions, Ingestor, IngestReport
@@ -228,23 +229,33 @@ def search(
                 # Check the filter in SQL before the query loads the model (seconds):
                 # ANDed with an id no page has, it compiles fully and matches nothing.
                 opened.page_ids({"$and": [spec, {"page_id": 0}]})
+            chosen = opened.config.search_mode if mode is None else mode.value
+            # Encoded once: the same vectors rank the pages and find each snippet's tokens.
+            vectors = None if chosen == "lexical" else opened.encode_queries([query])[0]
             hits = opened.search(
-                query,
+                query if vectors is None else vectors,
                 k=k,
                 filter=spec,
                 exhaustive=exhaustive,
-                mode=None if mode is None else mode.value,
+                mode=chosen,
                 exact=exact,
+                lexical_text=None if vectors is None else query,
             )
+            # About three lines of the text column, whatever the terminal's width.
+            width = max(80, min(240, 3 * (out.width - 50)))
+            snippets = [snippet(opened, query, vectors, hit, width) for hit in hits]
     except LatestoreError as exc:
         fail(str(exc))
     if json_output:
-        print_json(out, [hit.model_dump() for hit in hits])
+        pairs = zip(hits, snippets, strict=True)
+        print_json(out, [hit.model_dump() | {"snippet": text.plain} for hit, text in pairs])
         return
-    table = Table("rank", "score", "matched", "page id", "document", "page", "text")
-    for hit in hits:
+    table = Table("#", "score", "matched", "id", "document", "page", "text")
+    table.columns[4].max_width = 24
+    table.columns[4].overflow = "ellipsis"
+    table.columns[6].ratio = 1
+    for hit, text in zip(hits, snippets, strict=True):
         name = Path(hit.document_id).name if hit.document_id else (hit.external_id or "")
-        snippet = " ".join((hit.text or "").split())[:80]
         table.add_row(
             str(hit.rank),
             f"{hit.score:.3f}",
@@ -252,7 +263,7 @@ def search(
             str(hit.page_id),
             name,
             "" if hit.page_number is None else str(hit.page_number),
-            snippet,
+            text,
         )
     out.print(table)
 
@@ -453,7 +464,8 @@ def reindex(
             f"{done['tokens_after']:,} tokens), kept {done['pages_kept']} with given vectors; "
             f"window settings now {done['windowing']}"
         )
-    out.print(f"rebuilt index over {stats.pages} pages, {stats.tokens} tokens: {stats.index}")
+    index = ", ".join(f"{key}={value}" for key, value in stats.index.items())
+    out.print(f"rebuilt index over {stats.pages} pages, {stats.tokens} tokens ({index})")
 
 
 def main() -> None:

@@ -25,9 +25,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from latestore.index.ranking import DEFAULT_BUDGET_BYTES
 from latestore.index.token_index import TOKEN_BITS
 
-DEFAULT_BUDGET_BYTES = 512 << 20  # temporaries of one search, whatever its shape
 GROWTH = 1.25  # incremental adds: capacity stays within 25% of the tokens held
 MIN_BLOCK_ROWS = 1024
 

@@ -9,18 +9,15 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
-from latestore.index import maxsim_launch
 from latestore.index import plan as search_plan
-from latestore.index.device_search import DEFAULT_BUDGET_BYTES, DeviceTokenSearch
+from latestore.index.devices import default_device
 from latestore.index.plan import PageScorer, TokenCandidates, Universe
-from latestore.index.ranking import Ranking, SearchParams, precise
-from latestore.index.scorers import FaissCandidates, GatherScorer, KernelScorer, TorchCandidates
+from latestore.index.ranking import DEFAULT_BUDGET_BYTES, Ranking, SearchParams, precise
 from latestore.index.snapshot import read_snapshot, write_snapshot
 from latestore.index.token_index import (
     IndexParams,
@@ -30,6 +27,11 @@ from latestore.index.token_index import (
 )
 from latestore.index.vectors import VectorCache
 
+if TYPE_CHECKING:
+    import torch
+
+    from latestore.index.device_search import DeviceTokenSearch
+
 log = logging.getLogger(__name__)
 
 RETRAIN_GROWTH = 4
@@ -38,6 +40,12 @@ RETRAIN_GROWTH = 4
 # Share of the GPU's memory the resident page matrix may take; beyond it the store
 # ranks through FAISS candidates and the host copy, as on a CPU.
 DEVICE_MEMORY_SHARE = 0.7
+
+
+def _kernel_available() -> bool:
+    from latestore.index import maxsim_launch
+
+    return maxsim_launch.available()
 
 
 class LateInteractionIndex:
@@ -73,7 +81,9 @@ class LateInteractionIndex:
     ) -> None:
         self.dim = dim
         self.params = params
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        # torch (seconds to import) loads here only on a GPU machine or when asked for a
+        # device; on a CPU it waits for the first scoring call, so info and reindex skip it.
+        self.device = device or default_device()
         on_cuda = self.device.startswith("cuda")
         # "auto": on CUDA without a FAISS GPU build, search candidates with torch on the
         # device; the FAISS index is still kept, since it is what the snapshot persists.
@@ -82,10 +92,12 @@ class LateInteractionIndex:
         )
         # The fused kernel ranks on CUDA; kernel=True also runs it elsewhere (the CPU
         # tests, under TRITON_INTERPRET=1).
-        self.kernel = maxsim_launch.available() and (on_cuda if kernel is None else kernel)
+        self.kernel = (on_cuda if kernel is None else kernel) and _kernel_available()
         self.device_budget_bytes = device_budget_bytes
         self.max_device_bytes = max_device_bytes
         if max_device_bytes is None and on_cuda:
+            import torch
+
             total = torch.cuda.get_device_properties(torch.device(self.device)).total_memory
             self.max_device_bytes = int(device_memory_share * total)
         self.device_fallback: str | None = None  # why pages are not resident, if not
@@ -150,6 +162,10 @@ class LateInteractionIndex:
         return False
 
     def _new_device_tokens(self) -> DeviceTokenSearch:
+        import torch
+
+        from latestore.index.device_search import DeviceTokenSearch
+
         # The kernel reads the store's precision: int8 codes with scales, or floats.
         dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.int8): torch.int8}.get(
             self.vectors.dtype, torch.float16
@@ -233,12 +249,16 @@ class LateInteractionIndex:
     def scorer(self) -> PageScorer:
         """Exact MaxSim over the pages held: the kernel when they are resident with it,
         else gathered from the device copy or the host cache."""
+        from latestore.index.scorers import GatherScorer, KernelScorer
+
         if self.ranks_on_device:
             assert self.device_tokens is not None
             return KernelScorer(self.device_tokens)
         return GatherScorer(self._gather, self.vectors.page_ids)
 
     def candidates(self) -> TokenCandidates:
+        from latestore.index.scorers import FaissCandidates, TorchCandidates
+
         if self.torch_candidates:
             assert self.device_tokens is not None
             return TorchCandidates(self.device_tokens)

@@ -14,6 +14,10 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from latestore.index.vectors import pack_pages
+
+__all__ = ["maxsim_many", "maxsim_packed", "maxsim_reference", "pack_pages"]
+
 FloatArray = npt.NDArray[np.floating]
 
 # Tokens scored per matmul on GPU, where the chunk only bounds temporary memory.
@@ -23,14 +27,6 @@ CHUNK_TOKENS = 65_536
 # 182 to about 110 ms, because MKL's skinny GEMM runs 1.5x faster on cache-hot operands
 # than on ones streamed from DRAM, and the half-to-float copy lands in cache.
 CPU_CHUNK_BYTES = 4 << 20
-
-
-def pack_pages(pages: Sequence[FloatArray]) -> tuple[FloatArray, npt.NDArray[np.int64]]:
-    """Concatenate per-page token matrices; returns ``(tokens, lengths)``."""
-    lengths = np.fromiter((len(p) for p in pages), dtype=np.int64, count=len(pages))
-    if not pages:
-        return np.zeros((0, 0), dtype=np.float32), lengths
-    return np.concatenate(pages, axis=0), lengths
 
 
 def maxsim_packed(

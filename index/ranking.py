@@ -9,6 +9,10 @@ import numpy.typing as npt
 
 from latestore.index.token_index import TOKEN_BITS
 
+# Device temporaries of one search (similarity blocks, top-k buffers), whatever its
+# number of queries, query tokens or pages.
+DEFAULT_BUDGET_BYTES = 512 << 20
+
 Ranking = list[tuple[int, float]]
 
 

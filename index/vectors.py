@@ -7,7 +7,7 @@ device_search.DeviceTokenSearch, which the fused kernel ranks from in place.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,18 @@ import numpy.typing as npt
 
 from latestore.index.arena import DiskArena
 from latestore.index.codec import dequantize_int8, quantize_int8
-from latestore.index.maxsim import pack_pages
 
 MAX_REUSED_ROWS = 262_144
+
+
+def pack_pages(
+    pages: Sequence[npt.NDArray[np.floating]],
+) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.int64]]:
+    """Concatenate per-page token matrices; returns ``(tokens, lengths)``."""
+    lengths = np.fromiter((len(p) for p in pages), dtype=np.int64, count=len(pages))
+    if not pages:
+        return np.zeros((0, 0), dtype=np.float32), lengths
+    return np.concatenate(pages, axis=0), lengths
 
 
 class VectorCache:

@@ -29,7 +29,7 @@ from latestore.encoders import Encoder
 from latestore.encoders.windows import WindowSettings
 from latestore.errors import InvalidInputError, InvalidVectorError, StoreUnavailableError
 from latestore.models import Page, SearchHit, StoreConfig, StoredPage, StoreStats
-from latestore.store import page_writer, reader, searcher
+from latestore.store import page_encoding, page_writer, reader, searcher
 from latestore.store.context import ProgressCallback, StoreContext
 from latestore.store.fulltext import LexicalSearch, engine_analyzer
 from latestore.store.opening import (
@@ -501,6 +501,14 @@ class Store:
         (int8 stores: dequantised). For export, and for explaining a ranking."""
         self._ctx.check_open()
         return reader.page_vectors(self._ctx, page_id)
+
+    def encode_queries(self, queries: Sequence[str]) -> list[npt.NDArray[np.float32]]:
+        """Query texts as search encodes them: checked float32 ``(n_tokens, dim)`` arrays,
+        one batch. Pass them back to :meth:`search` to rank without encoding again."""
+        self._ctx.check_open()
+        if isinstance(queries, str) or not all(isinstance(q, str) for q in queries):
+            raise InvalidInputError("encode_queries takes a list of query texts")
+        return page_encoding.query_vectors(self._ctx, list(queries))
 
     def count(self) -> int:
         """Pages in the store, counted in SQL."""

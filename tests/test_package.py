@@ -51,6 +51,7 @@ def _loaded_after(statement: str) -> set[str]:
         ("from latestore import Page, StoreConfig, errors", set()),
         ("import latestore.store", set()),
         ("import latestore.index.maxsim", {"torch"}),
+        ("import latestore.index.late_index", {"faiss"}),
         ("import latestore.encoders", set()),
     ],
 )

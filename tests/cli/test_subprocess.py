@@ -7,12 +7,17 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from latestore import Page
+from latestore.index.devices import gpu_nodes_present
 from tests.cli.conftest import cli_command, run_cli
+from tests.helpers import precomputed_store, unit_vectors
 
 
 def count_pages(db: Path) -> int:
@@ -148,3 +153,37 @@ def test_usage_errors_under_json_are_one_json_document(tmp_path: Path) -> None:
         report = json.loads(done.stdout)
         assert report["exit_code"] == 2 and report["error"], report
         assert "Error" in done.stderr or "error" in done.stderr
+
+
+_REPORT_HEAVY_IMPORTS = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('HEAVY=' + ','.join(m for m in ('torch', 'transformers')"
+    " if m in sys.modules), file=sys.stderr))\n"
+    "from latestore.cli.main import main\n"
+    "sys.argv = ['latestore', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+@pytest.mark.skipif(gpu_nodes_present(), reason="on a GPU machine the index asks torch for CUDA")
+@pytest.mark.parametrize(
+    "command",
+    [["info"], ["info", "--json"], ["reindex"], ["delete", "--external-id", "p1"]],
+)
+def test_commands_without_a_model_never_import_torch(tmp_path: Path, command: list[str]) -> None:
+    # Issue 13: info, delete and reindex took seconds importing torch through the index.
+    rng = np.random.default_rng(0)
+    db = tmp_path / "store.db"
+    with precomputed_store(db, dim=16) as store:
+        store.add_pages(
+            [Page(external_id=f"p{i}", vectors=unit_vectors(rng, 5, 16)) for i in range(3)]
+        )
+    done = subprocess.run(
+        [sys.executable, "-c", _REPORT_HEAVY_IMPORTS, *command, "--store", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY=\n" in done.stderr, done.stderr

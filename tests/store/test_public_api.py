@@ -226,3 +226,23 @@ def test_a_store_opened_without_its_index_writes_sql_and_loads_it_when_searched(
         lazy.close()
     with precomputed_store(store_url, DIM) as reopened:  # and every process agrees
         assert reopened.stats().pages == 5
+
+
+def test_encode_queries_gives_the_vectors_search_ranks_with(tmp_path: Path) -> None:
+    from latestore import Store
+
+    with Store.open(tmp_path / "s.db") as store:
+        store.add_pages(
+            [Page(text=t) for t in ("wind tunnels for aircraft", "bread and butter", "jet nozzles")]
+        )
+        encoded = store.encode_queries(["aircraft wind tunnel", "butter"])
+        assert [v.shape[1] for v in encoded] == [store.dim, store.dim]
+        assert all(v.dtype == np.float32 for v in encoded)
+        by_text = store.search_many(["aircraft wind tunnel", "butter"], k=3)
+        by_vectors = store.search_many(encoded, k=3)
+        assert [[(h.page_id, h.score) for h in hits] for hits in by_text] == [
+            [(h.page_id, h.score) for h in hits] for hits in by_vectors
+        ]
+        for bad in ("one string, not a list", [np.zeros((2, store.dim))], ["   "]):
+            with pytest.raises(InvalidInputError):
+                store.encode_queries(bad)  # type: ignore[arg-type]
