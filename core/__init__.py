@@ -41,7 +41,14 @@ if TYPE_CHECKING:
         UnknownFilterFieldError,
         UnknownFilterOperatorError,
     )
-    from latestore.models import Page, SearchHit, StoreConfig, StoredPage, StoreStats
+    from latestore.models import (
+        Page,
+        SearchHit,
+        StoreConfig,
+        StoredPage,
+        StoreStats,
+        WrittenPages,
+    )
     from latestore.store import Store
 
 __version__ = "0.2.0"
@@ -77,6 +84,7 @@ __all__ = [
     "StoredPage",
     "UnknownFilterFieldError",
     "UnknownFilterOperatorError",
+    "WrittenPages",
     "__version__",
     "errors",
 ]
@@ -90,6 +98,7 @@ _EXPORTS: dict[str, str] = {
     "StoredPage": "latestore.models",
     "StoreConfig": "latestore.models",
     "StoreStats": "latestore.models",
+    "WrittenPages": "latestore.models",
     "Encoder": "latestore.encoders",
     "PageContent": "latestore.encoders",
     "PrecomputedVectors": "latestore.encoders",

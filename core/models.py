@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -189,6 +190,34 @@ class StoredPage(PageRecord):
             "StoredPage.rank is always 0 and will be removed; a stored page has no rank"
         )
         return 0
+
+
+class WrittenPages(list[int]):
+    """What ``add_pages`` / ``upsert_pages`` return: the page ids, in input order, plus
+    how many of the pages the call ``added``, ``updated`` in place, or found stored
+    identically and left ``unchanged``. Counted inside the write transaction, so a page
+    another writer stored first is counted as what this call did to it."""
+
+    def __init__(
+        self, ids: Iterable[int] = (), *, added: int = 0, updated: int = 0, unchanged: int = 0
+    ) -> None:
+        super().__init__(ids)
+        self.added = added
+        self.updated = updated
+        self.unchanged = unchanged
+
+    def extend_with(self, more: WrittenPages) -> None:
+        """Append another batch's ids and counts (a streamed write)."""
+        self.extend(more)
+        self.added += more.added
+        self.updated += more.updated
+        self.unchanged += more.unchanged
+
+    def __repr__(self) -> str:
+        return (
+            f"WrittenPages({list.__repr__(self)}, added={self.added}, "
+            f"updated={self.updated}, unchanged={self.unchanged})"
+        )
 
 
 class StoreStats(BaseModel):

@@ -53,7 +53,7 @@ from latestore.ingest.pipeline import (
     discover,
 )
 from latestore.ingest.sources import estimate_pages
-from latestore.models import Page
+from latestore.models import Page, WrittenPages
 from latestore.store import Store
 from latestore.store.sql import to_url
 
@@ -83,7 +83,6 @@ class _FileState:
 class _Pending:
     page: Page
     file: _FileState
-    existed: bool
     key: str
     encoded: EncodedPage
 
@@ -232,7 +231,7 @@ def _take(run: _Run, row: Mapping[str, Any]) -> None:
         metadata=info["metadata"],
     )
     counts = EncodedPage(vectors, encoded["text_tokens"], encoded["tokens_dropped"])
-    run.batch.append(_Pending(page, state, bool(info["existed"]), encoded["key"], counts))
+    run.batch.append(_Pending(page, state, encoded["key"], counts))
     if len(run.batch) >= run.options.batch_size:
         _flush(run)
 
@@ -269,7 +268,7 @@ def _flush(run: _Run) -> None:
         run.replay.provide(item.key, item.encoded)
     try:
         try:
-            ids: list[int] | None = run.store.upsert_pages([item.page for item in batch])
+            ids: WrittenPages | None = run.store.upsert_pages([item.page for item in batch])
         except PAGE_ERRORS:
             ids = None  # something in the batch is bad: retry file by file below
         if ids is not None:
@@ -293,14 +292,14 @@ def _flush(run: _Run) -> None:
         run.replay.forget()
 
 
-def _credit(run: _Run, items: list[_Pending], ids: list[int]) -> None:
+def _credit(run: _Run, items: list[_Pending], ids: WrittenPages) -> None:
     count_cuts(run.store, ids, run.report)
+    # Counted by the write transaction: a page stored first by another run is unchanged.
+    run.report.pages_added += ids.added
+    run.report.pages_updated += ids.updated
+    run.report.pages_unchanged += ids.unchanged
     for item in items:
         item.file.done += 1
-        if item.existed:
-            run.report.pages_updated += 1
-        else:
-            run.report.pages_added += 1
     _advance(run, len(items))
     for state in {id(i.file): i.file for i in items}.values():
         _maybe_done(run, state)

@@ -172,7 +172,6 @@ class FileRenderer:
                 "page_number": draft.page_number,
                 "text": draft.text,
                 "metadata": metadata,
-                "existed": stored is not None,
                 "has_image": image is not None,
             }
             pages.append(_row(PAGE, str(path), info, image or b""))

@@ -43,7 +43,7 @@ from latestore.ingest.sources import (
     kind_of,
     open_source,
 )
-from latestore.models import Page
+from latestore.models import Page, WrittenPages
 
 if TYPE_CHECKING:
     from latestore.store import Store
@@ -209,7 +209,6 @@ class _FileState:
     path: Path
     status: str = "pending"
     failed: bool = False
-    written: int = 0
 
 
 @dataclass
@@ -271,7 +270,7 @@ class Ingestor:
             raise InvalidInputError(
                 f"encoder {store.encoder.name!r} cannot encode pages: {self._abilities.text_error}"
             )
-        self._batch: list[tuple[Page, _FileState, bool]] = []
+        self._batch: list[tuple[Page, _FileState]] = []
 
     def run(self, paths: Sequence[str | Path]) -> IngestReport:
         start = time.perf_counter()
@@ -311,7 +310,7 @@ class Ingestor:
             key = self._ingest_key(opened.kind, opened.sha256)
             present = stored_pages_of(self.store, document)
             keep: set[str] = set()
-            todo: list[tuple[PageDraft, str, bool]] = []
+            todo: list[tuple[PageDraft, str]] = []
             for draft in opened.drafts:
                 external_id = f"{document}#{draft.key}"
                 reason = self._skip_reason(draft, opened.kind)
@@ -327,7 +326,7 @@ class Ingestor:
                     self.report.pages_unchanged += 1
                     self._advance(1)
                 else:
-                    todo.append((draft, external_id, stored is not None))
+                    todo.append((draft, external_id))
             stale = [page_id for ext, (page_id, _) in present.items() if ext not in keep]
             if stale:
                 # Delete first: a crash afterwards leaves missing pages a re-run adds,
@@ -346,7 +345,7 @@ class Ingestor:
                 "ingest_key": key,
                 **({"dpi": options.dpi} if opened.kind == "pdf" else {}),
             }
-            for draft, external_id, existed in todo:
+            for draft, external_id in todo:
                 if state.failed:
                     break
                 try:
@@ -354,7 +353,7 @@ class Ingestor:
                 except PAGE_ERRORS as exc:
                     self._fail(state, f"page {draft.page_number}: {exc}")
                     break
-                self._batch.append((page, state, existed))
+                self._batch.append((page, state))
                 if len(self._batch) >= options.batch_size:
                     self._flush()
         finally:
@@ -414,33 +413,32 @@ class Ingestor:
         if not batch:
             return
         try:
-            ids = self.store.upsert_pages([page for page, _, _ in batch])
+            ids = self.store.upsert_pages([page for page, _ in batch])
             self._credit(batch, ids)
             return
         except PAGE_ERRORS:
             pass
         # Something in the batch is bad: retry file by file so only that file fails.
-        groups: dict[Path, list[tuple[Page, _FileState, bool]]] = {}
+        groups: dict[Path, list[tuple[Page, _FileState]]] = {}
         for item in batch:
             groups.setdefault(item[1].path, []).append(item)
         for group in groups.values():
             state = group[0][1]
             try:
-                ids = self.store.upsert_pages([page for page, _, _ in group])
+                ids = self.store.upsert_pages([page for page, _ in group])
             except PAGE_ERRORS as exc:
                 self._fail(state, f"{type(exc).__name__}: {exc}")
                 self._advance(len(group))
                 continue
             self._credit(group, ids)
 
-    def _credit(self, items: list[tuple[Page, _FileState, bool]], ids: list[int]) -> None:
+    def _credit(self, items: list[tuple[Page, _FileState]], ids: WrittenPages) -> None:
+        # The counts come from the write transaction itself: a page a concurrent run
+        # stored first, identically, is unchanged here, not added twice.
         count_cuts(self.store, ids, self.report)
-        for _, state, existed in items:
-            state.written += 1
-            if existed:
-                self.report.pages_updated += 1
-            else:
-                self.report.pages_added += 1
+        self.report.pages_added += ids.added
+        self.report.pages_updated += ids.updated
+        self.report.pages_unchanged += ids.unchanged
         self._advance(len(items))
 
     def _fail(self, state: _FileState, reason: str) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from latestore.deprecation import warn_deprecated
 from latestore.errors import DuplicateExternalIdError, InvalidInputError
 from latestore.index.codec import as_stored
-from latestore.models import Page
+from latestore.models import Page, WrittenPages
 from latestore.store.context import ProgressCallback, StoreContext
 from latestore.store.filters import matching_page_ids
 from latestore.store.maintenance import maybe_prune_changes, maybe_snapshot
@@ -92,9 +92,9 @@ def add_stream(
     batch_size: int | None,
     on_progress: ProgressCallback | None,
     upsert: bool | None,
-) -> list[int]:
+) -> WrittenPages:
     """Read, encode and commit ``size`` pages at a time; memory is bounded by the batch."""
-    ids: list[int] = []
+    ids = WrittenPages()
     seen: set[str] = set()
     while chunk := list(itertools.islice(pages, size)):
         named = [p.external_id for p in chunk if isinstance(p, Page) and p.external_id]
@@ -110,7 +110,7 @@ def add_stream(
         if on_progress is not None:
             base, read = len(ids), len(ids) + len(chunk)
             progress = functools.partial(_shifted, on_progress, base, read)
-        ids += add_batch(ctx, chunk, batch_size, progress, upsert)
+        ids.extend_with(add_batch(ctx, chunk, batch_size, progress, upsert))
     return ids
 
 
@@ -120,7 +120,7 @@ def add_batch(
     batch_size: int | None,
     on_progress: ProgressCallback | None,
     upsert: bool | None,
-) -> list[int]:
+) -> WrittenPages:
     """One transaction: all of ``items`` or nothing. Returns their page ids in order."""
     ctx.check_open()
     for item in items:
@@ -142,7 +142,7 @@ def add_batch(
         # so it need not wait for the write lock.
         if on_progress is not None:
             on_progress(len(items), len(items))
-        return [i for i in plan.page_ids(items) if i is not None]
+        return _written(plan, items)
     vectors: dict[int, PageEncoding] = {}
     while True:
         encode_missing(ctx, vectors, items, plan.to_write, batch_size, on_progress)
@@ -177,7 +177,21 @@ def add_batch(
         break
     if on_progress is not None:
         on_progress(len(items), len(items))
-    return [int(i) for i in ids if i is not None]
+    return _written(plan, items, ids)
+
+
+def _written(
+    plan: UpsertPlan, items: list[Page], ids: list[int | None] | None = None
+) -> WrittenPages:
+    """The batch's ids and counts, from the plan its transaction acted on."""
+    found = plan.page_ids(items) if ids is None else ids
+    updated = sum(1 for i in plan.to_write if items[i].external_id in plan.stored)
+    return WrittenPages(
+        (int(i) for i in found if i is not None),
+        added=len(plan.to_write) - updated,
+        updated=updated,
+        unchanged=len(items) - len(plan.to_write),
+    )
 
 
 def _prepared(

@@ -28,7 +28,7 @@ from latestore.deprecation import warn_deprecated
 from latestore.encoders import Encoder
 from latestore.encoders.windows import WindowSettings
 from latestore.errors import InvalidInputError, InvalidVectorError, StoreUnavailableError
-from latestore.models import Page, SearchHit, StoreConfig, StoredPage, StoreStats
+from latestore.models import Page, SearchHit, StoreConfig, StoredPage, StoreStats, WrittenPages
 from latestore.store import page_encoding, page_writer, reader, searcher
 from latestore.store.context import ProgressCallback, StoreContext
 from latestore.store.fulltext import LexicalSearch, engine_analyzer
@@ -244,8 +244,9 @@ class Store:
         on_progress: ProgressCallback | None = None,
         upsert: bool | None = None,
         commit_every: int | None = None,
-    ) -> list[int]:
-        """Encode and store new pages; returns their page ids, in order.
+    ) -> WrittenPages:
+        """Encode and store new pages; returns their page ids, in order, as a
+        :class:`~latestore.WrittenPages` list that also counts added/updated/unchanged.
 
         Pages whose ``external_id`` is already stored: ``upsert=False`` refuses them
         (DuplicateExternalIdError, nothing written); ``upsert=True`` is
@@ -276,7 +277,7 @@ class Store:
         batch_size: int | None = None,
         on_progress: ProgressCallback | None = None,
         commit_every: int | None = None,
-    ) -> list[int]:
+    ) -> WrittenPages:
         """Add pages, replacing in place (same page id) those whose ``external_id`` is
         stored; unchanged pages (content and metadata) are left alone and not encoded.
         Atomicity and memory as :meth:`add_pages`."""
@@ -289,7 +290,7 @@ class Store:
         on_progress: ProgressCallback | None,
         upsert: bool | None,
         commit_every: int | None,
-    ) -> list[int]:
+    ) -> WrittenPages:
         self._ctx.check_open()
         if commit_every is not None and (
             isinstance(commit_every, bool) or not isinstance(commit_every, int) or commit_every < 1

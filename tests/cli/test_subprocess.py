@@ -96,9 +96,17 @@ def test_two_ingests_of_one_folder_at_once_both_succeed(tmp_path: Path) -> None:
         for _ in range(2)
     ]
     outputs = [run.communicate(timeout=300) for run in runs]
+    reports = []
     for run, (stdout, stderr) in zip(runs, outputs, strict=True):
         assert run.returncode == 0, stderr.decode()
-        assert json.loads(stdout)["failed"] == []
+        reports.append(json.loads(stdout))
+        assert reports[-1]["failed"] == []
+    # Each new page is counted as added by exactly one run; the other found it stored
+    # identically (before planning, or under the write lock) and counts it unchanged.
+    assert sum(r["pages_added"] for r in reports) == len(texts) - 1
+    for report in reports:
+        assert report["pages_updated"] == 0
+        assert report["pages_added"] + report["pages_unchanged"] == len(texts)
     with sqlite3.connect(db) as conn:
         found = dict(conn.execute("SELECT external_id, id FROM ls_pages").fetchall())
     expected = {f"{(folder / f'doc{i:02d}.txt').as_posix()}#page=1" for i in range(len(texts))}

@@ -246,3 +246,28 @@ def test_encode_queries_gives_the_vectors_search_ranks_with(tmp_path: Path) -> N
         for bad in ("one string, not a list", [np.zeros((2, store.dim))], ["   "]):
             with pytest.raises(InvalidInputError):
                 store.encode_queries(bad)  # type: ignore[arg-type]
+
+
+def test_writes_count_what_they_added_updated_and_left_unchanged(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    with precomputed_store(tmp_path / "s.db", DIM) as store:
+        first = pages(rng, 4)
+        ids = store.add_pages(first, upsert=False)
+        assert ids == store.page_ids() and isinstance(ids, list)
+        assert (ids.added, ids.updated, ids.unchanged) == (4, 0, 0)
+        again = store.upsert_pages(first)
+        assert again == ids and (again.added, again.updated, again.unchanged) == (0, 0, 4)
+        changed = [
+            first[0].model_copy(update={"metadata": {"i": 99}}),
+            *first[1:],
+            *pages(rng, 6)[4:],
+        ]
+        mixed = store.upsert_pages(changed)
+        assert (mixed.added, mixed.updated, mixed.unchanged) == (2, 1, 3)
+        streamed = store.upsert_pages(iter(changed), commit_every=2)
+        assert streamed == mixed and (streamed.added, streamed.updated, streamed.unchanged) == (
+            0,
+            0,
+            6,
+        )
+        assert "added=0, updated=0, unchanged=6" in repr(streamed)
