@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from latestore.encoders import Encoder, default_encoder
 from latestore.encoders.windows import WINDOW_OPTIONS, WindowSettings, as_windowed
 from latestore.errors import EncoderError, EncoderMismatchError, InvalidInputError
-from latestore.migrations.runner import current_revision, head_revision, upgrade
+from latestore.migrations.runner import at_head, upgrade
 from latestore.models import BUILD_TIME_FIELDS, StoreConfig
 from latestore.store import fulltext
 from latestore.store.schema import StoreRow
@@ -32,7 +32,7 @@ def migrate(engine: Engine) -> None:
     after the other, and the second finds the schema made.
     """
     with engine.connect() as conn:
-        if current_revision(conn) == head_revision():
+        if at_head(conn):
             return
     with engine.connect() as conn:
         conn.execution_options(sqlite_begin="IMMEDIATE")

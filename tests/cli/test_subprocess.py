@@ -195,3 +195,22 @@ def test_commands_without_a_model_never_import_torch(tmp_path: Path, command: li
     )
     assert done.returncode == 0, done.stderr
     assert "HEAVY=\n" in done.stderr, done.stderr
+
+
+def test_a_logged_warning_carries_one_latestore_prefix(tmp_path: Path) -> None:
+    # Issue 13 saw "latestore: latestore: ..." on stderr. A damaged snapshot makes the
+    # index log a warning while `info` opens the store; it must read naturally.
+    rng = np.random.default_rng(1)
+    db = tmp_path / "store.db"
+    with precomputed_store(db, dim=16) as store:
+        store.add_pages([Page(vectors=unit_vectors(rng, 5, 16)) for _ in range(3)])
+        store.reindex()
+    snapshots = list((tmp_path / "store.db.index").glob("*.snapshot"))
+    assert snapshots
+    for snapshot in snapshots:
+        snapshot.write_bytes(b"not a snapshot" * 10)
+    result = run_cli("info", "--store", str(db), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "index snapshot" in result.stderr
+    assert "latestore: latestore:" not in result.stderr
+    assert result.stderr.count("latestore:") == result.stderr.count("index snapshot")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,14 @@ from sqlalchemy import create_engine, text
 
 from latestore import PrecomputedVectors, Store
 from latestore.errors import SchemaVersionError
-from latestore.migrations.runner import VERSION_TABLE, current_revision, head_revision, upgrade
+from latestore.migrations.runner import (
+    HEAD_REVISION,
+    VERSION_TABLE,
+    at_head,
+    current_revision,
+    head_revision,
+    upgrade,
+)
 from latestore.store.fulltext import FTS_TABLE
 from latestore.store.schema import Base
 from latestore.store.sql import to_url
@@ -57,3 +66,33 @@ def test_newer_database_is_refused(store_url: str) -> None:
         conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999_from_the_future'"))
     with pytest.raises(SchemaVersionError, match="newer latestore"):
         Store.open(store_url, PrecomputedVectors(dim=4))
+
+
+def test_the_fast_head_check_agrees_with_alembic(store_url: str) -> None:
+    # Opening a store already at head skips Alembic entirely (at_head reads one row),
+    # so HEAD_REVISION must be Alembic's head and at_head must track the real state.
+    assert head_revision() == HEAD_REVISION
+    engine = create_engine(to_url(store_url))
+    with engine.connect() as conn:
+        assert not at_head(conn)  # no version table yet
+    with Store.open(store_url, PrecomputedVectors(dim=4)):
+        pass
+    with engine.connect() as conn:
+        assert at_head(conn)
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '0003_page_windows'"))
+    with engine.connect() as conn:
+        assert not at_head(conn)
+
+
+def test_opening_a_current_store_does_not_import_alembic(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    with Store.open(db, PrecomputedVectors(dim=4)):
+        pass
+    code = (
+        "import sys; from latestore import Store, PrecomputedVectors; "
+        f"Store.open({str(db)!r}, PrecomputedVectors(dim=4)).close(); "
+        "print(sorted(m for m in ('alembic', 'mako') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stderr
