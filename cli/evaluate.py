@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from latestore.cli.common import (
+    EncoderDtypeOption,
     EncoderOption,
     JsonOption,
     SearchMode,
@@ -84,6 +85,7 @@ def evaluate(
     ] = 100,
     batch_size: Annotated[int, typer.Option(help="Pages per write transaction.", min=1)] = 256,
     encoder: EncoderOption = None,
+    encoder_dtype: EncoderDtypeOption = None,
     windows: Annotated[
         bool,
         typer.Option(
@@ -112,7 +114,7 @@ def evaluate(
         target = store or str(Path(scratch) / "eval.db")
         try:
             chosen = [m.value for m in modes] if modes else ["maxsim"]
-            result = _run(target, encoder, data, k, batch_size, windows, chosen)
+            result = _run(target, encoder, encoder_dtype, data, k, batch_size, windows, chosen)
         except LatestoreError as exc:
             fail(str(exc))
     result.update(dataset=str(directory), gain_map=gain_map, store=store)
@@ -132,6 +134,7 @@ def encoder_spec(encoder: str) -> str:
 def _run(
     target: str,
     encoder: str | None,
+    encoder_dtype: str | None,
     data: Any,
     k: int,
     batch_size: int,
@@ -141,10 +144,12 @@ def _run(
     pages = beir_pages(data.corpus)
     # By name or folder (loaded once, by the store), so the window option reaches it.
     spec = None if encoder is None else encoder_spec(encoder)
-    options = {"windows": True} if windows else None
+    options: dict[str, Any] = {"windows": True} if windows else {}
+    if encoder_dtype:
+        options["dtype"] = encoder_dtype
     from latestore.store import Store  # torch and the model stack: only when used
 
-    with Store.open(target, spec, encoder_options=options) as opened:
+    with Store.open(target, spec, encoder_options=options or None) as opened:
         start = time.perf_counter()
         with ConsoleProgress(Console(stderr=True), label="encode corpus") as progress:
             progress.start(1, len(pages))

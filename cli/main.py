@@ -164,6 +164,10 @@ def print_summary(report: IngestReport) -> None:
         f"{len(report.skipped)} skipped in {report.seconds:.1f} s "
         f"({report.to_dict()['pages_per_second']} pages/s)"
     )
+    if report.files_taken_as:
+        out.print(
+            "read as: " + "; ".join(_taken_as(k, v) for k, v in report.files_taken_as.items())
+        )
     if report.folders_not_entered:
         out.print(
             f"{report.folders_not_entered} sub-folders not entered: add --recursive to ingest them"
@@ -183,6 +187,12 @@ def print_summary(report: IngestReport) -> None:
         out.print("[red]failed files:[/red]")
         for problem in report.failed:
             out.print(f"  {problem.path}: {problem.reason}")
+
+
+def _taken_as(kind: str, paths: list[str]) -> str:
+    """``"text: 2 files (README.md, notes.txt)"``, naming at most three."""
+    names = ", ".join(Path(p).name for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
+    return f"{kind}: {len(paths)} file{'s' if len(paths) != 1 else ''} ({names})"
 
 
 def parse_filter(filter_json: str | None) -> dict[str, Any] | None:

@@ -238,6 +238,8 @@ def _take(run: _Run, row: Mapping[str, Any]) -> None:
 
 def _planned(run: _Run, state: _FileState, plan: dict[str, Any]) -> None:
     state.planned = True
+    if "file_type" in plan:  # the file was opened (its type is known)
+        run.report.files_taken_as.setdefault(plan["file_type"], []).append(state.path)
     if plan["status"] == "failed":
         _fail(run, state, plan["reason"])
     if plan.get("stale") and not state.stale_deleted:

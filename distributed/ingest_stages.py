@@ -184,6 +184,7 @@ class FileRenderer:
             "unchanged": unchanged,
             "todo": len(pages),
             "kept": len(keep),
+            "file_type": opened.kind,
         }
         return [_row(FILE, str(path), plan), *pages]
 

@@ -117,6 +117,8 @@ class IngestReport:
     (an image for a text-only encoder); their pages are listed in ``skipped``.
     ``files_ignored`` counts files of unsupported types found inside folders, and
     ``folders_not_entered`` the sub-folders passed over without ``recursive``.
+    ``files_taken_as`` lists the files read, by the type they were read as, so that a
+    README or a queries file picked up from a data folder does not pass unnoticed.
     ``pages_truncated`` / ``tokens_dropped`` count the pages written in this run that
     the encoder could not read whole (past its ``max_page_tokens``, or past the model
     length with windows off) and the text tokens it left out.
@@ -137,6 +139,8 @@ class IngestReport:
     seconds: float = 0.0
     failed: list[FileProblem] = field(default_factory=list)
     skipped: list[SkippedPage] = field(default_factory=list)
+    # file type (pdf, image, text, jsonl) -> the files read as that type, in order
+    files_taken_as: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -305,6 +309,7 @@ class Ingestor:
             self._fail(state, str(exc))
             self._advance(1)
             return "failed"
+        self.report.files_taken_as.setdefault(opened.kind, []).append(str(state.path))
         try:
             document = document_key(state.path)
             key = self._ingest_key(opened.kind, opened.sha256)

@@ -145,6 +145,11 @@ def test_evaluate_on_a_small_beir_folder(tmp_path: Path, runner: CliRunner) -> N
     table = runner.invoke(app, ["evaluate", str(tmp_path), "--store", str(tmp_path / "e.db")])
     assert table.exit_code == 0 and "nDCG@10" in table.stdout and "overlap@10" in table.stdout
     assert runner.invoke(app, ["evaluate", str(tmp_path / "nope")]).exit_code == 2
+    # --encoder-dtype reaches the encoder: bf16 still ranks these right; a bad name fails.
+    bf16 = runner.invoke(app, ["evaluate", str(tmp_path), "--encoder-dtype", "bfloat16", "--json"])
+    assert bf16.exit_code == 0 and json.loads(bf16.stdout)["exhaustive"]["mrr10"] == 1.0
+    bad = runner.invoke(app, ["evaluate", str(tmp_path), "--encoder-dtype", "float7", "--json"])
+    assert bad.exit_code == 2 and "float7" in json.loads(bad.stdout)["error"]
 
 
 def test_gain_maps() -> None:

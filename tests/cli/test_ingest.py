@@ -149,3 +149,25 @@ def test_search_info_and_reindex_commands(corpus: dict[str, Any]) -> None:
     rebuilt = runner.invoke(app, ["reindex", "--store", db, "--json"])
     assert rebuilt.exit_code == 0, rebuilt.output
     assert json.loads(rebuilt.stdout)["tokens"] == details["tokens"]
+
+
+def test_summary_lists_what_each_file_was_read_as(corpus: dict[str, Any]) -> None:
+    # Issue 13: a README or a queries file in a data folder became pages silently.
+    taken = json.loads(corpus["result"].stdout)["files_taken_as"]
+    names = {kind: sorted(Path(p).name for p in paths) for kind, paths in taken.items()}
+    assert names["pdf"] == sorted(p.name for p in corpus["pdfs"])
+    assert names["text"] == ["guide.md", "notes.txt"]
+    assert names["jsonl"] == ["records.jsonl"]
+    assert {"red.png", "photo.jpg", "scan.webp", "fax.tiff"} <= set(names["image"])
+    assert not {"truncated.pdf", "encrypted.pdf"} & set(names["pdf"])  # never opened
+
+
+def test_console_summary_names_the_files_read_as_text(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    write_text_files(folder)
+    (folder / "README.md").write_text("# About this data\n\nQueries and a corpus.\n")
+    result = CliRunner().invoke(app, ["ingest", str(folder), "--store", str(tmp_path / "s.db")])
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.stdout.splitlines() if x.startswith("read as:"))
+    assert "text: 3 files (README.md, guide.md, notes.txt)" in line
+    assert "jsonl: 1 file (records.jsonl)" in line
