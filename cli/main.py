@@ -43,6 +43,7 @@ from latestore.cli.snippets import snippet
 from latestore.encoders.windows import DEFAULT_MAX_PAGE_TOKENS, WindowSettings
 from latestore.errors import LatestoreError
 from latestore.ingest import IngestOptions, Ingestor, IngestReport
+from latestore.store.filters import any_of
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -378,19 +379,20 @@ def delete(
         fail("give at least one --id, --external-id, --document or --filter")
     spec = parse_filter(filter_json)
     try:
+        names = [
+            *(documents or []),
+            *(Path(d).expanduser().resolve().as_posix() for d in documents or []),
+        ]
+        selected = any_of(
+            page_ids=ids or [],
+            external_ids=external_ids or [],
+            document_ids=sorted(set(names)),
+            spec=spec,
+        )
+        assert selected is not None  # one selector at least, checked above
         with open_existing(store, encoder, load_index=False) as opened:
-            wanted = list(ids or [])
-            if documents:
-                names = [
-                    *documents,
-                    *(Path(d).expanduser().resolve().as_posix() for d in documents),
-                ]
-                wanted += opened.page_ids({"document_id": {"$in": sorted(set(names))}})
-            removed = 0
-            if wanted or external_ids:
-                removed += opened.delete(wanted, external_ids=external_ids or [])
-            if spec is not None:
-                removed += opened.delete_where(spec)
+            # One transaction for every selector: a bad filter deletes nothing at all.
+            removed = opened.delete_where(selected)
             remaining = opened.count()
     except LatestoreError as exc:
         fail(str(exc))

@@ -31,6 +31,7 @@ from latestore.serve.schemas import (
 )
 from latestore.serve.service import Service
 from latestore.serve.settings import ServeSettings
+from latestore.store.filters import any_of
 
 if TYPE_CHECKING:
     from latestore.store import Store
@@ -206,16 +207,17 @@ def _routes(
 
     @app.post("/delete", response_model=DeleteResponse, tags=["writes"])
     async def delete(request: DeleteRequest) -> DeleteResponse:
-        """Delete pages by ids and external ids (one transaction) and/or by a filter
-        (evaluated inside its own transaction, as ``Store.delete_where``)."""
+        """Delete pages by ids, external ids and/or a filter, in one transaction (a bad
+        filter deletes nothing)."""
 
         def remove() -> int:
-            deleted = 0
-            if request.ids or request.external_ids:
-                deleted += store.delete(request.ids, external_ids=request.external_ids)
-            if request.filter is not None:
-                deleted += store.delete_where(request.filter)
-            return deleted
+            if request.filter is None:  # ids alone: chunked, however many
+                return store.delete(request.ids, external_ids=request.external_ids)
+            selected = any_of(
+                page_ids=request.ids, external_ids=request.external_ids, spec=request.filter
+            )
+            assert selected is not None
+            return store.delete_where(selected)
 
         return DeleteResponse(deleted=await writes.run(remove))
 

@@ -15,7 +15,7 @@ bound parameters, never as SQL text.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -86,6 +86,31 @@ def ids_where(session: Session, clause: ColumnElement[bool]) -> list[int]:
 def matching_page_ids(session: Session, spec: Mapping[str, Any]) -> list[int]:
     """Ids of the pages matching ``spec``, ascending: one parameterised SQL query."""
     return ids_where(session, filter_clause(session, spec))
+
+
+def any_of(
+    *,
+    page_ids: Sequence[int] = (),
+    external_ids: Sequence[str] = (),
+    document_ids: Sequence[str] = (),
+    spec: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """One filter for the pages selected in any of these ways (None: none given), so
+    that a delete by ids, documents and a filter together is one transaction and a bad
+    filter stops it before anything is deleted."""
+    parts: list[Mapping[str, Any]] = []
+    for field, values in (
+        ("page_id", page_ids),
+        ("external_id", external_ids),
+        ("document_id", document_ids),
+    ):
+        if values:
+            parts.append({field: {"$in": list(values)}})
+    if spec is not None:
+        parts.append(spec)
+    if not parts:
+        return None
+    return dict(parts[0]) if len(parts) == 1 else {"$or": parts}
 
 
 def kind_of(value: Any) -> str:

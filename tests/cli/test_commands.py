@@ -105,10 +105,16 @@ def test_delete_by_document_external_id_and_page_id(tmp_path: Path, runner: CliR
     assert ingest(runner, str(tmp_path), "--store", db)["pages_added"] == 3
     unknown = runner.invoke(app, ["delete", "--store", db, "--filter", '{"colour": "red"}'])
     assert unknown.exit_code != 0 and "colour" in unknown.stderr
+    # Ids with a bad filter: one transaction, so the ids are not deleted either.
+    mixed = ["delete", "--store", db, "--document", str(tmp_path / "one.txt")]
+    refused = runner.invoke(app, [*mixed, "--filter", '{"colour": "red"}', "--json"])
+    assert refused.exit_code == 2 and "colour" in json.loads(refused.stdout)["error"]
+    overlap = runner.invoke(app, [*mixed, "--filter", '{"file_name": "two.txt"}', "--json"])
+    assert json.loads(overlap.stdout) == {"deleted": 2, "pages": 1}
     by_filter = runner.invoke(
         app, ["delete", "--store", db, "--filter", '{"file_type": "text"}', "--json"]
     )
-    assert json.loads(by_filter.stdout) == {"deleted": 3, "pages": 0}
+    assert json.loads(by_filter.stdout) == {"deleted": 1, "pages": 0}
 
 
 def test_reading_commands_refuse_a_missing_store(tmp_path: Path, runner: CliRunner) -> None:

@@ -107,6 +107,12 @@ async def test_delete_by_ids_external_ids_and_filter(
     assert again.status_code == 404
     nothing = await client.post("/delete", json={})
     assert nothing.status_code == 422
+    # Ids with a filter are one transaction: a bad filter leaves the ids' pages too.
+    count = served.store.count()
+    refused = await client.post("/delete", json={"ids": [8], "filter": {"no_such_key": 1}})
+    assert refused.status_code == 400 and served.store.count() == count
+    both = await client.post("/delete", json={"ids": [8], "filter": {"page_id": {"$in": [8, 9]}}})
+    assert both.json() == {"deleted": 2} and served.store.count() == count - 2
 
 
 async def test_info_health_and_readiness(client: httpx.AsyncClient) -> None:
