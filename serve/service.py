@@ -126,14 +126,17 @@ class Service:
         return out
 
     def _pages_alive(self, ids: list[int]) -> list[StoredPage]:
-        # A page deleted between ranking and now is simply not explained.
-        found = []
-        for page_id in ids:
+        # A page deleted between ranking and now is simply not explained. One read for
+        # all hits, again without those found missing; each retry drops at least one.
+        wanted = list(ids)
+        while True:
             try:
-                found.append(self.store.get(page_id))
-            except PageNotFoundError:
-                continue
-        return found
+                return self.store.get_many(wanted)
+            except PageNotFoundError as missing:
+                gone = set(missing.page_ids or ())
+                if not gone:
+                    raise
+                wanted = [i for i in wanted if i not in gone]
 
     def explain(self, query: QueryIn, page_id: int) -> Explanation:
         page = self.store.get(page_id)

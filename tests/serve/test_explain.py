@@ -185,3 +185,20 @@ def test_a_grid_cell_without_a_token_has_no_value() -> None:
     assert why.heatmap.values[0][0] == 1.0 and why.heatmap.values[0][1] == 0.0
     assert [m.cell for m in why.matches] == [None, (0, 0)]
     assert why.score == 2.0 and [m.share for m in why.matches] == [0.5, 0.5]
+
+
+def test_hits_deleted_after_ranking_are_left_out_of_explanations(tmp_path: Path) -> None:
+    # Service._pages_alive reads every hit in one query and retries without the pages a
+    # concurrent delete removed, instead of one read per hit.
+    from latestore.serve.service import Service
+    from latestore.serve.settings import ServeSettings
+    from tests.helpers import precomputed_store, unit_vectors
+
+    rng = np.random.default_rng(7)
+    with precomputed_store(tmp_path / "s.db", dim=8) as store:
+        ids = store.add_pages([Page(vectors=unit_vectors(rng, 3, 8)) for _ in range(6)])
+        store.delete([ids[1], ids[4]])
+        service = Service(store, ServeSettings(store=str(tmp_path / "s.db")))
+        alive = service._pages_alive([ids[5], ids[1], ids[0], 10**6, ids[4], ids[2]])
+        assert [p.page_id for p in alive] == [ids[5], ids[0], ids[2]]
+        assert service._pages_alive([ids[1]]) == []
