@@ -36,7 +36,6 @@ from latestore.cli.common import (
     open_store,
     print_json,
 )
-from latestore.cli.disk_usage import directory_bytes, sqlite_bytes
 from latestore.cli.evaluate import evaluate
 from latestore.cli.progress import ConsoleProgress
 from latestore.cli.snippets import snippet
@@ -44,6 +43,7 @@ from latestore.encoders.windows import DEFAULT_MAX_PAGE_TOKENS, WindowSettings
 from latestore.errors import LatestoreError
 from latestore.ingest import IngestOptions, Ingestor, IngestReport
 from latestore.store.filters import any_of
+from latestore.store.footprint import directory_bytes, sqlite_bytes
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
