@@ -4,7 +4,8 @@ PyLate pins transformers and sentence-transformers versions that latestore does 
 use, so it runs apart: this script builds tiny random checkpoints *with PyLate* (or,
 for the Stanford ``HF_ColBERT`` layout, loads one with PyLate's own converter), encodes
 the oracle's queries and documents with ``ColBERT.encode`` and writes, per case,
-the checkpoint, ``reference.npz`` and ``case.json`` under the output folder.
+the checkpoint, ``reference.npz``, ``tokens.npz`` (the input ids, attention masks and
+kept positions PyLate fed its model) and ``case.json`` under the output folder.
 ``tests/oracle/test_pylate_oracle.py`` then loads each checkpoint through latestore's
 registry in the main virtualenv and compares.
 
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.encoders.checkpoints import (
     PUNCTUATION,
     TINY,
+    WORDS,
     bert_tokenizer,
     modernbert_tokenizer,
     tiny_modernbert_config,
@@ -35,6 +37,11 @@ from tests.encoders.checkpoints import (
 from tests.oracle.texts import DOCUMENTS, QUERIES
 
 DIM = 16
+# jina-colbert-v2's markers; PyLate's model card for it passes these and attended expansion.
+JINA_MARKERS = ("[QueryMarker]", "[DocumentMarker]")
+# Punctuation sentencepiece also holds with a word-start mark, as XLM-R's vocabulary does
+# ("▁(" beside "("): PyLate's skiplist names only the bare piece.
+MARKED_PUNCTUATION = ("(", ".", ",", "-", "?")
 
 
 def _bert_base(folder: Path) -> Path:
@@ -56,7 +63,58 @@ def _modernbert_base(folder: Path) -> Path:
     return folder
 
 
-def _pylate_built(base: Callable[[Path], Path]) -> Callable[[Path], Any]:
+def xlmr_tokenizer(folder: Path) -> Any:
+    """A sentencepiece-style (Unigram + Metaspace) XLM-R tokenizer with Jina's markers."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import XLMRobertaTokenizer
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    pieces = [f"▁{w}" for w in WORDS] + ["▁", "s", "ed", *PUNCTUATION]
+    pieces += [f"▁{p}" for p in MARKED_PUNCTUATION]
+    vocab = [(t, 0.0) for t in specials] + [(p, -1.0 - i / 100) for i, p in enumerate(pieces)]
+    vocab.append(("<mask>", 0.0))
+    model = Tokenizer(models.Unigram(vocab, unk_id=3))
+    model.pre_tokenizer = pre_tokenizers.Metaspace()
+    model.decoder = decoders.Metaspace()
+    model.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", 0), ("</s>", 2)],
+    )
+    tokenizer = XLMRobertaTokenizer(
+        tokenizer_object=model,
+        bos_token="<s>",
+        eos_token="</s>",
+        cls_token="<s>",
+        sep_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+    )
+    tokenizer.add_tokens(list(JINA_MARKERS), special_tokens=True)
+    tokenizer.save_pretrained(str(folder))
+    return tokenizer
+
+
+def _xlmr_base(folder: Path) -> Path:
+    """A plain (absolute-position) XLM-RoBERTa: what PyLate 1.6.0 can run of Jina's setup."""
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    tokenizer = xlmr_tokenizer(folder)
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=66,
+        type_vocab_size=1,
+        layer_norm_eps=1e-5,
+        pad_token_id=tokenizer.pad_token_id,
+        **TINY,
+    )
+    XLMRobertaModel(config).save_pretrained(str(folder))
+    return folder
+
+
+def _pylate_built(base: Callable[[Path], Path], **settings: Any) -> Callable[[Path], Any]:
     """A PyLate ColBERT over a tiny base model, saved by PyLate into ``<out>/model``."""
 
     def build(out: Path) -> Any:
@@ -70,6 +128,7 @@ def _pylate_built(base: Callable[[Path], Path]) -> Callable[[Path], Any]:
             document_length=40,
             skiplist_words=PUNCTUATION,
             device="cpu",
+            **settings,
         )
         model.save(str(out / "model"))
         return models.ColBERT(model_name_or_path=str(out / "model"), device="cpu")
@@ -89,7 +148,32 @@ CASES: dict[str, Callable[[Path], Any]] = {
     "colbert-bert-pylate": _pylate_built(_bert_base),
     "colbert-hf_colbert": _stanford,
     "colbert-modernbert-pylate": _pylate_built(_modernbert_base),
+    # jina-colbert-v2's PyLate settings (markers, attended expansion) over XLM-RoBERTa.
+    "colbert-xlmr-jina-settings-pylate": _pylate_built(
+        _xlmr_base,
+        query_prefix=JINA_MARKERS[0],
+        document_prefix=JINA_MARKERS[1],
+        attend_to_expansion_tokens=True,
+    ),
 }
+
+
+def _token_features(model: Any, texts: list[str], *, is_query: bool) -> dict[str, np.ndarray]:
+    """What ``ColBERT.encode`` feeds the model for one batch, and which rows it keeps."""
+    features = model.tokenize(texts, is_query=is_query)
+    ids, attention = features["input_ids"], features["attention_mask"]
+    if not is_query:
+        keep = model.skiplist_mask(input_ids=ids, skiplist=model.skiplist) & attention.bool()
+    elif model.do_query_expansion:
+        keep = torch.ones_like(ids, dtype=torch.bool)
+    else:
+        keep = attention.bool()
+    side = "q" if is_query else "d"
+    return {
+        f"{side}_ids": ids.numpy(),
+        f"{side}_mask": attention.numpy(),
+        f"{side}_keep": keep.numpy(),
+    }
 
 
 def main(out_dir: Path) -> None:
@@ -104,6 +188,11 @@ def main(out_dir: Path) -> None:
         arrays = {f"q{i}": np.asarray(v, dtype=np.float32) for i, v in enumerate(queries)}
         arrays |= {f"d{i}": np.asarray(v, dtype=np.float32) for i, v in enumerate(documents)}
         np.savez(case / "reference.npz", **arrays)
+        np.savez(
+            case / "tokens.npz",
+            **_token_features(model, QUERIES, is_query=True),
+            **_token_features(model, DOCUMENTS, is_query=False),
+        )
         (case / "case.json").write_text(
             json.dumps(
                 {
