@@ -28,20 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.encoders.checkpoints import (
     PUNCTUATION,
     TINY,
-    WORDS,
     bert_tokenizer,
     modernbert_tokenizer,
     tiny_modernbert_config,
     write_hf_colbert,
 )
+from tests.oracle.jina_reference import JINA_MARKERS, xlmr_tokenizer
 from tests.oracle.texts import DOCUMENTS, QUERIES
 
 DIM = 16
-# jina-colbert-v2's markers; PyLate's model card for it passes these and attended expansion.
-JINA_MARKERS = ("[QueryMarker]", "[DocumentMarker]")
-# Punctuation sentencepiece also holds with a word-start mark, as XLM-R's vocabulary does
-# ("▁(" beside "("): PyLate's skiplist names only the bare piece.
-MARKED_PUNCTUATION = ("(", ".", ",", "-", "?")
 
 
 def _bert_base(folder: Path) -> Path:
@@ -61,39 +56,6 @@ def _modernbert_base(folder: Path) -> Path:
     torch.manual_seed(0)
     ModernBertModel(tiny_modernbert_config(tokenizer)).save_pretrained(str(folder))
     return folder
-
-
-def xlmr_tokenizer(folder: Path) -> Any:
-    """A sentencepiece-style (Unigram + Metaspace) XLM-R tokenizer with Jina's markers."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import XLMRobertaTokenizer
-
-    specials = ["<s>", "<pad>", "</s>", "<unk>"]
-    pieces = [f"▁{w}" for w in WORDS] + ["▁", "s", "ed", *PUNCTUATION]
-    pieces += [f"▁{p}" for p in MARKED_PUNCTUATION]
-    vocab = [(t, 0.0) for t in specials] + [(p, -1.0 - i / 100) for i, p in enumerate(pieces)]
-    vocab.append(("<mask>", 0.0))
-    model = Tokenizer(models.Unigram(vocab, unk_id=3))
-    model.pre_tokenizer = pre_tokenizers.Metaspace()
-    model.decoder = decoders.Metaspace()
-    model.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>",
-        pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", 0), ("</s>", 2)],
-    )
-    tokenizer = XLMRobertaTokenizer(
-        tokenizer_object=model,
-        bos_token="<s>",
-        eos_token="</s>",
-        cls_token="<s>",
-        sep_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        mask_token="<mask>",
-    )
-    tokenizer.add_tokens(list(JINA_MARKERS), special_tokens=True)
-    tokenizer.save_pretrained(str(folder))
-    return tokenizer
 
 
 def _xlmr_base(folder: Path) -> Path:
