@@ -25,6 +25,7 @@ from tests.oracle.jina_reference import (
     reference_available,
     reference_vectors,
     write_reference_jina_colbert,
+    write_reference_jina_pylate,
     xlmr_tokenizer,
 )
 from tests.oracle.record import TOLERANCE
@@ -40,9 +41,12 @@ def _linear() -> torch.Tensor:
     return torch.randn(16, 32, generator=generator) * 0.1
 
 
-def _checkpoint(tmp_path: Path, config_style: str) -> Path:
+def _checkpoint(tmp_path: Path, config_style: str, layout: str = "jina-colbert-v2") -> Path:
     xlmr_tokenizer(tmp_path / "tokenizer")
-    return write_reference_jina_colbert(
+    write = (
+        write_reference_jina_colbert if layout == "jina-colbert-v2" else write_reference_jina_pylate
+    )
+    return write(
         tmp_path / "jina",
         tokenizer_dir=tmp_path / "tokenizer",
         linear=_linear(),
@@ -52,11 +56,19 @@ def _checkpoint(tmp_path: Path, config_style: str) -> Path:
     )
 
 
+@pytest.mark.parametrize(
+    ("layout", "family"), [("jina-colbert-v2", "colbert-jina"), ("pylate", "pylate")]
+)
 @pytest.mark.parametrize("config_style", ["remote-code", "transformers"])
-def test_backbone_equals_transformers_port(tmp_path: Path, config_style: str) -> None:
-    folder = _checkpoint(tmp_path, config_style)
+def test_backbone_equals_transformers_port(
+    tmp_path: Path, config_style: str, layout: str, family: str
+) -> None:
+    """Both layouts a Jina ColBERT ships in: colbert-ai's (the published checkpoint) and
+    PyLate's (what ``ColBERT.save`` writes after loading or fine-tuning it)."""
+    folder = _checkpoint(tmp_path, config_style, layout)
     encoder = load_encoder(folder, device="cpu")
-    assert encoder.family == "colbert-jina"
+    assert encoder.family == family
+    assert encoder.prompts.attend_to_expansion and encoder.prompts.query_length == 12
     for texts, is_query in ((QUERIES, True), (DOCUMENTS, False)):
         ids, mask, keep = encoder._tokenize(list(texts), is_query=is_query)
         theirs = reference_vectors(folder, _linear(), ids.numpy(), mask.numpy(), keep.numpy())
@@ -125,3 +137,20 @@ def test_rotary_dim_equal_to_the_head_size_is_the_default(tmp_path: Path) -> Non
     config = json.loads((folder / "config.json").read_text()) | {"rotary_emb_dim": 16.0}
     (folder / "config.json").write_text(json.dumps(config))
     assert load_encoder(folder, device="cpu").dim == 16
+
+
+def test_skiplist_symbol_missing_from_the_vocabulary_skips_unknown_tokens(
+    tmp_path: Path,
+) -> None:
+    """PyLate converts each skiplist word to an id: a word the vocabulary lacks becomes the
+    unknown token's id, so unknown tokens are dropped from documents, as there."""
+    folder = _checkpoint(tmp_path, "remote-code")
+    text = "the cat Zebra sat"
+    plain = load_encoder(folder, device="cpu", skiplist=["("])
+    missing = load_encoder(folder, device="cpu", skiplist=["(", "§"])
+    ids, _, keep = missing._tokenize([text], is_query=False)
+    unknown = ids[0] == missing.tokenizer.unk_token_id
+    assert bool(unknown.any()) and not bool(keep[0][unknown].any())
+    dropped = int(unknown.sum())
+    counts = [e.encode_pages([PageContent(text=text)])[0].shape[0] for e in (plain, missing)]
+    assert counts[0] - counts[1] == dropped

@@ -32,6 +32,7 @@ __all__ = [
     "reference_name",
     "reference_vectors",
     "write_reference_jina_colbert",
+    "write_reference_jina_pylate",
     "xlmr_tokenizer",
 ]
 
@@ -113,6 +114,42 @@ def _remote_code_config(tokenizer: Any) -> dict[str, Any]:
     }
 
 
+def _reference_backbone(folder: Path, tokenizer: Any, seed: int) -> dict[str, torch.Tensor]:
+    """Build and save the port's backbone at ``<folder>-reference``; its saved tensors."""
+    from safetensors.torch import load_file
+    from transformers import JinaEmbeddingsV3Config, JinaEmbeddingsV3Model
+
+    config = JinaEmbeddingsV3Config(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA},
+        **TINY,
+    )
+    torch.manual_seed(seed)
+    model = JinaEmbeddingsV3Model(config, add_pooling_layer=True)
+    with torch.no_grad():  # default init leaves LayerNorms the identity
+        for name, parameter in model.named_parameters():
+            parameter.normal_(std=0.2)
+            if "layernorm" in name.lower() and name.endswith("weight"):
+                parameter.add_(1.0)
+    reference = _reference_dir(folder)
+    model.save_pretrained(str(reference))
+    return dict(load_file(reference / "model.safetensors"))
+
+
+def _reference_dir(folder: Path) -> Path:
+    return folder.parent / f"{folder.name}-reference"
+
+
+def _config(folder: Path, tokenizer: Any, config_style: str) -> dict[str, Any]:
+    if config_style == "remote-code":
+        return _remote_code_config(tokenizer)
+    if config_style == "transformers":
+        saved: dict[str, Any] = json.loads((_reference_dir(folder) / "config.json").read_text())
+        return saved
+    raise ValueError(f"unknown config style {config_style!r}")
+
+
 def write_reference_jina_colbert(
     folder: Path,
     *,
@@ -132,37 +169,18 @@ def write_reference_jina_colbert(
     port's own save is kept beside it (``<folder>-reference``) for
     :func:`reference_vectors`.
     """
-    from safetensors.torch import load_file, save_file
-    from transformers import AutoTokenizer, JinaEmbeddingsV3Config, JinaEmbeddingsV3Model
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
-    config = JinaEmbeddingsV3Config(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA},
-        **TINY,
-    )
-    torch.manual_seed(seed)
-    model = JinaEmbeddingsV3Model(config, add_pooling_layer=True)
-    with torch.no_grad():  # default init leaves LayerNorms the identity
-        for name, parameter in model.named_parameters():
-            parameter.normal_(std=0.2)
-            if "layernorm" in name.lower() and name.endswith("weight"):
-                parameter.add_(1.0)
-    reference = folder.parent / f"{folder.name}-reference"
-    model.save_pretrained(str(reference))
-    tensors = {f"roberta.{k}": v for k, v in load_file(reference / "model.safetensors").items()}
+    backbone = _reference_backbone(folder, tokenizer, seed)
+    tensors = {f"roberta.{k}": v for k, v in backbone.items()}
     tensors["linear.weight"] = linear.detach().float().contiguous()
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save_pretrained(str(folder))
-    if config_style == "remote-code":
-        write_json(folder / "config.json", _remote_code_config(tokenizer))
-    elif config_style == "transformers":
-        saved = json.loads((reference / "config.json").read_text())
-        write_json(folder / "config.json", saved | {"architectures": ["HF_ColBERT"]})
-    else:
-        raise ValueError(f"unknown config style {config_style!r}")
+    config = _config(folder, tokenizer, config_style) | {"architectures": ["HF_ColBERT"]}
+    write_json(folder / "config.json", config)
     write_json(
         folder / "artifact.metadata",
         {
@@ -172,6 +190,74 @@ def write_reference_jina_colbert(
             "doc_maxlen": document_length,
             "attend_to_mask_tokens": True,
             "mask_punctuation": True,
+        },
+    )
+    return folder
+
+
+def write_reference_jina_pylate(
+    folder: Path,
+    *,
+    tokenizer_dir: Path,
+    linear: torch.Tensor,
+    query_length: int,
+    document_length: int,
+    config_style: str = "remote-code",
+    seed: int = 0,
+) -> Path:
+    """The same backbone in PyLate's sentence-transformers layout (root + ``1_Dense/``).
+
+    What ``ColBERT.save`` writes for jina-colbert-v2 loaded with its remote code (or, with
+    ``config_style="transformers"``, with the port): the backbone's own save at the root,
+    the projection as a bias-free ``Dense`` and PyLate's prompt settings.
+    """
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+    backbone = _reference_backbone(folder, tokenizer, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(backbone, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(str(folder))
+    config = _config(folder, tokenizer, config_style)
+    if config_style == "remote-code":
+        config["architectures"] = ["XLMRobertaModel"]
+    write_json(folder / "config.json", config)
+    write_json(
+        folder / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
+        ],
+    )
+    out_features, in_features = linear.shape
+    write_json(
+        folder / "1_Dense" / "config.json",
+        {
+            "in_features": in_features,
+            "out_features": out_features,
+            "bias": False,
+            "activation_function": "torch.nn.modules.linear.Identity",
+            "use_residual": False,
+        },
+    )
+    save_file(
+        {"linear.weight": linear.detach().float().contiguous()},
+        str(folder / "1_Dense" / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
+    write_json(
+        folder / "config_sentence_transformers.json",
+        {
+            "model_type": "ColBERT",
+            "query_prefix": JINA_MARKERS[0],
+            "document_prefix": JINA_MARKERS[1],
+            "query_length": query_length,
+            "document_length": document_length,
+            "attend_to_expansion_tokens": True,
+            "do_query_expansion": True,
+            "skiplist_words": PUNCTUATION,
+            "similarity_fn_name": "MaxSim",
         },
     )
     return folder
@@ -193,7 +279,7 @@ def reference_vectors(
     from transformers import JinaEmbeddingsV3Model
 
     model = JinaEmbeddingsV3Model.from_pretrained(
-        str(folder.parent / f"{folder.name}-reference"), local_files_only=True
+        str(_reference_dir(folder)), local_files_only=True
     ).eval()
     with torch.inference_mode():
         hidden = model(
