@@ -6,7 +6,9 @@ class with these weight names and no rotary XLM-RoBERTa, and latestore never run
 remote code, so the architecture is re-implemented here with the *same parameter
 names* (``emb_ln``, ``encoder.layers.N.mixer.Wqkv``, ``norm1``, ``mlp.fc1``, ...) so
 that the checkpoint loads key for key. Flash attention is replaced by SDPA, which
-computes the same function.
+computes the same function. The vectors equal those of transformers' port of this
+backbone (``JinaEmbeddingsV3Model``) on checkpoints it saved
+(``tests/encoders/test_colbert_jina_reference.py``, ``tests/oracle/test_jina_oracle.py``).
 """
 
 from __future__ import annotations
