@@ -88,14 +88,16 @@ def _split_projection(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch
 
 
 def _prompts(meta: dict[str, Any], jina: bool, overrides: dict[str, Any]) -> PromptSettings:
-    # Jina's checkpoints were trained with their own markers and attended expansion.
+    # Jina's checkpoints were trained with their own markers and attended expansion (its
+    # card passes both to PyLate). Lengths absent from the metadata take PyLate's
+    # defaults, which are also colbert-ai's ColBERTConfig defaults: 32 and 180.
     query_marker = "[QueryMarker]" if jina else "[unused0]"
     document_marker = "[DocumentMarker]" if jina else "[unused1]"
     settings: dict[str, Any] = {
         "query_marker": meta.get("query_token_id", query_marker),
         "document_marker": meta.get("doc_token_id", document_marker),
         "query_length": int(meta.get("query_maxlen", 32)),
-        "document_length": int(meta.get("doc_maxlen", 8192 if jina else 220)),
+        "document_length": int(meta.get("doc_maxlen", 180)),
         "attend_to_expansion": bool(meta.get("attend_to_mask_tokens", jina)),
     }
     if not meta.get("mask_punctuation", True):

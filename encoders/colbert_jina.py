@@ -6,7 +6,9 @@ class with these weight names and no rotary XLM-RoBERTa, and latestore never run
 remote code, so the architecture is re-implemented here with the *same parameter
 names* (``emb_ln``, ``encoder.layers.N.mixer.Wqkv``, ``norm1``, ``mlp.fc1``, ...) so
 that the checkpoint loads key for key. Flash attention is replaced by SDPA, which
-computes the same function.
+computes the same function. The vectors equal those of transformers' port of this
+backbone (``JinaEmbeddingsV3Model``) on checkpoints it saved
+(``tests/encoders/test_colbert_jina_reference.py``, ``tests/oracle/test_jina_oracle.py``).
 """
 
 from __future__ import annotations
@@ -48,9 +50,21 @@ class JinaXLMRobertaConfig:
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> JinaXLMRobertaConfig:
+        """The forward-pass fields of a config.json; rotary variants it cannot run are refused.
+
+        Raises
+        ------
+        EncoderError
+            On a missing size field, non-rotary positions, an unknown activation, or a
+            rotary setting the remote code honours but this module does not compute.
+        """
         known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in config.items() if k in known}
+        theta = _rope_theta(config)
+        if theta is not None:
+            values["rotary_emb_base"] = theta
         try:
-            made = cls(**{k: v for k, v in config.items() if k in known})
+            made = cls(**values)
         except TypeError as exc:
             raise EncoderError(
                 f"config.json lacks a field of the Jina XLM-RoBERTa config: {exc}"
@@ -62,7 +76,49 @@ class JinaXLMRobertaConfig:
             )
         if made.hidden_act not in ("gelu", *_TANH_GELUS):
             raise EncoderError(f"unsupported activation {made.hidden_act!r} in a Jina checkpoint")
+        _refuse_rotary_variants(config, made.hidden_size // made.num_attention_heads)
         return made
+
+
+def _rope_theta(config: dict[str, Any]) -> float | None:
+    """The rotary base of a config written by transformers' ``JinaEmbeddingsV3Config``.
+
+    That port saves the base as ``rope_parameters.rope_theta`` (default 20000) and no
+    ``rotary_emb_base``; reading only the remote code's key would fall back to 10000.
+    """
+    rope = config.get("rope_parameters")
+    if rope is None:
+        return 20000.0 if config.get("model_type") == "jina_embeddings_v3" else None
+    if not isinstance(rope, dict):
+        raise EncoderError(f"rope_parameters must be a mapping, not {type(rope).__name__}")
+    if rope.get("rope_type", "default") != "default":
+        raise EncoderError(
+            f"rope_type {rope.get('rope_type')!r} is not supported for Jina checkpoints "
+            "(only 'default' rotary embeddings)"
+        )
+    theta = rope.get("rope_theta", 20000.0)
+    if not isinstance(theta, int | float) or isinstance(theta, bool):
+        raise EncoderError(f"rope_parameters.rope_theta must be a number, not {theta!r}")
+    return float(theta)
+
+
+def _refuse_rotary_variants(config: dict[str, Any], head_dim: int) -> None:
+    """The remote code reads three more rotary keys; only their defaults are computed here.
+
+    ``rotary_emb_dim`` (rotate only part of each head), ``rotary_emb_interleaved``
+    (GPT-J pairing instead of halves) and ``rotary_emb_scale_base`` (xPos scaling) would
+    each give other vectors, so a checkpoint that sets them is refused, not misread.
+    """
+    dim = config.get("rotary_emb_dim")
+    if dim is not None and dim != head_dim:
+        raise EncoderError(
+            f"rotary_emb_dim {dim} differs from the head size {head_dim}: partial rotary "
+            "embeddings are not supported for Jina checkpoints"
+        )
+    if config.get("rotary_emb_interleaved"):
+        raise EncoderError("interleaved rotary embeddings are not supported for Jina checkpoints")
+    if config.get("rotary_emb_scale_base") is not None:
+        raise EncoderError("xPos-scaled rotary embeddings are not supported for Jina checkpoints")
 
 
 class _Embeddings(nn.Module):

@@ -16,9 +16,16 @@ import string
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from latestore.encoders import colbert_loading as loading
 from latestore.encoders import colbert_options as kit
 from latestore.encoders.checkpoint import read_json_value
+from latestore.encoders.colbert_jina import (
+    JinaXLMRobertaConfig,
+    JinaXLMRobertaModel,
+    is_jina_flash_checkpoint,
+)
 from latestore.encoders.colbert_text import ColBERTNet, Projection, PromptSettings
 from latestore.errors import EncoderError
 
@@ -126,9 +133,17 @@ def load(model_dir: Path, **options: Any) -> Any:
         loading.read_tensors(files), ("model.", "bert.", "roberta.")
     )
     with_pooler = any(key.startswith("pooler.") for key in backbone_tensors)
-    backbone = loading.backbone_from_config(
-        kit.hf_config(config, model_dir), with_pooler=with_pooler
-    )
+    backbone: torch.nn.Module
+    if is_jina_flash_checkpoint(set(backbone_tensors)):
+        # A Jina backbone saved by PyLate: jina-colbert-v2 loaded with its remote code (or
+        # transformers' port, whose save converts back to these names) and saved again.
+        backbone = JinaXLMRobertaModel(
+            JinaXLMRobertaConfig.from_dict(config), with_pooler=with_pooler
+        )
+    else:
+        backbone = loading.backbone_from_config(
+            kit.hf_config(config, model_dir), with_pooler=with_pooler
+        )
     net = ColBERTNet(backbone, projection)
     named = {f"backbone.{k}": v for k, v in backbone_tensors.items()} | head
     loading.load_exact(net, named, source=f"checkpoint {model_dir}")

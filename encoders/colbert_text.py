@@ -233,21 +233,12 @@ class ColBERTEncoder(WindowedTextPages):
         return int(token_id)
 
     def _skiplist_ids(self) -> set[int]:
-        # ColBERT skips the first token of each symbol's encoding, PyLate the token
-        # spelled like the symbol. The first token is taken only when it *is* the symbol:
-        # sentencepiece vocabularies encode "!" as "▁", "!" and "▁" must survive.
-        unk = self.tokenizer.unk_token_id
-        ids: set[int] = set()
-        for symbol in self.prompts.skiplist:
-            direct = self.tokenizer.convert_tokens_to_ids(symbol)
-            if direct is not None and direct != unk:
-                ids.add(int(direct))
-            encoded = self.tokenizer.encode(symbol, add_special_tokens=False)
-            if encoded:
-                piece = self.tokenizer.convert_ids_to_tokens(encoded[0])
-                if isinstance(piece, str) and piece.lstrip("▁Ġ ") == symbol:
-                    ids.add(int(encoded[0]))
-        return ids
+        # PyLate, the reference, skips the vocabulary entry spelled like each symbol and
+        # nothing else: sentencepiece's word-start forms ("▁(") keep their vectors. A
+        # symbol the vocabulary lacks converts to the unknown token there, so unknown
+        # tokens are skipped too (never the case for BERT's or XLM-R's punctuation).
+        ids = (self.tokenizer.convert_tokens_to_ids(symbol) for symbol in self.prompts.skiplist)
+        return {int(token_id) for token_id in ids if token_id is not None}
 
     def _tokenize(
         self, texts: list[str], is_query: bool

@@ -26,9 +26,6 @@ UNTESTED: dict[str, str] = {
         "(`model.language_model.model.*`, `custom_text_proj`) and prompts (pages "
         "`<image>…<bos><bos>Describe the image.\\n`, queries `<bos>q<pad>×10`, no prefix)"
     ),
-    "colbert (Jina, jina-colbert-v2)": (
-        "reference backbone is Jina's remote code, not installable offline"
-    ),
 }
 
 

@@ -4,7 +4,8 @@ PyLate pins transformers and sentence-transformers versions that latestore does 
 use, so it runs apart: this script builds tiny random checkpoints *with PyLate* (or,
 for the Stanford ``HF_ColBERT`` layout, loads one with PyLate's own converter), encodes
 the oracle's queries and documents with ``ColBERT.encode`` and writes, per case,
-the checkpoint, ``reference.npz`` and ``case.json`` under the output folder.
+the checkpoint, ``reference.npz``, ``tokens.npz`` (the input ids, attention masks and
+kept positions PyLate fed its model) and ``case.json`` under the output folder.
 ``tests/oracle/test_pylate_oracle.py`` then loads each checkpoint through latestore's
 registry in the main virtualenv and compares.
 
@@ -32,6 +33,7 @@ from tests.encoders.checkpoints import (
     tiny_modernbert_config,
     write_hf_colbert,
 )
+from tests.oracle.jina_reference import JINA_MARKERS, xlmr_tokenizer
 from tests.oracle.texts import DOCUMENTS, QUERIES
 
 DIM = 16
@@ -56,7 +58,25 @@ def _modernbert_base(folder: Path) -> Path:
     return folder
 
 
-def _pylate_built(base: Callable[[Path], Path]) -> Callable[[Path], Any]:
+def _xlmr_base(folder: Path) -> Path:
+    """A plain (absolute-position) XLM-RoBERTa: what PyLate 1.6.0 can run of Jina's setup."""
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    tokenizer = xlmr_tokenizer(folder)
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=66,
+        type_vocab_size=1,
+        layer_norm_eps=1e-5,
+        pad_token_id=tokenizer.pad_token_id,
+        **TINY,
+    )
+    XLMRobertaModel(config).save_pretrained(str(folder))
+    return folder
+
+
+def _pylate_built(base: Callable[[Path], Path], **settings: Any) -> Callable[[Path], Any]:
     """A PyLate ColBERT over a tiny base model, saved by PyLate into ``<out>/model``."""
 
     def build(out: Path) -> Any:
@@ -70,6 +90,7 @@ def _pylate_built(base: Callable[[Path], Path]) -> Callable[[Path], Any]:
             document_length=40,
             skiplist_words=PUNCTUATION,
             device="cpu",
+            **settings,
         )
         model.save(str(out / "model"))
         return models.ColBERT(model_name_or_path=str(out / "model"), device="cpu")
@@ -89,7 +110,32 @@ CASES: dict[str, Callable[[Path], Any]] = {
     "colbert-bert-pylate": _pylate_built(_bert_base),
     "colbert-hf_colbert": _stanford,
     "colbert-modernbert-pylate": _pylate_built(_modernbert_base),
+    # jina-colbert-v2's PyLate settings (markers, attended expansion) over XLM-RoBERTa.
+    "colbert-xlmr-jina-settings-pylate": _pylate_built(
+        _xlmr_base,
+        query_prefix=JINA_MARKERS[0],
+        document_prefix=JINA_MARKERS[1],
+        attend_to_expansion_tokens=True,
+    ),
 }
+
+
+def _token_features(model: Any, texts: list[str], *, is_query: bool) -> dict[str, np.ndarray]:
+    """What ``ColBERT.encode`` feeds the model for one batch, and which rows it keeps."""
+    features = model.tokenize(texts, is_query=is_query)
+    ids, attention = features["input_ids"], features["attention_mask"]
+    if not is_query:
+        keep = model.skiplist_mask(input_ids=ids, skiplist=model.skiplist) & attention.bool()
+    elif model.do_query_expansion:
+        keep = torch.ones_like(ids, dtype=torch.bool)
+    else:
+        keep = attention.bool()
+    side = "q" if is_query else "d"
+    return {
+        f"{side}_ids": ids.numpy(),
+        f"{side}_mask": attention.numpy(),
+        f"{side}_keep": keep.numpy(),
+    }
 
 
 def main(out_dir: Path) -> None:
@@ -104,6 +150,11 @@ def main(out_dir: Path) -> None:
         arrays = {f"q{i}": np.asarray(v, dtype=np.float32) for i, v in enumerate(queries)}
         arrays |= {f"d{i}": np.asarray(v, dtype=np.float32) for i, v in enumerate(documents)}
         np.savez(case / "reference.npz", **arrays)
+        np.savez(
+            case / "tokens.npz",
+            **_token_features(model, QUERIES, is_query=True),
+            **_token_features(model, DOCUMENTS, is_query=False),
+        )
         (case / "case.json").write_text(
             json.dumps(
                 {

@@ -26,7 +26,12 @@ ORACLE_DIR = Path(
         "LATESTORE_PYLATE_ORACLE_DIR", Path(__file__).resolve().parents[2] / "build" / "pylate"
     )
 )
-CASES = ("colbert-bert-pylate", "colbert-hf_colbert", "colbert-modernbert-pylate")
+CASES = (
+    "colbert-bert-pylate",
+    "colbert-hf_colbert",
+    "colbert-modernbert-pylate",
+    "colbert-xlmr-jina-settings-pylate",
+)
 
 
 @pytest.mark.parametrize("case", CASES)
