@@ -83,13 +83,16 @@ def bert_tokenizer(folder: Path, extra: tuple[str, ...] = ()) -> Any:
     return tokenizer
 
 
-def xlmr_tokenizer(folder: Path, added: tuple[str, ...] = ()) -> Any:
-    """A sentencepiece-style (Unigram + Metaspace) XLM-RoBERTa tokenizer."""
+def xlmr_tokenizer(
+    folder: Path, added: tuple[str, ...] = (), extra_pieces: tuple[str, ...] = ()
+) -> Any:
+    """A sentencepiece-style (Unigram + Metaspace) XLM-RoBERTa tokenizer; ``added``
+    become special tokens, ``extra_pieces`` ordinary vocabulary entries."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import XLMRobertaTokenizer
 
     specials = ["<s>", "<pad>", "</s>", "<unk>"]
-    pieces = [f"▁{w}" for w in WORDS] + ["▁", "s", "ed", *PUNCTUATION]
+    pieces = [f"▁{w}" for w in WORDS] + ["▁", "s", "ed", *PUNCTUATION, *extra_pieces]
     vocab = [(t, 0.0) for t in specials] + [(p, -1.0 - i / 100) for i, p in enumerate(pieces)]
     vocab.append(("<mask>", 0.0))
     model = Tokenizer(models.Unigram(vocab, unk_id=3))

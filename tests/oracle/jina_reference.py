@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tests.encoders.checkpoints import JINA_CODE, PUNCTUATION, TINY, WORDS, write_json
+from tests.encoders.checkpoints import JINA_CODE, PUNCTUATION, TINY, write_json
+from tests.encoders.checkpoints import xlmr_tokenizer as shared_xlmr_tokenizer
 
 __all__ = [
     "JINA_MARKERS",
@@ -45,36 +46,11 @@ ROPE_THETA = 20000.0
 
 
 def xlmr_tokenizer(folder: Path) -> Any:
-    """A sentencepiece-style (Unigram + Metaspace) XLM-R tokenizer with Jina's markers."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import XLMRobertaTokenizer
-
-    specials = ["<s>", "<pad>", "</s>", "<unk>"]
-    pieces = [f"▁{w}" for w in WORDS] + ["▁", "s", "ed", *PUNCTUATION]
-    pieces += [f"▁{p}" for p in MARKED_PUNCTUATION]
-    vocab = [(t, 0.0) for t in specials] + [(p, -1.0 - i / 100) for i, p in enumerate(pieces)]
-    vocab.append(("<mask>", 0.0))
-    model = Tokenizer(models.Unigram(vocab, unk_id=3))
-    model.pre_tokenizer = pre_tokenizers.Metaspace()
-    model.decoder = decoders.Metaspace()
-    model.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>",
-        pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", 0), ("</s>", 2)],
+    """A sentencepiece-style (Unigram + Metaspace) XLM-R tokenizer with Jina's markers,
+    and word-start punctuation pieces ("▁(") that PyLate's skiplist must keep."""
+    return shared_xlmr_tokenizer(
+        folder, added=JINA_MARKERS, extra_pieces=tuple(f"▁{p}" for p in MARKED_PUNCTUATION)
     )
-    tokenizer = XLMRobertaTokenizer(
-        tokenizer_object=model,
-        bos_token="<s>",
-        eos_token="</s>",
-        cls_token="<s>",
-        sep_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        mask_token="<mask>",
-    )
-    tokenizer.add_tokens(list(JINA_MARKERS), special_tokens=True)
-    tokenizer.save_pretrained(str(folder))
-    return tokenizer
 
 
 def reference_available() -> bool:
