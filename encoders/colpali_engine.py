@@ -14,9 +14,15 @@ The network is the one transformers ships as ``ColPaliForRetrieval`` (PaliGemma'
 normed hidden state -> linear -> L2 norm), so the weights are renamed onto that class
 rather than colpali-engine being a dependency. The prompt contract is colpali-engine's
 (:data:`~latestore.encoders.prompts.COLPALI_ENGINE`), not the ``-hf`` processor's: no
-``Question:`` prefix and no trailing newline on queries. As in the reference, page
-tokens attend to each other in both directions (PaliGemma's prefix attention, selected
-by all-zero ``token_type_ids``) and query tokens attend causally.
+``Question:`` prefix and no trailing newline on queries.
+
+Attention is bidirectional over every token, queries and pages alike (PaliGemma's prefix
+attention, selected by all-zero ``token_type_ids``). That is what transformers 4.x, on
+which ColPali was trained, ran outside training, and what colpali-engine 0.3.18 on
+transformers 5 runs for a page or an unpadded query batch. For a *padded* query batch
+transformers 5 builds a causal mask instead (its padding mask ignores the config's
+``use_bidirectional_attention``), so the reference's query vectors change with their
+batch-mates; latestore's do not. The measured difference is in the README.
 """
 
 from __future__ import annotations
@@ -206,12 +212,13 @@ class ColPaliEngineEncoder:
 
     def _images(self, images: list[Any]) -> list[TokenVectors]:
         batch = self._tokenize([self.prompts.page_with_image(self._image_span)] * len(images))
-        # All-zero token types select PaliGemma's bidirectional prefix attention.
-        batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
         batch["pixel_values"] = self._images_in(images=images, return_tensors="pt")["pixel_values"]
         return self._run(batch)
 
     def _run(self, batch: dict[str, torch.Tensor]) -> list[TokenVectors]:
+        # All-zero token types select PaliGemma's bidirectional prefix attention, with or
+        # without padding in the batch (see the module docstring).
+        batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
         inputs = {k: v.to(self.device) for k, v in batch.items()}
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)

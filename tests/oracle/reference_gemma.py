@@ -173,6 +173,16 @@ class EngineColPali:
         self.processor = engine.ColPaliProcessor.from_pretrained(str(model_dir))
 
     def queries(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """One query at a time: unpadded, as a padded batch runs causally (see below)."""
+        return [_run(self.model, self.processor.process_queries(texts=[text]))[0] for text in texts]
+
+    def batched_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """All queries in one padded batch.
+
+        On transformers 5 a padded PaliGemma batch gets a causal mask, while an unpadded
+        one is left to SDPA's non-causal path (the config's bidirectional attention), so
+        these vectors depend on the batch; :meth:`queries` gives each query's own.
+        """
         return _run(self.model, self.processor.process_queries(texts=list(texts)))
 
     def pages(self, images: Sequence[Any]) -> list[np.ndarray]:

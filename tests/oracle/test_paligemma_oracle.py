@@ -119,10 +119,10 @@ def test_hf_network_equals_engine_on_the_same_inputs(
     queries = hf.run(engine.processor.process_queries(texts=inputs.QUERIES))
     pages = [hf.run(engine.processor.process_images(images=[image]))[0] for image in page_images]
     result = compare(
-        "colpali-hf network (converted weights, colpali-engine's inputs)",
+        "colpali-hf network (converted weights, colpali-engine inputs)",
         ENGINE_VERSION,
         (queries, pages),
-        theirs,
+        (engine.batched_queries(inputs.QUERIES), theirs[1]),
     )
     assert result.token_counts_equal
     assert result.max_abs_diff <= TOLERANCE, result
@@ -133,7 +133,7 @@ def test_latestore_hf_colpali_equals_transformers(hf_dir: Path, page_images: lis
     theirs = (hf.queries(inputs.QUERIES), hf.pages(page_images))
     encoder, ours = _ours(hf_dir, page_images)
     assert isinstance(encoder, ColVisionEncoder)
-    result = compare("colpali-hf (transformers' processor)", TRANSFORMERS_VERSION, ours, theirs)
+    result = compare("colpali-hf (transformers processor)", TRANSFORMERS_VERSION, ours, theirs)
     assert result.token_counts_equal
     assert result.max_abs_diff <= TOLERANCE, result
 
@@ -144,9 +144,7 @@ def test_hf_prompt_contract_is_a_measured_difference_from_the_engine(
     """Same weights, each library's own prompts: the -hf pipeline is not the engine's.
 
     transformers' ColPaliProcessor puts ``Question: `` before a query and a newline after
-    it, writes one ``<bos>`` after the image where colpali-engine's text yields two, and
-    returns token types for queries too, so its queries attend bidirectionally where
-    colpali-engine's attend causally.
+    it, and writes one ``<bos>`` after the image where colpali-engine's text yields two.
     """
     theirs = reference[1]
     hf = HfColPali(hf_dir)
@@ -161,16 +159,42 @@ def test_hf_prompt_contract_is_a_measured_difference_from_the_engine(
     score_diff = float((np.abs(ours_scores - theirs_scores) / np.abs(theirs_scores)).max())
     assert np.isfinite(score_diff) and score_diff > 1e-3
     Comparison(
-        "colpali-hf vs colpali-engine (same weights, each one's prompts)",
+        "colpali-hf vs colpali-engine (same weights, own prompts)",
         f"{ENGINE_VERSION}; {TRANSFORMERS_VERSION}",
         len(counts),
         False,
         float("inf"),
         score_diff,
         "known difference",
-        "the -hf processor adds `Question: ` and a newline to queries, which also attend "
-        "bidirectionally, and puts one `<bos>` after the image (engine: two)",
+        "the -hf processor adds `Question: ` and a newline to queries and puts one `<bos>` "
+        "after the image (engine: two)",
     ).write()
+
+
+def test_reference_padded_query_batches_are_a_measured_difference(
+    engine_dir: Path, reference: tuple[EngineColPali, Vectors], page_images: list[Any]
+) -> None:
+    """colpali-engine on transformers 5 runs a padded query batch causally, one query
+    bidirectionally; latestore runs every query bidirectionally, whatever its batch."""
+    engine, theirs = reference
+    batched = engine.batched_queries(inputs.QUERIES)
+    # Unpadded, the reference itself agrees with its one-at-a-time vectors...
+    longest = max(range(len(inputs.QUERIES)), key=lambda i: theirs[0][i].shape[0])
+    alone = engine.batched_queries([inputs.QUERIES[longest]] * 2)[0]
+    assert float(np.abs(alone - theirs[0][longest]).max()) <= TOLERANCE
+    # ...and padded, it does not, even for the row that needs no padding.
+    _, ours = _ours(engine_dir, page_images)
+    result = compare(
+        "colpali (colpali-engine, padded query batch)",
+        ENGINE_VERSION,
+        ours,
+        (batched, theirs[1]),
+        known_difference="the reference runs a padded query batch causally (transformers 5 "
+        "ignores PaliGemma's bidirectional attention once a padding mask is built); "
+        "latestore always runs bidirectionally, as the reference does on one query",
+    )
+    assert result.token_counts_equal
+    assert result.max_abs_diff > 1e-3 and result.status == "known difference"
 
 
 def test_served_engine_queries_match_colpali_engine(
