@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["COLPALI_ENGINE", "PROMPT_PRESETS", "QWEN_ENGINE", "PromptContract", "QwenPrompts"]
+__all__ = [
+    "COLGEMMA3_ENGINE",
+    "COLPALI_ENGINE",
+    "PROMPT_PRESETS",
+    "QWEN_ENGINE",
+    "PromptContract",
+    "QwenPrompts",
+]
 
 QWEN_VISION_SPAN = "<|vision_start|><|image_pad|><|vision_end|>"
 
@@ -63,6 +70,9 @@ COLPALI_ENGINE = PromptContract(
     image_prompt="Describe the image.",
     page_template="{image}<bos><bos>Describe the image.\n",
 )
+# colpali-engine's ColGemmaProcessor3: the checkpoint's chat template around one user
+# turn, "Query: " + query with no augmentation, or the image and "Describe this image".
+COLGEMMA3_ENGINE = PromptContract(query_prefix="Query: ", image_prompt="Describe this image")
 # -- end colpali-engine ColPali --
 
 # Kept for one release: the name the ColQwen encoders took their prompts under.

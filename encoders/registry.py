@@ -37,6 +37,7 @@ FAMILY_MODULES: list[str] = [
     "latestore.encoders.colbert",
     "latestore.encoders.colpali",
     "latestore.encoders.colpali_engine",  # paligemma branch: colpali-engine's ColPali
+    "latestore.encoders.colgemma3",  # paligemma branch: colpali-engine's ColGemma3
     "latestore.encoders.colqwen35",
     "latestore.encoders.colqwen3",
     "latestore.encoders.colqwen2_engine",

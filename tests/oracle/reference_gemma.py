@@ -214,3 +214,106 @@ class HfColPali:
 
     def pages(self, images: Sequence[Any]) -> list[np.ndarray]:
         return [self.run(self.processor.process_images(images=[image]))[0] for image in images]
+
+
+# -- ColGemma3 ---------------------------------------------------------------------------
+
+_GEMMA3_SPECIALS = [
+    "<pad>",
+    "<eos>",
+    "<bos>",
+    "<unk>",
+    "<mask>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
+]
+# Gemma 3's chat template, reduced to what one user turn of text and images uses.
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<start_of_turn>"
+    "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<start_of_image>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] | trim }}{% endif %}{% endfor %}"
+    "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def gemma3_tokenizer() -> Any:
+    """A character-level Gemma tokenizer with Gemma 3's turn and image tokens."""
+    import string
+
+    from transformers import GemmaTokenizer
+
+    chars = ["▁", "\n", *string.ascii_letters, *string.digits, *string.punctuation, *"éèà年度"]
+    tokenizer = GemmaTokenizer(
+        vocab={t: i for i, t in enumerate(_GEMMA3_SPECIALS + chars)},
+        merges=[],
+        extra_special_tokens={
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        },
+        chat_template=GEMMA3_CHAT_TEMPLATE,
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": _GEMMA3_SPECIALS[5:]})
+    return tokenizer
+
+
+def build_engine_colgemma3(out: Path) -> Path:
+    """A colpali-engine ColGemma3 checkpoint saved by the reference class itself."""
+    from transformers import Gemma3Config, Gemma3ImageProcessor
+
+    engine = import_engine()
+    tokenizer = gemma3_tokenizer()
+    image_processor = Gemma3ImageProcessor(
+        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    )
+    processor = engine.ColGemmaProcessor3(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_length=IMAGE_TOKENS,
+        chat_template=GEMMA3_CHAT_TEMPLATE,
+    )
+    ids = tokenizer.convert_tokens_to_ids
+    config = Gemma3Config(
+        text_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 16,
+            "vocab_size": len(tokenizer) + 8,
+            # Short enough that the long query runs past the sliding window.
+            "sliding_window": 16,
+            "layer_types": ["sliding_attention", "full_attention"],
+        },
+        vision_config={**TINY_SIGLIP, "vision_use_head": False},
+        mm_tokens_per_image=IMAGE_TOKENS,
+        boi_token_index=ids("<start_of_image>"),
+        eoi_token_index=ids("<end_of_image>"),
+        image_token_index=ids("<image_soft_token>"),
+    )
+    torch.manual_seed(0)
+    model = engine.ColGemma3(config).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+class EngineColGemma3:
+    """A ColGemma3 checkpoint loaded and run by colpali-engine."""
+
+    def __init__(self, model_dir: Path) -> None:
+        engine = import_engine()
+        self.model = engine.ColGemma3.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+        self.processor = engine.ColGemmaProcessor3.from_pretrained(str(model_dir))
+
+    def queries(self, texts: Sequence[str]) -> list[np.ndarray]:
+        return _run(self.model, self.processor.process_queries(list(texts)))
+
+    def pages(self, images: Sequence[Any]) -> list[np.ndarray]:
+        return [_run(self.model, self.processor.process_images([image]))[0] for image in images]
