@@ -298,6 +298,10 @@ def build_engine_colgemma3(out: Path) -> Path:
     )
     torch.manual_seed(0)
     model = engine.ColGemma3(config).eval()
+    # Gemma 3 initialises the image projection to zeros, which would make every page's
+    # image tokens alike; random values make the image reach the vectors.
+    with torch.no_grad():
+        model.multi_modal_projector.mm_input_projection_weight.normal_(std=0.5)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)

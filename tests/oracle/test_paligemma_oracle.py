@@ -87,6 +87,8 @@ def test_engine_colpali_equals_reference(
     assert result.token_counts_equal, [v.shape for v in ours[0] + ours[1]]
     assert result.max_abs_diff <= TOLERANCE, result
     assert encoder.dim == ours[0][0].shape[1] == 128  # colpali-engine's fixed projection
+    # Different pages give different vectors: the image reaches the output.
+    assert not np.allclose(ours[1][0], ours[1][1], atol=1e-3)
     # A page is its image tokens plus the prompt, whatever the page's size.
     assert {v.shape[0] for v in ours[1]} == {len(reference[0].page_ids(page_images[0]))}
 
