@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.encoders.vision_checkpoints import TINY_SIGLIP
+from tests.encoders.vision_checkpoints import TINY_SIGLIP, rename_weights
 from tests.oracle.reference import import_engine
 
 # A 28 px SigLIP tower with 14 px patches: 4 image tokens per page (ColPali-v1.3: 1024).
@@ -101,12 +101,19 @@ def _copy_processor_files(source: Path, out: Path) -> None:
 
 
 def hub_layout(engine_dir: Path, out: Path) -> Path:
-    """The same checkpoint under the names vidore/colpali-v1.3-merged was saved with."""
+    """The same checkpoint under the names vidore/colpali-v1.3-merged was saved with.
+
+    Its SigLIP tower keeps the ``vision_model.`` level, and the tied language-model head
+    is written out, as transformers 4 saves did.
+    """
     state = load_file(str(engine_dir / "model.safetensors"))
     renamed = {
         name.replace("model.vision_tower.", "model.vision_tower.vision_model."): tensor
         for name, tensor in state.items()
     }
+    # Older saves also wrote the (tied) language-model head.
+    embeddings = state["model.language_model.model.embed_tokens.weight"]
+    renamed["model.language_model.lm_head.weight"] = embeddings.clone()
     out.mkdir(parents=True, exist_ok=True)
     save_file(renamed, str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "config.json").write_bytes((engine_dir / "config.json").read_bytes())
@@ -143,6 +150,8 @@ def hf_layout(engine_dir: Path, out: Path) -> Path:
     model.config.architectures = ["ColPaliForRetrieval"]
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
+    # As vidore/colpali-v1.3-hf was saved: the SigLIP tower keeps `vision_model.`.
+    rename_weights(out, lambda k: k.replace("vlm.vision_tower.", "vlm.vision_tower.vision_model."))
     processor = ColPaliProcessor(
         image_processor=AutoImageProcessor.from_pretrained(str(engine_dir)),
         tokenizer=AutoTokenizer.from_pretrained(str(engine_dir)),
