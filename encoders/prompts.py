@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["PROMPT_PRESETS", "QWEN_ENGINE", "PromptContract", "QwenPrompts"]
+__all__ = [
+    "COLGEMMA3_ENGINE",
+    "COLPALI_ENGINE",
+    "PROMPT_PRESETS",
+    "QWEN_ENGINE",
+    "PromptContract",
+    "QwenPrompts",
+]
 
 QWEN_VISION_SPAN = "<|vision_start|><|image_pad|><|vision_end|>"
 
@@ -53,6 +60,21 @@ QWEN_ENGINE = PromptContract(
     page_template="<|im_start|>user\n{image}Describe the image.<|im_end|><|endoftext|>",
 )
 
+# -- colpali-engine ColPali (paligemma branch) --
+# colpali-engine's ColPaliProcessor: queries are <bos> + text + <pad> x10 (no prefix, no
+# newline); pages are "<image><bos>Describe the image." passed through PaliGemma's
+# processor, which adds a second <bos> after the image tokens and a final newline.
+COLPALI_ENGINE = PromptContract(
+    query_prefix="<bos>",
+    query_augmentation="<pad>" * 10,
+    image_prompt="Describe the image.",
+    page_template="{image}<bos><bos>Describe the image.\n",
+)
+# colpali-engine's ColGemmaProcessor3: the checkpoint's chat template around one user
+# turn, "Query: " + query with no augmentation, or the image and "Describe this image".
+COLGEMMA3_ENGINE = PromptContract(query_prefix="Query: ", image_prompt="Describe this image")
+# -- end colpali-engine ColPali --
+
 # Kept for one release: the name the ColQwen encoders took their prompts under.
 QwenPrompts = PromptContract
 
@@ -75,6 +97,7 @@ PROMPT_PRESETS: dict[str, PromptContract] = {
         page_template=QWEN_ENGINE.page_template,
     ),
     "colqwen-engine": QWEN_ENGINE,
+    "colpali-engine": COLPALI_ENGINE,  # paligemma branch
     "colqwen3": QWEN_ENGINE,
     "colqwen3.5": QWEN_ENGINE,
 }

@@ -36,6 +36,8 @@ FAMILY_MODULES: list[str] = [
     "latestore.encoders.colbert_pylate",
     "latestore.encoders.colbert",
     "latestore.encoders.colpali",
+    "latestore.encoders.colpali_engine",  # paligemma branch: colpali-engine's ColPali
+    "latestore.encoders.colgemma3",  # paligemma branch: colpali-engine's ColGemma3
     "latestore.encoders.colqwen35",
     "latestore.encoders.colqwen3",
     "latestore.encoders.colqwen2_engine",
