@@ -16,6 +16,8 @@ from dataclasses import dataclass
 __all__ = [
     "COLGEMMA3_ENGINE",
     "COLPALI_ENGINE",
+    "IDEFICS3_ENGINE",
+    "MODERNVBERT_ENGINE",
     "PROMPT_PRESETS",
     "QWEN_ENGINE",
     "PromptContract",
@@ -74,6 +76,21 @@ COLPALI_ENGINE = PromptContract(
 # turn, "Query: " + query with no augmentation, or the image and "Describe this image".
 COLGEMMA3_ENGINE = PromptContract(query_prefix="Query: ", image_prompt="Describe this image")
 # -- end colpali-engine ColPali --
+# -- idefics: colpali-engine's Idefics3Processor-based processors (ColModernVBert and
+# ColIdefics3; transformers' ColModernVBertProcessor writes the same text). No query
+# prefix; ten <end_of_utterance> as query augmentation; the page is a one-turn chat.
+_IDEFICS_PAGE = "User:{image}Describe the image.<end_of_utterance>\nAssistant:"
+MODERNVBERT_ENGINE = PromptContract(
+    query_augmentation="<end_of_utterance>" * 10,
+    image_prompt="Describe the image.",
+    page_template="<|begin_of_text|>" + _IDEFICS_PAGE,
+)
+IDEFICS3_ENGINE = PromptContract(
+    query_augmentation="<end_of_utterance>" * 10,
+    image_prompt="Describe the image.",
+    page_template="<|im_start|>" + _IDEFICS_PAGE,
+)
+# -- end idefics
 
 # Kept for one release: the name the ColQwen encoders took their prompts under.
 QwenPrompts = PromptContract
@@ -100,4 +117,6 @@ PROMPT_PRESETS: dict[str, PromptContract] = {
     "colpali-engine": COLPALI_ENGINE,  # paligemma branch
     "colqwen3": QWEN_ENGINE,
     "colqwen3.5": QWEN_ENGINE,
+    "colmodernvbert": MODERNVBERT_ENGINE,  # idefics
+    "colidefics3": IDEFICS3_ENGINE,  # idefics
 }

@@ -1,0 +1,47 @@
+"""ColModernVBert checkpoints as colpali-engine saves them (ModernVBERT/colmodernvbert).
+
+colpali-engine 0.3.18's ``ColModernVBert`` is transformers' ``ModernVBertModel`` plus
+``custom_text_proj`` (``model_type: modernvbert``, architectures ``ColModernVBert``).
+Its ``save_pretrained`` writes the text tower and the projection under the PEFT-style
+names it loads from (``base_model.model.model.text_model.*``,
+``base_model.model.custom_text_proj.*``) and the vision tower and connector under
+``model.*``; both spellings are read. The transformers-native ``-hf`` checkpoints
+(ModernVBERT/colmodernvbert-merged, ``model_type: colmodernvbert``) go through
+:mod:`latestore.encoders.colpali` instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from latestore.encoders.idefics_engine import IdeficsEngineEncoder
+from latestore.encoders.prompts import MODERNVBERT_ENGINE
+from latestore.encoders.vision_common import architectures
+
+__all__ = ["ColModernVBertEngineEncoder", "detect", "load"]
+
+
+class ColModernVBertEngineEncoder(IdeficsEngineEncoder):
+    """Page-image and query vectors from a colpali-engine ColModernVBert checkpoint."""
+
+    family = "colmodernvbert"
+    config_class = "ModernVBertConfig"
+    model_class = "ModernVBertModel"
+    backbone_prefixes = ("base_model.model.model.", "model.")
+    projection_prefixes = ("base_model.model.custom_text_proj.", "custom_text_proj.")
+    contract = MODERNVBERT_ENGINE
+
+    @staticmethod
+    def _image_seq_len(config: Any) -> int:
+        vision = config.vision_config
+        side = int(vision.image_size) // int(vision.patch_size)
+        return side * side // int(config.pixel_shuffle_factor) ** 2
+
+
+def detect(model_dir: Path, config: dict[str, Any]) -> bool:
+    return "ColModernVBert" in architectures(config)
+
+
+def load(model_dir: Path, **options: Any) -> ColModernVBertEngineEncoder:
+    return ColModernVBertEngineEncoder(model_dir, **options)
