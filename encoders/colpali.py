@@ -191,5 +191,31 @@ class ColVisionEncoder:
         inputs = {k: v.to(self.device) for k, v in batch.items() if k != "labels"}
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        if self.family == "colqwen2" and "image_grid_thw" in inputs:
+            inputs["position_ids"] = _qwen_image_positions(self._model, inputs)
         embeddings = self._model(**inputs).embeddings
         return split_by_mask(embeddings, inputs["attention_mask"])
+
+
+# -- idefics (oracle, issue 15): M-RoPE positions for the -hf ColQwen2 ---------------
+def _qwen_image_positions(model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The 3D (M-RoPE) position ids of a page batch, as colpali-engine's ColQwen2 runs.
+
+    transformers' ``ColQwen2ForRetrieval`` hands its backbone ``inputs_embeds`` only, so
+    without these the backbone cannot place image tokens on their (h, w) grid and numbers
+    them like text: page vectors then differ from colpali-engine's (measured 6e-4 max abs
+    on the tiny oracle checkpoint, 0 with the positions passed).
+    """
+    vlm = model.vlm
+    input_ids = inputs["input_ids"]
+    image_token = int(model.config.vlm_config.image_token_id)
+    positions, _ = vlm.get_rope_index(
+        input_ids,
+        mm_token_type_ids=(input_ids == image_token).int(),
+        image_grid_thw=inputs["image_grid_thw"],
+        attention_mask=inputs["attention_mask"],
+    )
+    return positions  # type: ignore[no-any-return]
+
+
+# -- end idefics
