@@ -162,8 +162,14 @@ class ColVisionEncoder:
         if min_pixels is not None or max_pixels is not None:
             raise EncoderError(f"{self.family} has no pixel budget; min/max_pixels are for ColQwen")
         if self.family == "colmodernvbert":
-            if max_image_size is not None:
-                image_processor.max_image_size = {"longest_edge": max_image_size}
+            # idefics (issue 15): the tile edge is the vision tower's input size (its position
+            # embeddings are for that size only); any other value failed at encode time.
+            tile = int(image_processor.max_image_size["longest_edge"])
+            if max_image_size is not None and max_image_size != tile:
+                raise EncoderError(
+                    f"colmodernvbert tiles are {tile} px (the vision tower's input size); "
+                    f"max_image_size={max_image_size} cannot change it"
+                )
             if image_splitting is not None:
                 image_processor.do_image_splitting = image_splitting
             return {

@@ -10,10 +10,12 @@ onto it by name (strictly: a weight with no home is refused), transformers'
 ``Idefics3Processor`` with the checkpoint's image processor and tokenizer, and the
 contract's text. Per token: last hidden state -> projection -> L2 norm.
 
-Visual tokens per page: the page is resized so its longest edge is the image processor's
-``size["longest_edge"]``, cut into tiles of ``max_image_size`` (when ``image_splitting``)
-plus one global view, each tile ``image_seq_len`` tokens; ``max_image_size`` and
-``image_splitting`` are the budget knobs, as for the ``-hf`` ColModernVBert.
+Visual tokens per page: the page is resized so its longest edge is ``longest_edge``
+pixels (the image processor's ``size``), cut into tiles of the vision tower's input size
+(when ``image_splitting``) plus one global view, each tile ``image_seq_len`` tokens. So
+``longest_edge`` and ``image_splitting`` are the budget knobs; the tile edge
+(``max_image_size``) is fixed by the tower, which has position embeddings for that size
+only, so any other value is refused.
 """
 
 from __future__ import annotations
@@ -62,8 +64,10 @@ class IdeficsEngineEncoder:
     ----------
     model_dir:
         Checkpoint directory (config.json, model.safetensors, tokenizer and processor).
-    max_image_size, image_splitting:
-        Tile edge in pixels and whether large pages are tiled (the visual-token budget).
+    longest_edge, image_splitting:
+        Page size before tiling (pixels, longest edge) and whether pages are tiled.
+    max_image_size:
+        Accepted only as the tower's own tile edge (it cannot change).
     device, dtype:
         CUDA with bf16 when present, else CPU with fp32.
     """
@@ -84,8 +88,9 @@ class IdeficsEngineEncoder:
         device: str | None = None,
         dtype: torch.dtype | str | None = None,
         batch_size: int = 4,
-        max_image_size: int | None = None,
+        longest_edge: int | None = None,
         image_splitting: bool | None = None,
+        max_image_size: int | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
         config = vision.read_config(self.model_dir) if config is None else config
@@ -97,7 +102,7 @@ class IdeficsEngineEncoder:
         self.batch_size = batch_size
         self._model = self._load_model(config)
         self._processor = self._load_processor(self._image_seq_len(self._model.backbone.config))
-        budget = self._apply_budget(max_image_size, image_splitting)
+        budget = self._apply_budget(longest_edge, image_splitting, max_image_size)
         self.dim = int(self._model.projection.out_features)
         self.fingerprint = fingerprint_of(
             {
@@ -192,19 +197,25 @@ class IdeficsEngineEncoder:
             raise EncoderError(f"cannot load the processor of {self.model_dir}: {exc}") from exc
 
     def _apply_budget(
-        self, max_image_size: int | None, image_splitting: bool | None
+        self, longest_edge: int | None, image_splitting: bool | None, max_image_size: int | None
     ) -> dict[str, Any]:
         image_processor = self._processor.image_processor
-        if max_image_size is not None:
-            if max_image_size < 1:
-                raise EncoderError(f"max_image_size must be positive, got {max_image_size}")
-            image_processor.max_image_size = {"longest_edge": int(max_image_size)}
+        tile = int(self._model.backbone.config.vision_config.image_size)
+        if max_image_size is not None and max_image_size != tile:
+            raise EncoderError(
+                f"{self.family} tiles are {tile} px, the vision tower's input size; "
+                f"max_image_size={max_image_size} cannot change it (set longest_edge instead)"
+            )
+        if longest_edge is not None:
+            if longest_edge < tile:
+                raise EncoderError(f"longest_edge must be at least the {tile} px tile size")
+            image_processor.size = {"longest_edge": int(longest_edge)}
         if image_splitting is not None:
             image_processor.do_image_splitting = bool(image_splitting)
         return {
-            "max_image_size": dict(image_processor.max_image_size),
+            "longest_edge": int(image_processor.size["longest_edge"]),
+            "tile": tile,
             "image_splitting": bool(image_processor.do_image_splitting),
-            "size": dict(image_processor.size),
         }
 
     # -- encoding -------------------------------------------------------------------
