@@ -101,7 +101,9 @@ class IdeficsEngineEncoder:
             raise EncoderError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         self._model = self._load_model(config)
-        self._processor = self._load_processor(self._image_seq_len(self._model.backbone.config))
+        backbone_config: Any = self._model.backbone.config
+        self._tile = int(backbone_config.vision_config.image_size)
+        self._processor = self._load_processor(self._image_seq_len(backbone_config))
         budget = self._apply_budget(longest_edge, image_splitting, max_image_size)
         self.dim = int(self._model.projection.out_features)
         self.fingerprint = fingerprint_of(
@@ -200,7 +202,7 @@ class IdeficsEngineEncoder:
         self, longest_edge: int | None, image_splitting: bool | None, max_image_size: int | None
     ) -> dict[str, Any]:
         image_processor = self._processor.image_processor
-        tile = int(self._model.backbone.config.vision_config.image_size)
+        tile = self._tile
         if max_image_size is not None and max_image_size != tile:
             raise EncoderError(
                 f"{self.family} tiles are {tile} px, the vision tower's input size; "
