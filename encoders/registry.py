@@ -32,12 +32,12 @@ from latestore.errors import EncoderError
 __all__ = ["FAMILY_MODULES", "load_encoder", "register", "registered_names"]
 
 FAMILY_MODULES: list[str] = [
+    "latestore.encoders.colbert_bgem3",
+    "latestore.encoders.colbert_pylate",
     # idefics: matched on their architectures; before colbert, which takes any folder
     # with a `linear` projection.
     "latestore.encoders.colmodernvbert_engine",
     "latestore.encoders.colidefics3",
-    "latestore.encoders.colbert_bgem3",
-    "latestore.encoders.colbert_pylate",
     "latestore.encoders.colbert",
     "latestore.encoders.colpali",
     "latestore.encoders.colpali_engine",  # paligemma branch: colpali-engine's ColPali
