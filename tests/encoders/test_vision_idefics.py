@@ -127,3 +127,28 @@ def test_hf_colmodernvbert_refuses_a_tile_size_its_tower_cannot_take(tmp_path: P
     with pytest.raises(EncoderError, match="max_image_size=56 cannot change it"):
         load_encoder(model_dir, device="cpu", max_image_size=56)
     assert load_encoder(model_dir, device="cpu", max_image_size=28).dim == 16
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_store_ingests_and_searches_with_the_engine_layout(
+    family: str, built: dict[str, Path], shared_data: Path, tmp_path: Path
+) -> None:
+    """The ViDoRe sample through ingest, the store and MaxSim, reopened by its spec."""
+    from latestore import Store
+    from latestore.ingest import IngestOptions, ingest_paths
+
+    images = shared_data / "vidore_arxivqa_sample" / "images"
+    report = ingest_paths(
+        tmp_path / "vision.db",
+        [images],
+        IngestOptions(batch_size=4),
+        encoder=load_encoder(built[family], device="cpu"),
+    )
+    assert report.exit_code == 0, report.to_dict()
+    with Store.open(tmp_path / "vision.db", load_encoder(built[family], device="cpu")) as store:
+        assert store.count() == len(list(images.glob("*.png")))
+        hits = store.search("which figure shows the loss curve?", k=3, exhaustive=True)
+        assert len(hits) == 3 and all(hit.has_image for hit in hits)
+        own = store._sync.index.vectors.get(4)
+        top = store.search(np.asarray(own, dtype=np.float32), k=1, exhaustive=True)[0]
+        assert top.page_id == 4
