@@ -19,7 +19,7 @@ from latestore.encoders.base import PageContent
 from latestore.encoders.registry import load_encoder
 from tests.oracle import hf_conversion, inputs
 from tests.oracle.record import TOLERANCE, Comparison, compare, maxsim
-from tests.oracle.reference import ENGINE_VERSION, Reference, build_engine_qwen
+from tests.oracle.reference import ENGINE_VERSION, QWEN_SPECS, Reference, build_engine_qwen
 from tests.oracle.reference_idefics import (
     EngineReference,
     build_engine_colidefics3,
@@ -104,17 +104,22 @@ COLQWEN2_HF_NOTE = (
 )
 
 
+# vidore/colqwen2-v1.0-hf and colqwen2.5-v0.2-hf: both run by ColQwen2ForRetrieval.
+HF_QWEN = {"colqwen2": "ColQwen2", "colqwen2.5": "ColQwen2_5"}
+
+
+@pytest.mark.parametrize("key", list(HF_QWEN))
 def test_hf_colqwen2_differs_from_reference_by_its_query_prompt(
-    engine_dirs: dict[str, Path], page_images: list[Any], tmp_path: Path
+    key: str, engine_dirs: dict[str, Path], page_images: list[Any], tmp_path: Path
 ) -> None:
     """transformers' ColQwen2ForRetrieval + processor on the reference's weights.
 
     Same weights, same page text: pages equal. The query prompt is the processor's own,
     so query vectors differ; the test pins the difference to exactly that text.
     """
-    engine_dir = engine_dirs["colqwen2"]
+    engine_dir = engine_dirs[key]
     hf_dir = hf_conversion.colqwen2_hf(engine_dir, tmp_path / "hf")
-    reference = Reference(engine_dir, "ColQwen2", "ColQwen2Processor")
+    reference = Reference(engine_dir, HF_QWEN[key], QWEN_SPECS[key].processor_class)
     theirs = reference.queries(inputs.QUERIES), reference.pages(page_images)
     ours = _ours(hf_dir, page_images)
     page_diff = max(float(np.abs(a - b).max()) for a, b in zip(ours[1], theirs[1], strict=True))
@@ -122,7 +127,7 @@ def test_hf_colqwen2_differs_from_reference_by_its_query_prompt(
     score_diff = float((np.abs(ours_scores - theirs_scores) / np.abs(theirs_scores)).max())
     # Query token counts differ, so the vector figure is the pages'; scores are all pairs.
     Comparison(
-        "colqwen2-hf (transformers classes)",
+        f"{key}-hf (transformers classes)",
         ENGINE_VERSION,
         len(ours[0]) + len(ours[1]),
         False,
@@ -150,18 +155,19 @@ def test_hf_colqwen2_differs_from_reference_by_its_query_prompt(
         assert float(np.abs(same_prompt - vectors).max()) <= TOLERANCE
 
 
+@pytest.mark.parametrize("key", list(HF_QWEN))
 def test_hf_colqwen2_class_alone_misplaces_image_tokens(
-    engine_dirs: dict[str, Path], page_images: list[Any], tmp_path: Path
+    key: str, engine_dirs: dict[str, Path], page_images: list[Any], tmp_path: Path
 ) -> None:
     """Why latestore passes position ids: transformers' class alone differs on pages."""
     import torch
     from transformers import ColQwen2ForRetrieval, ColQwen2Processor
 
-    engine_dir = engine_dirs["colqwen2"]
+    engine_dir = engine_dirs[key]
     hf_dir = hf_conversion.colqwen2_hf(engine_dir, tmp_path / "hf")
     model = ColQwen2ForRetrieval.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
     processor = ColQwen2Processor.from_pretrained(str(hf_dir))
-    reference = Reference(engine_dir, "ColQwen2", "ColQwen2Processor")
+    reference = Reference(engine_dir, HF_QWEN[key], QWEN_SPECS[key].processor_class)
     page = page_images[0]
     with torch.inference_mode():
         batch = processor.process_images(images=[page])
