@@ -100,11 +100,12 @@ class IdeficsEngineEncoder:
         if batch_size < 1:
             raise EncoderError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
-        self._model = self._load_model(config)
-        backbone_config: Any = self._model.backbone.config
+        # Config, processor and budget first: a bad option is refused before the weights load.
+        backbone_config = self._backbone_config(config)
         self._tile = int(backbone_config.vision_config.image_size)
         self._processor = self._load_processor(self._image_seq_len(backbone_config))
         budget = self._apply_budget(longest_edge, image_splitting, max_image_size)
+        self._model = self._load_model(backbone_config)
         self.dim = int(self._model.projection.out_features)
         self.fingerprint = fingerprint_of(
             {
@@ -124,19 +125,23 @@ class IdeficsEngineEncoder:
         """Tokens per tile; overridden per family (the config names its factor)."""
         raise NotImplementedError
 
-    def _backbone(self, config: dict[str, Any]) -> Any:
+    def _backbone_config(self, config: dict[str, Any]) -> Any:
         import transformers
 
         config_class: Any = getattr(transformers, self.config_class)
-        model_class: Any = getattr(transformers, self.model_class)
         try:
-            built = config_class.from_dict(
+            return config_class.from_dict(
                 {k: v for k, v in config.items() if k not in _NOT_BACKBONE_CONFIG}
             )
         except (TypeError, ValueError, KeyError) as exc:
             raise EncoderError(f"{self.model_dir}: not a {self.config_class}: {exc}") from exc
+
+    def _backbone(self, backbone_config: Any) -> Any:
+        import transformers
+
+        model_class: Any = getattr(transformers, self.model_class)
         with vision.quiet_transformers():
-            return model_class._from_config(built, attn_implementation="sdpa")
+            return model_class._from_config(backbone_config, attn_implementation="sdpa")
 
     def _map_names(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """colpali-engine's saved names -> ``backbone.*`` / ``projection.*``."""
@@ -157,9 +162,9 @@ class IdeficsEngineEncoder:
             mapped[target] = tensor
         return mapped
 
-    def _load_model(self, config: dict[str, Any]) -> IdeficsRetriever:
+    def _load_model(self, backbone_config: Any) -> IdeficsRetriever:
         state = self._map_names(read_tensors(vision.weight_files(self.model_dir)))
-        backbone = self._backbone(config)
+        backbone = self._backbone(backbone_config)
         hidden = int(backbone.config.text_config.hidden_size)
         weight = state.get("projection.weight")
         if weight is None or weight.ndim != 2 or weight.shape[1] != hidden:
