@@ -152,3 +152,25 @@ def test_a_store_ingests_and_searches_with_the_engine_layout(
         own = store._sync.index.vectors.get(4)
         top = store.search(np.asarray(own, dtype=np.float32), k=1, exhaustive=True)[0]
         assert top.page_id == 4
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_separate_preprocessor_config_is_read(
+    family: str, built: dict[str, Path], tmp_path: Path
+) -> None:
+    """Hub checkpoints keep the image processor in preprocessor_config.json."""
+    import json
+
+    from transformers import Idefics3ImageProcessor
+
+    model_dir = _copy(built[family], tmp_path / "split")
+    processor_config = json.loads((model_dir / "processor_config.json").read_text())
+    saved = processor_config.pop("image_processor")
+    (model_dir / "processor_config.json").write_text(json.dumps(processor_config))
+    Idefics3ImageProcessor.from_dict(saved).save_pretrained(model_dir)
+    assert (model_dir / "preprocessor_config.json").is_file()
+    page = [_page(112, 56)]
+    ours = load_encoder(model_dir, device="cpu").encode_pages(page)[0]
+    expected = load_encoder(built[family], device="cpu").encode_pages(page)[0]
+    assert ours.shape == expected.shape
+    assert float(np.abs(ours - expected).max()) < 1e-6
