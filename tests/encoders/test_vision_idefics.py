@@ -174,3 +174,20 @@ def test_separate_preprocessor_config_is_read(
     expected = load_encoder(built[family], device="cpu").encode_pages(page)[0]
     assert ours.shape == expected.shape
     assert float(np.abs(ours - expected).max()) < 1e-6
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bfloat16_runs_and_stays_close_to_float32(family: str, built: dict[str, Path]) -> None:
+    """The dtype a GPU gets by default, here on the CPU: pixels follow the model's dtype."""
+    page, query = [_page(112, 56)], ["revenue"]
+    full = load_encoder(built[family], device="cpu")
+    half = load_encoder(built[family], device="cpu", dtype="bfloat16")
+    assert half.fingerprint == full.fingerprint  # same model and contract: same vectors
+    for a, b in zip(
+        full.encode_pages(page) + full.encode_queries(query),
+        half.encode_pages(page) + half.encode_queries(query),
+        strict=True,
+    ):
+        assert b.dtype == np.float32 and a.shape == b.shape
+        cosines = (a * b).sum(axis=1)
+        assert float(cosines.min()) > 0.95
