@@ -162,7 +162,7 @@ class ColVisionEncoder:
         if min_pixels is not None or max_pixels is not None:
             raise EncoderError(f"{self.family} has no pixel budget; min/max_pixels are for ColQwen")
         if self.family == "colmodernvbert":
-            # idefics (issue 15): the tile edge is the vision tower's input size (its position
+            # The tile edge is the vision tower's input size (its position
             # embeddings are for that size only); any other value failed at encode time.
             tile = int(image_processor.max_image_size["longest_edge"])
             if max_image_size is not None and max_image_size != tile:
@@ -203,7 +203,7 @@ class ColVisionEncoder:
         return split_by_mask(embeddings, inputs["attention_mask"])
 
 
-# -- idefics (oracle, issue 15): M-RoPE positions for the -hf ColQwen2 ---------------
+# -- M-RoPE positions for the -hf ColQwen2 (found by the colpali-engine oracle) --
 def _qwen_image_positions(model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """The 3D (M-RoPE) position ids of a page batch, as colpali-engine's ColQwen2 runs.
 
@@ -222,6 +222,3 @@ def _qwen_image_positions(model: Any, inputs: dict[str, torch.Tensor]) -> torch.
         attention_mask=inputs["attention_mask"],
     )
     return positions  # type: ignore[no-any-return]
-
-
-# -- end idefics

@@ -62,7 +62,6 @@ QWEN_ENGINE = PromptContract(
     page_template="<|im_start|>user\n{image}Describe the image.<|im_end|><|endoftext|>",
 )
 
-# -- colpali-engine ColPali (paligemma branch) --
 # colpali-engine's ColPaliProcessor: queries are <bos> + text + <pad> x10 (no prefix, no
 # newline); pages are "<image><bos>Describe the image." passed through PaliGemma's
 # processor, which adds a second <bos> after the image tokens and a final newline.
@@ -75,8 +74,7 @@ COLPALI_ENGINE = PromptContract(
 # colpali-engine's ColGemmaProcessor3: the checkpoint's chat template around one user
 # turn, "Query: " + query with no augmentation, or the image and "Describe this image".
 COLGEMMA3_ENGINE = PromptContract(query_prefix="Query: ", image_prompt="Describe this image")
-# -- end colpali-engine ColPali --
-# -- idefics: colpali-engine's Idefics3Processor-based processors (ColModernVBert and
+# colpali-engine's Idefics3Processor-based processors (ColModernVBert and
 # ColIdefics3; transformers' ColModernVBertProcessor writes the same text). No query
 # prefix; ten <end_of_utterance> as query augmentation; the page is a one-turn chat.
 _IDEFICS_PAGE = "User:{image}Describe the image.<end_of_utterance>\nAssistant:"
@@ -90,7 +88,6 @@ IDEFICS3_ENGINE = PromptContract(
     image_prompt="Describe the image.",
     page_template="<|im_start|>" + _IDEFICS_PAGE,
 )
-# -- end idefics
 
 # Kept for one release: the name the ColQwen encoders took their prompts under.
 QwenPrompts = PromptContract
@@ -114,9 +111,9 @@ PROMPT_PRESETS: dict[str, PromptContract] = {
         page_template=QWEN_ENGINE.page_template,
     ),
     "colqwen-engine": QWEN_ENGINE,
-    "colpali-engine": COLPALI_ENGINE,  # paligemma branch
+    "colpali-engine": COLPALI_ENGINE,
     "colqwen3": QWEN_ENGINE,
     "colqwen3.5": QWEN_ENGINE,
-    "colmodernvbert": MODERNVBERT_ENGINE,  # idefics
-    "colidefics3": IDEFICS3_ENGINE,  # idefics
+    "colmodernvbert": MODERNVBERT_ENGINE,
+    "colidefics3": IDEFICS3_ENGINE,
 }

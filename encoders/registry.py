@@ -34,14 +34,14 @@ __all__ = ["FAMILY_MODULES", "load_encoder", "register", "registered_names"]
 FAMILY_MODULES: list[str] = [
     "latestore.encoders.colbert_bgem3",
     "latestore.encoders.colbert_pylate",
-    # idefics: matched on their architectures; before colbert, which takes any folder
+    # Idefics3 families: matched on their architectures; before colbert, which takes any folder
     # with a `linear` projection.
     "latestore.encoders.colmodernvbert_engine",
     "latestore.encoders.colidefics3",
     "latestore.encoders.colbert",
     "latestore.encoders.colpali",
-    "latestore.encoders.colpali_engine",  # paligemma branch: colpali-engine's ColPali
-    "latestore.encoders.colgemma3",  # paligemma branch: colpali-engine's ColGemma3
+    "latestore.encoders.colpali_engine",  # colpali-engine's ColPali
+    "latestore.encoders.colgemma3",  # colpali-engine's ColGemma3
     "latestore.encoders.colqwen35",
     "latestore.encoders.colqwen3",
     "latestore.encoders.colqwen2_engine",
