@@ -167,7 +167,8 @@ def test_ray_ingest_equals_local_ingest(
     )
     assert report.exit_code == 0
     assert report.pages_added == len(local_all) == 97
-    assert sorted(report.files_taken_as["pdf"]) == sorted(str(p) for p in pdfs)
+    taken = sorted(Path(p).resolve() for p in report.files_taken_as["pdf"])
+    assert taken == sorted(p.resolve() for p in pdfs)
     assert bar.done == 97 and bar.files == 8
     assert set(bar.statuses.values()) == {"ingested"}
     # Pages, texts, images, metadata, counts, encoder fingerprint; vectors to rounding.
