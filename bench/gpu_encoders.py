@@ -23,6 +23,7 @@ import gc
 import json
 import platform
 import random
+import shutil
 import tempfile
 import time
 import traceback
@@ -245,9 +246,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "tiny": args.tiny,
         "models": {},
     }
-    # RAM, where there is one: the checkpoints are written and read back once each.
+    # RAM where it is large enough (a container's /dev/shm is often 64 MB): each
+    # checkpoint (up to 6 GB) is written once and read back once.
     shm = Path("/dev/shm")
-    with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as tmp:
+    roomy = shm.is_dir() and shutil.disk_usage(shm).free > 16 << 30
+    result["checkpoints_in"] = "RAM (/dev/shm)" if roomy else "a temporary directory"
+    with tempfile.TemporaryDirectory(dir=shm if roomy else None) as tmp:
         for name in args.models.split(","):
             begin = time.perf_counter()
             try:
@@ -257,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             except Exception:  # keep the other models' figures
                 result["models"][name] = {"error": traceback.format_exc(limit=8)}
                 _free(args.device)
+            finally:
+                shutil.rmtree(Path(tmp) / name, ignore_errors=True)
             took = time.perf_counter() - begin
             print(
                 f"[{took:6.1f} s] {name}: {json.dumps(result['models'][name])[:1200]}", flush=True
