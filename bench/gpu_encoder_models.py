@@ -91,8 +91,11 @@ QWEN35_08B_TEXT: dict[str, Any] = {
         "partial_rotary_factor": 0.25,
     },
 }
+# The published Qwen3.5-0.8B vision config (no deepstack), as other projects pin it.
 QWEN35_08B_VISION: dict[str, Any] = {
     "depth": 12,
+    "hidden_act": "gelu_pytorch_tanh",
+    "deepstack_visual_indexes": [],
     "hidden_size": 768,
     "intermediate_size": 3072,
     "num_heads": 12,
