@@ -26,7 +26,7 @@ CASES = [  # (name, pages, tokens per page or (lo, hi) for varlen, dim)
     ("100k varlen 30-300 x 128", 100_000, (30, 300), 128),
     ("20000 x 1024 x 128", 20_000, 1024, 128),
 ]
-SWEEP = [(t.block_t, t.num_warps, t.num_stages) for t in mt.CANDIDATES]
+SWEEP = list(mt.CANDIDATES)
 
 
 def sync() -> None:
@@ -117,8 +117,7 @@ def run_case(name: str, n_pages: int, tokens: Any, dim: int, sweep: bool) -> dic
     best_tuning = None
     if sweep:
         timings = []
-        for block_t, warps, stages in SWEEP:
-            tuning = mt.Tuning(block_t, warps, stages)
+        for tuning in SWEEP:
             try:
                 timings.append((wall(lambda t=tuning: ours(t), repeats=8), tuning))
             except Exception as exc:  # e.g. out of shared memory
@@ -126,7 +125,10 @@ def run_case(name: str, n_pages: int, tokens: Any, dim: int, sweep: bool) -> dic
         row["sweep_ms"] = {_label(t): s * 1e3 for s, t in timings}
         best_tuning = min(timings, key=lambda x: x[0])[1]
         row["best_tuning"] = _label(best_tuning)
+    before = dict(mt._CHOSEN)
     results["latestore"] = (wall(ours), max_rel_error(ours(), query, rows, starts_d, lens_d))
+    # The shape the autotuner picked for this case (a pre-split one is marked "/pre").
+    row["autotune_choice"] = [_label(t) for k, t in mt._CHOSEN.items() if k not in before]
     if best_tuning is not None:
         results["latestore (best swept)"] = (
             wall(lambda: ours(best_tuning)),
@@ -184,7 +186,8 @@ def run_case(name: str, n_pages: int, tokens: Any, dim: int, sweep: bool) -> dic
 
 
 def _label(tuning: mt.Tuning) -> str:
-    return f"{tuning.block_t}/{tuning.num_warps}/{tuning.num_stages}"
+    shape = f"{tuning.block_t}/{tuning.num_warps}/{tuning.num_stages}"
+    return shape + ("/pre" if tuning.presplit else "")
 
 
 def _timed(

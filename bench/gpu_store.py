@@ -51,6 +51,7 @@ def store_figures(n_pages: int = 20_000, tokens: int = 100, dim: int = 128) -> d
                 store.search(q, k=10)
                 latencies.append(time.perf_counter() - start)
             out["search_exact_default"] = _percentiles(latencies)
+            out["host_split"] = host_split(store, queries[:50])
             latencies = []
             for q in queries[:100]:
                 start = time.perf_counter()
@@ -60,6 +61,80 @@ def store_figures(n_pages: int = 20_000, tokens: int = 100, dim: int = 128) -> d
             out["search_many_256"] = _many(store, queries)
             out["parallel_readers"] = _threads(store, queries[:64])
     return out
+
+
+def host_split(store: Store, queries: list[np.ndarray], calls: int = 200) -> dict[str, Any]:
+    """Where one exhaustive Store.search's time goes on the GPU (issue 11: p50 <= 1 ms).
+
+    p50 of the same queries at each layer, CUDA-synchronised: the whole call, the
+    index's search (plan + ranking), exact_topk (the device ranking with its top-k and
+    copy back), the kernel alone on pre-packed queries, and the query packing. The
+    differences are the host parts; cProfile's top functions of the whole call say
+    which.
+    """
+    import cProfile
+    import pstats
+
+    from latestore.index import maxsim_launch
+
+    index = store._ctx.sync.index
+    device = index.device_tokens
+    assert device is not None, "the pages are not resident on the device"
+    params = store.config.search_params()
+    unit = [(q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32) for q in queries]
+    addresses = device.addresses()
+    packed = [maxsim_launch.pack_queries([q], device.device) for q in unit]
+
+    def sync() -> None:
+        if device.device.type == "cuda":  # a CPU run (a smoke test) has nothing to wait for
+            torch.cuda.synchronize()
+
+    def p50(call: Any) -> float:
+        for i in range(5):
+            call(i % len(queries))
+        sync()
+        latencies = []
+        for i in range(calls):
+            start = time.perf_counter()
+            call(i % len(queries))
+            sync()
+            latencies.append(time.perf_counter() - start)
+        return float(np.percentile(latencies, 50) * 1e3)
+
+    split = {
+        "store_search_ms": p50(lambda i: store.search(queries[i], k=10)),
+        "index_search_ms": p50(lambda i: index.search([unit[i]], 10, params)),
+        "exact_topk_ms": p50(lambda i: exact_topk(device, [unit[i]], 10)),
+        "kernel_only_ms": p50(
+            lambda i: maxsim_launch.maxsim_shared(
+                packed[i],
+                device.rows,
+                addresses.starts,
+                addresses.lengths,
+                device.scales,
+                mean_length=addresses.mean_length,
+            )
+        ),
+        "pack_queries_ms": p50(lambda i: maxsim_launch.pack_queries([unit[i]], device.device)),
+    }
+    split["host_around_index_ms"] = split["store_search_ms"] - split["index_search_ms"]
+    split["plan_around_topk_ms"] = split["index_search_ms"] - split["exact_topk_ms"]
+    split["topk_around_kernel_ms"] = split["exact_topk_ms"] - split["kernel_only_ms"]
+    profile = cProfile.Profile()
+    profile.enable()
+    for i in range(calls):
+        store.search(queries[i % len(queries)], k=10)
+    sync()
+    profile.disable()
+    rows = sorted(
+        pstats.Stats(profile).stats.items(),  # type: ignore[attr-defined]
+        key=lambda item: -item[1][2],
+    )[:25]
+    split["profile_top_tottime_us_per_call"] = [
+        f"{tot / calls * 1e6:8.1f} {cum / calls * 1e6:8.1f}  {func} ({Path(path).name}:{line})"
+        for (path, line, func), (_, _, tot, cum, _) in rows
+    ]
+    return split
 
 
 def _many(store: Store, queries: list[np.ndarray]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from bench import cache_bench, ceilings, maxsim_bench, scifact_bench, search_bench
+from bench import cache_bench, ceilings, host_overhead, maxsim_bench, scifact_bench, search_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,7 @@ def main() -> None:
         "--skip",
         nargs="*",
         default=[],
-        choices=["maxsim", "search", "scifact", "cache", "compression"],
+        choices=["maxsim", "search", "host", "scifact", "cache", "compression"],
     )
     args = parser.parse_args()
 
@@ -95,6 +95,17 @@ def main() -> None:
         for row in rows:
             if "bytes_per_token" in row:
                 print(f"{row['corpus']}: bytes/token on disk {row['bytes_per_token']}")
+
+    if "host" not in args.skip:  # issue 11: the part of a search the GPU cannot speed up
+        host = host_overhead.measure(n_pages=500, calls=1000)
+        result["host_overhead"] = host
+        spans = {"whole call: p50": host["p50_us"], "whole call: p95": host["p95_us"]}
+        table(
+            "One Store.search(query_vectors, k=10) without its ranking: host time, us "
+            "(spans from cProfile, per call)",
+            [{"part": part, "us": us} for part, us in (spans | host["spans_us"]).items()],
+            ["part", "us"],
+        )
 
     if "cache" not in args.skip and args.scifact_store.exists():
         rows = cache_bench.run(args.scifact_store, args.scifact)

@@ -177,7 +177,14 @@ class QwenVLRetriever:
         try:
             with vision.quiet_transformers():
                 self._tokenizer = auto_tokenizer.from_pretrained(str(self.model_dir))
-                self._images_in = auto_image_processor.from_pretrained(str(self.model_dir))
+                try:
+                    self._images_in = auto_image_processor.from_pretrained(str(self.model_dir))
+                except ImportError:
+                    # transformers <= 5.17 gates AutoImageProcessor on torchvision; every Qwen
+                    # VL generation resizes pages with this class, which has a PIL path.
+                    self._images_in = transformers.Qwen2VLImageProcessor.from_pretrained(
+                        str(self.model_dir)
+                    )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise EncoderError(f"cannot load the processor of {self.model_dir}: {exc}") from exc
         size = dict(self._images_in.size)

@@ -13,11 +13,13 @@ disk by Triton, so a later process pays only the few timed runs. Set
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +29,8 @@ from latestore.index import maxsim_triton
 
 if maxsim_triton.AVAILABLE:
     from latestore.index.maxsim_triton import maxsim_kernel
+
+log = logging.getLogger(__name__)
 
 KIND_HALF, KIND_BF16, KIND_INT8, KIND_FP32 = 0, 1, 2, 3
 _KINDS = {torch.float16: KIND_HALF, torch.bfloat16: KIND_BF16, torch.int8: KIND_INT8}
@@ -55,14 +59,33 @@ class PackedQueries:
     d_pad: int
     split: bool  # exact (hi + lo products) or fast (one float16 product)
 
+    @cached_property
+    def halves(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The split the kernel otherwise makes per program, made once (``presplit``).
+
+        Each row is scaled by a power of two into [1, 2) (exact), then cut into a
+        float16 high part and a float16 low part carrying the next 11 bits; the kernel
+        multiplies both and scales each row's result back by its ``power``. Made on
+        first use only, so searches that never run a pre-split shape never pay for it.
+        """
+        top = self.rows.abs().amax(dim=2)
+        power = (top.view(torch.int32) & 0x7F800000).view(torch.float32)
+        power = torch.where(power > 0.0, power, torch.ones_like(power))
+        scaled = self.rows / power[..., None]
+        hi = scaled.to(torch.float16)
+        lo = ((scaled - hi.float()) * 2048.0).to(torch.float16) if self.split else hi
+        return hi.contiguous(), lo.contiguous(), power.contiguous()
+
 
 @dataclass(frozen=True)
 class Tuning:
-    """Launch shape: page tokens per tile, warps per program, pipeline stages."""
+    """Launch shape: page tokens per tile, warps per program, pipeline stages, and
+    whether the query's float16 split is read pre-made (:attr:`PackedQueries.halves`)."""
 
     block_t: int
     num_warps: int
     num_stages: int
+    presplit: bool = False
 
 
 # Timed on first use per shape. On an H200 (2026-11-26 sweep of eight shapes over the
@@ -75,8 +98,13 @@ CANDIDATES = (
     Tuning(32, 4, 3),
     Tuning(32, 4, 2),
     Tuning(32, 4, 1),  # the last resort for wide float32 pages
+    # Untimed on a GPU yet (proposed after the H200 run): the query split made once on
+    # the host instead of by every program; float32 pages skip these.
+    Tuning(32, 4, 3, presplit=True),
+    Tuning(64, 4, 3, presplit=True),
+    Tuning(128, 4, 3, presplit=True),
 )
-LAST_RESORT = CANDIDATES[-1]
+LAST_RESORT = Tuning(32, 4, 1)
 
 
 def default_tuning(mean_length: float, d_pad: int) -> Tuning:
@@ -165,9 +193,14 @@ def _choose(key: tuple[int, ...], fallback: Tuning, run: Callable[[Tuning], None
         return chosen
     timings: list[tuple[float, Tuning]] = []
     for tuning in (fallback, *[c for c in CANDIDATES if c != fallback]):
+        if tuning.presplit and key[0] == KIND_FP32:  # float32 pages have no split to make
+            continue
         try:
             run(tuning)  # compiles (or loads from Triton's cache)
         except Exception as exc:  # out of shared memory or registers: not a candidate
+            if tuning.presplit:  # a variant never timed on a GPU must not break a search
+                log.warning("latestore: MaxSim shape %s skipped: %s", tuning, exc)
+                continue
             if "out of resource" not in str(exc).lower():
                 raise
             continue
@@ -243,8 +276,14 @@ def _launch(
     dim = int(pages.shape[1])
 
     def run(shape: Tuning) -> None:
+        presplit = shape.presplit and kind != KIND_FP32
+        # Unused pointers need a tensor: the float32 rows stand in.
+        hi, lo, power = packed.halves if presplit else (packed.rows,) * 3
         maxsim_kernel[(n_items * n_groups,)](
             packed.rows,
+            hi,
+            lo,
+            power,
             pages,
             scales if scales is not None else starts,  # unused pointers need a tensor
             starts,
@@ -264,6 +303,7 @@ def _launch(
             KIND=kind,
             PAIRS=pairs,
             SPLIT=packed.split and kind != KIND_FP32,
+            PRESPLIT=presplit,
             num_warps=shape.num_warps,
             num_stages=shape.num_stages,
         )

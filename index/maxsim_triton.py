@@ -22,6 +22,10 @@ arithmetic to about 1e-7 relative, not the 1e-3 of a half-precision query. bfloa
 tiles are converted to float16 first, exact for the normalised vectors these models
 emit (any |x| <= 65504 keeps its 8 significant bits). float32 pages use IEEE float32
 products. ``SPLIT=False`` drops the low part (half the tensor-core work).
+``PRESPLIT=True`` reads that split made once on the host instead (maxsim_launch's
+``PackedQueries.halves``: float16 high and low parts with a power of two per query row),
+so no program rescans and splits its query block: a launch shape the autotuner times
+against the in-kernel split, which costs most on short pages.
 
 Addresses: each tile's base is a 64-bit scalar (a store may hold more than 2**31
 elements); offsets inside a tile are 32-bit, which keeps loads vectorised.
@@ -54,6 +58,9 @@ if triton is not None:
     @triton.jit  # type: ignore[untyped-decorator]
     def maxsim_kernel(  # type: ignore[no-untyped-def]
         q_ptr,
+        hi_ptr,
+        lo_ptr,
+        power_ptr,
         pages_ptr,
         scales_ptr,
         starts_ptr,
@@ -73,6 +80,7 @@ if triton is not None:
         KIND: tl.constexpr,
         PAIRS: tl.constexpr,
         SPLIT: tl.constexpr,
+        PRESPLIT: tl.constexpr,
     ):
         pid = tl.program_id(0).to(tl.int64)
         group = pid % n_groups
@@ -93,7 +101,7 @@ if triton is not None:
         q_offs = offs_q[None, :] * D_PAD + offs_d[:, None]
         # A power of two that brings the block's largest value into [1, 2): scaling by
         # it is exact, and float16 then neither overflows nor drops bits to subnormals.
-        if KIND != 3:
+        if KIND != 3 and not PRESPLIT:
             largest = tl.zeros((BLOCK_Q,), dtype=tl.float32)
             for d0 in tl.static_range(0, D_PAD, BLOCK_D):
                 block = tl.load(q_base + d0 + q_offs)
@@ -103,9 +111,13 @@ if triton is not None:
             power = tl.where(power > 0.0, power, 1.0)
             inverse = 1.0 / power
         if D_PAD == BLOCK_D:  # the whole query block fits one step: prepare it once
-            q = tl.load(q_base + q_offs)
-            if KIND != 3:
-                q_hi, q_lo = _split(q * inverse, SPLIT)
+            if PRESPLIT and KIND != 3:
+                q_hi = tl.load(hi_ptr + q_row0 * D_PAD + q_offs)
+                q_lo = tl.load(lo_ptr + q_row0 * D_PAD + q_offs)
+            else:
+                q = tl.load(q_base + q_offs)
+                if KIND != 3:
+                    q_hi, q_lo = _split(q * inverse, SPLIT)
         best = tl.full((BLOCK_Q,), float("-inf"), tl.float32)
         tile_offs = offs_t[:, None] * row_stride + offs_d[None, :]
         for t0 in range(0, length, BLOCK_T):
@@ -120,9 +132,13 @@ if triton is not None:
                     inside = in_page[:, None] & ((d0 + offs_d) < D)[None, :]
                     tile = tl.load(tile_base + d0 + tile_offs, mask=inside, other=0)
                 if D_PAD != BLOCK_D:
-                    q = tl.load(q_base + d0 + q_offs)
-                    if KIND != 3:
-                        q_hi, q_lo = _split(q * inverse, SPLIT)
+                    if PRESPLIT and KIND != 3:
+                        q_hi = tl.load(hi_ptr + q_row0 * D_PAD + d0 + q_offs)
+                        q_lo = tl.load(lo_ptr + q_row0 * D_PAD + d0 + q_offs)
+                    else:
+                        q = tl.load(q_base + d0 + q_offs)
+                        if KIND != 3:
+                            q_hi, q_lo = _split(q * inverse, SPLIT)
                 if KIND == 3:  # float32 pages: IEEE products
                     acc = tl.dot(tile, q, acc, input_precision="ieee")
                 else:
@@ -139,7 +155,10 @@ if triton is not None:
             acc = tl.where(in_page[:, None], acc, float("-inf"))
             best = tl.maximum(best, tl.max(acc, axis=0))
         if KIND != 3:
-            best = best * power
+            if PRESPLIT:  # noqa: SIM108 - constexpr: each query row has its own power
+                best = best * tl.load(power_ptr + q_row0 + offs_q)
+            else:
+                best = best * power
         # Zero-padded query rows score 0 against every token, so they add nothing here.
         if SEG == BLOCK_Q:
             tl.store(out_ptr + group * n_items + item, tl.sum(best, axis=0))

@@ -97,6 +97,11 @@ class ModeSearch:
         return self.mode != "lexical"
 
     @property
+    def reads_sql(self) -> bool:
+        """Does ranking need SQL before the index (a phrase, or lexical hits)?"""
+        return self.exact is not None or self.mode != "maxsim"
+
+    @property
     def depth(self) -> int:
         return self.config.hybrid_depth
 
@@ -170,21 +175,19 @@ class ModeSearch:
 
 def as_hits(engine: Engine, rankings: list[list[FusedHit]]) -> list[list[SearchHit]]:
     """SearchHits with each signal's score; pages deleted since ranking are skipped."""
-    plain = hydrate(engine, [[(f.page_id, f.score) for f in ranking] for ranking in rankings])
-    out = []
-    for hits, ranking in zip(plain, rankings, strict=True):
-        fused = {f.page_id: f for f in ranking}
-        out.append(
+    return hydrate(
+        engine,
+        [[(f.page_id, f.score) for f in ranking] for ranking in rankings],
+        [
             [
-                hit.model_copy(
-                    update={
-                        "signals": fused[hit.page_id].signals,
-                        "maxsim_score": fused[hit.page_id].maxsim_score,
-                        "lexical_score": fused[hit.page_id].lexical_score,
-                        "lexical_rank": fused[hit.page_id].lexical_rank,
-                    }
-                )
-                for hit in hits
+                {
+                    "signals": f.signals,
+                    "maxsim_score": f.maxsim_score,
+                    "lexical_score": f.lexical_score,
+                    "lexical_rank": f.lexical_rank,
+                }
+                for f in ranking
             ]
-        )
-    return out
+            for ranking in rankings
+        ],
+    )

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
@@ -13,6 +14,7 @@ from latestore.errors import InvalidInputError
 from latestore.models import SearchHit, StoreConfig
 from latestore.store.context import StoreContext
 from latestore.store.filters import filter_clause, ids_where
+from latestore.store.fulltext import LexicalHit
 from latestore.store.page_encoding import Query, query_vectors
 from latestore.store.search_modes import ModeSearch, as_hits
 
@@ -73,11 +75,14 @@ def search_many(
     vectors = query_vectors(ctx, queries) if plan.needs_vectors else []
     # Filter, phrase and lexical ranking read SQL before the index catches up, so every
     # page they name is in the index by the time it ranks.
-    with Session(ctx.engine) as session:
-        clause = filter_clause(session, filter) if filter is not None else None
-        matching = ids_where(session, clause) if clause is not None else None
-        allowed = plan.allowed(session, clause, matching)
-        lexical = plan.lexical_hits(session, k, clause)
+    allowed: npt.NDArray[np.int64] | None = None
+    lexical: list[list[LexicalHit]] = [[] for _ in queries]
+    if filter is not None or plan.reads_sql:  # a plain MaxSim search opens no session
+        with Session(ctx.engine) as session:
+            clause = filter_clause(session, filter) if filter is not None else None
+            matching = ids_where(session, clause) if clause is not None else None
+            allowed = plan.allowed(session, clause, matching)
+            lexical = plan.lexical_hits(session, k, clause)
     params = config.search_params()
     if not plan.needs_vectors:  # the lexical mode never loads or reads the index
         return as_hits(ctx.engine, plan.rank(None, [], k, params, None, False, lexical))

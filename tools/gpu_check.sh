@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole GPU check in one run on a CUDA machine (the device machine, or a user's GPU
-# box), from the repository root: install the carried wheels, run the CUDA tests, then
-# the GPU benchmark. Results go to $OUT (default ./gpu-results).
+# box), from the repository root: install the carried wheels, run the CUDA tests, the
+# GPU kernel and store benchmark, then the encoder benchmark. Results go to $OUT
+# (default ./gpu-results).
 #
 # The device image has torch, triton, numpy and transformers but none of latestore's
 # SQL/FAISS dependencies; `make gpu-wheels` downloads them (and the two peer kernels,
@@ -21,10 +22,39 @@ python3 tools/package_links.py build/links
 export PYTHONPATH="$PWD/build/links:$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv >"$OUT/gpu.txt" 2>&1
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/gpu.txt"
+# Parts, in order, each under its own time limit so that all three fit one ~6 minute
+# device call (install ~15 s): GPU_PARTS picks which run (e.g. GPU_PARTS=encoders to rerun
+# one), GPU_*_TIMEOUT caps each. A part cut short keeps what it wrote to $OUT.
+GPU_PARTS="${GPU_PARTS:-tests,kernels,encoders}"
+part() { [[ ",$GPU_PARTS," == *",$1,"* ]]; }
+timed() {  # name, then the command: its wall time goes to $OUT/parts.txt
+    local name=$1 start=$SECONDS rc
+    shift
+    "$@"
+    rc=$?
+    echo "$name: rc=$rc, $((SECONDS - start)) s" >>"$OUT/parts.txt"
+    return $rc
+}
 status=0
-# Tests check results, not speed: the fixed launch shape spares a timing run per shape.
-LATESTORE_KERNEL_AUTOTUNE=0 timeout "${GPU_TEST_TIMEOUT:-240}" python3 -m pytest -q -p no:cacheprovider \
-    tests/index tests/store/test_gpu_store.py 2>&1 | tee "$OUT/pytest.log" | tail -25 || status=1
-timeout "${GPU_BENCH_TIMEOUT:-420}" python3 -m bench.gpu --out "$OUT" ${GPU_BENCH_ARGS:-} 2>&1 |
-    tee "$OUT/bench.log" || status=1
+: >"$OUT/parts.txt"
+if part tests; then
+    # Tests check results, not speed: the fixed launch shape spares a timing run per shape.
+    LATESTORE_KERNEL_AUTOTUNE=0 timed tests timeout "${GPU_TEST_TIMEOUT:-90}" python3 -m pytest \
+        -q -p no:cacheprovider tests/index tests/store/test_gpu_store.py \
+        >"$OUT/pytest.log" 2>&1 || status=1
+    tail -25 "$OUT/pytest.log"
+fi
+if part kernels; then
+    timed kernels timeout "${GPU_BENCH_TIMEOUT:-130}" python3 -m bench.gpu --out "$OUT" \
+        ${GPU_BENCH_ARGS:-} >"$OUT/bench.log" 2>&1 || status=1
+    cut -c1-400 "$OUT/bench.log" | tail -20
+fi
+if part encoders; then
+    # Issue 15: pages/s of three real-size random-weight models, latestore against
+    # colpali-engine (bench/gpu_encoders.py); about 2 minutes on an H100.
+    timed encoders timeout "${GPU_ENCODERS_TIMEOUT:-140}" python3 -m bench.gpu_encoders \
+        --out "$OUT" ${GPU_ENCODERS_ARGS:-} >"$OUT/encoders.log" 2>&1 || status=1
+    grep -v 'Writing\|Loading' "$OUT/encoders.log" | cut -c1-400 | tail -12
+fi
+cat "$OUT/parts.txt"
 exit $status
