@@ -164,7 +164,7 @@ class QwenVLRetriever:
                 f"{self.model_dir}: not a {self.backbone.config_class}: {exc}"
             ) from exc
         # SDPA: the bidirectional path hands it a boolean 4D mask.
-        return model_class._from_config(built, attn_implementation="sdpa")
+        return vision.build_for_weights(model_class, built, self.dtype)
 
     def _load_processor(self, min_pixels: int | None, max_pixels: int | None) -> None:
         # Tokenizer + image processor rather than Qwen3VLProcessor: the latter also wants

@@ -140,8 +140,7 @@ class IdeficsEngineEncoder:
         import transformers
 
         model_class: Any = getattr(transformers, self.model_class)
-        with vision.quiet_transformers():
-            return model_class._from_config(backbone_config, attn_implementation="sdpa")
+        return vision.build_for_weights(model_class, backbone_config, self.dtype)
 
     def _map_names(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """colpali-engine's saved names -> ``backbone.*`` / ``projection.*``."""

@@ -89,6 +89,21 @@ def check_loading_info(model_dir: Path, info: dict[str, Any]) -> None:
         )
 
 
+def build_for_weights(model_class: Any, config: Any, dtype: torch.dtype) -> Any:
+    """An empty ``model_class`` in ``dtype``, for a checkpoint whose every weight is then
+    loaded (the callers check the key sets): random initialisation is skipped, since
+    every value is overwritten. For a 2B model that saves a float32 copy and seconds of
+    random numbers on the CPU."""
+    import importlib
+
+    try:
+        initialization = importlib.import_module("transformers.initialization")
+    except ImportError:  # transformers 4.x kept it in modeling_utils
+        initialization = importlib.import_module("transformers.modeling_utils")
+    with quiet_transformers(), initialization.no_init_weights():
+        return model_class._from_config(config, attn_implementation="sdpa", dtype=dtype)
+
+
 def check_key_sets(model_dir: Path, expected: Iterable[str], found: Iterable[str]) -> None:
     """The explicit form of :func:`check_loading_info` for hand-mapped checkpoints."""
     want, have = set(expected), set(found)
