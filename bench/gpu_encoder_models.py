@@ -9,8 +9,7 @@ a checkpoint directory. The configs are the published shapes:
 * ColQwen3.5-0.8B: Qwen3.5-0.8B (vultr/VultronRetrieverFlash-Qwen3.5-0.8B),
   colpali-engine ``ColQwen3_5``, 320 dims; the same directory for both sides.
 * ColPali-3B: PaliGemma-3B at 448 px (vidore/colpali-v1.3). colpali-engine's ``ColPali``
-  is the reference; latestore reads the transformers-native layout (``-hf``), so its
-  side is a ``ColPaliForRetrieval`` of the same config with its own random weights.
+  saved in its own layout, which latestore reads too; the same directory for both sides.
 
 The tokenizers are the test suite's byte-level stand-ins (tests/encoders): the real
 vocabularies are not available offline. The embedding tables keep the real vocabulary
@@ -239,13 +238,7 @@ def _paligemma(tokenizer: Any, tiny: bool) -> dict[str, Any]:
 
 
 def _build_colpali(out: Path, device: str, dtype: torch.dtype, tiny: bool) -> Built:
-    from transformers import (
-        ColPaliConfig,
-        ColPaliForRetrieval,
-        ColPaliProcessor,
-        PaliGemmaConfig,
-        SiglipImageProcessor,
-    )
+    from transformers import PaliGemmaConfig, SiglipImageProcessor
 
     engine = import_engine()
     tokenizer = gemma_tokenizer()
@@ -256,20 +249,18 @@ def _build_colpali(out: Path, device: str, dtype: torch.dtype, tiny: bool) -> Bu
         image_mean=[0.5] * 3,
         image_std=[0.5] * 3,
     )
-    vlm = _paligemma(tokenizer, tiny)
-    # latestore's side: the transformers-native layout, saved for its loader.
-    hf_config = ColPaliConfig(embedding_dim=128, vlm_config=vlm)
-    hf_config.architectures = ["ColPaliForRetrieval"]
-    ours = _on_device(ColPaliForRetrieval, hf_config, device, dtype)
+    # One checkpoint for both sides: colpali-engine's ColPali saved in its own layout,
+    # which latestore reads (encoders/colpali_engine.py), so vectors can be compared too.
+    model = _on_device(
+        engine.ColPali, PaliGemmaConfig(**_paligemma(tokenizer, tiny)), device, dtype
+    )
+    processor = engine.ColPaliProcessor(image_processor=image_processor, tokenizer=tokenizer)
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    ours.save_pretrained(out)
-    ColPaliProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
     save_s = time.perf_counter() - start
-    del ours
-    reference = _on_device(engine.ColPali, PaliGemmaConfig(**vlm), device, dtype)
-    processor = engine.ColPaliProcessor(image_processor=image_processor, tokenizer=tokenizer)
-    return Built(reference, processor, out, "same config, separate random weights", save_s)
+    return Built(model, processor, out, "one checkpoint, both sides", save_s)
 
 
 MODELS: dict[str, EncoderModel] = {
