@@ -40,13 +40,13 @@ def maxsim_marks(store: Store, query: npt.NDArray[np.float32], hit: SearchHit) -
     """The page tokens that are some query token's MaxSim argmax, as text spans; None
     when the page's token positions cannot be derived."""
     from latestore.serve.explain import explain
-    from latestore.serve.positions import TextPositions, text_positions
+    from latestore.serve.positions import TextPositions, reads_page_images, text_positions
 
     if not hit.text or store.encoder_name == "precomputed":
         return None
     try:
         encoder = store.encoder
-        if hit.has_image and getattr(encoder, "_processor", None) is not None:
+        if hit.has_image and reads_page_images(encoder):
             return None  # encoded from the image: its tokens are patches, not text
         vectors = store.page_vectors(hit.page_id)
         positions = text_positions(encoder, hit.text, len(vectors))

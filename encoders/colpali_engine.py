@@ -162,7 +162,8 @@ class ColPaliEngineEncoder:
             raise EncoderError(f"cannot load the processor of {self.model_dir}: {exc}") from exc
         self._tokenizer = processor.tokenizer
         self._images_in = processor.image_processor
-        self._image_span = processor.image_token * int(processor.image_seq_length)
+        self._image_token = str(processor.image_token)
+        self._image_span = self._image_token * int(processor.image_seq_length)
 
     def _load_model(self, config: dict[str, Any]) -> Any:
         from transformers import ColPaliConfig, ColPaliForRetrieval
@@ -185,6 +186,17 @@ class ColPaliEngineEncoder:
             raise EncoderError(f"cannot load {self.model_dir}: {exc}") from exc
         vision.check_loading_info(self.model_dir, info)
         return model.to(self.device).eval()
+
+    def page_token_ids(self) -> list[int]:
+        """The ids of a page's prompt, one per stored page vector and in their order:
+        ``image_seq_length`` image tokens (a square patch grid, row-major), then the text.
+        The same for every page, since every page is resized to one square."""
+        batch = self._tokenize([self.prompts.page_with_image(self._image_span)])
+        return [int(i) for i in batch["input_ids"][0]]
+
+    @property
+    def image_token_id(self) -> int:
+        return int(self._tokenizer.convert_tokens_to_ids(self._image_token))
 
     def encode_queries(self, queries: Sequence[str]) -> list[TokenVectors]:
         texts = [self.prompts.query(q) for q in queries]

@@ -98,11 +98,17 @@ def _find_run(haystack: list[int], needle: list[int]) -> int | None:
 def image_positions(encoder: Any, image: Any, n_stored: int) -> Positions:
     """Patch cells of an image page's stored tokens, from the encoder's own processor.
 
-    ColPali resizes every page to a square of ``image_seq_length`` patches; ColQwen2
+    ColPali resizes every page to a square of ``image_seq_length`` patches (in
+    colpali-engine's layout too, whose encoder gives its page prompt's ids); ColQwen2
     keeps the aspect ratio and merges ``merge_size``-square patch blocks into one token,
-    on the grid ``image_grid_thw`` reports. Both write the image tokens row-major.
+    on the grid ``image_grid_thw`` reports. All write the image tokens row-major.
     """
     family = getattr(encoder, "family", None)
+    if family == "colpali-engine":  # colpali-engine's layout: one square, the same prompt
+        kept_ids = encoder.page_token_ids()
+        image_token = int(encoder.image_token_id)
+        rows = cols = round(sum(1 for i in kept_ids if i == image_token) ** 0.5)
+        return _grid(kept_ids, image_token, rows, cols, n_stored)
     processor = getattr(encoder, "_processor", None)
     if processor is None or family not in ("colpali", "colqwen2"):
         return Unknown(f"no patch grid is known for encoder {getattr(encoder, 'name', '?')!r}")
@@ -111,13 +117,23 @@ def image_positions(encoder: Any, image: Any, n_stored: int) -> Positions:
     mask = [int(m) for m in batch["attention_mask"][0]]
     image_token = _image_token_id(processor)
     kept_ids = [i for i, m in zip(input_ids, mask, strict=True) if m]
-    n_image = sum(1 for i in kept_ids if i == image_token)
     if family == "colqwen2":
         _, height, width = (int(v) for v in batch["image_grid_thw"][0])
         merge = int(processor.image_processor.merge_size)
         rows, cols = height // merge, width // merge
     else:
-        rows = cols = round(n_image**0.5)
+        rows = cols = round(sum(1 for i in kept_ids if i == image_token) ** 0.5)
+    return _grid(kept_ids, image_token, rows, cols, n_stored)
+
+
+def reads_page_images(encoder: Any) -> bool:
+    """Does ``encoder`` encode a page from its image (so its tokens are patches)?"""
+    return getattr(encoder, "_processor", None) is not None or hasattr(encoder, "page_token_ids")
+
+
+def _grid(kept_ids: list[int], image_token: int, rows: int, cols: int, n_stored: int) -> Positions:
+    """Row-major patch cells for the image tokens of ``kept_ids``; text tokens get none."""
+    n_image = sum(1 for i in kept_ids if i == image_token)
     if n_image == 0 or rows * cols != n_image or len(kept_ids) != n_stored:
         return Unknown(
             f"the page has {n_stored} stored tokens but its image makes {len(kept_ids)} "

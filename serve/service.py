@@ -26,6 +26,7 @@ from latestore.serve.positions import (
     Unknown,
     image_positions,
     query_labels,
+    reads_page_images,
     text_positions,
 )
 from latestore.serve.schemas import QueryIn, as_vectors
@@ -173,7 +174,7 @@ class Service:
             encoder = self.store.encoder
         except Exception as exc:  # the model cannot be loaded: explain without positions
             return Unknown(f"the store's encoder cannot be loaded: {exc}")
-        if page.has_image and getattr(encoder, "_processor", None) is not None:
+        if page.has_image and reads_page_images(encoder):
             image = load_image(self.image_bytes(page.page_id))
             return image_positions(encoder, image, n_stored)
         if page.text:

@@ -118,9 +118,19 @@ def page_png(width: int, height: int) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("family", ["colpali", "colqwen2"])
+def _build_engine_colpali(out: Path) -> Path:
+    from tests.oracle.reference_gemma import build_engine_colpali
+
+    return build_engine_colpali(out)  # skips where colpali-engine is not installed
+
+
+@pytest.mark.parametrize("family", ["colpali", "colqwen2", "colpali-engine"])
 def test_image_hits_carry_a_patch_grid_heatmap(tmp_path: Path, family: str) -> None:
-    build = {"colpali": build_colpali, "colqwen2": build_colqwen2}[family]
+    build = {
+        "colpali": build_colpali,
+        "colqwen2": build_colqwen2,
+        "colpali-engine": _build_engine_colpali,
+    }[family]
     options = {"max_pixels": 16 * 28 * 28} if family == "colqwen2" else {}
     encoder = load_encoder(build(tmp_path / family), **options)
     with Store.open(tmp_path / "v.db", encoder) as store:
@@ -137,6 +147,11 @@ def test_image_hits_carry_a_patch_grid_heatmap(tmp_path: Path, family: str) -> N
         assert (heatmap["rows"], heatmap["cols"]) == (grid.rows, grid.cols)
         if family == "colpali":
             assert (grid.rows, grid.cols) == (2, 2)  # image_seq_length 4: a square grid
+        elif family == "colpali-engine":  # the image tokens first, then the prompt's text
+            patches = grid.rows * grid.cols
+            assert grid.rows == grid.cols and patches > 1
+            assert all(c is not None for c in grid.cells[:patches])
+            assert all(c is None for c in grid.cells[patches:]) and len(grid.cells) > patches
         else:
             assert grid.rows > grid.cols  # ColQwen2 keeps the page's portrait shape
         # Each cell is that patch's best similarity with any query token.
