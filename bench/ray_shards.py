@@ -25,33 +25,16 @@ import platform
 import statistics
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import ray
-from sqlalchemy import create_engine, make_url, text
 
 from latestore import Page, PrecomputedVectors, StoreConfig
 from latestore.distributed import ShardedStore
 from latestore.distributed.coordinator_sync import SqlOnlyStore
-
-
-@contextmanager
-def scratch_database(admin_url: str) -> Iterator[str]:
-    name = f"ls_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+from tests.postgres import fresh_database
 
 
 def corpus(
@@ -214,7 +197,7 @@ def main() -> None:
         raise SystemExit("set LATESTORE_BENCH_PG to a PostgreSQL URL that may create databases")
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
     results: dict[str, Any] = {"machine": machine(), "runs": []}
-    with scratch_database(admin) as url:
+    with fresh_database(admin) as url:
         loaded = load(url, args)
         centres = loaded.pop("centres")
         results["corpus"] = {**loaded, "dim": args.dim, "dtype": "float16"}
