@@ -195,19 +195,25 @@ class Reference:
         return [self._run(self.processor.process_images(images=[image]))[0] for image in images]
 
     def query_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        batch = self.processor.process_queries(texts=list(texts))
-        return _unpadded_ids(batch)
+        return unpadded_ids(self.processor.process_queries(texts=list(texts)))
 
     def page_ids(self, image: Any) -> list[int]:
-        return _unpadded_ids(self.processor.process_images(images=[image]))[0]
+        return unpadded_ids(self.processor.process_images(images=[image]))[0]
 
     def _run(self, batch: Any) -> list[np.ndarray]:
-        with torch.inference_mode():
-            out = self.model(**batch)
-        mask = batch["attention_mask"].bool()
-        return [out[row][mask[row]].float().numpy() for row in range(out.shape[0])]
+        return run_model(self.model, batch)
 
 
-def _unpadded_ids(batch: Any) -> list[list[int]]:
+def run_model(model: Any, batch: Any) -> list[np.ndarray]:
+    """Each row's vectors without its padding (engine classes return a tensor, the
+    transformers ``*ForRetrieval`` ones an output with ``embeddings``)."""
+    with torch.inference_mode():
+        out = model(**batch)
+    out = getattr(out, "embeddings", out)
+    mask = batch["attention_mask"].bool()
+    return [out[row][mask[row]].float().numpy() for row in range(out.shape[0])]
+
+
+def unpadded_ids(batch: Any) -> list[list[int]]:
     mask = batch["attention_mask"].bool()
     return [batch["input_ids"][row][mask[row]].tolist() for row in range(mask.shape[0])]

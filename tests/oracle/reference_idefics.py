@@ -8,15 +8,13 @@ classes' ``from_pretrained`` and encodes as colpali-engine's README does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from tests.encoders.vision_checkpoints import TINY_SIGLIP, _byte_alphabet, modernbert_tokenizer
-from tests.oracle.reference import import_engine
+from tests.oracle.reference import Reference, import_engine
 
 # Tiles of 28 px, pages resized to 56 px on the long edge: a page becomes up to 2x2
 # tiles plus the global view, so splitting and the global image both run.
@@ -141,7 +139,7 @@ ENGINE_CLASSES = {
 }
 
 
-class EngineReference:
+class EngineReference(Reference):
     """A checkpoint loaded by colpali-engine's classes and run as its README shows."""
 
     def __init__(self, model_dir: Path, family: str) -> None:
@@ -152,26 +150,3 @@ class EngineReference:
         )
         self.model.eval()
         self.processor = getattr(engine, processor_class).from_pretrained(str(model_dir))
-
-    def queries(self, texts: Sequence[str]) -> list[np.ndarray]:
-        return self._run(self.processor.process_queries(texts=list(texts)))
-
-    def pages(self, images: Sequence[Any]) -> list[np.ndarray]:
-        return [self._run(self.processor.process_images(images=[image]))[0] for image in images]
-
-    def query_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        return _unpadded_ids(self.processor.process_queries(texts=list(texts)))
-
-    def page_ids(self, image: Any) -> list[int]:
-        return _unpadded_ids(self.processor.process_images(images=[image]))[0]
-
-    def _run(self, batch: Any) -> list[np.ndarray]:
-        with torch.inference_mode():
-            out = self.model(**batch)
-        mask = batch["attention_mask"].bool()
-        return [out[row][mask[row]].float().numpy() for row in range(out.shape[0])]
-
-
-def _unpadded_ids(batch: Any) -> list[list[int]]:
-    mask = batch["attention_mask"].bool()
-    return [batch["input_ids"][row][mask[row]].tolist() for row in range(mask.shape[0])]
