@@ -42,7 +42,6 @@ from latestore.cli.snippets import snippet
 from latestore.encoders.windows import DEFAULT_MAX_PAGE_TOKENS, WindowSettings
 from latestore.errors import LatestoreError
 from latestore.ingest import IngestOptions, Ingestor, IngestReport
-from latestore.store.filters import any_of
 from latestore.store.footprint import directory_bytes, sqlite_bytes
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -378,6 +377,8 @@ def delete(
     if not (ids or external_ids or documents or filter_json):
         fail("give at least one --id, --external-id, --document or --filter")
     spec = parse_filter(filter_json)
+    from latestore.store.filters import any_of  # the SQL schema: for this command only
+
     try:
         names = [
             *(documents or []),
