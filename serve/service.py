@@ -32,7 +32,7 @@ from latestore.serve.positions import (
 from latestore.serve.schemas import QueryIn, as_vectors
 from latestore.serve.settings import ServeSettings
 from latestore.store.images import load_image
-from latestore.store.validation import check_query_texts, checked_vectors
+from latestore.store.validation import checked_vectors
 
 if TYPE_CHECKING:
     from latestore.ingest import IngestReport
@@ -87,13 +87,11 @@ class Service:
     def query_vectors(self, query: QueryIn) -> tuple[npt.NDArray[np.float32], list[str] | None]:
         """A query's vectors (encoded by the store's encoder, as Store.search does) and,
         for text, its tokens as labels."""
-        dim = self.store.dim
         if isinstance(query, str):
-            check_query_texts([query])
-            encoder = self.store.encoder
-            vectors = checked_vectors(encoder.encode_queries([query])[0], dim, "float32", "query")
-            return vectors, query_labels(encoder, query, len(vectors))
-        return checked_vectors(as_vectors(query, "query vectors"), dim, "float32", "query"), None
+            vectors = self.store.encode_queries([query])[0]
+            return vectors, query_labels(self.store.encoder, query, len(vectors))
+        vectors = as_vectors(query, "query vectors")
+        return checked_vectors(vectors, self.store.dim, "float32", "query"), None
 
     def search(
         self,
