@@ -79,13 +79,15 @@ class PackedQueries:
 
 @dataclass(frozen=True)
 class Tuning:
-    """Launch shape: page tokens per tile, warps per program, pipeline stages, and
-    whether the query's float16 split is read pre-made (:attr:`PackedQueries.halves`)."""
+    """Launch shape: page tokens per tile, warps per program, pipeline stages, whether
+    the query's float16 split is read pre-made (:attr:`PackedQueries.halves`), and how
+    many pages one program scores with its query block (the shared form only)."""
 
     block_t: int
     num_warps: int
     num_stages: int
     presplit: bool = False
+    items: int = 1
 
 
 # Timed on first use per shape. On an H200 (2026-11-26 sweep of eight shapes over the
@@ -103,6 +105,12 @@ CANDIDATES = (
     Tuning(32, 4, 3, presplit=True),
     Tuning(64, 4, 3, presplit=True),
     Tuning(128, 4, 3, presplit=True),
+    # Untimed too: four pages per program share one query block, which short pages
+    # re-read about as many bytes for as they hold themselves (100k pages of 30-300
+    # tokens: a 32 x 128 float32 query block is 16 KiB, a mean page 42 KiB).
+    Tuning(32, 4, 3, presplit=True, items=4),
+    Tuning(64, 4, 3, presplit=True, items=4),
+    Tuning(64, 4, 3, items=4),
 )
 LAST_RESORT = Tuning(32, 4, 1)
 
@@ -129,13 +137,14 @@ def _block_d(dim: int) -> int:
     return 64
 
 
-def _d_pad(dim: int) -> int:
+def packed_dim(dim: int) -> int:
+    """Row width of packed queries: ``dim`` up to a whole number of dim blocks."""
     return -(-dim // _block_d(dim)) * _block_d(dim)
 
 
 def query_bytes(n_queries: int, max_tokens: int, dim: int) -> int:
     """Device bytes a padded batch of queries takes (for budgeting)."""
-    return n_queries * _next_pow2(max_tokens) * _d_pad(dim) * 4
+    return n_queries * _next_pow2(max_tokens) * packed_dim(dim) * 4
 
 
 def pack_queries(
@@ -152,7 +161,7 @@ def pack_queries(
     """
     dim = int(queries[0].shape[1])
     lq = _next_pow2(max(int(q.shape[0]) for q in queries))
-    d_pad = _d_pad(dim)
+    d_pad = packed_dim(dim)
     per_block = max(1, _blocks(lq, len(queries), False)[0] // lq)
     n = -(-len(queries) // per_block) * per_block
     on_device = all(isinstance(q, torch.Tensor) and q.device == device for q in queries)
@@ -195,10 +204,14 @@ def _choose(key: tuple[int, ...], fallback: Tuning, run: Callable[[Tuning], None
     for tuning in (fallback, *[c for c in CANDIDATES if c != fallback]):
         if tuning.presplit and key[0] == KIND_FP32:  # float32 pages have no split to make
             continue
+        # Pairs give each item its own query block; on long pages the query's re-reads
+        # are a small share of the traffic, so several pages per program cannot pay.
+        if tuning.items > 1 and (key[4] or key[6] > 256):
+            continue
         try:
             run(tuning)  # compiles (or loads from Triton's cache)
         except Exception as exc:  # out of shared memory or registers: not a candidate
-            if tuning.presplit:  # a variant never timed on a GPU must not break a search
+            if tuning.presplit or tuning.items > 1:  # never timed on a GPU: must not break
                 log.warning("latestore: MaxSim shape %s skipped: %s", tuning, exc)
                 continue
             if "out of resource" not in str(exc).lower():
@@ -234,7 +247,7 @@ def _run_fitting(run: Callable[[Tuning], None], first: Tuning) -> None:
                 raise
 
 
-def _grid(packed: PackedQueries, pairs: bool) -> tuple[int, int]:
+def launch_groups(packed: PackedQueries, pairs: bool) -> tuple[int, int]:
     """``(query groups per item, output rows)`` of a launch."""
     block_q, seg = _blocks(packed.lq, packed.n_queries, pairs)
     if pairs:
@@ -245,7 +258,29 @@ def _grid(packed: PackedQueries, pairs: bool) -> tuple[int, int]:
 
 def shared_output_rows(packed: PackedQueries) -> int:
     """float32 values per page that :func:`maxsim_shared` writes (for budgeting)."""
-    return _grid(packed, False)[1]
+    return launch_groups(packed, False)[1]
+
+
+def kernel_constants(
+    packed: PackedQueries, dim: int, kind: int, pairs: bool, shape: Tuning
+) -> dict[str, int | bool]:
+    """The kernel's compile-time parameters for one launch (also used to compile it
+    ahead of time for a GPU this machine lacks: bench/kernel_resources.py)."""
+    block_q, seg = _blocks(packed.lq, packed.n_queries, pairs)
+    return {
+        "D": dim,
+        "D_PAD": packed.d_pad,
+        "LQ": packed.lq,
+        "BLOCK_Q": block_q,
+        "SEG": seg,
+        "BLOCK_T": shape.block_t,
+        "BLOCK_D": _block_d(dim),
+        "KIND": kind,
+        "PAIRS": pairs,
+        "SPLIT": packed.split and kind != KIND_FP32,
+        "PRESPLIT": shape.presplit and kind != KIND_FP32,
+        "ITEMS": 1 if pairs else shape.items,
+    }
 
 
 def _launch(
@@ -269,17 +304,18 @@ def _launch(
     n_items = int(starts.shape[0])
     pairs = query_of is not None
     block_q, seg = _blocks(packed.lq, packed.n_queries, pairs)
-    n_groups, out_rows = _grid(packed, pairs)
+    n_groups, out_rows = launch_groups(packed, pairs)
     out = torch.empty((out_rows, n_items), dtype=torch.float32, device=pages.device)
     if n_items == 0:
         return out
     dim = int(pages.shape[1])
 
     def run(shape: Tuning) -> None:
-        presplit = shape.presplit and kind != KIND_FP32
+        constants = kernel_constants(packed, dim, kind, pairs, shape)
+        items = int(constants["ITEMS"])
         # Unused pointers need a tensor: the float32 rows stand in.
-        hi, lo, power = packed.halves if presplit else (packed.rows,) * 3
-        maxsim_kernel[(n_items * n_groups,)](
+        hi, lo, power = packed.halves if constants["PRESPLIT"] else (packed.rows,) * 3
+        maxsim_kernel[(-(-n_items // items) * n_groups,)](
             packed.rows,
             hi,
             lo,
@@ -293,17 +329,7 @@ def _launch(
             n_items,
             n_groups,
             pages.stride(0),
-            D=dim,
-            D_PAD=packed.d_pad,
-            LQ=packed.lq,
-            BLOCK_Q=block_q,
-            SEG=seg,
-            BLOCK_T=shape.block_t,
-            BLOCK_D=_block_d(dim),
-            KIND=kind,
-            PAIRS=pairs,
-            SPLIT=packed.split and kind != KIND_FP32,
-            PRESPLIT=presplit,
+            **constants,
             num_warps=shape.num_warps,
             num_stages=shape.num_stages,
         )

@@ -1,10 +1,11 @@
 """Fused MaxSim in Triton: page tiles are scored against query blocks in registers.
 
-One program scores one *item* (a page, addressed by its first row and length in the
-resident packed matrix) against one block of query rows. The similarity matrix never
-leaves the chip: each ``(page tokens x query rows)`` tile is reduced to a running
-per-query-token maximum as soon as it is computed, so the kernel reads each page's
-bytes once from HBM and writes one float per (query, page).
+One program scores ``ITEMS`` consecutive *items* (pages, each addressed by its first row
+and length in the resident packed matrix) against one block of query rows, prepared
+once for all of them. The similarity matrix never leaves the chip: each ``(page tokens
+x query rows)`` tile is reduced to a running per-query-token maximum as soon as it is
+computed, so the kernel reads each page's bytes once from HBM and writes one float per
+(query, page).
 
 Two launch forms share the kernel (see maxsim_launch.py):
 
@@ -54,6 +55,16 @@ if triton is not None:
             lo = hi
         return hi, lo
 
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _read_halves(hi_ptr, lo_ptr, offsets, SPLIT: tl.constexpr):  # type: ignore[no-untyped-def]
+        """The host-made float16 halves; without SPLIT only the high part is read."""
+        hi = tl.load(hi_ptr + offsets)
+        if SPLIT:  # noqa: SIM108 - a constexpr branch, which Triton compiles away
+            lo = tl.load(lo_ptr + offsets)
+        else:
+            lo = hi
+        return hi, lo
+
     # Triton reads the parameters' annotations itself (constexpr): only those are typed.
     @triton.jit  # type: ignore[untyped-decorator]
     def maxsim_kernel(  # type: ignore[no-untyped-def]
@@ -81,14 +92,13 @@ if triton is not None:
         PAIRS: tl.constexpr,
         SPLIT: tl.constexpr,
         PRESPLIT: tl.constexpr,
+        ITEMS: tl.constexpr,
     ):
         pid = tl.program_id(0).to(tl.int64)
         group = pid % n_groups
-        item = pid // n_groups
-        start = tl.load(starts_ptr + item).to(tl.int64)
-        length = tl.load(lengths_ptr + item).to(tl.int32)
-        if PAIRS:
-            q_row0 = tl.load(query_of_ptr + item).to(tl.int64) * LQ + group * BLOCK_Q
+        first_item = (pid // n_groups) * ITEMS
+        if PAIRS:  # one item per program (the launcher's rule): its own query block
+            q_row0 = tl.load(query_of_ptr + first_item).to(tl.int64) * LQ + group * BLOCK_Q
         else:
             q_row0 = group * BLOCK_Q
         offs_q = tl.arange(0, BLOCK_Q)
@@ -112,57 +122,67 @@ if triton is not None:
             inverse = 1.0 / power
         if D_PAD == BLOCK_D:  # the whole query block fits one step: prepare it once
             if PRESPLIT and KIND != 3:
-                q_hi = tl.load(hi_ptr + q_row0 * D_PAD + q_offs)
-                q_lo = tl.load(lo_ptr + q_row0 * D_PAD + q_offs)
+                q_hi, q_lo = _read_halves(hi_ptr, lo_ptr, q_row0 * D_PAD + q_offs, SPLIT)
             else:
                 q = tl.load(q_base + q_offs)
                 if KIND != 3:
                     q_hi, q_lo = _split(q * inverse, SPLIT)
-        best = tl.full((BLOCK_Q,), float("-inf"), tl.float32)
-        tile_offs = offs_t[:, None] * row_stride + offs_d[None, :]
-        for t0 in range(0, length, BLOCK_T):
-            in_page = (t0 + offs_t) < length
-            tile_base = pages_ptr + (start + t0) * row_stride
-            acc = tl.zeros((BLOCK_T, BLOCK_Q), dtype=tl.float32)
-            low = tl.zeros((BLOCK_T, BLOCK_Q), dtype=tl.float32)
-            for d0 in tl.static_range(0, D_PAD, BLOCK_D):
-                if D == D_PAD:
-                    tile = tl.load(tile_base + d0 + tile_offs, mask=in_page[:, None], other=0)
-                else:
-                    inside = in_page[:, None] & ((d0 + offs_d) < D)[None, :]
-                    tile = tl.load(tile_base + d0 + tile_offs, mask=inside, other=0)
-                if D_PAD != BLOCK_D:
-                    if PRESPLIT and KIND != 3:
-                        q_hi = tl.load(hi_ptr + q_row0 * D_PAD + d0 + q_offs)
-                        q_lo = tl.load(lo_ptr + q_row0 * D_PAD + d0 + q_offs)
-                    else:
-                        q = tl.load(q_base + d0 + q_offs)
-                        if KIND != 3:
-                            q_hi, q_lo = _split(q * inverse, SPLIT)
-                if KIND == 3:  # float32 pages: IEEE products
-                    acc = tl.dot(tile, q, acc, input_precision="ieee")
-                else:
-                    if KIND != 0:  # int8 codes and normalised bfloat16 are exact in float16
-                        tile = tile.to(tl.float16)
-                    acc = tl.dot(tile, q_hi, acc)
-                    if SPLIT:
-                        low = tl.dot(tile, q_lo, low)
-            if SPLIT:
-                acc = acc + low * (1.0 / 2048.0)
-            if KIND == 2:
-                scale = tl.load(scales_ptr + start + t0 + offs_t, mask=in_page, other=0.0)
-                acc = acc * scale[:, None]
-            acc = tl.where(in_page[:, None], acc, float("-inf"))
-            best = tl.maximum(best, tl.max(acc, axis=0))
         if KIND != 3:
             if PRESPLIT:  # noqa: SIM108 - constexpr: each query row has its own power
-                best = best * tl.load(power_ptr + q_row0 + offs_q)
+                row_power = tl.load(power_ptr + q_row0 + offs_q)
             else:
-                best = best * power
-        # Zero-padded query rows score 0 against every token, so they add nothing here.
-        if SEG == BLOCK_Q:
-            tl.store(out_ptr + group * n_items + item, tl.sum(best, axis=0))
-        else:
-            per_query = tl.sum(tl.reshape(best, (BLOCK_Q // SEG, SEG)), axis=1)
-            seg_rows = group * (BLOCK_Q // SEG) + tl.arange(0, BLOCK_Q // SEG)
-            tl.store(out_ptr + seg_rows.to(tl.int64) * n_items + item, per_query)
+                row_power = power
+        tile_offs = offs_t[:, None] * row_stride + offs_d[None, :]
+        # Several items per program share the query block prepared above: on short
+        # pages, re-reading and splitting it per page costs as much as the page itself.
+        for i in range(ITEMS):
+            item = first_item + i
+            real = item < n_items  # the last program's spare slots score nothing
+            start = tl.load(starts_ptr + item, mask=real, other=0).to(tl.int64)
+            length = tl.load(lengths_ptr + item, mask=real, other=0).to(tl.int32)
+            best = tl.full((BLOCK_Q,), float("-inf"), tl.float32)
+            for t0 in range(0, length, BLOCK_T):
+                in_page = (t0 + offs_t) < length
+                tile_base = pages_ptr + (start + t0) * row_stride
+                acc = tl.zeros((BLOCK_T, BLOCK_Q), dtype=tl.float32)
+                low = tl.zeros((BLOCK_T, BLOCK_Q), dtype=tl.float32)
+                for d0 in tl.static_range(0, D_PAD, BLOCK_D):
+                    if D == D_PAD:
+                        inside = in_page[:, None]
+                    else:
+                        inside = in_page[:, None] & ((d0 + offs_d) < D)[None, :]
+                    tile = tl.load(tile_base + d0 + tile_offs, mask=inside, other=0)
+                    if D_PAD != BLOCK_D:
+                        if PRESPLIT and KIND != 3:
+                            at = q_row0 * D_PAD + d0 + q_offs
+                            q_hi, q_lo = _read_halves(hi_ptr, lo_ptr, at, SPLIT)
+                        else:
+                            q = tl.load(q_base + d0 + q_offs)
+                            if KIND != 3:
+                                q_hi, q_lo = _split(q * inverse, SPLIT)
+                    if KIND == 3:  # float32 pages: IEEE products
+                        acc = tl.dot(tile, q, acc, input_precision="ieee")
+                    else:
+                        if KIND != 0:  # int8 codes and normalised bfloat16: exact in float16
+                            tile = tile.to(tl.float16)
+                        acc = tl.dot(tile, q_hi, acc)
+                        if SPLIT:
+                            low = tl.dot(tile, q_lo, low)
+                if SPLIT:
+                    acc = acc + low * (1.0 / 2048.0)
+                if KIND == 2:
+                    scale = tl.load(scales_ptr + start + t0 + offs_t, mask=in_page, other=0.0)
+                    acc = acc * scale[:, None]
+                acc = tl.where(in_page[:, None], acc, float("-inf"))
+                best = tl.maximum(best, tl.max(acc, axis=0))
+            if KIND != 3:
+                best = best * row_power
+            # Zero-padded query rows score 0 against every token, so they add nothing.
+            if SEG == BLOCK_Q:
+                tl.store(out_ptr + group * n_items + item, tl.sum(best, axis=0), mask=real)
+            else:
+                per_query = tl.sum(tl.reshape(best, (BLOCK_Q // SEG, SEG)), axis=1)
+                seg_rows = group * (BLOCK_Q // SEG) + tl.arange(0, BLOCK_Q // SEG)
+                out_offs = seg_rows.to(tl.int64) * n_items + item
+                # A block mask: the interpreter does not broadcast a scalar one.
+                tl.store(out_ptr + out_offs, per_query, mask=(seg_rows * 0 + item) < n_items)
