@@ -117,7 +117,9 @@ def run_case(name: str, n_pages: int, tokens: Any, dim: int, sweep: bool) -> dic
     best_tuning = None
     if sweep:
         timings = []
-        for tuning in SWEEP:
+        packed = mt.pack_queries([query], rows.device)
+        key = mt.shape_key(packed, mt.KIND_HALF, dim, False, mean, n_pages)
+        for tuning in (t for t in SWEEP if mt.applies(t, key)):
             try:
                 timings.append((wall(lambda t=tuning: ours(t), repeats=8), tuning))
             except Exception as exc:  # e.g. out of shared memory
@@ -127,7 +129,7 @@ def run_case(name: str, n_pages: int, tokens: Any, dim: int, sweep: bool) -> dic
         row["best_tuning"] = _label(best_tuning)
     before = dict(mt._CHOSEN)
     results["latestore"] = (wall(ours), max_rel_error(ours(), query, rows, starts_d, lens_d))
-    # The shape the autotuner picked for this case (a pre-split one is marked "/pre").
+    # The shape the autotuner picked for this case (see _label).
     row["autotune_choice"] = [_label(t) for k, t in mt._CHOSEN.items() if k not in before]
     if best_tuning is not None:
         results["latestore (best swept)"] = (
@@ -186,8 +188,12 @@ def run_case(name: str, n_pages: int, tokens: Any, dim: int, sweep: bool) -> dic
 
 
 def _label(tuning: mt.Tuning) -> str:
+    """``tokens/warps/stages``, then ``/pre`` (pre-split query), ``/xN`` (N pages per
+    program) and ``/rolled`` (the dim loop not unrolled)."""
     shape = f"{tuning.block_t}/{tuning.num_warps}/{tuning.num_stages}"
-    return shape + ("/pre" if tuning.presplit else "")
+    shape += "/pre" if tuning.presplit else ""
+    shape += f"/x{tuning.items}" if tuning.items > 1 else ""
+    return shape + ("" if tuning.unroll_d else "/rolled")
 
 
 def _timed(

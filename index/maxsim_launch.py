@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -88,6 +89,9 @@ class Tuning:
     num_stages: int
     presplit: bool = False
     items: int = 1
+    # Dims wider than one block (D_PAD > BLOCK_D): unrolled, each block gets its own
+    # shared-memory buffers; rolled, one set is reused (bounded whatever the dim).
+    unroll_d: bool = True
 
 
 # Timed on first use per shape. On an H200 (2026-11-26 sweep of eight shapes over the
@@ -111,8 +115,14 @@ CANDIDATES = (
     Tuning(32, 4, 3, presplit=True, items=4),
     Tuning(64, 4, 3, presplit=True, items=4),
     Tuning(64, 4, 3, items=4),
+    # Wide dims only (320, 384, 768, 1,024): the dim loop rolled, shared memory bounded.
+    Tuning(64, 4, 3, unroll_d=False),
+    Tuning(32, 4, 2, unroll_d=False),
+    Tuning(32, 4, 1, unroll_d=False),
 )
-LAST_RESORT = Tuning(32, 4, 1)
+# Fits every storage kind, dim up to 1,024 and 128-row query block in ~100 KiB of shared
+# memory (bench/kernel_resources.py compiles it for sm_80, sm_86/89 and sm_90 in CI).
+LAST_RESORT = Tuning(32, 4, 1, unroll_d=False)
 
 
 def default_tuning(mean_length: float, d_pad: int) -> Tuning:
@@ -162,7 +172,7 @@ def pack_queries(
     dim = int(queries[0].shape[1])
     lq = _next_pow2(max(int(q.shape[0]) for q in queries))
     d_pad = packed_dim(dim)
-    per_block = max(1, _blocks(lq, len(queries), False)[0] // lq)
+    per_block = max(1, _blocks(lq, len(queries), False, d_pad)[0] // lq)
     n = -(-len(queries) // per_block) * per_block
     on_device = all(isinstance(q, torch.Tensor) and q.device == device for q in queries)
     if on_device:
@@ -178,14 +188,78 @@ def pack_queries(
     return PackedQueries(padded, len(queries), lq, d_pad, exact)
 
 
-def _blocks(lq: int, n_queries: int, pairs: bool) -> tuple[int, int]:
+def most_query_rows(d_pad: int) -> int:
+    """Query rows one program may hold: 128 up to 128 dims, fewer for wider rows.
+
+    A 128-row block of a 384-dim query spilled 2 KiB of registers per thread and needed
+    more shared memory than any shape had, compiled for sm_90 (bench/kernel_resources.py);
+    32 rows fit every shape at every dim up to 1,024.
+    """
+    rows = 128
+    while rows > 32 and rows * d_pad > 128 * 128:
+        rows //= 2
+    return rows
+
+
+def _blocks(lq: int, n_queries: int, pairs: bool, d_pad: int) -> tuple[int, int]:
     """``(BLOCK_Q, SEG)``: query rows per program and rows summed into one output."""
+    most = most_query_rows(d_pad)
     # Shared pages: several whole queries per program cut L2 re-reads of each tile.
-    block_q = min(lq, 128) if pairs else min(128, max(lq, _next_pow2(n_queries * lq)))
+    block_q = min(lq, most) if pairs else min(most, max(lq, _next_pow2(n_queries * lq)))
     return block_q, min(lq, block_q)
 
 
-_CHOSEN: dict[tuple[int, ...], Tuning] = {}
+class ShapeKey(NamedTuple):
+    """What a launch shape is chosen for (lengths and program counts bucketed)."""
+
+    kind: int
+    dim: int
+    block_q: int
+    seg: int
+    pairs: bool
+    split: bool
+    length_bucket: int  # mean page tokens, to a power of two
+    size_bucket: int  # log8 of the number of programs
+
+
+def shape_key(
+    packed: PackedQueries, kind: int, dim: int, pairs: bool, mean_length: float, n_items: int
+) -> ShapeKey:
+    """The autotuner's key for a launch."""
+    block_q, seg = _blocks(packed.lq, packed.n_queries, pairs, packed.d_pad)
+    n_groups = launch_groups(packed, pairs)[0]
+    return ShapeKey(
+        kind,
+        dim,
+        block_q,
+        seg,
+        pairs,
+        packed.split,
+        _next_pow2(max(1, round(mean_length)), 1),
+        max(0, int(math.log(max(1, n_items * n_groups), 8))),
+    )
+
+
+def applies(tuning: Tuning, key: ShapeKey) -> bool:
+    """Is ``tuning`` worth timing for ``key``, or the same kernel as another / useless?"""
+    if tuning.presplit and key.kind == KIND_FP32:  # float32 pages have no split to make
+        return False
+    # Pairs give each item its own query block; on long pages the query's re-reads are
+    # a small share of the traffic, so several pages per program cannot pay.
+    if tuning.items > 1 and (key.pairs or key.length_bucket > 256):
+        return False
+    # 128-token tiles of rows wider than 256 need more shared memory than sm_90 has
+    # (bench/kernel_resources.py): compiling them only to fail would slow the first call.
+    if tuning.block_t >= 128 and packed_dim(key.dim) > 256:
+        return False
+    # Two 128 x 128 float32 accumulators (exact products) fill all 255 registers and spill.
+    if tuning.block_t * key.block_q > 128 * 64 and key.split:
+        return False
+    # One dim block: nothing to roll, the same kernel as unrolled.
+    return tuning.unroll_d or packed_dim(key.dim) != _block_d(key.dim)
+
+
+_CHOSEN: dict[ShapeKey, Tuning] = {}
 _CHOSEN_LOCK = threading.Lock()
 
 
@@ -193,7 +267,7 @@ def _autotune_enabled(device: torch.device) -> bool:
     return device.type == "cuda" and os.environ.get("LATESTORE_KERNEL_AUTOTUNE", "1") != "0"
 
 
-def _choose(key: tuple[int, ...], fallback: Tuning, run: Callable[[Tuning], None]) -> Tuning:
+def _choose(key: ShapeKey, fallback: Tuning, run: Callable[[Tuning], None]) -> Tuning:
     """Time the candidates once per key (the last run leaves the call's result)."""
     with _CHOSEN_LOCK:
         chosen = _CHOSEN.get(key)
@@ -202,16 +276,12 @@ def _choose(key: tuple[int, ...], fallback: Tuning, run: Callable[[Tuning], None
         return chosen
     timings: list[tuple[float, Tuning]] = []
     for tuning in (fallback, *[c for c in CANDIDATES if c != fallback]):
-        if tuning.presplit and key[0] == KIND_FP32:  # float32 pages have no split to make
-            continue
-        # Pairs give each item its own query block; on long pages the query's re-reads
-        # are a small share of the traffic, so several pages per program cannot pay.
-        if tuning.items > 1 and (key[4] or key[6] > 256):
+        if not applies(tuning, key):
             continue
         try:
             run(tuning)  # compiles (or loads from Triton's cache)
         except Exception as exc:  # out of shared memory or registers: not a candidate
-            if tuning.presplit or tuning.items > 1:  # never timed on a GPU: must not break
+            if tuning.presplit or tuning.items > 1 or not tuning.unroll_d:  # never timed
                 log.warning("latestore: MaxSim shape %s skipped: %s", tuning, exc)
                 continue
             if "out of resource" not in str(exc).lower():
@@ -237,7 +307,14 @@ def _choose(key: tuple[int, ...], fallback: Tuning, run: Callable[[Tuning], None
 def _run_fitting(run: Callable[[Tuning], None], first: Tuning) -> None:
     """Run ``first``, or smaller shapes if it needs more shared memory than the GPU has."""
     # float32 pages of dim 320 needed 242 KiB at 64/4/3 on an H200 (227 KiB allowed).
-    shapes = (first, Tuning(first.block_t, first.num_warps, 2), Tuning(32, 4, 2), LAST_RESORT)
+    shapes = (
+        first,
+        Tuning(first.block_t, first.num_warps, 2),
+        Tuning(32, 4, 2),
+        Tuning(32, 4, 1),
+        Tuning(32, 4, 2, unroll_d=False),
+        LAST_RESORT,
+    )
     for shape in shapes:
         try:
             run(shape)
@@ -249,7 +326,7 @@ def _run_fitting(run: Callable[[Tuning], None], first: Tuning) -> None:
 
 def launch_groups(packed: PackedQueries, pairs: bool) -> tuple[int, int]:
     """``(query groups per item, output rows)`` of a launch."""
-    block_q, seg = _blocks(packed.lq, packed.n_queries, pairs)
+    block_q, seg = _blocks(packed.lq, packed.n_queries, pairs, packed.d_pad)
     if pairs:
         return packed.lq // block_q, packed.lq // block_q
     n_groups = -(-packed.n_queries * packed.lq // block_q)
@@ -266,7 +343,7 @@ def kernel_constants(
 ) -> dict[str, int | bool]:
     """The kernel's compile-time parameters for one launch (also used to compile it
     ahead of time for a GPU this machine lacks: bench/kernel_resources.py)."""
-    block_q, seg = _blocks(packed.lq, packed.n_queries, pairs)
+    block_q, seg = _blocks(packed.lq, packed.n_queries, pairs, packed.d_pad)
     return {
         "D": dim,
         "D_PAD": packed.d_pad,
@@ -280,6 +357,7 @@ def kernel_constants(
         "SPLIT": packed.split and kind != KIND_FP32,
         "PRESPLIT": shape.presplit and kind != KIND_FP32,
         "ITEMS": 1 if pairs else shape.items,
+        "UNROLL_D": shape.unroll_d,
     }
 
 
@@ -303,7 +381,6 @@ def _launch(
         raise ValueError("page rows must be contiguous")
     n_items = int(starts.shape[0])
     pairs = query_of is not None
-    block_q, seg = _blocks(packed.lq, packed.n_queries, pairs)
     n_groups, out_rows = launch_groups(packed, pairs)
     out = torch.empty((out_rows, n_items), dtype=torch.float32, device=pages.device)
     if n_items == 0:
@@ -343,17 +420,7 @@ def _launch(
     if not _autotune_enabled(pages.device):
         _run_fitting(run, fallback)
         return out
-    key = (
-        kind,
-        dim,
-        block_q,
-        seg,
-        int(pairs),
-        int(packed.split),
-        _next_pow2(max(1, round(mean_length)), 1),
-        max(0, int(math.log(max(1, n_items * n_groups), 8))),
-    )
-    _choose(key, fallback, run)
+    _choose(shape_key(packed, kind, dim, pairs, mean_length, n_items), fallback, run)
     return out
 
 
@@ -375,7 +442,7 @@ def maxsim_shared(
     """
     n_items = int(starts.shape[0])
     out = _launch(packed, pages, scales, starts, lengths, None, tuning, mean_length)
-    seg = _blocks(packed.lq, packed.n_queries, False)[1]
+    seg = _blocks(packed.lq, packed.n_queries, False, packed.d_pad)[1]
     per_query = packed.lq // seg
     scores = out.view(out.shape[0] // per_query, per_query, n_items)
     if per_query > 1:  # long queries: sum the partial blocks, in a fixed order

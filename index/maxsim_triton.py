@@ -65,6 +65,64 @@ if triton is not None:
             lo = hi
         return hi, lo
 
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _query_step(  # type: ignore[no-untyped-def]
+        q_base, hi_ptr, lo_ptr, row0, q_offs, d0, inverse,
+        KIND: tl.constexpr, SPLIT: tl.constexpr, PRESPLIT: tl.constexpr,
+    ):  # fmt: skip
+        """One dim block of the query, transposed: float32 rows, and their float16 halves
+        (read pre-made, or split here); float32 pages use the rows themselves."""
+        if PRESPLIT and KIND != 3:
+            q_hi, q_lo = _read_halves(hi_ptr, lo_ptr, row0 + d0 + q_offs, SPLIT)
+            q = q_hi
+        else:
+            q = tl.load(q_base + d0 + q_offs)
+            if KIND != 3:
+                q_hi, q_lo = _split(q * inverse, SPLIT)
+            else:
+                q_hi = q
+                q_lo = q
+        return q, q_hi, q_lo
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _page_chunk(  # type: ignore[no-untyped-def]
+        tile_base, tile_offs, d0, in_page, offs_d, D: tl.constexpr, D_PAD: tl.constexpr
+    ):
+        """One dim block of a page tile; rows past the page and dims past D read 0."""
+        if D == D_PAD:  # noqa: SIM108 - a constexpr branch, which Triton compiles away
+            inside = in_page[:, None]
+        else:
+            inside = in_page[:, None] & ((d0 + offs_d) < D)[None, :]
+        return tl.load(tile_base + d0 + tile_offs, mask=inside, other=0)
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _multiply(  # type: ignore[no-untyped-def]
+        tile, q, q_hi, q_lo, acc, low, KIND: tl.constexpr, SPLIT: tl.constexpr
+    ):
+        """Accumulate one dim block's products: ``acc`` (high part) and ``low``."""
+        if KIND == 3:  # float32 pages: IEEE products
+            acc = tl.dot(tile, q, acc, input_precision="ieee")
+        else:
+            if KIND != 0:  # int8 codes and normalised bfloat16: exact in float16
+                tile = tile.to(tl.float16)
+            acc = tl.dot(tile, q_hi, acc)
+            if SPLIT:
+                low = tl.dot(tile, q_lo, low)
+        return acc, low
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _dim_step(  # type: ignore[no-untyped-def]
+        tile_base, tile_offs, d0, in_page, offs_d, q_base, hi_ptr, lo_ptr, row0, q_offs,
+        inverse, acc, low,
+        D: tl.constexpr, D_PAD: tl.constexpr, KIND: tl.constexpr, SPLIT: tl.constexpr,
+        PRESPLIT: tl.constexpr,
+    ):  # fmt: skip
+        tile = _page_chunk(tile_base, tile_offs, d0, in_page, offs_d, D, D_PAD)
+        q, q_hi, q_lo = _query_step(
+            q_base, hi_ptr, lo_ptr, row0, q_offs, d0, inverse, KIND, SPLIT, PRESPLIT
+        )
+        return _multiply(tile, q, q_hi, q_lo, acc, low, KIND, SPLIT)
+
     # Triton reads the parameters' annotations itself (constexpr): only those are typed.
     @triton.jit  # type: ignore[untyped-decorator]
     def maxsim_kernel(  # type: ignore[no-untyped-def]
@@ -93,6 +151,7 @@ if triton is not None:
         SPLIT: tl.constexpr,
         PRESPLIT: tl.constexpr,
         ITEMS: tl.constexpr,
+        UNROLL_D: tl.constexpr,
     ):
         pid = tl.program_id(0).to(tl.int64)
         group = pid % n_groups
@@ -111,22 +170,20 @@ if triton is not None:
         q_offs = offs_q[None, :] * D_PAD + offs_d[:, None]
         # A power of two that brings the block's largest value into [1, 2): scaling by
         # it is exact, and float16 then neither overflows nor drops bits to subnormals.
+        inverse = 1.0
         if KIND != 3 and not PRESPLIT:
             largest = tl.zeros((BLOCK_Q,), dtype=tl.float32)
-            for d0 in tl.static_range(0, D_PAD, BLOCK_D):
-                block = tl.load(q_base + d0 + q_offs)
+            for d_scan in range(0, D_PAD, BLOCK_D):
+                block = tl.load(q_base + d_scan + q_offs)
                 largest = tl.maximum(largest, tl.max(tl.abs(block), axis=0))
             top = tl.max(largest, axis=0)
             power = (top.to(tl.int32, bitcast=True) & 0x7F800000).to(tl.float32, bitcast=True)
             power = tl.where(power > 0.0, power, 1.0)
             inverse = 1.0 / power
         if D_PAD == BLOCK_D:  # the whole query block fits one step: prepare it once
-            if PRESPLIT and KIND != 3:
-                q_hi, q_lo = _read_halves(hi_ptr, lo_ptr, q_row0 * D_PAD + q_offs, SPLIT)
-            else:
-                q = tl.load(q_base + q_offs)
-                if KIND != 3:
-                    q_hi, q_lo = _split(q * inverse, SPLIT)
+            q, q_hi, q_lo = _query_step(
+                q_base, hi_ptr, lo_ptr, q_row0 * D_PAD, q_offs, 0, inverse, KIND, SPLIT, PRESPLIT
+            )
         if KIND != 3:
             if PRESPLIT:  # noqa: SIM108 - constexpr: each query row has its own power
                 row_power = tl.load(power_ptr + q_row0 + offs_q)
@@ -146,28 +203,28 @@ if triton is not None:
                 tile_base = pages_ptr + (start + t0) * row_stride
                 acc = tl.zeros((BLOCK_T, BLOCK_Q), dtype=tl.float32)
                 low = tl.zeros((BLOCK_T, BLOCK_Q), dtype=tl.float32)
-                for d0 in tl.static_range(0, D_PAD, BLOCK_D):
-                    if D == D_PAD:
-                        inside = in_page[:, None]
-                    else:
-                        inside = in_page[:, None] & ((d0 + offs_d) < D)[None, :]
-                    tile = tl.load(tile_base + d0 + tile_offs, mask=inside, other=0)
-                    if D_PAD != BLOCK_D:
-                        if PRESPLIT and KIND != 3:
-                            at = q_row0 * D_PAD + d0 + q_offs
-                            q_hi, q_lo = _read_halves(hi_ptr, lo_ptr, at, SPLIT)
-                        else:
-                            q = tl.load(q_base + d0 + q_offs)
-                            if KIND != 3:
-                                q_hi, q_lo = _split(q * inverse, SPLIT)
-                    if KIND == 3:  # float32 pages: IEEE products
-                        acc = tl.dot(tile, q, acc, input_precision="ieee")
-                    else:
-                        if KIND != 0:  # int8 codes and normalised bfloat16: exact in float16
-                            tile = tile.to(tl.float16)
-                        acc = tl.dot(tile, q_hi, acc)
-                        if SPLIT:
-                            low = tl.dot(tile, q_lo, low)
+                if D_PAD == BLOCK_D:
+                    tile = _page_chunk(tile_base, tile_offs, 0, in_page, offs_d, D, D_PAD)
+                    acc, low = _multiply(tile, q, q_hi, q_lo, acc, low, KIND, SPLIT)
+                elif UNROLL_D:
+                    # Each dim block's operands get their own buffers: no loop to
+                    # pipeline, but shared memory grows with the dim and query rows.
+                    for d_fixed in tl.static_range(0, D_PAD, BLOCK_D):
+                        acc, low = _dim_step(
+                            tile_base, tile_offs, d_fixed, in_page, offs_d, q_base, hi_ptr,
+                            lo_ptr, q_row0 * D_PAD, q_offs, inverse, acc, low,
+                            D, D_PAD, KIND, SPLIT, PRESPLIT,
+                        )  # fmt: skip
+                else:
+                    # One set of buffers reused per dim block, pipelined across blocks:
+                    # shared memory no longer grows with the dim (fits dims to 1,024
+                    # with 128 query rows, and GPUs with ~100 KiB per program).
+                    for d_rolled in range(0, D_PAD, BLOCK_D):
+                        acc, low = _dim_step(
+                            tile_base, tile_offs, d_rolled, in_page, offs_d, q_base, hi_ptr,
+                            lo_ptr, q_row0 * D_PAD, q_offs, inverse, acc, low,
+                            D, D_PAD, KIND, SPLIT, PRESPLIT,
+                        )  # fmt: skip
                 if SPLIT:
                     acc = acc + low * (1.0 / 2048.0)
                 if KIND == 2:

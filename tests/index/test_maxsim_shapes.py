@@ -1,7 +1,8 @@
-"""Launch shapes where one program scores several pages with one prepared query block
-(``Tuning.items``), against the float64 reference: page counts that do not fill the
-last program, long queries (several query groups), every storage dtype, and the pairs
-form, which keeps one item per program whatever the shape asks.
+"""Launch shapes against the float64 reference: every autotuner candidate and every
+fallback shape; several pages per program with one prepared query block
+(``Tuning.items``: page counts that do not fill the last program, long queries, the
+pairs form, which keeps one item per program whatever the shape asks); and the rolled
+dim loop (``Tuning.unroll_d=False``) over dims wider than one block.
 
 Runs compiled on CUDA, and in Triton's interpreter on the CPU elsewhere (CI).
 """
@@ -19,6 +20,63 @@ from tests.index.test_maxsim_triton import as_read, packed_pages
 from latestore.index import maxsim_launch as mt  # isort: skip  (after the triton check)
 
 SEVERAL = [t for t in mt.CANDIDATES if t.items > 1]
+ROLLED = [t for t in mt.CANDIDATES if not t.unroll_d]
+EVERY_SHAPE = sorted(set(mt.CANDIDATES) | {mt.LAST_RESORT}, key=repr)
+
+
+@pytest.mark.parametrize("dim", [96, 320])  # three and five dim blocks
+@pytest.mark.parametrize("dtype", ["float16", "int8", "float32"])
+def test_every_shape_equals_reference(rng: np.random.Generator, dtype: str, dim: int) -> None:
+    lengths = [1, 33, 64, 70, 5]
+    pages = [unit(rng, n, dim) for n in lengths]
+    queries = [unit(rng, n, dim) for n in (3, 32)]
+    rows, scales = packed_pages(pages, dtype)
+    starts, lens = addresses(lengths)
+    packed = mt.pack_queries([torch.from_numpy(q) for q in queries], DEVICE)
+    read = as_read(rows, scales, lengths)
+    want = np.stack([maxsim_reference(q, read) for q in queries])
+    for tuning in EVERY_SHAPE:
+        got = mt.maxsim_shared(packed, rows, starts, lens, scales, tuning=tuning)
+        np.testing.assert_allclose(
+            got.cpu().numpy(), want, rtol=2e-6, atol=2e-6, err_msg=str(tuning)
+        )
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_rolled_dims_with_long_queries_presplit_and_pairs(
+    rng: np.random.Generator, dtype: str
+) -> None:
+    dim, lengths = 384, [7, 1, 90, 40]
+    pages = [unit(rng, n, dim) for n in lengths]
+    queries = [unit(rng, n, dim) for n in (150, 12)]  # 256 padded rows: two query groups
+    rows, scales = packed_pages(pages, dtype)
+    starts, lens = addresses(lengths)
+    packed = mt.pack_queries([torch.from_numpy(q) for q in queries], DEVICE)
+    read = as_read(rows, scales, lengths)
+    want = np.stack([maxsim_reference(q, read) for q in queries])
+    pairs = [(0, 2), (1, 0), (1, 3), (0, 1)]
+    query_of = torch.tensor([q for q, _ in pairs], device=DEVICE)
+    pick = torch.tensor([p for _, p in pairs], device=DEVICE)
+    for tuning in [*ROLLED, mt.Tuning(64, 4, 3, presplit=True, unroll_d=False)]:
+        got = mt.maxsim_shared(packed, rows, starts, lens, scales, tuning=tuning)
+        np.testing.assert_allclose(got.cpu().numpy(), want, rtol=2e-6, atol=2e-6)
+        paired = mt.maxsim_pairs(
+            packed, rows, query_of, starts[pick], lens[pick], scales, tuning=tuning
+        )
+        expected = [want[q, p] for q, p in pairs]
+        np.testing.assert_allclose(paired.cpu().numpy(), expected, rtol=2e-6, atol=2e-6)
+
+
+def test_the_autotuner_times_rolled_shapes_only_for_wide_dims() -> None:
+    wide = mt.ShapeKey(mt.KIND_HALF, 384, 32, 32, False, True, 256, 3)
+    narrow = wide._replace(dim=128)
+    assert all(mt.applies(t, wide) for t in ROLLED)
+    assert not any(mt.applies(t, narrow) for t in ROLLED)
+    assert not any(mt.applies(t, narrow._replace(length_bucket=1024)) for t in SEVERAL)
+    assert not any(mt.applies(t, wide._replace(pairs=True)) for t in SEVERAL)
+    wide_tiles = [t for t in mt.CANDIDATES if t.block_t == 128]
+    assert wide_tiles and not any(mt.applies(t, wide) for t in wide_tiles)
+    assert all(mt.applies(t, narrow) for t in wide_tiles)
 
 
 def test_the_autotuner_has_several_page_candidates_with_and_without_presplit() -> None:
