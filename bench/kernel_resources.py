@@ -8,8 +8,8 @@ wheel. The report says what each shape costs the chip:
 * registers per thread, and bytes per thread spilled to local memory (off chip);
 * shared memory per program, against the GPU's limit (a shape past it cannot launch);
 * programs that fit on one SM at once, by registers and by shared memory;
-* which tensor-core instructions the MMAs became: Hopper's warpgroup ``wgmma`` or the
-  older ``mma.sync``.
+* which tensor-core instructions the MMAs became: Hopper's warpgroup ``wgmma``,
+  Blackwell's ``tcgen05``, the older ``mma.sync``, or none (float32 pages: FMA).
 
 No GPU and no CUDA driver are needed: ``python -m bench.kernel_resources`` (``--arch 80``
 for an A100). This checks that every shape compiles for the device before a device run
@@ -37,10 +37,10 @@ import torch
 from latestore.index import maxsim_launch as mt
 
 # Shared memory one program may opt into, and registers, per SM (CUDA's tables).
-SHARED_LIMIT = {90: 232_448, 80: 166_912, 89: 101_376, 86: 101_376}
-SHARED_PER_SM = {90: 233_472, 80: 167_936, 89: 102_400, 86: 102_400}
+SHARED_LIMIT = {100: 232_448, 90: 232_448, 80: 166_912, 89: 101_376, 86: 101_376}
+SHARED_PER_SM = {100: 233_472, 90: 233_472, 80: 167_936, 89: 102_400, 86: 102_400}
 REGISTERS_PER_SM = 65_536
-THREADS_PER_SM = {90: 2048, 80: 2048, 89: 1536, 86: 1536}
+THREADS_PER_SM = {100: 2048, 90: 2048, 80: 2048, 89: 1536, 86: 1536}
 PAGE_DTYPES = {
     mt.KIND_HALF: torch.float16,
     mt.KIND_BF16: torch.bfloat16,
@@ -84,6 +84,7 @@ class Resources:
     fits_shared: bool
     programs_per_sm: int
     wgmma: int
+    tcgen05: int  # Blackwell's MMA (sm_100)
     mma_sync: int
     compile_s: float
     error: str = ""
@@ -143,7 +144,7 @@ def compile_case(case: Case, arch: int) -> Resources:
         )
     except Exception as exc:  # a shape that does not compile is a finding, not a crash
         message = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-        return Resources(case.label(), arch, 0, 0, 0, False, 0, 0, 0, 0.0, message)
+        return Resources(case.label(), arch, 0, 0, 0, False, 0, 0, 0, 0, 0.0, message)
     seconds = time.perf_counter() - begin
     with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
         cubin.write(compiled.asm["cubin"])
@@ -172,6 +173,7 @@ def compile_case(case: Case, arch: int) -> Resources:
         fits_shared=shared <= SHARED_LIMIT[arch],
         programs_per_sm=min(by_registers, by_shared, by_threads),
         wgmma=ptx.count("wgmma.mma_async"),
+        tcgen05=ptx.count("tcgen05.mma"),
         mma_sync=ptx.count("mma.sync"),
         compile_s=round(seconds, 2),
     )
@@ -248,7 +250,15 @@ def _print(rows: list[Resources]) -> None:
         if r.error:
             print(f"{r.case:<66} does not compile: {r.error}")
             continue
-        mma = f"wgmma x{r.wgmma}" if r.wgmma else f"mma.sync x{r.mma_sync}"
+        mma = (
+            f"wgmma x{r.wgmma}"
+            if r.wgmma
+            else f"tcgen05 x{r.tcgen05}"
+            if r.tcgen05
+            else f"mma.sync x{r.mma_sync}"
+            if r.mma_sync
+            else "FMA"
+        )
         over = "" if r.fits_shared else " (over the limit)"
         print(
             f"{r.case:<66} {r.registers:>4} {r.spilled_bytes:>5} {r.shared_bytes / 1024:>8.1f}"

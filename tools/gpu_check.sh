@@ -37,6 +37,14 @@ timed() {  # name, then the command: its wall time goes to $OUT/parts.txt
 }
 status=0
 : >"$OUT/parts.txt"
+if part kernels; then
+    # The kernel compiled by this machine's triton for its own GPU: registers, spills and
+    # shared memory per launch shape (CPU work, run beside the tests; no timing).
+    arch=$(python3 -c "import torch; p = torch.cuda.get_device_capability(); print(p[0] * 10 + p[1])")
+    (env -u TRITON_INTERPRET timeout 120 python3 -m bench.kernel_resources --arch "$arch" \
+        --json "$OUT/kernel_resources.json" >"$OUT/kernel_resources.log" 2>&1) &
+    resources=$!
+fi
 if part tests; then
     # Tests check results, not speed: the fixed launch shape spares a timing run per shape.
     LATESTORE_KERNEL_AUTOTUNE=0 timed tests timeout "${GPU_TEST_TIMEOUT:-90}" python3 -m pytest \
@@ -55,6 +63,9 @@ if part encoders; then
     timed encoders timeout "${GPU_ENCODERS_TIMEOUT:-140}" python3 -m bench.gpu_encoders \
         --out "$OUT" ${GPU_ENCODERS_ARGS:-} >"$OUT/encoders.log" 2>&1 || status=1
     grep -v 'Writing\|Loading' "$OUT/encoders.log" | cut -c1-400 | tail -12
+fi
+if [[ -n "${resources:-}" ]]; then
+    wait "$resources" || echo "kernel_resources: failed, see kernel_resources.log" >>"$OUT/parts.txt"
 fi
 cat "$OUT/parts.txt"
 exit $status
