@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
 from rich.console import Console
 
 from latestore.encoders import Encoder
+from latestore.encoders.windows import DEFAULT_MAX_PAGE_TOKENS, WindowSettings, as_windowed
 from latestore.store.sql import sqlite_file, to_url
 
 if TYPE_CHECKING:
@@ -131,3 +132,24 @@ def open_existing(
     """Open a store that must already exist (reading commands never create one)."""
     check_exists(target)
     return open_store(target, encoder, dtype, load_index=load_index)
+
+
+def reencode_settings(
+    encoder: Encoder,
+    settings: WindowSettings,
+    window_stride: int | None,
+    max_page_tokens: int,
+) -> WindowSettings | Literal["current"]:
+    """What ``reindex --re-encode`` asks of ``Store.reencode``: window settings for an
+    encoder that reads pages in windows; for one that does not (image models), its
+    current settings, and a usage error if window sizes were given."""
+    if as_windowed(encoder) is not None:
+        return settings
+    if window_stride is not None or max_page_tokens != DEFAULT_MAX_PAGE_TOKENS:
+        fail(f"encoder {encoder.name!r} does not read pages in windows", code=2)
+    return "current"
+
+
+def windows_flag(recorded: dict[str, Any]) -> str:
+    """The ``reindex`` flag that keeps a store's recorded window settings."""
+    return "--windows" if recorded.get("windows") else "--no-windows"

@@ -35,6 +35,8 @@ from latestore.cli.common import (
     open_existing,
     open_store,
     print_json,
+    reencode_settings,
+    windows_flag,
 )
 from latestore.cli.evaluate import evaluate
 from latestore.cli.progress import ConsoleProgress
@@ -343,6 +345,12 @@ def info(
         table.add_row(name, "n/a" if value is None else str(value))
     out.print(table)
     out.print("vector_bytes are the token vectors held inside the SQL database.")
+    if details["pages_pending_reencode"]:
+        out.print(
+            "pages_pending_reencode: pages encoded by an earlier revision of this encoder "
+            "or with other window settings; `latestore reindex --re-encode` re-encodes them "
+            f"(add {windows_flag(details['page_windows'])} to keep the store's window settings)."
+        )
     if details["pages_uncounted"]:
         out.print(
             "pages_uncounted: pages whose cut is unknown (encoded before latestore counted "
@@ -411,8 +419,9 @@ def reindex(
         bool,
         typer.Option(
             "--re-encode",
-            help="Re-encode every page with the encoder's current window settings "
-            "(windows on unless --no-windows), in batches; resumable after a crash.",
+            help="Re-encode every page not yet encoded by the encoder as it is now (a new "
+            "encoder revision) with these window settings (windows on unless --no-windows; "
+            "image models have none), in batches; resumable after a crash.",
         ),
     ] = False,
     windows: Annotated[
@@ -440,7 +449,8 @@ def reindex(
     json_output: JsonOption = False,
 ) -> None:
     """Rebuild the derived FAISS index from the vectors in SQL, and snapshot it;
-    with --re-encode, first re-encode every page with new window settings."""
+    with --re-encode, first re-encode the pages of an earlier encoder revision or other
+    window settings."""
     errors_as_json(json_output)
     result: dict[str, Any] = {}
     try:
@@ -453,6 +463,7 @@ def reindex(
         )
         with open_existing(store, encoder) as opened:
             if re_encode:
+                target = reencode_settings(opened.encoder, settings, window_stride, max_page_tokens)
                 with ConsoleProgress(err, label="re-encode") as progress:
 
                     def advance(done: int, total: int) -> None:
@@ -460,7 +471,7 @@ def reindex(
                             progress.start(1, total)
                         progress.advance(done - progress.pages_done)
 
-                    report = opened.reencode(settings, batch_size=batch_size, on_progress=advance)
+                    report = opened.reencode(target, batch_size=batch_size, on_progress=advance)
                 result["re_encode"] = report.to_dict()
             opened.reindex()
             stats = opened.stats()

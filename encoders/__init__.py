@@ -11,6 +11,8 @@ from latestore.encoders.base import (
     TokenVectors,
     fingerprint_of,
     l2_normalise,
+    revised_fingerprint,
+    superseded_by,
 )
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "default_encoder",
     "fingerprint_of",
     "l2_normalise",
+    "revised_fingerprint",
+    "superseded_by",
 ]
 
 

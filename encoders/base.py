@@ -36,7 +36,9 @@ class Encoder(Protocol):
 
     ``fingerprint`` identifies everything that changes the vectors (family, weights,
     dim, prompts, pooling); a store refuses to open with an encoder whose fingerprint
-    differs from the one it was built with.
+    differs from the one it was built with. An encoder may also list the fingerprints
+    of its earlier revisions as ``supersedes`` (and say what changed in
+    ``revision_note``), see :func:`revised_fingerprint`.
     """
 
     name: str
@@ -54,6 +56,29 @@ def fingerprint_of(parts: dict[str, Any]) -> str:
     """A short stable digest of an encoder's identifying settings."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def revised_fingerprint(parts: dict[str, Any], revision: int) -> tuple[str, tuple[str, ...]]:
+    """``(fingerprint, supersedes)`` of an encoder at latestore's encoding ``revision``.
+
+    Revision 1 adds nothing to ``parts``, so fingerprints made before revisions existed
+    stay as they were. A latestore fix that changes the vectors of a model a user may
+    already have stored bumps the revision for the checkpoints it affects; the earlier
+    revisions' fingerprints are kept as ``supersedes``. A store recorded with one of them
+    still opens with the new encoder: its fingerprint moves to the new revision, and the
+    pages encoded before are re-encoded by ``latestore reindex --re-encode``
+    (:meth:`latestore.Store.reencode`).
+    """
+
+    def at(number: int) -> str:
+        return fingerprint_of(parts if number == 1 else {**parts, "revision": number})
+
+    return at(revision), tuple(at(number) for number in range(1, revision))
+
+
+def superseded_by(encoder: Encoder) -> tuple[str, ...]:
+    """Fingerprints of earlier revisions of ``encoder`` (none for most encoders)."""
+    return tuple(getattr(encoder, "supersedes", ()))
 
 
 def hash_files(paths: Sequence[Path]) -> str:

@@ -28,9 +28,9 @@ from torch import nn
 
 from latestore.encoders.base import (
     TokenVectors,
-    fingerprint_of,
     hash_files,
     length_sorted_batches,
+    revised_fingerprint,
 )
 from latestore.encoders.device import pick_device, pick_dtype
 from latestore.encoders.text_pages import WindowedTextPages
@@ -188,6 +188,15 @@ class ColBERTEncoder(WindowedTextPages):
         self._pad_id = self._required_id("pad_token_id")
         self._skip_ids = torch.tensor(sorted(self._skiplist_ids()), dtype=torch.long)
         self._skip_set = set(self._skip_ids.tolist())
+        # Revision 2: the skiplist rule changed (see _skiplist_ids_revision_1); only the
+        # checkpoints whose skipped tokens it changed get the new revision.
+        self._revision = 1 if self._skiplist_ids_revision_1() == self._skip_set else 2
+        self.revision_note = (
+            "the skiplist now follows PyLate: sentencepiece word-start symbols such as '▁(' "
+            "keep their vectors"
+            if self._revision == 2
+            else ""
+        )
         self._prefix, self._suffix = special_template(tokenizer)
         marker = 1 if self._document_marker is not None else 0
         self._span = prompts.document_length - marker - len(self._prefix) - len(self._suffix)
@@ -206,7 +215,7 @@ class ColBERTEncoder(WindowedTextPages):
         # Windows off keeps the fingerprint stores had before windows existed.
         if (windows := self.windowing.fingerprint_part()) is not None:
             parts["windows"] = windows
-        self.fingerprint: str = fingerprint_of(parts)
+        self.fingerprint, self.supersedes = revised_fingerprint(parts, self._revision)
 
     def with_windowing(self, settings: WindowSettings) -> ColBERTEncoder:
         """The same model (shared, not copied) with other window settings."""
@@ -239,6 +248,24 @@ class ColBERTEncoder(WindowedTextPages):
         # tokens are skipped too (never the case for BERT's or XLM-R's punctuation).
         ids = (self.tokenizer.convert_tokens_to_ids(symbol) for symbol in self.prompts.skiplist)
         return {int(token_id) for token_id in ids if token_id is not None}
+
+    def _skiplist_ids_revision_1(self) -> set[int]:
+        """The skiplist before revision 2 (latestore up to 2026-11-27): each symbol's own
+        vocabulary entry unless unknown, and the first piece of the symbol's encoding when
+        it is the symbol with a word-start mark ("▁(" in sentencepiece vocabularies).
+        Kept only to tell which stored checkpoints the change affected."""
+        unk = self.tokenizer.unk_token_id
+        ids: set[int] = set()
+        for symbol in self.prompts.skiplist:
+            direct = self.tokenizer.convert_tokens_to_ids(symbol)
+            if direct is not None and direct != unk:
+                ids.add(int(direct))
+            encoded = self.tokenizer.encode(symbol, add_special_tokens=False)
+            if encoded:
+                piece = self.tokenizer.convert_ids_to_tokens(encoded[0])
+                if isinstance(piece, str) and piece.lstrip("▁Ġ ") == symbol:
+                    ids.add(int(encoded[0]))
+        return ids
 
     def _tokenize(
         self, texts: list[str], is_query: bool

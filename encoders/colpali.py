@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from latestore.encoders.base import PageContent, TokenVectors, fingerprint_of
+from latestore.encoders.base import PageContent, TokenVectors, revised_fingerprint
 from latestore.encoders.vision_common import (
     architectures,
     in_batches,
@@ -125,7 +125,13 @@ class ColVisionEncoder:
         budget = self._apply_budget(min_pixels, max_pixels, max_image_size, image_splitting)
         self._model = load_strict(model_class, self.model_dir, self.device, self.dtype)
         self.dim = int(self._model.config.embedding_dim)
-        self.fingerprint = fingerprint_of(
+        # Revision 2 of the -hf ColQwen2 family: image tokens get M-RoPE grid positions
+        # (before 2026-11-27, transformers' text positions; see _qwen_image_positions).
+        revision = 2 if family.name == "colqwen2" else 1
+        self.revision_note = (
+            "page vectors now use the M-RoPE grid positions of image tokens" if revision > 1 else ""
+        )
+        self.fingerprint, self.supersedes = revised_fingerprint(
             {
                 "family": family.name,
                 "weights": weights_digest(self.model_dir),
@@ -134,7 +140,8 @@ class ColVisionEncoder:
                 "query_prefix": getattr(self._processor, "query_prefix", None),
                 "query_augmentation": getattr(self._processor, "query_augmentation_token", None),
                 "budget": budget,
-            }
+            },
+            revision,
         )
 
     def _apply_budget(

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
-from latestore.encoders import Encoder, default_encoder
+from latestore.encoders import Encoder, default_encoder, superseded_by
 from latestore.encoders.windows import WINDOW_OPTIONS, WindowSettings, as_windowed
 from latestore.errors import EncoderError, EncoderMismatchError, InvalidInputError
 from latestore.migrations.runner import at_head, upgrade
@@ -130,11 +130,11 @@ def encoder_for(
     encoder = _load_for(row, given, options)
     chosen = set(options or {}) & set(WINDOW_OPTIONS)
     windowed = as_windowed(encoder)
-    if windowed is not None and not chosen and encoder.fingerprint != row.encoder_fingerprint:
+    if windowed is not None and not chosen and not _reads(encoder, row):
         adopted: Any = windowed.with_windowing(recorded_windowing(row))
-        if adopted.fingerprint == row.encoder_fingerprint:
+        if _reads(adopted, row):
             encoder = adopted
-    if encoder.fingerprint != row.encoder_fingerprint or encoder.dim != row.dim:
+    if not _reads(encoder, row) or encoder.dim != row.dim:
         hint = ""
         if windowed is not None:
             hint = (
@@ -148,6 +148,12 @@ def encoder_for(
             f"{encoder.fingerprint}). Vectors from different models cannot be mixed.{hint}"
         )
     return encoder
+
+
+def _reads(encoder: Encoder, row: StoreRow) -> bool:
+    """Is ``encoder`` the store's, or a later revision of it (see revised_fingerprint)?"""
+    recorded = row.encoder_fingerprint
+    return encoder.fingerprint == recorded or recorded in superseded_by(encoder)
 
 
 def _load_for(

@@ -1,4 +1,5 @@
-"""Re-encoding a store's pages with new window settings, and what encoding cut.
+"""Re-encoding a store's pages with new window settings or a new encoder revision, and
+what encoding cut.
 
 A store keeps the window settings its pages were encoded with (stores from before
 windows: off, pages truncated to one window). :func:`reencode_store` switches them:
@@ -15,6 +16,11 @@ windows: off, pages truncated to one window). :func:`reencode_store` switches th
   settings; a writer that opened it before the switch is refused afterwards
   (:func:`check_encoded_with`) instead of mixing settings.
 
+A store recorded with an earlier *revision* of its encoder (a latestore fix changed the
+vectors of that model, see ``encoders.base.revised_fingerprint``) opens with the new
+one: :func:`adopt_revision` records the new fingerprint, and its older pages are the
+pages a re-encode does (``pages_pending_reencode`` until then).
+
 Pages given as vectors by the caller (``"precomputed"``) are kept as they are. Stores
 from before revision 0003 did not mark them: there, a page the encoder cannot read (no
 text for a text model) is kept and marked, and one it can read is re-encoded.
@@ -22,17 +28,18 @@ text for a text model) is kept and marked, and one it can read is re-encoded.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Engine, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from latestore.encoders import Encoder, PageContent
+from latestore.encoders import Encoder, PageContent, superseded_by
 from latestore.encoders.windows import WindowSettings, as_windowed
 from latestore.errors import EncoderError, EncoderMismatchError
 from latestore.index.codec import as_stored, to_storage
@@ -48,6 +55,7 @@ __all__ = [
     "PRECOMPUTED",
     "PageEncoding",
     "ReencodeReport",
+    "adopt_revision",
     "check_encoded_with",
     "encode_counted",
     "encoding_summary",
@@ -113,6 +121,34 @@ def check_encoded_with(session: Session, fingerprints: set[str]) -> None:
         )
 
 
+def adopt_revision(engine: Engine, write_lock: threading.Lock, encoder: Encoder) -> int:
+    """Record ``encoder``, a later revision of the store's encoder, as the store's.
+
+    Returns how many pages still hold vectors of an earlier revision (``Store.reencode``
+    re-encodes them). A compare-and-set: the store moves only while it records one of
+    ``encoder.supersedes``, so processes opening it at once agree; one that finds other
+    settings recorded (a re-encode that finished meanwhile) is refused.
+    """
+    earlier = superseded_by(encoder)
+    with write_lock, Session(engine) as session, session.begin():
+        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+        session.execute(
+            update(StoreRow)
+            .where(StoreRow.id == 1, StoreRow.encoder_fingerprint.in_(earlier))
+            .values(encoder_fingerprint=encoder.fingerprint)
+        )
+        recorded = session.execute(
+            select(StoreRow.encoder_fingerprint).where(StoreRow.id == 1)
+        ).scalar_one()
+        if recorded != encoder.fingerprint:
+            raise EncoderMismatchError(
+                f"the store's encoder settings changed (fingerprint {recorded}) while it "
+                "was being opened; reopen the store"
+            )
+        pending = _pending(encoder.fingerprint)
+        return int(session.execute(select(func.count(PageRow.id)).where(pending)).scalar_one())
+
+
 @dataclass
 class ReencodeReport:
     """What :func:`reencode_store` did."""
@@ -138,9 +174,14 @@ def _pending(fingerprint: str) -> Any:
     )
 
 
-def target_encoder(encoder: Encoder, settings: WindowSettings | None) -> Encoder:
-    """``encoder`` with ``settings`` (default: windows on), or as it is if it has none."""
+def target_encoder(
+    encoder: Encoder, settings: WindowSettings | Literal["current"] | None
+) -> Encoder:
+    """``encoder`` with ``settings`` (default: windows on; ``"current"``: as it is), or as
+    it is if it has none."""
     windowed = as_windowed(encoder)
+    if settings == "current":
+        return encoder
     if windowed is None:
         if settings is not None:
             raise EncoderError(f"encoder {encoder.name!r} does not read pages in windows")

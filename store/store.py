@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +44,7 @@ from latestore.store.opening import (
 from latestore.store.page_encoding import Query
 from latestore.store.reencode import (
     ReencodeReport,
+    adopt_revision,
     encoding_summary,
     reencode_store,
     target_encoder,
@@ -105,6 +106,8 @@ class Store:
             LexicalSearch(engine.dialect.name, config.text_analyzer),
         )
         self._engine = engine
+        if self._encoder is not None:
+            self._take_encoder(self._encoder)
         if load_index:
             self._ctx.sync  # noqa: B018 - load now: open reports damage, searches start warm
 
@@ -129,8 +132,26 @@ class Store:
         with self._encoder_lock:
             if self._encoder is None:
                 assert self._load_encoder is not None
-                self._encoder = self._load_encoder()
+                self._encoder = self._take_encoder(self._load_encoder())
             return self._encoder
+
+    def _take_encoder(self, encoder: Encoder) -> Encoder:
+        """Record ``encoder`` if it is a later revision of the store's (encoder_for let
+        it through): its older pages wait for ``latestore reindex --re-encode``."""
+        if encoder.fingerprint == self.encoder_fingerprint:
+            return encoder
+        pending = adopt_revision(self._ctx.engine, self._ctx.write_lock, encoder)
+        self.encoder_fingerprint = encoder.fingerprint
+        note = getattr(encoder, "revision_note", "") or "a latestore fix changed its vectors"
+        log.warning(
+            "latestore: this store was encoded by an earlier revision of %s (%s); %d pages "
+            "keep their old vectors until `latestore reindex --re-encode` (Store.reencode, "
+            "with the store's window settings) re-encodes them",
+            encoder.name,
+            note,
+            pending,
+        )
+        return encoder
 
     # -- lifecycle -------------------------------------------------------------
     @classmethod
@@ -544,13 +565,14 @@ class Store:
 
     def reencode(
         self,
-        windowing: WindowSettings | None = None,
+        windowing: WindowSettings | Literal["current"] | None = None,
         *,
         batch_size: int = 256,
         on_progress: ProgressCallback | None = None,
     ) -> ReencodeReport:
         """Re-encode every page with new window settings (default: windows on, the
-        library's defaults), ``batch_size`` pages per transaction; then record them.
+        library's defaults; ``"current"``: the store's own, as after a new encoder
+        revision), ``batch_size`` pages per transaction; then record them.
 
         Resumable: after a crash, the same call re-encodes only the pages not yet done.
         Pages stored with caller-given vectors are kept. See :mod:`latestore.store.reencode`.

@@ -182,12 +182,17 @@ def write_hf_colbert(folder: Path, *, dim: int = 16, seed: int = 0) -> Path:
     return folder
 
 
-def write_jina_colbert(folder: Path, *, dim: int = 16, projection: str = "linear") -> Path:
-    """jinaai/jina-colbert-v2 layout: rotary flash XLM-RoBERTa under ``roberta.``."""
+def write_jina_colbert(
+    folder: Path, *, dim: int = 16, projection: str = "linear", extra_pieces: tuple[str, ...] = ()
+) -> Path:
+    """jinaai/jina-colbert-v2 layout: rotary flash XLM-RoBERTa under ``roberta.``;
+    ``extra_pieces`` join the vocabulary (``"▁("``: a word-start symbol, as XLM-R has)."""
     from latestore.encoders.colbert_jina import JinaXLMRobertaConfig, JinaXLMRobertaModel
 
     _seeded(1)
-    tokenizer = xlmr_tokenizer(folder, added=("[QueryMarker]", "[DocumentMarker]"))
+    tokenizer = xlmr_tokenizer(
+        folder, added=("[QueryMarker]", "[DocumentMarker]"), extra_pieces=extra_pieces
+    )
     config = {
         "architectures": ["HF_ColBERT"],
         "auto_map": {

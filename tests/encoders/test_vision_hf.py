@@ -73,6 +73,16 @@ def test_loads_by_directory_and_encodes(checkpoint: Path) -> None:
     np.testing.assert_allclose(single, queries[0], atol=1e-4)
 
 
+def test_only_the_hf_colqwen2_has_a_second_encoding_revision(checkpoint: Path) -> None:
+    """Its pages gained M-RoPE grid positions: stores from before re-encode (see
+    tests/store/test_encoder_revisions.py); the other families keep their fingerprints."""
+    encoder = load_encoder(checkpoint)
+    if encoder.family == "colqwen2":
+        assert len(encoder.supersedes) == 1 and "M-RoPE" in encoder.revision_note
+    else:
+        assert encoder.supersedes == () and encoder.revision_note == ""
+
+
 def test_text_only_page_is_refused(checkpoint: Path) -> None:
     encoder = load_encoder(checkpoint)
     with pytest.raises(EncoderError, match="page 0 has none"):
