@@ -46,9 +46,10 @@ def test_every_shape_equals_reference(rng: np.random.Generator, dtype: str, dim:
 def test_rolled_dims_with_long_queries_presplit_and_pairs(
     rng: np.random.Generator, dtype: str
 ) -> None:
-    dim, lengths = 384, [7, 1, 90, 40]
+    dim, lengths = 192, [7, 1, 90, 40]  # three 64-wide dim blocks
     pages = [unit(rng, n, dim) for n in lengths]
-    queries = [unit(rng, n, dim) for n in (150, 12)]  # 256 padded rows: two query groups
+    # 128 padded rows, 64 per program at this width (most_query_rows): two query groups
+    queries = [unit(rng, n, dim) for n in (70, 12)]
     rows, scales = packed_pages(pages, dtype)
     starts, lens = addresses(lengths)
     packed = mt.pack_queries([torch.from_numpy(q) for q in queries], DEVICE)
