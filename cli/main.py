@@ -40,7 +40,7 @@ from latestore.cli.common import (
 )
 from latestore.cli.evaluate import evaluate
 from latestore.cli.progress import ConsoleProgress
-from latestore.cli.snippets import snippet
+from latestore.cli.snippets import snippets as hit_snippets
 from latestore.encoders.windows import DEFAULT_MAX_PAGE_TOKENS, WindowSettings
 from latestore.errors import LatestoreError
 from latestore.ingest import IngestOptions, Ingestor, IngestReport
@@ -255,7 +255,7 @@ def search(
             )
             # About three lines of the text column, whatever the terminal's width.
             width = max(80, min(240, 3 * (out.width - 50)))
-            snippets = [snippet(opened, query, vectors, hit, width) for hit in hits]
+            snippets = hit_snippets(opened, query, vectors, hits, width)
     except LatestoreError as exc:
         fail(str(exc))
     if json_output:

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from rich.text import Text
 
 from latestore.errors import LatestoreError
+from latestore.store.reader import still_stored
 
 if TYPE_CHECKING:
     from latestore import SearchHit, Store
@@ -36,26 +37,38 @@ class Mark:
     weight: float
 
 
-def maxsim_marks(store: Store, query: npt.NDArray[np.float32], hit: SearchHit) -> list[Mark] | None:
+def maxsim_marks(
+    store: Store,
+    query: npt.NDArray[np.float32],
+    hit: SearchHit,
+    vectors: npt.NDArray[np.float32],
+) -> list[Mark] | None:
     """The page tokens that are some query token's MaxSim argmax, as text spans; None
-    when the page's token positions cannot be derived."""
+    when the page's token positions cannot be derived. ``vectors``: the page's stored."""
     from latestore.serve.explain import explain
-    from latestore.serve.positions import TextPositions, reads_page_images, text_positions
+    from latestore.serve.positions import TextPositions, text_positions
 
-    if not hit.text or store.encoder_name == "precomputed":
-        return None
     try:
-        encoder = store.encoder
-        if hit.has_image and reads_page_images(encoder):
-            return None  # encoded from the image: its tokens are patches, not text
-        vectors = store.page_vectors(hit.page_id)
-        positions = text_positions(encoder, hit.text, len(vectors))
-    except LatestoreError:  # deleted since it was ranked, or the model cannot load
+        positions = text_positions(store.encoder, hit.text or "", len(vectors))
+    except LatestoreError:  # the model cannot load
         return None
     if not isinstance(positions, TextPositions):
         return None
     why = explain(hit.page_id, query, vectors, positions)
     return [Mark(h.start, h.end, h.weight) for h in why.highlights]
+
+
+def placeable(store: Store, hit: SearchHit) -> bool:
+    """Can the page's tokens be placed in its text (a text page of a model's own)?"""
+    from latestore.serve.positions import reads_page_images
+
+    if not hit.text or store.encoder_name == "precomputed":
+        return False
+    try:
+        # Encoded from the image: its tokens are patches, not text.
+        return not (hit.has_image and reads_page_images(store.encoder))
+    except LatestoreError:  # the model cannot load
+        return False
 
 
 def word_marks(text: str, query: str) -> list[Mark]:
@@ -99,19 +112,33 @@ def render(text: str, marks: list[Mark], width: int = SNIPPET_CHARS) -> Text:
     return out
 
 
-def snippet(
+def snippets(
     store: Store,
     query: str,
     vectors: npt.NDArray[np.float32] | None,
-    hit: SearchHit,
+    hits: list[SearchHit],
     width: int = SNIPPET_CHARS,
-) -> Text:
-    """The snippet shown for ``hit``: MaxSim's argmax tokens, else the query's words."""
-    text = hit.text or ""
-    marks = maxsim_marks(store, vectors, hit) if vectors is not None else None
-    if not marks:
-        marks = word_marks(text, query)
-    return render(text, marks, width)
+) -> list[Text]:
+    """The snippet shown for each hit: MaxSim's argmax tokens, else the query's words.
+
+    ``vectors``: the query's (None for a lexical search). The pages whose tokens can be
+    placed are read in one query.
+    """
+    stored: dict[int, npt.NDArray[np.float32]] = {}
+    if vectors is not None:
+        placed = [h.page_id for h in hits if placeable(store, h)]
+        stored = still_stored(store.page_vectors_many, placed)
+    out = []
+    for hit in hits:
+        text = hit.text or ""
+        page = stored.get(hit.page_id)
+        marks = (
+            maxsim_marks(store, vectors, hit, page)
+            if vectors is not None and page is not None
+            else None
+        )
+        out.append(render(text, marks or word_marks(text, query), width))
+    return out
 
 
 def _word_bounds(text: str, start: int, end: int) -> tuple[int, int]:

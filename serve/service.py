@@ -32,6 +32,7 @@ from latestore.serve.positions import (
 from latestore.serve.schemas import QueryIn, as_vectors
 from latestore.serve.settings import ServeSettings
 from latestore.store.images import load_image
+from latestore.store.reader import still_stored
 from latestore.store.validation import checked_vectors
 
 if TYPE_CHECKING:
@@ -115,27 +116,20 @@ class Service:
         )
         out: list[list[tuple[Any, Explanation | None]]] = []
         for (vectors, labels), hits in zip(encoded, results, strict=True):
-            pages = {p.page_id: p for p in self._pages_alive([h.page_id for h in hits])}
+            # A page deleted between ranking and now is simply not explained. Pages and
+            # their vectors: one read each for all hits.
+            ids = [h.page_id for h in hits]
+            pages = still_stored(self.store.get_many, ids)
+            stored = still_stored(self.store.page_vectors_many, list(pages))
             explained: list[tuple[Any, Explanation | None]] = []
             for hit in hits:
-                page = pages.get(hit.page_id)
-                why = self._explain(page, vectors, labels) if page is not None else None
+                page, page_vectors = pages.get(hit.page_id), stored.get(hit.page_id)
+                why = None
+                if page is not None and page_vectors is not None:
+                    why = self._explain(page, vectors, labels, page_vectors)
                 explained.append((hit, why))
             out.append(explained)
         return out
-
-    def _pages_alive(self, ids: list[int]) -> list[StoredPage]:
-        # A page deleted between ranking and now is simply not explained. One read for
-        # all hits, again without those found missing; each retry drops at least one.
-        wanted = list(ids)
-        while True:
-            try:
-                return self.store.get_many(wanted)
-            except PageNotFoundError as missing:
-                gone = set(missing.page_ids or ())
-                if not gone:
-                    raise
-                wanted = [i for i in wanted if i not in gone]
 
     def explain(self, query: QueryIn, page_id: int) -> Explanation:
         page = self.store.get(page_id)
@@ -143,9 +137,14 @@ class Service:
         return self._explain(page, vectors, labels)
 
     def _explain(
-        self, page: StoredPage, query: npt.NDArray[np.float32], labels: list[str] | None
+        self,
+        page: StoredPage,
+        query: npt.NDArray[np.float32],
+        labels: list[str] | None,
+        page_vectors: npt.NDArray[np.float32] | None = None,
     ) -> Explanation:
-        page_vectors = self.store.page_vectors(page.page_id)
+        if page_vectors is None:
+            page_vectors = self.store.page_vectors(page.page_id)
         if query.shape[1] != page_vectors.shape[1]:
             from latestore.errors import DimensionMismatchError
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +19,24 @@ from latestore.store.schema import PageRow, PageVectorsRow
 from latestore.store.sync import decode
 from latestore.store.validation import MAX_PAGE_ID, checked_external_ids, checked_ids
 from latestore.store.writes import chunks
+
+T = TypeVar("T")
+
+
+def still_stored(read: Callable[[list[int]], list[T]], page_ids: Sequence[int]) -> dict[int, T]:
+    """``read(ids)`` (a Store call that raises PageNotFoundError for missing pages) for the
+    pages that still exist: pages deleted between ranking and display are left out. One
+    read for all, again without those found missing; each retry drops at least one."""
+    wanted = list(dict.fromkeys(page_ids))
+    while wanted:
+        try:
+            return dict(zip(wanted, read(wanted), strict=True))
+        except PageNotFoundError as missing:
+            gone = set(missing.page_ids or ())
+            if not gone:
+                raise
+            wanted = [i for i in wanted if i not in gone]
+    return {}
 
 
 def get_many(ctx: StoreContext, ids: Sequence[int], what: str = "get_many") -> list[StoredPage]:
@@ -79,23 +97,31 @@ def page_ids(ctx: StoreContext, filter: Mapping[str, Any] | None) -> list[int]:
         return matching_page_ids(session, filter)
 
 
-def page_vectors(ctx: StoreContext, page_id: int) -> npt.NDArray[np.float32]:
-    """The page's token vectors as stored in SQL, as float32 ``(n_tokens, dim)``."""
-    (page_id,) = checked_ids([page_id], "page_vectors")
+def page_vectors(
+    ctx: StoreContext, page_ids: Sequence[int], what: str = "page_vectors_many"
+) -> list[npt.NDArray[np.float32]]:
+    """Pages' token vectors as stored in SQL, float32 ``(n_tokens, dim)`` each, in the
+    order asked, read in one query per chunk of ids; PageNotFoundError naming every
+    missing id."""
+    wanted = checked_ids(page_ids, what)
+    found: dict[int, npt.NDArray[np.float32]] = {}
+    valid = [i for i in dict.fromkeys(wanted) if 0 < i <= MAX_PAGE_ID]
     with Session(ctx.engine) as session:
-        row = (
-            session.execute(
-                select(PageVectorsRow.n_tokens, PageVectorsRow.data).where(
-                    PageVectorsRow.page_id == page_id
+        for chunk in chunks(valid):
+            rows = session.execute(
+                select(PageVectorsRow.page_id, PageVectorsRow.n_tokens, PageVectorsRow.data).where(
+                    PageVectorsRow.page_id.in_(chunk)
                 )
-            ).first()
-            if 0 < page_id <= MAX_PAGE_ID
-            else None
-        )
-    if row is None:
-        raise PageNotFoundError(f"no page with id {page_id}", page_ids=[page_id])
-    vectors = decode(page_id, row.data, row.n_tokens, ctx.dim, ctx.dtype)
-    return np.array(vectors, dtype=np.float32)  # a copy: the blob's buffer is read-only
+            )
+            for row in rows:
+                page_id = int(row.page_id)
+                vectors = decode(page_id, row.data, row.n_tokens, ctx.dim, ctx.dtype)
+                # A copy: the blob's buffer is read-only.
+                found[page_id] = np.array(vectors, dtype=np.float32)
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise PageNotFoundError(f"no page with id {missing[:10]}", page_ids=missing)
+    return [found[i] for i in wanted]
 
 
 def image(ctx: StoreContext, page_id: int) -> bytes | None:

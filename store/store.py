@@ -522,7 +522,13 @@ class Store:
         """A page's stored token vectors, float32 ``(n_tokens, dim)``, as SQL holds them
         (int8 stores: dequantised). For export, and for explaining a ranking."""
         self._ctx.check_open()
-        return reader.page_vectors(self._ctx, page_id)
+        return reader.page_vectors(self._ctx, [page_id], "page_vectors")[0]
+
+    def page_vectors_many(self, page_ids: Iterable[int]) -> list[npt.NDArray[np.float32]]:
+        """Several pages' stored token vectors in one read, in the order asked;
+        PageNotFoundError (``.page_ids``) if any is missing."""
+        self._ctx.check_open()
+        return reader.page_vectors(self._ctx, page_ids)  # type: ignore[arg-type]
 
     def encode_queries(self, queries: Sequence[str]) -> list[npt.NDArray[np.float32]]:
         """Query texts as search encodes them: checked float32 ``(n_tokens, dim)`` arrays,

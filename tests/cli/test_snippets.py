@@ -10,7 +10,15 @@ from typer.testing import CliRunner
 
 from latestore import Page
 from latestore.cli import app
-from latestore.cli.snippets import Mark, best_window, maxsim_marks, render, word_marks
+from latestore.cli.snippets import (
+    Mark,
+    best_window,
+    maxsim_marks,
+    placeable,
+    render,
+    snippets,
+    word_marks,
+)
 from tests.helpers import precomputed_store, unit_vectors
 
 HEADER = "FEDERAL REGISTER Vol. 85 Proposed Rules. "
@@ -78,7 +86,8 @@ def test_maxsim_marks_come_from_the_argmax_tokens(tmp_path: Path, runner: CliRun
     with Store.open(db) as store:
         query = store.encode_queries(["propeller fatigue"])[0]
         hit = store.search(query, k=1)[0]
-        marks = maxsim_marks(store, query, hit)
+        assert placeable(store, hit)
+        marks = maxsim_marks(store, query, hit, store.page_vectors(hit.page_id))
         assert marks, "a MiniLM text page has derivable token positions"
         words = {(hit.text or "")[m.start : m.end].lower() for m in marks}
         assert {"propeller", "fatigue"} & words
@@ -90,4 +99,41 @@ def test_pages_with_caller_vectors_fall_back_to_query_words(tmp_path: Path) -> N
         store.add_pages([Page(text=HEADER + TARGET, vectors=unit_vectors(rng, 4, 8))])
         query = unit_vectors(rng, 2, 8)
         hit = store.search(query, k=1)[0]
-        assert maxsim_marks(store, query, hit) is None
+        assert not placeable(store, hit)
+        (shown,) = snippets(store, "carbon fibre", query, [hit])
+        bold = [shown.plain[span.start : span.end] for span in shown.spans]
+        assert bold == ["carbon", "fibre"]  # the query's words, not MaxSim tokens
+
+
+def test_snippets_read_every_hit_s_vectors_at_once_and_skip_deleted_pages(
+    tmp_path: Path, runner: CliRunner
+) -> None:
+    from sqlalchemy import event
+
+    from latestore import Store
+    from latestore.store.reader import still_stored
+
+    for i in range(4):
+        (tmp_path / f"p{i}.txt").write_text(f"{HEADER}{FILLER[: 40 * (i + 1)]}{TARGET}")
+    db = str(tmp_path / "s.db")
+    assert runner.invoke(app, ["ingest", str(tmp_path), "--store", db]).exit_code == 0
+    with Store.open(db) as store:
+        query = store.encode_queries(["propeller fatigue"])[0]
+        hits = store.search(query, k=4)
+        assert len(hits) == 4
+        store.delete([hits[1].page_id])  # deleted between ranking and display
+        reads: list[str] = []
+
+        def count(conn: object, cursor: object, statement: str, *rest: object) -> None:
+            if "ls_page_vectors" in statement:
+                reads.append(statement)
+
+        event.listen(store._ctx.engine, "before_cursor_execute", count)
+        shown = snippets(store, "propeller fatigue", query, hits)
+        event.remove(store._ctx.engine, "before_cursor_execute", count)
+        assert len(reads) == 2  # one read, and one again without the deleted page
+        assert set(still_stored(store.page_vectors_many, [h.page_id for h in hits])) == {
+            h.page_id for h in hits if h is not hits[1]
+        }
+        for text in shown:
+            assert "Propeller" in text.plain or "propeller" in text.plain.lower()

@@ -203,17 +203,19 @@ def test_a_grid_cell_without_a_token_has_no_value() -> None:
 
 
 def test_hits_deleted_after_ranking_are_left_out_of_explanations(tmp_path: Path) -> None:
-    # Service._pages_alive reads every hit in one query and retries without the pages a
-    # concurrent delete removed, instead of one read per hit.
-    from latestore.serve.service import Service
-    from latestore.serve.settings import ServeSettings
+    # Explained hits read their pages and their vectors in one query each (still_stored),
+    # retrying without the pages a concurrent delete removed, not one read per hit.
+    from latestore.store.reader import still_stored
     from tests.helpers import precomputed_store, unit_vectors
 
     rng = np.random.default_rng(7)
     with precomputed_store(tmp_path / "s.db", dim=8) as store:
         ids = store.add_pages([Page(vectors=unit_vectors(rng, 3, 8)) for _ in range(6)])
         store.delete([ids[1], ids[4]])
-        service = Service(store, ServeSettings(store=str(tmp_path / "s.db")))
-        alive = service._pages_alive([ids[5], ids[1], ids[0], 10**6, ids[4], ids[2]])
-        assert [p.page_id for p in alive] == [ids[5], ids[0], ids[2]]
-        assert service._pages_alive([ids[1]]) == []
+        asked = [ids[5], ids[1], ids[0], 10**6, ids[4], ids[2]]
+        alive = still_stored(store.get_many, asked)
+        assert [p.page_id for p in alive.values()] == [ids[5], ids[0], ids[2]]
+        vectors = still_stored(store.page_vectors_many, asked)
+        assert list(vectors) == [ids[5], ids[0], ids[2]]
+        assert all(v.shape == (3, 8) for v in vectors.values())
+        assert still_stored(store.get_many, [ids[1]]) == {}
