@@ -66,7 +66,9 @@ class Case:
     def label(self) -> str:
         form = "pairs" if self.pairs else "shared"
         s = self.shape
-        extra = (" presplit" if s.presplit else "") + (f" items={s.items}" if s.items > 1 else "")
+        extra = " presplit" if s.presplit else ""
+        extra += f" items={s.items}" if s.items > 1 else ""
+        extra += "" if s.unroll_d else " rolled"
         return (
             f"{KIND_NAMES[self.kind]} d={self.dim} {self.n_queries}x{self.query_tokens}q"
             f" {form}{'' if self.exact else ' fast'} | t={s.block_t} w={s.num_warps}"

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from latestore.distributed.replay_encoder import EncoderIdentity, content_key
-from latestore.encoders import Encoder, PageContent
+from latestore.encoders import Encoder, PageContent, superseded_by
 from latestore.encoders.windows import as_windowed
 from latestore.ingest.pipeline import (
     INGEST_VERSION,
@@ -62,6 +62,8 @@ def identify_encoder(url: str, spec: str | None, options: dict[str, Any]) -> Enc
         windowing=None if windowed is None else windowed.windowing.as_options(),
         text_error=abilities.text_error,
         image_error=abilities.image_error,
+        supersedes=superseded_by(encoder),
+        revision_note=getattr(encoder, "revision_note", ""),
     )
 
 

@@ -51,6 +51,8 @@ class EncoderIdentity:
     windowing: dict[str, Any] | None
     text_error: str | None
     image_error: str | None
+    supersedes: tuple[str, ...] = ()  # the encoder's earlier revisions (revised_fingerprint)
+    revision_note: str = ""
 
 
 class ReplayEncoder:
@@ -63,6 +65,8 @@ class ReplayEncoder:
         self.name = identity.name
         self.dim = identity.dim
         self.fingerprint = identity.fingerprint
+        self.supersedes = identity.supersedes
+        self.revision_note = identity.revision_note
         self.spec = identity.spec
         self.batch_size = identity.batch_size
         self._ready: dict[str, EncodedPage] = {}

@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from latestore.encoders.base import Encoder, PageContent, TokenVectors, fingerprint_of, l2_normalise
+from latestore.encoders.base import (
+    Encoder,
+    PageContent,
+    TokenVectors,
+    fingerprint_of,
+    l2_normalise,
+    superseded_by,
+)
 from latestore.encoders.windows import EncodedPage, WindowedEncoder, WindowSettings, as_windowed
 from latestore.errors import EncoderError
 
@@ -94,8 +101,15 @@ class PooledEncoder:
         self.device = inner.device
         self.batch_size = inner.batch_size
         self.spec: str = str(getattr(inner, "spec", inner.name))
-        self.fingerprint = fingerprint_of(
-            {"inner": inner.fingerprint, "pooling": "ward-mean", "pool_factor": pool_factor}
+        self.fingerprint = self._pooled(inner.fingerprint)
+        # The inner model's earlier revisions, pooled alike: a pooled store of an earlier
+        # revision opens (an unpooled one stays refused).
+        self.supersedes = tuple(self._pooled(f) for f in superseded_by(inner))
+        self.revision_note: str = getattr(inner, "revision_note", "")
+
+    def _pooled(self, inner_fingerprint: str) -> str:
+        return fingerprint_of(
+            {"inner": inner_fingerprint, "pooling": "ward-mean", "pool_factor": self.pool_factor}
         )
 
     def __getattr__(self, attribute: str) -> Any:

@@ -253,7 +253,7 @@ def applies(tuning: Tuning, key: ShapeKey) -> bool:
     if tuning.block_t >= 128 and packed_dim(key.dim) > 256:
         return False
     # Two 128 x 128 float32 accumulators (exact products) fill all 255 registers and spill.
-    if tuning.block_t * key.block_q > 128 * 64 and key.split:
+    if tuning.block_t * key.block_q > 128 * 64 and key.split and key.kind != KIND_FP32:
         return False
     # One dim block: nothing to roll, the same kernel as unrolled.
     return tuning.unroll_d or packed_dim(key.dim) != _block_d(key.dim)

@@ -45,6 +45,9 @@ class StoreContext:
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     closed: bool = False
     opened_from: str | None = None  # how the index was loaded: snapshot, rebuilt...
+    # The encoder fingerprint the store records, as this process last saw or wrote it
+    # (a write with a later encoder revision moves it: reencode.check_encoded_with).
+    encoder_fingerprint: str = ""
     _sync: IndexSync | None = None
     _load_lock: threading.Lock = field(default_factory=threading.Lock)
 

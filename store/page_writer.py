@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from latestore.deprecation import warn_deprecated
+from latestore.encoders import superseded_by
 from latestore.errors import DuplicateExternalIdError, InvalidInputError
 from latestore.index.codec import as_stored
 from latestore.models import Page, WrittenPages
@@ -161,9 +162,14 @@ def add_batch(
             prepared = [
                 _prepared(ctx, items[i], hashes[i], ids[i], vectors[i]) for i in plan.to_write
             ]
-            check_encoded_with(session, {p.encoded_with or "" for p in prepared} - {PRECOMPUTED})
+            fingerprints = {p.encoded_with or "" for p in prepared} - {PRECOMPUTED}
+            # The encoder made these vectors, so it is loaded: its earlier revisions.
+            earlier = superseded_by(ctx.encoder()) if fingerprints else ()
+            adopted = check_encoded_with(session, fingerprints, earlier)
             new_ids = write_pages(session, prepared, change_no)
             session.commit()
+        if adopted is not None:
+            ctx.encoder_fingerprint = adopted
         for i, page_id in zip(plan.to_write, new_ids, strict=True):
             ids[i] = page_id
         if ctx.index_loaded:  # else the index reads these rows when it loads

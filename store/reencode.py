@@ -18,8 +18,9 @@ windows: off, pages truncated to one window). :func:`reencode_store` switches th
 
 A store recorded with an earlier *revision* of its encoder (a latestore fix changed the
 vectors of that model, see ``encoders.base.revised_fingerprint``) opens with the new
-one: :func:`adopt_revision` records the new fingerprint, and its older pages are the
-pages a re-encode does (``pages_pending_reencode`` until then).
+one, which records its fingerprint with the first write (:func:`check_encoded_with`,
+in that write's transaction) or re-encode; its older pages are the pages a re-encode
+does (``pages_pending_reencode`` until then).
 
 Pages given as vectors by the caller (``"precomputed"``) are kept as they are. Stores
 from before revision 0003 did not mark them: there, a page the encoder cannot read (no
@@ -28,7 +29,6 @@ text for a text model) is kept and marked, and one it can read is re-encoded.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from latestore.encoders import Encoder, PageContent, superseded_by
+from latestore.encoders import Encoder, PageContent
 from latestore.encoders.windows import WindowSettings, as_windowed
 from latestore.errors import EncoderError, EncoderMismatchError
 from latestore.index.codec import as_stored, to_storage
@@ -55,10 +55,10 @@ __all__ = [
     "PRECOMPUTED",
     "PageEncoding",
     "ReencodeReport",
-    "adopt_revision",
     "check_encoded_with",
     "encode_counted",
     "encoding_summary",
+    "pages_not_encoded_by",
     "reencode_store",
 ]
 
@@ -103,50 +103,38 @@ def encode_counted(encoder: Encoder, contents: Sequence[PageContent]) -> list[Pa
     ]
 
 
-def check_encoded_with(session: Session, fingerprints: set[str]) -> None:
+def check_encoded_with(
+    session: Session, fingerprints: set[str], supersedes: tuple[str, ...] = ()
+) -> str | None:
     """Refuse to write vectors from an encoder the store no longer records.
 
     Called inside a write transaction, after the store's write lock is taken: another
     process may have re-encoded the store with new settings since this one opened it.
+    Vectors of a later revision of the recorded encoder (whose ``supersedes`` lists the
+    recorded fingerprint) are written, and the store records that revision in the same
+    transaction; its fingerprint is returned then (None otherwise).
     """
     if not fingerprints:
-        return
+        return None
     recorded = session.execute(
         select(StoreRow.encoder_fingerprint).where(StoreRow.id == 1)
     ).scalar_one()
+    if len(fingerprints) == 1 and recorded in supersedes:
+        (later,) = fingerprints
+        session.execute(update(StoreRow).where(StoreRow.id == 1).values(encoder_fingerprint=later))
+        return later
     if fingerprints - {recorded}:
         raise EncoderMismatchError(
             f"the store's encoder settings changed (fingerprint {recorded}) since it was "
             "opened here, probably by `latestore reindex --re-encode`; reopen the store"
         )
+    return None
 
 
-def adopt_revision(engine: Engine, write_lock: threading.Lock, encoder: Encoder) -> int:
-    """Record ``encoder``, a later revision of the store's encoder, as the store's.
-
-    Returns how many pages still hold vectors of an earlier revision (``Store.reencode``
-    re-encodes them). A compare-and-set: the store moves only while it records one of
-    ``encoder.supersedes``, so processes opening it at once agree; one that finds other
-    settings recorded (a re-encode that finished meanwhile) is refused.
-    """
-    earlier = superseded_by(encoder)
-    with write_lock, Session(engine) as session, session.begin():
-        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-        session.execute(
-            update(StoreRow)
-            .where(StoreRow.id == 1, StoreRow.encoder_fingerprint.in_(earlier))
-            .values(encoder_fingerprint=encoder.fingerprint)
-        )
-        recorded = session.execute(
-            select(StoreRow.encoder_fingerprint).where(StoreRow.id == 1)
-        ).scalar_one()
-        if recorded != encoder.fingerprint:
-            raise EncoderMismatchError(
-                f"the store's encoder settings changed (fingerprint {recorded}) while it "
-                "was being opened; reopen the store"
-            )
-        pending = _pending(encoder.fingerprint)
-        return int(session.execute(select(func.count(PageRow.id)).where(pending)).scalar_one())
+def pages_not_encoded_by(session: Session, fingerprint: str) -> int:
+    """Pages whose vectors ``fingerprint``'s encoder did not make (caller-given kept)."""
+    pending = _pending(fingerprint)
+    return int(session.execute(select(func.count(PageRow.id)).where(pending)).scalar_one())
 
 
 @dataclass
@@ -402,12 +390,13 @@ def _finish(store: Store, target: Encoder, report: ReencodeReport) -> None:
     report.windowing = record
 
 
-def encoding_summary(session: Session) -> dict[str, Any]:
+def encoding_summary(session: Session, current: str | None = None) -> dict[str, Any]:
     """What encoding cut, over the whole store: pages truncated and tokens dropped.
 
     ``pages_uncounted`` are pages whose cut is unknown: encoded before latestore counted
     (re-encode to count them), by an encoder that does not count, or the caller's own
-    vectors.
+    vectors. ``pages_pending_reencode`` are those not encoded by ``current`` (default:
+    the recorded encoder).
     """
     store_row = session.execute(select(StoreRow)).scalar_one()
     truncated, dropped, counted, text_tokens = session.execute(
@@ -418,7 +407,7 @@ def encoding_summary(session: Session) -> dict[str, Any]:
             func.coalesce(func.sum(PageRow.text_tokens), 0),
         )
     ).one()
-    fingerprint = store_row.encoder_fingerprint
+    fingerprint = current or store_row.encoder_fingerprint
     # Encoded with other settings than the store's: a re-encode still to finish.
     behind = PageRow.encoded_with.is_not(None) & PageRow.encoded_with.not_in(
         [fingerprint, PRECOMPUTED]

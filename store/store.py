@@ -44,8 +44,8 @@ from latestore.store.opening import (
 from latestore.store.page_encoding import Query
 from latestore.store.reencode import (
     ReencodeReport,
-    adopt_revision,
     encoding_summary,
+    pages_not_encoded_by,
     reencode_store,
     target_encoder,
 )
@@ -92,7 +92,6 @@ class Store:
         self._load_encoder = encoder if not isinstance(encoder, Encoder) else None
         self._encoder_lock = threading.Lock()
         self.encoder_name = row.encoder_name
-        self.encoder_fingerprint = row.encoder_fingerprint
         self.config = config
         self.dim = row.dim
         self.store_uuid = row.store_uuid
@@ -105,6 +104,7 @@ class Store:
             lambda: self.encoder,
             LexicalSearch(engine.dialect.name, config.text_analyzer),
         )
+        self._ctx.encoder_fingerprint = row.encoder_fingerprint
         self._engine = engine
         if self._encoder is not None:
             self._take_encoder(self._encoder)
@@ -135,22 +135,31 @@ class Store:
                 self._encoder = self._take_encoder(self._load_encoder())
             return self._encoder
 
+    @property
+    def encoder_fingerprint(self) -> str:
+        """The encoder fingerprint the store records."""
+        return self._ctx.encoder_fingerprint
+
+    @encoder_fingerprint.setter
+    def encoder_fingerprint(self, value: str) -> None:
+        self._ctx.encoder_fingerprint = value
+
     def _take_encoder(self, encoder: Encoder) -> Encoder:
-        """Record ``encoder`` if it is a later revision of the store's (encoder_for let
-        it through): its older pages wait for ``latestore reindex --re-encode``."""
-        if encoder.fingerprint == self.encoder_fingerprint:
-            return encoder
-        pending = adopt_revision(self._ctx.engine, self._ctx.write_lock, encoder)
-        self.encoder_fingerprint = encoder.fingerprint
-        note = getattr(encoder, "revision_note", "") or "a latestore fix changed its vectors"
-        log.warning(
-            "latestore: this store was encoded by an earlier revision of %s (%s); %d pages "
-            "keep their old vectors until `latestore reindex --re-encode` (Store.reencode, "
-            "with the store's window settings) re-encodes them",
-            encoder.name,
-            note,
-            pending,
-        )
+        """Warn if ``encoder`` is a later revision of the store's (encoder_for let it
+        through). Nothing is written: queries encode alike in both revisions, and the
+        store records the new one with its first write (check_encoded_with) or re-encode."""
+        if encoder.fingerprint != self.encoder_fingerprint:
+            with Session(self._ctx.engine) as session:
+                pending = pages_not_encoded_by(session, encoder.fingerprint)
+            note = getattr(encoder, "revision_note", "") or "a latestore fix changed its vectors"
+            log.warning(
+                "latestore: this store was encoded by an earlier revision of %s (%s); %d "
+                "pages keep their old vectors until `latestore reindex --re-encode` "
+                "(Store.reencode, with the store's window settings) re-encodes them",
+                encoder.name,
+                note,
+                pending,
+            )
         return encoder
 
     # -- lifecycle -------------------------------------------------------------
@@ -600,8 +609,11 @@ class Store:
     def encoding(self) -> dict[str, Any]:
         """Window settings and what encoding cut: pages truncated, tokens dropped."""
         self._ctx.check_open()
+        # A later encoder revision, loaded but not yet recorded by a write, counts its
+        # own pages as current (see _take_encoder).
+        loaded = self._encoder.fingerprint if self._encoder is not None else None
         with Session(self._ctx.engine) as session:
-            return encoding_summary(session)
+            return encoding_summary(session, loaded)
 
 
 def _load_index(

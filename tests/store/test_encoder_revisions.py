@@ -47,6 +47,14 @@ def record(url: str, fingerprint: str) -> None:
     engine.dispose()
 
 
+def recorded(url: str) -> str:
+    engine = create_engine(to_url(url))
+    with engine.connect() as conn:
+        value = str(conn.execute(text("SELECT encoder_fingerprint FROM ls_store")).scalar_one())
+    engine.dispose()
+    return value
+
+
 def test_revision_one_keeps_the_fingerprints_stores_already_have() -> None:
     parts = {"family": "x", "weights": "abc", "dim": 8}
     assert revised_fingerprint(parts, 1) == (fingerprint_of(parts), ())
@@ -75,12 +83,14 @@ def test_an_earlier_revision_opens_searches_and_is_re_encoded(
         new, (old,) = store.encoder.fingerprint, store.encoder.supersedes
     record(store_url, old)
     with caplog.at_level(logging.WARNING, logger="latestore"), Store.open(store_url) as store:
-        assert store.encoder_fingerprint == old  # the model is not loaded yet
-        assert len(store.search("cat on the mat", k=10)) == 3
+        assert len(store.search("cat on the mat", k=10)) == 3  # loads the model
         assert "earlier revision" in caplog.text and "3 pages" in caplog.text
-        assert store.encoder_fingerprint == new
+        # Reading writes nothing; the loaded revision counts the old pages as pending.
+        assert store.encoder_fingerprint == old == recorded(store_url)
         assert store.encoding()["pages_pending_reencode"] == 3
+        # The first write records the new revision, in its own transaction.
         store.add_pages([Page(text="a fourth page (new)", external_id="p3")])
+        assert store.encoder_fingerprint == new == recorded(store_url)
         assert store.encoding()["pages_pending_reencode"] == 3  # the new page is current
         report = store.reencode("current")
         assert report.pages_reencoded == 3 and report.fingerprint_after == new
@@ -96,18 +106,50 @@ def test_an_earlier_revision_opens_searches_and_is_re_encoded(
         assert "earlier revision" not in caplog.text
 
 
-def test_an_encoder_given_at_open_takes_the_store_over_at_once(
-    tmp_path: Path, jina_dir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_re_encoding_alone_records_the_new_revision(tmp_path: Path, jina_dir: Path) -> None:
     path = str(tmp_path / "store.db")
     with Store.open(path, str(jina_dir)) as store:
         store.add_pages([Page(text=t) for t in TEXTS])
         new, (old,) = store.encoder.fingerprint, store.encoder.supersedes
     record(path, old)
-    encoder = load_encoder(jina_dir)
-    with caplog.at_level(logging.WARNING, logger="latestore"), Store.open(path, encoder) as store:
-        assert store.encoder_fingerprint == new and "3 pages" in caplog.text
-        assert store.stats().encoder_fingerprint == new
+    with Store.open(path, load_encoder(jina_dir)) as store:  # given at open: warned, no write
+        assert store.encoder_fingerprint == old == recorded(path)
+        report = store.reencode("current")
+        assert report.fingerprint_before == old and report.pages_reencoded == 3
+        assert store.encoder_fingerprint == new == recorded(path)
+
+
+def test_a_read_only_store_of_an_earlier_revision_still_searches(
+    tmp_path: Path, jina_dir: Path
+) -> None:
+    path = tmp_path / "store.db"
+    with Store.open(str(path), str(jina_dir)) as store:
+        store.add_pages([Page(text=t) for t in TEXTS])
+        old = store.encoder.supersedes[0]
+    record(str(path), old)
+    read_only = f"sqlite:///file:{path}?mode=ro&uri=true"  # SQLite refuses any write
+    with Store.open(read_only, str(jina_dir)) as store:
+        assert len(store.search("cat on the mat", k=10)) == 3
+        assert store.encoder_fingerprint == old
+
+
+def test_pooled_stores_follow_their_inner_model_s_revision(tmp_path: Path, jina_dir: Path) -> None:
+    pooled = load_encoder(jina_dir, pool_factor=2)
+    unpooled = load_encoder(jina_dir)
+    assert len(pooled.supersedes) == 1 and pooled.supersedes[0] not in unpooled.supersedes
+    path = str(tmp_path / "pooled.db")
+    with Store.open(path, pooled) as store:
+        store.add_pages([Page(text=t) for t in TEXTS])
+    record(path, pooled.supersedes[0])
+    with Store.open(path, pooled) as store:  # a pooled store of the earlier revision
+        store.add_pages([Page(text="one more (page)")])
+        assert store.encoder_fingerprint == pooled.fingerprint
+    plain = str(tmp_path / "plain.db")
+    with Store.open(plain, unpooled) as store:
+        store.add_pages([Page(text=TEXTS[0])])
+    record(plain, unpooled.supersedes[0])
+    with pytest.raises(EncoderMismatchError):  # pooling never opens an unpooled store
+        Store.open(plain, pooled)
 
 
 def test_an_unrelated_fingerprint_is_still_refused(tmp_path: Path, jina_dir: Path) -> None:
@@ -119,11 +161,7 @@ def test_an_unrelated_fingerprint_is_still_refused(tmp_path: Path, jina_dir: Pat
         Store.open(path, str(jina_dir))
     with Store.open(path) as store, pytest.raises(EncoderMismatchError):
         store.encoder  # noqa: B018 - the recorded encoder loads (and is refused) on first use
-    engine = create_engine(to_url(path))
-    with engine.connect() as conn:  # nothing was rewritten by the refused opens
-        recorded = conn.execute(text("SELECT encoder_fingerprint FROM ls_store")).scalar_one()
-    engine.dispose()
-    assert recorded == "0" * 32
+    assert recorded(path) == "0" * 32  # nothing was rewritten by the refused opens
 
 
 def test_the_cli_re_encodes_the_old_pages_with_the_stores_window_settings(
@@ -138,7 +176,7 @@ def test_the_cli_re_encodes_the_old_pages_with_the_stores_window_settings(
     done = runner.invoke(app, ["reindex", "--store", path, "--re-encode", "--no-windows", "--json"])
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)["re_encode"]
-    assert report["pages_reencoded"] == 3  # the store moved to the new revision on load
+    assert report["pages_reencoded"] == 3 and report["fingerprint_before"] == old
     assert report["windowing"] == {"windows": False}
     shown = json.loads(runner.invoke(app, ["info", "--store", path, "--json"]).stdout)
     assert shown["pages_pending_reencode"] == 0
@@ -152,3 +190,23 @@ def test_re_encode_settings_for_a_model_without_windows() -> None:
     with pytest.raises(typer.Exit) as stopped:
         reencode_settings(encoder, settings, 64, DEFAULT_MAX_PAGE_TOKENS)
     assert stopped.value.exit_code == 2
+
+
+def test_distributed_ingest_s_encoder_identity_carries_the_earlier_revisions(
+    tmp_path: Path, jina_dir: Path
+) -> None:
+    # Ray's ingest describes the encoder once and writes through a replaying stand-in;
+    # the stand-in must open a store of the earlier revision as the encoder itself does.
+    from latestore.distributed.coordinator_sync import SqlOnlyStore
+    from latestore.distributed.ingest_stages import identify_encoder
+    from latestore.distributed.replay_encoder import replay_for
+
+    path = str(tmp_path / "store.db")
+    with Store.open(path, str(jina_dir)) as store:
+        store.add_pages([Page(text=t) for t in TEXTS])
+        old = store.encoder.supersedes[0]
+    record(path, old)
+    identity = identify_encoder(to_url(path), str(jina_dir), {})
+    assert identity.supersedes == (old,) and identity.revision_note
+    with SqlOnlyStore.open(to_url(path), replay_for(identity)) as store:
+        assert store.count() == 3
