@@ -153,8 +153,9 @@ def packed_dim(dim: int) -> int:
 
 
 def query_bytes(n_queries: int, max_tokens: int, dim: int) -> int:
-    """Device bytes a padded batch of queries takes (for budgeting)."""
-    return n_queries * _next_pow2(max_tokens) * packed_dim(dim) * 4
+    """Device bytes a padded batch of queries takes (for budgeting): float32 rows, and
+    the float16 halves a pre-split launch shape makes of them (as many bytes again)."""
+    return n_queries * _next_pow2(max_tokens) * packed_dim(dim) * 8
 
 
 def pack_queries(
@@ -247,6 +248,10 @@ def applies(tuning: Tuning, key: ShapeKey) -> bool:
     # Pairs give each item its own query block; on long pages the query's re-reads are
     # a small share of the traffic, so several pages per program cannot pay.
     if tuning.items > 1 and (key.pairs or key.length_bucket > 256):
+        return False
+    # Past one dim block the in-kernel split is redone per tile: several pages per
+    # program then share nothing but the query's scan for its scale.
+    if tuning.items > 1 and not tuning.presplit and packed_dim(key.dim) != _block_d(key.dim):
         return False
     # 128-token tiles of rows wider than 256 need more shared memory than sm_90 has
     # (bench/kernel_resources.py): compiling them only to fail would slow the first call.

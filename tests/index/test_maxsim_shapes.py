@@ -75,6 +75,8 @@ def test_the_autotuner_times_rolled_shapes_only_for_wide_dims() -> None:
     assert not any(mt.applies(t, narrow) for t in ROLLED)
     assert not any(mt.applies(t, narrow._replace(length_bucket=1024)) for t in SEVERAL)
     assert not any(mt.applies(t, wide._replace(pairs=True)) for t in SEVERAL)
+    # Past one dim block only the pre-split shapes share a query block across pages.
+    assert [t.presplit for t in SEVERAL if mt.applies(t, wide)] == [True, True]
     wide_tiles = [t for t in mt.CANDIDATES if t.block_t == 128]
     assert wide_tiles and not any(mt.applies(t, wide) for t in wide_tiles)
     assert all(mt.applies(t, narrow) for t in wide_tiles)
