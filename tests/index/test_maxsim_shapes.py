@@ -9,6 +9,8 @@ Runs compiled on CUDA, and in Triton's interpreter on the CPU elsewhere (CI).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -24,17 +26,27 @@ ROLLED = [t for t in mt.CANDIDATES if not t.unroll_d]
 EVERY_SHAPE = sorted(set(mt.CANDIDATES) | {mt.LAST_RESORT}, key=repr)
 
 
-@pytest.mark.parametrize("dim", [96, 320])  # three and five dim blocks
-@pytest.mark.parametrize("dtype", ["float16", "int8", "float32"])
-def test_every_shape_equals_reference(rng: np.random.Generator, dtype: str, dim: int) -> None:
-    lengths = [1, 33, 64, 70, 5]
+def shared_case(
+    rng: np.random.Generator, dtype: str, dim: int, lengths: list[int], query_lengths: list[int]
+) -> tuple[mt.PackedQueries, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor, Any]:
+    """Random pages in ``dtype`` and packed queries: ``(packed, rows, scales, starts,
+    lengths, want)``, ``want`` the float64 reference of every query against every page."""
     pages = [unit(rng, n, dim) for n in lengths]
-    queries = [unit(rng, n, dim) for n in (3, 32)]
+    queries = [unit(rng, n, dim) for n in query_lengths]
     rows, scales = packed_pages(pages, dtype)
     starts, lens = addresses(lengths)
     packed = mt.pack_queries([torch.from_numpy(q) for q in queries], DEVICE)
     read = as_read(rows, scales, lengths)
     want = np.stack([maxsim_reference(q, read) for q in queries])
+    return packed, rows, scales, starts, lens, want
+
+
+@pytest.mark.parametrize("dim", [96, 320])  # three and five dim blocks
+@pytest.mark.parametrize("dtype", ["float16", "int8", "float32"])
+def test_every_shape_equals_reference(rng: np.random.Generator, dtype: str, dim: int) -> None:
+    packed, rows, scales, starts, lens, want = shared_case(
+        rng, dtype, dim, [1, 33, 64, 70, 5], [3, 32]
+    )
     for tuning in EVERY_SHAPE:
         got = mt.maxsim_shared(packed, rows, starts, lens, scales, tuning=tuning)
         np.testing.assert_allclose(
@@ -46,15 +58,11 @@ def test_every_shape_equals_reference(rng: np.random.Generator, dtype: str, dim:
 def test_rolled_dims_with_long_queries_presplit_and_pairs(
     rng: np.random.Generator, dtype: str
 ) -> None:
-    dim, lengths = 192, [7, 1, 90, 40]  # three 64-wide dim blocks
-    pages = [unit(rng, n, dim) for n in lengths]
-    # 128 padded rows, 64 per program at this width (most_query_rows): two query groups
-    queries = [unit(rng, n, dim) for n in (70, 12)]
-    rows, scales = packed_pages(pages, dtype)
-    starts, lens = addresses(lengths)
-    packed = mt.pack_queries([torch.from_numpy(q) for q in queries], DEVICE)
-    read = as_read(rows, scales, lengths)
-    want = np.stack([maxsim_reference(q, read) for q in queries])
+    # Three 64-wide dim blocks; 128 padded query rows, 64 per program at this width
+    # (most_query_rows): two query groups.
+    packed, rows, scales, starts, lens, want = shared_case(
+        rng, dtype, 192, [7, 1, 90, 40], [70, 12]
+    )
     pairs = [(0, 2), (1, 0), (1, 3), (0, 1)]
     query_of = torch.tensor([q for q, _ in pairs], device=DEVICE)
     pick = torch.tensor([p for _, p in pairs], device=DEVICE)
@@ -90,15 +98,10 @@ def test_the_autotuner_has_several_page_candidates_with_and_without_presplit() -
 def test_a_partly_filled_last_program_scores_only_real_pages(
     rng: np.random.Generator, dtype: str
 ) -> None:
-    dim = 96
-    lengths = [3, 1, 64, 65, 40, 7, 130]  # 7 pages: the second program of 4 has 3
-    pages = [unit(rng, n, dim) for n in lengths]
-    queries = [unit(rng, n, dim) for n in (1, 20, 32)]
-    rows, scales = packed_pages(pages, dtype)
-    starts, lens = addresses(lengths)
-    packed = mt.pack_queries([torch.from_numpy(q) for q in queries], DEVICE)
-    read = as_read(rows, scales, lengths)
-    want = np.stack([maxsim_reference(q, read) for q in queries])
+    # 7 pages: the second program of 4 has 3.
+    packed, rows, scales, starts, lens, want = shared_case(
+        rng, dtype, 96, [3, 1, 64, 65, 40, 7, 130], [1, 20, 32]
+    )
     for tuning in SEVERAL:
         got = mt.maxsim_shared(packed, rows, starts, lens, scales, tuning=tuning)
         np.testing.assert_allclose(got.cpu().numpy(), want, rtol=2e-6, atol=2e-6)

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from latestore import Page, PrecomputedVectors, Store
 from latestore.cli.common import reencode_settings
 from latestore.cli.main import app
-from latestore.encoders import PageContent, fingerprint_of, revised_fingerprint
+from latestore.encoders import Encoder, PageContent, fingerprint_of, revised_fingerprint
 from latestore.encoders.registry import load_encoder
 from latestore.encoders.windows import DEFAULT_MAX_PAGE_TOKENS, WindowSettings
 from latestore.errors import EncoderMismatchError
@@ -45,6 +45,16 @@ def record(url: str, fingerprint: str) -> None:
         conn.execute(text("UPDATE ls_store SET encoder_fingerprint = :f"), {"f": fingerprint})
         conn.execute(text("UPDATE ls_pages SET encoded_with = :f"), {"f": fingerprint})
     engine.dispose()
+
+
+def behind(url: str, encoder: str | Path | Encoder) -> tuple[str, str]:
+    """A store of the three TEXTS as the earlier release left it: ``(new, old)``
+    fingerprints of its encoder."""
+    with Store.open(url, encoder) as store:
+        store.add_pages([Page(text=t, external_id=f"p{i}") for i, t in enumerate(TEXTS)])
+        new, (old,) = store.encoder.fingerprint, store.encoder.supersedes
+    record(url, old)
+    return new, old
 
 
 def recorded(url: str) -> str:
@@ -78,10 +88,7 @@ def test_only_checkpoints_the_fix_changed_get_a_new_revision(
 def test_an_earlier_revision_opens_searches_and_is_re_encoded(
     store_url: str, jina_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with Store.open(store_url, str(jina_dir)) as store:
-        store.add_pages([Page(text=t, external_id=f"p{i}") for i, t in enumerate(TEXTS)])
-        new, (old,) = store.encoder.fingerprint, store.encoder.supersedes
-    record(store_url, old)
+    new, old = behind(store_url, jina_dir)
     with caplog.at_level(logging.WARNING, logger="latestore"), Store.open(store_url) as store:
         assert len(store.search("cat on the mat", k=10)) == 3  # loads the model
         assert "earlier revision" in caplog.text and "3 pages" in caplog.text
@@ -108,10 +115,7 @@ def test_an_earlier_revision_opens_searches_and_is_re_encoded(
 
 def test_re_encoding_alone_records_the_new_revision(tmp_path: Path, jina_dir: Path) -> None:
     path = str(tmp_path / "store.db")
-    with Store.open(path, str(jina_dir)) as store:
-        store.add_pages([Page(text=t) for t in TEXTS])
-        new, (old,) = store.encoder.fingerprint, store.encoder.supersedes
-    record(path, old)
+    new, old = behind(path, jina_dir)
     with Store.open(path, load_encoder(jina_dir)) as store:  # given at open: warned, no write
         assert store.encoder_fingerprint == old == recorded(path)
         report = store.reencode("current")
@@ -123,10 +127,7 @@ def test_a_read_only_store_of_an_earlier_revision_still_searches(
     tmp_path: Path, jina_dir: Path
 ) -> None:
     path = tmp_path / "store.db"
-    with Store.open(str(path), str(jina_dir)) as store:
-        store.add_pages([Page(text=t) for t in TEXTS])
-        old = store.encoder.supersedes[0]
-    record(str(path), old)
+    _, old = behind(str(path), jina_dir)
     read_only = f"sqlite:///file:{path}?mode=ro&uri=true"  # SQLite refuses any write
     with Store.open(read_only, str(jina_dir)) as store:
         assert len(store.search("cat on the mat", k=10)) == 3
@@ -138,16 +139,12 @@ def test_pooled_stores_follow_their_inner_model_s_revision(tmp_path: Path, jina_
     unpooled = load_encoder(jina_dir)
     assert len(pooled.supersedes) == 1 and pooled.supersedes[0] not in unpooled.supersedes
     path = str(tmp_path / "pooled.db")
-    with Store.open(path, pooled) as store:
-        store.add_pages([Page(text=t) for t in TEXTS])
-    record(path, pooled.supersedes[0])
+    behind(path, pooled)
     with Store.open(path, pooled) as store:  # a pooled store of the earlier revision
         store.add_pages([Page(text="one more (page)")])
         assert store.encoder_fingerprint == pooled.fingerprint
     plain = str(tmp_path / "plain.db")
-    with Store.open(plain, unpooled) as store:
-        store.add_pages([Page(text=TEXTS[0])])
-    record(plain, unpooled.supersedes[0])
+    behind(plain, unpooled)
     with pytest.raises(EncoderMismatchError):  # pooling never opens an unpooled store
         Store.open(plain, pooled)
 
@@ -168,10 +165,7 @@ def test_the_cli_re_encodes_the_old_pages_with_the_stores_window_settings(
     tmp_path: Path, jina_dir: Path
 ) -> None:
     path = str(tmp_path / "store.db")
-    with Store.open(path, str(jina_dir)) as store:
-        store.add_pages([Page(text=t) for t in TEXTS])
-        old = store.encoder.supersedes[0]
-    record(path, old)
+    _, old = behind(path, jina_dir)
     runner = CliRunner()
     done = runner.invoke(app, ["reindex", "--store", path, "--re-encode", "--no-windows", "--json"])
     assert done.exit_code == 0, done.output
@@ -202,10 +196,7 @@ def test_distributed_ingest_s_encoder_identity_carries_the_earlier_revisions(
     from latestore.distributed.replay_encoder import replay_for
 
     path = str(tmp_path / "store.db")
-    with Store.open(path, str(jina_dir)) as store:
-        store.add_pages([Page(text=t) for t in TEXTS])
-        old = store.encoder.supersedes[0]
-    record(path, old)
+    _, old = behind(path, jina_dir)
     identity = identify_encoder(to_url(path), str(jina_dir), {})
     assert identity.supersedes == (old,) and identity.revision_note
     with SqlOnlyStore.open(to_url(path), replay_for(identity)) as store:
