@@ -257,9 +257,7 @@ class QwenVLRetriever:
     def _texts(self, texts: list[str]) -> list[TokenVectors]:
         return self._run(dict(self._tokenizer(texts, padding=True, return_tensors="pt")))
 
-    def _images(self, images: list[Any]) -> list[TokenVectors]:
-        pixels = self._images_in(images=images, return_tensors="pt")
-        grids = pixels["image_grid_thw"]
+    def _page_texts(self, grids: torch.Tensor) -> list[str]:
         merge = int(self._images_in.merge_size) ** 2
         texts = []
         for grid in grids:
@@ -268,6 +266,24 @@ class QwenVLRetriever:
                 "<|image_pad|>", "<|image_pad|>" * (int(grid.prod()) // merge)
             )
             texts.append(self.prompts.page_with_image(span))
+        return texts
+
+    def page_layout(self, image: Any) -> tuple[list[int], int, int, int]:
+        """How a page image becomes stored tokens, without running the model: the page
+        prompt's token ids (one per stored vector), the image token's id, and the
+        ``rows x cols`` grid of merged patches its image tokens fill row-major."""
+        pixels = self._images_in(images=[image], return_tensors="pt")
+        grids = pixels["image_grid_thw"]
+        ids = [int(i) for i in self._tokenizer(self._page_texts(grids))["input_ids"][0]]
+        _, height, width = (int(v) for v in grids[0])
+        merge = int(self._images_in.merge_size)
+        image_token = int(self._tokenizer.convert_tokens_to_ids("<|image_pad|>"))
+        return ids, image_token, height // merge, width // merge
+
+    def _images(self, images: list[Any]) -> list[TokenVectors]:
+        pixels = self._images_in(images=images, return_tensors="pt")
+        grids = pixels["image_grid_thw"]
+        texts = self._page_texts(grids)
         batch = dict(self._tokenizer(texts, padding=True, return_tensors="pt"))
         # M-RoPE needs to know which positions are image tokens (1) versus text (0).
         image_token = self._tokenizer.convert_tokens_to_ids("<|image_pad|>")

@@ -99,11 +99,17 @@ def image_positions(encoder: Any, image: Any, n_stored: int) -> Positions:
     """Patch cells of an image page's stored tokens, from the encoder's own processor.
 
     ColPali resizes every page to a square of ``image_seq_length`` patches (in
-    colpali-engine's layout too, whose encoder gives its page prompt's ids); ColQwen2
-    keeps the aspect ratio and merges ``merge_size``-square patch blocks into one token,
-    on the grid ``image_grid_thw`` reports. All write the image tokens row-major.
+    colpali-engine's layout too, whose encoder gives its page prompt's ids); the Qwen-VL
+    families (ColQwen2 to ColQwen3.5) keep the aspect ratio and merge ``merge_size``-square
+    patch blocks into one token, on the grid ``image_grid_thw`` reports (their encoders in
+    colpali-engine's layout say so through ``page_layout``). All write the image tokens
+    row-major.
     """
     family = getattr(encoder, "family", None)
+    layout = getattr(encoder, "page_layout", None)
+    if callable(layout):  # the Qwen-VL families in colpali-engine's layout (ColQwen2 to 3.5)
+        kept_ids, image_token, rows, cols = layout(image)
+        return _grid(kept_ids, image_token, rows, cols, n_stored)
     if family == "colpali-engine":  # colpali-engine's layout: one square, the same prompt
         kept_ids = encoder.page_token_ids()
         image_token = int(encoder.image_token_id)
@@ -128,7 +134,11 @@ def image_positions(encoder: Any, image: Any, n_stored: int) -> Positions:
 
 def reads_page_images(encoder: Any) -> bool:
     """Does ``encoder`` encode a page from its image (so its tokens are patches)?"""
-    return getattr(encoder, "_processor", None) is not None or hasattr(encoder, "page_token_ids")
+    return (
+        getattr(encoder, "_processor", None) is not None
+        or hasattr(encoder, "page_token_ids")
+        or hasattr(encoder, "page_layout")
+    )
 
 
 def _grid(kept_ids: list[int], image_token: int, rows: int, cols: int, n_stored: int) -> Positions:

@@ -21,7 +21,7 @@ from latestore.encoders.registry import load_encoder
 from latestore.serve import ServeSettings, create_app
 from latestore.serve.positions import GridPositions, TextPositions, text_positions
 from latestore.store import Store
-from tests.encoders.vision_checkpoints import build_colpali, build_colqwen2
+from tests.encoders.vision_checkpoints import build_colpali, build_colqwen2, build_colqwen3
 
 BREAD = "Bread rises because yeast releases carbon dioxide while the dough proves."
 COLBERT = "ColBERT scores documents with MaxSim over per-token vectors."
@@ -124,12 +124,31 @@ def _build_engine_colpali(out: Path) -> Path:
     return build_engine_colpali(out)  # skips where colpali-engine is not installed
 
 
-@pytest.mark.parametrize("family", ["colpali", "colqwen2", "colpali-engine"])
+def _build_engine_qwen(key: str) -> Any:
+    def build(out: Path) -> Path:
+        from tests.oracle.reference import build_engine_qwen
+
+        pytest.importorskip("colpali_engine", reason="saved by colpali-engine's own class")
+        return build_engine_qwen(key, out)
+
+    return build
+
+
+QWEN_IN_ENGINE_LAYOUT = ["engine-colqwen2", "engine-colqwen3", "engine-colqwen3.5"]
+
+
+@pytest.mark.parametrize(
+    "family", ["colpali", "colqwen2", "colpali-engine", "colqwen3", *QWEN_IN_ENGINE_LAYOUT]
+)
 def test_image_hits_carry_a_patch_grid_heatmap(tmp_path: Path, family: str) -> None:
     build = {
         "colpali": build_colpali,
         "colqwen2": build_colqwen2,
         "colpali-engine": _build_engine_colpali,
+        "colqwen3": build_colqwen3,  # Tomoro's naming
+        "engine-colqwen2": _build_engine_qwen("colqwen2"),
+        "engine-colqwen3": _build_engine_qwen("colqwen3"),
+        "engine-colqwen3.5": _build_engine_qwen("colqwen3.5-128"),
     }[family]
     options = {"max_pixels": 16 * 28 * 28} if family == "colqwen2" else {}
     encoder = load_encoder(build(tmp_path / family), **options)
@@ -153,7 +172,9 @@ def test_image_hits_carry_a_patch_grid_heatmap(tmp_path: Path, family: str) -> N
             assert all(c is not None for c in grid.cells[:patches])
             assert all(c is None for c in grid.cells[patches:]) and len(grid.cells) > patches
         else:
-            assert grid.rows > grid.cols  # ColQwen2 keeps the page's portrait shape
+            assert grid.rows > grid.cols  # the Qwen-VL families keep the portrait shape
+            patches = [c for c in grid.cells if c is not None]
+            assert len(patches) == grid.rows * grid.cols < len(grid.cells)  # and a prompt
         # Each cell is that patch's best similarity with any query token.
         query = app.state.service.query_vectors("a chart")[0]
         sims = query @ store.page_vectors(1).T
