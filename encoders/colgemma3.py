@@ -178,8 +178,22 @@ class ColGemma3Encoder:
         prompts = [self._chat([{"type": "text", "text": self.prompts.query(t)}]) for t in texts]
         return self._run(self._processor(text=prompts, padding="longest", return_tensors="pt"))
 
+    def page_layout(self, image: Any) -> tuple[list[int], int, int, int]:
+        """How a page image becomes stored tokens, without running the model: the page
+        prompt's token ids (one per stored vector), the image token's id, and the square
+        grid its image tokens fill row-major (SigLIP's patches average-pooled to
+        ``mm_tokens_per_image``)."""
+        batch = self._processor(text=[self._page_prompt()], images=[[image]], return_tensors="pt")
+        ids = [int(i) for i in batch["input_ids"][0]]
+        image_token = int(self._processor.image_token_id)
+        side = round(sum(1 for i in ids if i == image_token) ** 0.5)
+        return ids, image_token, side, side
+
+    def _page_prompt(self) -> str:
+        return self._chat([{"type": "image"}, {"type": "text", "text": self.prompts.image_prompt}])
+
     def _images(self, images: list[Any]) -> list[TokenVectors]:
-        page = self._chat([{"type": "image"}, {"type": "text", "text": self.prompts.image_prompt}])
+        page = self._page_prompt()
         batch = self._processor(
             text=[page] * len(images),
             images=[[image] for image in images],

@@ -128,23 +128,31 @@ def _build_engine_qwen(key: str) -> Any:
     def build(out: Path) -> Path:
         from tests.oracle.reference import build_engine_qwen
 
-        pytest.importorskip("colpali_engine", reason="saved by colpali-engine's own class")
-        return build_engine_qwen(key, out)
+        return build_engine_qwen(key, out)  # skips where colpali-engine is not installed
 
     return build
 
 
+def _build_engine_colgemma3(out: Path) -> Path:
+    from tests.oracle.reference_gemma import build_engine_colgemma3
+
+    return build_engine_colgemma3(out)  # skips where colpali-engine is not installed
+
+
 QWEN_IN_ENGINE_LAYOUT = ["engine-colqwen2", "engine-colqwen3", "engine-colqwen3.5"]
+SQUARE = ("colpali-engine", "colgemma3")  # the image tokens, then the prompt's text
 
 
 @pytest.mark.parametrize(
-    "family", ["colpali", "colqwen2", "colpali-engine", "colqwen3", *QWEN_IN_ENGINE_LAYOUT]
+    "family",
+    ["colpali", "colqwen2", *SQUARE, "colqwen3", *QWEN_IN_ENGINE_LAYOUT],
 )
 def test_image_hits_carry_a_patch_grid_heatmap(tmp_path: Path, family: str) -> None:
     build = {
         "colpali": build_colpali,
         "colqwen2": build_colqwen2,
         "colpali-engine": _build_engine_colpali,
+        "colgemma3": _build_engine_colgemma3,
         "colqwen3": build_colqwen3,  # Tomoro's naming
         "engine-colqwen2": _build_engine_qwen("colqwen2"),
         "engine-colqwen3": _build_engine_qwen("colqwen3"),
@@ -166,11 +174,12 @@ def test_image_hits_carry_a_patch_grid_heatmap(tmp_path: Path, family: str) -> N
         assert (heatmap["rows"], heatmap["cols"]) == (grid.rows, grid.cols)
         if family == "colpali":
             assert (grid.rows, grid.cols) == (2, 2)  # image_seq_length 4: a square grid
-        elif family == "colpali-engine":  # the image tokens first, then the prompt's text
-            patches = grid.rows * grid.cols
-            assert grid.rows == grid.cols and patches > 1
-            assert all(c is not None for c in grid.cells[:patches])
-            assert all(c is None for c in grid.cells[patches:]) and len(grid.cells) > patches
+        elif family in SQUARE:
+            patches = [c for c in grid.cells if c is not None]
+            # The tiny ColGemma3 pools its patches to one token (mm_tokens_per_image 1).
+            assert grid.rows == grid.cols and len(patches) == grid.rows * grid.cols
+            assert len(patches) > 1 or family == "colgemma3"
+            assert len(grid.cells) > len(patches)  # and the prompt's text tokens
         else:
             assert grid.rows > grid.cols  # the Qwen-VL families keep the portrait shape
             patches = [c for c in grid.cells if c is not None]
