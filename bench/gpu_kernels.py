@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from latestore.index import maxsim_launch as mt
+from latestore.index import maxsim_tuning as tune
 
 REPEATS = 20
 DEVICE = "cuda"  # the CPU (with TRITON_INTERPRET=1) only for a smoke test of this script
@@ -26,7 +27,7 @@ CASES = [  # (name, pages, tokens per page or (lo, hi) for varlen, dim)
     ("100k varlen 30-300 x 128", 100_000, (30, 300), 128),
     ("20000 x 1024 x 128", 20_000, 1024, 128),
 ]
-SWEEP = list(mt.CANDIDATES)
+SWEEP = list(tune.CANDIDATES)
 
 
 def sync() -> None:
@@ -109,7 +110,7 @@ def run_case(name: str, n_pages: int, tokens: Any, dim: int, sweep: bool) -> dic
     row: dict[str, Any] = {"case": name, "tokens": total, "elements": total * dim}
     mean = float(lens.float().mean())
 
-    def ours(tuning: mt.Tuning | None = None, exact: bool = True) -> torch.Tensor:
+    def ours(tuning: tune.Tuning | None = None, exact: bool = True) -> torch.Tensor:
         packed = mt.pack_queries([query], rows.device, exact=exact)
         return mt.maxsim_shared(packed, rows, starts_d, lens_d, tuning=tuning, mean_length=mean)
 
@@ -118,8 +119,8 @@ def run_case(name: str, n_pages: int, tokens: Any, dim: int, sweep: bool) -> dic
     if sweep:
         timings = []
         packed = mt.pack_queries([query], rows.device)
-        key = mt.shape_key(packed, mt.KIND_HALF, dim, False, mean, n_pages)
-        for tuning in (t for t in SWEEP if mt.applies(t, key)):
+        key = mt.shape_key(packed, tune.KIND_HALF, dim, False, mean, n_pages)
+        for tuning in (t for t in SWEEP if tune.applies(t, key)):
             try:
                 timings.append((wall(lambda t=tuning: ours(t), repeats=8), tuning))
             except Exception as exc:  # e.g. out of shared memory
@@ -127,10 +128,10 @@ def run_case(name: str, n_pages: int, tokens: Any, dim: int, sweep: bool) -> dic
         row["sweep_ms"] = {_label(t): s * 1e3 for s, t in timings}
         best_tuning = min(timings, key=lambda x: x[0])[1]
         row["best_tuning"] = _label(best_tuning)
-    before = dict(mt._CHOSEN)
+    before = dict(tune._CHOSEN)
     results["latestore"] = (wall(ours), max_rel_error(ours(), query, rows, starts_d, lens_d))
     # The shape the autotuner picked for this case (see _label).
-    row["autotune_choice"] = [_label(t) for k, t in mt._CHOSEN.items() if k not in before]
+    row["autotune_choice"] = [_label(t) for k, t in tune._CHOSEN.items() if k not in before]
     if best_tuning is not None:
         results["latestore (best swept)"] = (
             wall(lambda: ours(best_tuning)),
@@ -187,7 +188,7 @@ def run_case(name: str, n_pages: int, tokens: Any, dim: int, sweep: bool) -> dic
     return row
 
 
-def _label(tuning: mt.Tuning) -> str:
+def _label(tuning: tune.Tuning) -> str:
     """``tokens/warps/stages``, then ``/pre`` (pre-split query), ``/xN`` (N pages per
     program) and ``/rolled`` (the dim loop not unrolled)."""
     shape = f"{tuning.block_t}/{tuning.num_warps}/{tuning.num_stages}"

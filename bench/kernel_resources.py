@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from latestore.index import maxsim_launch as mt
+from latestore.index import maxsim_tuning as tune
 
 # Shared memory one program may opt into, and registers, per SM (CUDA's tables).
 SHARED_LIMIT = {100: 232_448, 90: 232_448, 80: 166_912, 89: 101_376, 86: 101_376}
@@ -42,13 +43,13 @@ SHARED_PER_SM = {100: 233_472, 90: 233_472, 80: 167_936, 89: 102_400, 86: 102_40
 REGISTERS_PER_SM = 65_536
 THREADS_PER_SM = {100: 2048, 90: 2048, 80: 2048, 89: 1536, 86: 1536}
 PAGE_DTYPES = {
-    mt.KIND_HALF: torch.float16,
-    mt.KIND_BF16: torch.bfloat16,
-    mt.KIND_INT8: torch.int8,
-    mt.KIND_FP32: torch.float32,
+    tune.KIND_HALF: torch.float16,
+    tune.KIND_BF16: torch.bfloat16,
+    tune.KIND_INT8: torch.int8,
+    tune.KIND_FP32: torch.float32,
 }
-KIND_NAMES = {mt.KIND_HALF: "float16", mt.KIND_BF16: "bfloat16", mt.KIND_INT8: "int8"}
-KIND_NAMES[mt.KIND_FP32] = "float32"
+KIND_NAMES = {tune.KIND_HALF: "float16", tune.KIND_BF16: "bfloat16", tune.KIND_INT8: "int8"}
+KIND_NAMES[tune.KIND_FP32] = "float32"
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Case:
     n_queries: int
     query_tokens: int
     pairs: bool
-    shape: mt.Tuning
+    shape: tune.Tuning
     exact: bool = True
 
     def label(self) -> str:
@@ -105,7 +106,7 @@ def _binder_args(case: Case) -> tuple[tuple[object, ...], dict[str, object]]:
     halves = torch.zeros(64, dtype=torch.float16) if constants["PRESPLIT"] else f32
     i64 = torch.zeros(64, dtype=torch.int64)
     pages = torch.zeros((64, case.dim), dtype=PAGE_DTYPES[case.kind])
-    scales = f32 if case.kind == mt.KIND_INT8 else i64
+    scales = f32 if case.kind == tune.KIND_INT8 else i64
     n_groups, _ = mt.launch_groups(packed, case.pairs)
     args = (f32, halves, halves, f32, pages, scales, i64, i64, i64, f32, 100_003, n_groups)
     return (*args, pages.stride(0)), {
@@ -185,14 +186,16 @@ def _round_up(n: int, step: int) -> int:
     return -(-n // step) * step
 
 
-def candidate_cases(kind: int = mt.KIND_HALF, dim: int = 128, mean_length: int = 64) -> list[Case]:
+def candidate_cases(
+    kind: int = tune.KIND_HALF, dim: int = 128, mean_length: int = 64
+) -> list[Case]:
     """Every autotuner candidate the tuner would time for one 32-token query and for
     32 of them, on pages of ``mean_length`` tokens."""
     cases = []
     for n in (1, 32):
         packed = mt.pack_queries([np.zeros((32, dim), np.float32)] * n, torch.device("cpu"))
         key = mt.shape_key(packed, kind, dim, False, mean_length, 100_000)
-        cases += [Case(kind, dim, n, 32, False, t) for t in mt.CANDIDATES if mt.applies(t, key)]
+        cases += [Case(kind, dim, n, 32, False, t) for t in tune.CANDIDATES if tune.applies(t, key)]
     return cases
 
 
@@ -203,20 +206,20 @@ def storage_cases() -> list[Case]:
     for kind in PAGE_DTYPES:
         for dim in (96, 128, 320, 1024):
             for mean_length in (30.0, 600.0):
-                shape = mt.default_tuning(mean_length, mt.packed_dim(dim))
+                shape = tune.default_tuning(mean_length, tune.packed_dim(dim))
                 cases.append(Case(kind, dim, 1, 32, False, shape))
     return list(dict.fromkeys(cases))
 
 
 def other_cases() -> list[Case]:
     """The pairs form, a 1,024-token query, and fast precision."""
-    base = mt.Tuning(64, 4, 3)
+    base = tune.Tuning(64, 4, 3)
     return [
-        Case(mt.KIND_HALF, 128, 8, 32, True, base),
-        Case(mt.KIND_INT8, 128, 8, 32, True, base),
-        Case(mt.KIND_HALF, 128, 1, 1024, False, base),
-        Case(mt.KIND_HALF, 128, 1, 32, False, base, exact=False),
-        Case(mt.KIND_HALF, 128, 1, 32, False, mt.Tuning(64, 4, 3, presplit=True), exact=False),
+        Case(tune.KIND_HALF, 128, 8, 32, True, base),
+        Case(tune.KIND_INT8, 128, 8, 32, True, base),
+        Case(tune.KIND_HALF, 128, 1, 1024, False, base),
+        Case(tune.KIND_HALF, 128, 1, 32, False, base, exact=False),
+        Case(tune.KIND_HALF, 128, 1, 32, False, tune.Tuning(64, 4, 3, presplit=True), exact=False),
     ]
 
 
@@ -224,7 +227,7 @@ def fallback_cases() -> list[Case]:
     """The last-resort shape at the widest dims, for one query and a 32-query batch
     (128-row query blocks): it must fit every GPU's shared memory."""
     return [
-        Case(kind, dim, n, 32, False, mt.LAST_RESORT)
+        Case(kind, dim, n, 32, False, tune.LAST_RESORT)
         for kind in PAGE_DTYPES
         for dim in (384, 1024)
         for n in (1, 32)

@@ -1,39 +1,44 @@
-"""Launching the fused MaxSim kernel: query packing, launch shapes, a tuning cache.
+"""Launching the fused MaxSim kernel: query packing and launch geometry.
 
 ``maxsim_shared`` scores every query of a batch against the same pages,
 ``maxsim_pairs`` each query against its own pages. Both take pages by address (first
-row and length in one resident matrix), so nothing is gathered or copied.
-
-Launch shape. On a GPU the first call for a new shape (storage kind, dims, query
-block, page-length and page-count buckets) times a few candidate tiles and keeps the
-fastest for the process, as Triton's autotuner would; compiled kernels are cached on
-disk by Triton, so a later process pays only the few timed runs. Set
-``LATESTORE_KERNEL_AUTOTUNE=0`` to use the fixed heuristic instead.
+row and length in one resident matrix), so nothing is gathered or copied. The launch
+shape is chosen in maxsim_tuning.py.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
 from latestore.index import maxsim_triton
+from latestore.index.maxsim_tuning import (
+    KIND_BF16,
+    KIND_FP32,
+    KIND_HALF,
+    KIND_INT8,
+    ShapeKey,
+    Tuning,
+    _block_d,
+    autotune_enabled,
+    choose,
+    default_tuning,
+    packed_dim,
+    run_fitting,
+)
 
 if maxsim_triton.AVAILABLE:
     from latestore.index.maxsim_triton import maxsim_kernel
 
 log = logging.getLogger(__name__)
 
-KIND_HALF, KIND_BF16, KIND_INT8, KIND_FP32 = 0, 1, 2, 3
 _KINDS = {torch.float16: KIND_HALF, torch.bfloat16: KIND_BF16, torch.int8: KIND_INT8}
 _KINDS[torch.float32] = KIND_FP32
 
@@ -78,78 +83,8 @@ class PackedQueries:
         return hi.contiguous(), lo.contiguous(), power.contiguous()
 
 
-@dataclass(frozen=True)
-class Tuning:
-    """Launch shape: page tokens per tile, warps per program, pipeline stages, whether
-    the query's float16 split is read pre-made (:attr:`PackedQueries.halves`), and how
-    many pages one program scores with its query block (the shared form only)."""
-
-    block_t: int
-    num_warps: int
-    num_stages: int
-    presplit: bool = False
-    items: int = 1
-    # Dims wider than one block (D_PAD > BLOCK_D): unrolled, each block gets its own
-    # shared-memory buffers; rolled, one set is reused (bounded whatever the dim).
-    unroll_d: bool = True
-
-
-# Timed on first use per shape. On an H200 (2026-11-26 sweep of eight shapes over the
-# four benchmark cases) these were the best or within 5% of it; 8 warps and 4-stage
-# 128-token tiles never were.
-CANDIDATES = (
-    Tuning(64, 4, 3),
-    Tuning(128, 4, 3),
-    Tuning(64, 4, 4),
-    Tuning(32, 4, 3),
-    Tuning(32, 4, 2),
-    Tuning(32, 4, 1),  # the last resort for wide float32 pages
-    # Untimed on a GPU yet (proposed after the H200 run): the query split made once on
-    # the host instead of by every program; float32 pages skip these.
-    Tuning(32, 4, 3, presplit=True),
-    Tuning(64, 4, 3, presplit=True),
-    Tuning(128, 4, 3, presplit=True),
-    # Untimed too: four pages per program share one query block, which short pages
-    # re-read about as many bytes for as they hold themselves (100k pages of 30-300
-    # tokens: a 32 x 128 float32 query block is 16 KiB, a mean page 42 KiB).
-    Tuning(32, 4, 3, presplit=True, items=4),
-    Tuning(64, 4, 3, presplit=True, items=4),
-    Tuning(64, 4, 3, items=4),
-    # Wide dims only (320, 384, 768, 1,024): the dim loop rolled, shared memory bounded.
-    Tuning(64, 4, 3, unroll_d=False),
-    Tuning(32, 4, 2, unroll_d=False),
-    Tuning(32, 4, 1, unroll_d=False),
-)
-# Fits every storage kind, dim up to 1,024 and 128-row query block in ~100 KiB of shared
-# memory (bench/kernel_resources.py compiles it for sm_80, sm_86/89 and sm_90 in CI).
-LAST_RESORT = Tuning(32, 4, 1, unroll_d=False)
-
-
-def default_tuning(mean_length: float, d_pad: int) -> Tuning:
-    """The fixed heuristic (no timing), from the H200 sweep of bench/gpu_kernels.py."""
-    if mean_length <= 48:
-        block_t = 32
-    elif mean_length >= 256 and d_pad <= 128:
-        block_t = 128
-    else:
-        block_t = 64
-    return Tuning(block_t, 4, 3)
-
-
 def _next_pow2(n: int, floor: int = 16) -> int:
     return max(floor, 1 << max(0, (n - 1).bit_length()))
-
-
-def _block_d(dim: int) -> int:
-    for block in (128, 64, 32, 16):
-        if dim % block == 0:
-            return block
-    return 64
-
-
-def packed_dim(dim: int) -> int:
-    """Row width of packed queries: ``dim`` up to a whole number of dim blocks."""
-    return -(-dim // _block_d(dim)) * _block_d(dim)
 
 
 def query_bytes(n_queries: int, max_tokens: int, dim: int) -> int:
@@ -210,19 +145,6 @@ def _blocks(lq: int, n_queries: int, pairs: bool, d_pad: int) -> tuple[int, int]
     return block_q, min(lq, block_q)
 
 
-class ShapeKey(NamedTuple):
-    """What a launch shape is chosen for (lengths and program counts bucketed)."""
-
-    kind: int
-    dim: int
-    block_q: int
-    seg: int
-    pairs: bool
-    split: bool
-    length_bucket: int  # mean page tokens, to a power of two
-    size_bucket: int  # log8 of the number of programs
-
-
 def shape_key(
     packed: PackedQueries, kind: int, dim: int, pairs: bool, mean_length: float, n_items: int
 ) -> ShapeKey:
@@ -239,94 +161,6 @@ def shape_key(
         _next_pow2(max(1, round(mean_length)), 1),
         max(0, int(math.log(max(1, n_items * n_groups), 8))),
     )
-
-
-def applies(tuning: Tuning, key: ShapeKey) -> bool:
-    """Is ``tuning`` worth timing for ``key``, or the same kernel as another / useless?"""
-    if tuning.presplit and key.kind == KIND_FP32:  # float32 pages have no split to make
-        return False
-    # Pairs give each item its own query block; on long pages the query's re-reads are
-    # a small share of the traffic, so several pages per program cannot pay.
-    if tuning.items > 1 and (key.pairs or key.length_bucket > 256):
-        return False
-    # Past one dim block the in-kernel split is redone per tile: several pages per
-    # program then share nothing but the query's scan for its scale.
-    if tuning.items > 1 and not tuning.presplit and packed_dim(key.dim) != _block_d(key.dim):
-        return False
-    # 128-token tiles of rows wider than 256 need more shared memory than sm_90 has
-    # (bench/kernel_resources.py): compiling them only to fail would slow the first call.
-    if tuning.block_t >= 128 and packed_dim(key.dim) > 256:
-        return False
-    # Two 128 x 128 float32 accumulators (exact products) fill all 255 registers and spill.
-    if tuning.block_t * key.block_q > 128 * 64 and key.split and key.kind != KIND_FP32:
-        return False
-    # One dim block: nothing to roll, the same kernel as unrolled.
-    return tuning.unroll_d or packed_dim(key.dim) != _block_d(key.dim)
-
-
-_CHOSEN: dict[ShapeKey, Tuning] = {}
-_CHOSEN_LOCK = threading.Lock()
-
-
-def _autotune_enabled(device: torch.device) -> bool:
-    return device.type == "cuda" and os.environ.get("LATESTORE_KERNEL_AUTOTUNE", "1") != "0"
-
-
-def _choose(key: ShapeKey, fallback: Tuning, run: Callable[[Tuning], None]) -> Tuning:
-    """Time the candidates once per key (the last run leaves the call's result)."""
-    with _CHOSEN_LOCK:
-        chosen = _CHOSEN.get(key)
-    if chosen is not None:
-        run(chosen)
-        return chosen
-    timings: list[tuple[float, Tuning]] = []
-    for tuning in (fallback, *[c for c in CANDIDATES if c != fallback]):
-        if not applies(tuning, key):
-            continue
-        try:
-            run(tuning)  # compiles (or loads from Triton's cache)
-        except Exception as exc:  # out of shared memory or registers: not a candidate
-            if tuning.presplit or tuning.items > 1 or not tuning.unroll_d:  # never timed
-                log.warning("latestore: MaxSim shape %s skipped: %s", tuning, exc)
-                continue
-            if "out of resource" not in str(exc).lower():
-                raise
-            continue
-        begin = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
-        end = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
-        begin.record()
-        for _ in range(3):
-            run(tuning)
-        end.record()
-        end.synchronize()
-        timings.append((begin.elapsed_time(end), tuning))
-    if not timings:
-        raise RuntimeError("no MaxSim kernel configuration fits this GPU")
-    best = min(timings, key=lambda item: item[0])[1]
-    run(best)
-    with _CHOSEN_LOCK:
-        _CHOSEN[key] = best
-    return best
-
-
-def _run_fitting(run: Callable[[Tuning], None], first: Tuning) -> None:
-    """Run ``first``, or smaller shapes if it needs more shared memory than the GPU has."""
-    # float32 pages of dim 320 needed 242 KiB at 64/4/3 on an H200 (227 KiB allowed).
-    shapes = (
-        first,
-        Tuning(first.block_t, first.num_warps, 2),
-        Tuning(32, 4, 2),
-        Tuning(32, 4, 1),
-        Tuning(32, 4, 2, unroll_d=False),
-        LAST_RESORT,
-    )
-    for shape in shapes:
-        try:
-            run(shape)
-            return
-        except Exception as exc:
-            if "out of resource" not in str(exc).lower() or shape == LAST_RESORT:
-                raise
 
 
 def launch_groups(packed: PackedQueries, pairs: bool) -> tuple[int, int]:
@@ -422,10 +256,10 @@ def _launch(
     if mean_length is None:  # one device->host read; callers that know it pass it
         mean_length = float(lengths.float().mean())
     fallback = default_tuning(mean_length, packed.d_pad)
-    if not _autotune_enabled(pages.device):
-        _run_fitting(run, fallback)
+    if not autotune_enabled(pages.device):
+        run_fitting(run, fallback)
         return out
-    _choose(shape_key(packed, kind, dim, pairs, mean_length, n_items), fallback, run)
+    choose(shape_key(packed, kind, dim, pairs, mean_length, n_items), fallback, run, pages.device)
     return out
 
 

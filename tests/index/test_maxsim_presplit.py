@@ -15,8 +15,9 @@ from tests.index.kernel_cases import DEVICE, addresses, unit
 from tests.index.test_maxsim_triton import as_read, packed_pages
 
 from latestore.index import maxsim_launch as mt  # isort: skip  (after the triton check)
+from latestore.index import maxsim_tuning as tune  # isort: skip
 
-PRESPLIT = [t for t in mt.CANDIDATES if t.presplit]
+PRESPLIT = [t for t in tune.CANDIDATES if t.presplit]
 
 
 def test_the_autotuner_has_pre_split_candidates() -> None:

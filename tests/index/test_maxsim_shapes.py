@@ -20,10 +20,11 @@ from tests.index.kernel_cases import DEVICE, addresses, unit
 from tests.index.test_maxsim_triton import as_read, packed_pages
 
 from latestore.index import maxsim_launch as mt  # isort: skip  (after the triton check)
+from latestore.index import maxsim_tuning as tune  # isort: skip
 
-SEVERAL = [t for t in mt.CANDIDATES if t.items > 1]
-ROLLED = [t for t in mt.CANDIDATES if not t.unroll_d]
-EVERY_SHAPE = sorted(set(mt.CANDIDATES) | {mt.LAST_RESORT}, key=repr)
+SEVERAL = [t for t in tune.CANDIDATES if t.items > 1]
+ROLLED = [t for t in tune.CANDIDATES if not t.unroll_d]
+EVERY_SHAPE = sorted(set(tune.CANDIDATES) | {tune.LAST_RESORT}, key=repr)
 
 
 def shared_case(
@@ -70,7 +71,7 @@ def test_rolled_dims_with_long_queries_presplit_and_pairs(
     pairs = [(0, 2), (1, 0), (1, 3), (0, 1)]
     query_of = torch.tensor([q for q, _ in pairs], device=DEVICE)
     pick = torch.tensor([p for _, p in pairs], device=DEVICE)
-    for tuning in [*ROLLED, mt.Tuning(64, 4, 3, presplit=True, unroll_d=False)]:
+    for tuning in [*ROLLED, tune.Tuning(64, 4, 3, presplit=True, unroll_d=False)]:
         got = mt.maxsim_shared(packed, rows, starts, lens, scales, tuning=tuning)
         np.testing.assert_allclose(got.cpu().numpy(), want, rtol=2e-6, atol=2e-6)
         paired = mt.maxsim_pairs(
@@ -81,17 +82,17 @@ def test_rolled_dims_with_long_queries_presplit_and_pairs(
 
 
 def test_the_autotuner_times_rolled_shapes_only_for_wide_dims() -> None:
-    wide = mt.ShapeKey(mt.KIND_HALF, 384, 32, 32, False, True, 256, 3)
+    wide = tune.ShapeKey(tune.KIND_HALF, 384, 32, 32, False, True, 256, 3)
     narrow = wide._replace(dim=128)
-    assert all(mt.applies(t, wide) for t in ROLLED)
-    assert not any(mt.applies(t, narrow) for t in ROLLED)
-    assert not any(mt.applies(t, narrow._replace(length_bucket=1024)) for t in SEVERAL)
-    assert not any(mt.applies(t, wide._replace(pairs=True)) for t in SEVERAL)
+    assert all(tune.applies(t, wide) for t in ROLLED)
+    assert not any(tune.applies(t, narrow) for t in ROLLED)
+    assert not any(tune.applies(t, narrow._replace(length_bucket=1024)) for t in SEVERAL)
+    assert not any(tune.applies(t, wide._replace(pairs=True)) for t in SEVERAL)
     # Past one dim block only the pre-split shapes share a query block across pages.
-    assert [t.presplit for t in SEVERAL if mt.applies(t, wide)] == [True, True]
-    wide_tiles = [t for t in mt.CANDIDATES if t.block_t == 128]
-    assert wide_tiles and not any(mt.applies(t, wide) for t in wide_tiles)
-    assert all(mt.applies(t, narrow) for t in wide_tiles)
+    assert [t.presplit for t in SEVERAL if tune.applies(t, wide)] == [True, True]
+    wide_tiles = [t for t in tune.CANDIDATES if t.block_t == 128]
+    assert wide_tiles and not any(tune.applies(t, wide) for t in wide_tiles)
+    assert all(tune.applies(t, narrow) for t in wide_tiles)
 
 
 def test_the_autotuner_has_several_page_candidates_with_and_without_presplit() -> None:

@@ -14,6 +14,7 @@ from latestore.index.maxsim import maxsim_reference
 from tests.index.kernel_cases import DEVICE, addresses, unit
 
 from latestore.index import maxsim_launch as mt  # isort: skip  (after the triton check)
+from latestore.index import maxsim_tuning as tune  # isort: skip
 
 
 def packed_pages(pages: list[np.ndarray], dtype: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -132,9 +133,11 @@ def test_refuses_int8_without_scales_and_unknown_dtypes() -> None:
         mt.storage_kind(torch.int32)
 
 
-@pytest.mark.parametrize("tuning", [mt.Tuning(32, 4, 2), mt.Tuning(128, 8, 3), mt.Tuning(64, 4, 4)])
+@pytest.mark.parametrize(
+    "tuning", [tune.Tuning(32, 4, 2), tune.Tuning(128, 8, 3), tune.Tuning(64, 4, 4)]
+)
 def test_every_launch_shape_gives_the_same_scores(
-    rng: np.random.Generator, tuning: mt.Tuning
+    rng: np.random.Generator, tuning: tune.Tuning
 ) -> None:
     dim, lengths = 128, [1, 127, 128, 129, 300]
     pages = [unit(rng, n, dim) for n in lengths]
@@ -178,4 +181,4 @@ def test_autotune_picks_a_shape_once_per_key(
     for _ in range(2):
         got = mt.maxsim_shared(mt.pack_queries([query], DEVICE), rows, starts, lens)
         np.testing.assert_allclose(got.cpu().numpy()[0], maxsim_reference(query, read), rtol=2e-6)
-    assert len(mt._CHOSEN) == 1
+    assert len(tune._CHOSEN) == 1
