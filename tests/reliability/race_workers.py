@@ -68,3 +68,17 @@ def create(url: str, barrier: Any, out: str) -> None:
     with Store.open(url, PrecomputedVectors(dim=DIM)) as store:
         store.add_pages([Page(vectors=np.eye(2, DIM, dtype=np.float32), external_id=out)])
         Path(out).write_text(store.store_uuid)
+
+
+def connect(url: str, barrier: Any, out: str) -> None:
+    """Connect to the (new) SQLite file at ``url`` at the same moment as the others."""
+    from sqlalchemy import text
+
+    from latestore.store.sql import make_engine
+
+    engine = make_engine(url)
+    barrier.wait(120)
+    with engine.connect() as conn:
+        mode = conn.execute(text("PRAGMA journal_mode")).scalar_one()
+    engine.dispose()
+    Path(out).write_text(str(mode))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from latestore.store.sql import to_url
 from tests.helpers import precomputed_store
 from tests.reliability import race_workers
 from tests.reliability.corpus import DIM
@@ -34,3 +35,26 @@ def test_processes_creating_one_store_at_once_all_succeed(store_url: str, tmp_pa
         assert uuids == {store.store_uuid}  # one store, created once
         assert store.count() == CREATORS
         assert sorted(p.external_id or "" for p in store.get_many(store.page_ids())) == sorted(outs)
+
+
+@pytest.mark.slow
+def test_processes_connecting_to_a_new_file_at_once_all_get_wal(tmp_path: Path) -> None:
+    # Switching a new file to WAL reported "database is locked" at once, without the
+    # busy timeout, to one of several processes connecting together (5 rounds in 30
+    # failed with 6 processes): an instant StoreBusyError claiming a 30 s wait.
+    # Forked workers start within microseconds of each other, as spawned ones (seconds of
+    # imports) rarely do; they only open SQLite connections.
+    forked = multiprocessing.get_context("fork")
+    for round_ in range(10):
+        url = to_url(str(tmp_path / f"new{round_}.db"))
+        barrier = forked.Barrier(6)
+        outs = [str(tmp_path / f"mode{round_}-{i}.txt") for i in range(6)]
+        workers = [
+            forked.Process(target=race_workers.connect, args=(url, barrier, out)) for out in outs
+        ]
+        for p in workers:
+            p.start()
+        for p in workers:
+            p.join(timeout=120)
+        assert [p.exitcode for p in workers] == [0] * 6, f"round {round_}"
+        assert {Path(out).read_text() for out in outs} == {"wal"}
