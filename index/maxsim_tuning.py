@@ -148,9 +148,12 @@ def choose(
 ) -> Tuning:
     """Time the candidates once per key and GPU (the last run leaves the call's result);
     a choice made before, in this process or (from the disk cache) another, is reused."""
-    cache = _disk_cache(device)
     with _CHOSEN_LOCK:
         chosen = _CHOSEN.get(key)
+    if chosen is None:  # every search comes here: the GPU and disk are asked on a miss only
+        cache = _disk_cache(device)  # loads this GPU's earlier choices, once per process
+        with _CHOSEN_LOCK:
+            chosen = _CHOSEN.get(key)
     if chosen is not None:
         run(chosen)
         return chosen
