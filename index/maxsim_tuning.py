@@ -87,7 +87,9 @@ def default_tuning(mean_length: float, d_pad: int) -> Tuning:
     return Tuning(block_t, 4, 3)
 
 
-def _block_d(dim: int) -> int:
+def dim_block(dim: int) -> int:
+    """Dims the kernel multiplies per step (BLOCK_D): the largest of 128/64/32/16 that
+    divides ``dim``, else 64 with the rest masked."""
     for block in (128, 64, 32, 16):
         if dim % block == 0:
             return block
@@ -96,7 +98,7 @@ def _block_d(dim: int) -> int:
 
 def packed_dim(dim: int) -> int:
     """Row width of packed queries: ``dim`` up to a whole number of dim blocks."""
-    return -(-dim // _block_d(dim)) * _block_d(dim)
+    return -(-dim // dim_block(dim)) * dim_block(dim)
 
 
 class ShapeKey(NamedTuple):
@@ -122,7 +124,7 @@ def applies(tuning: Tuning, key: ShapeKey) -> bool:
         return False
     # Past one dim block the in-kernel split is redone per tile: several pages per
     # program then share nothing but the query's scan for its scale.
-    if tuning.items > 1 and not tuning.presplit and packed_dim(key.dim) != _block_d(key.dim):
+    if tuning.items > 1 and not tuning.presplit and packed_dim(key.dim) != dim_block(key.dim):
         return False
     # 128-token tiles of rows wider than 256 need more shared memory than sm_90 has
     # (bench/kernel_resources.py): compiling them only to fail would slow the first call.
@@ -132,7 +134,7 @@ def applies(tuning: Tuning, key: ShapeKey) -> bool:
     if tuning.block_t * key.block_q > 128 * 64 and key.split and key.kind != KIND_FP32:
         return False
     # One dim block: nothing to roll, the same kernel as unrolled.
-    return tuning.unroll_d or packed_dim(key.dim) != _block_d(key.dim)
+    return tuning.unroll_d or packed_dim(key.dim) != dim_block(key.dim)
 
 
 _CHOSEN: dict[ShapeKey, Tuning] = {}
