@@ -278,10 +278,12 @@ class StoreConfig(BaseModel):
         "float32 doubles the memory to skip a conversion per query.",
     )
     vector_cache: Literal["memory", "disk"] = Field(
-        default="memory",
+        default="disk",
         description="Where the rerank's copy of the page vectors lives: the heap, or "
-        "mapped scratch files beside the index that the OS pages in and may evict, so "
-        "resident memory stays flat as the store grows.",
+        "disk: a persisted, verified file in the index folder, memory-mapped, so opening "
+        "reads only what changed since it was written and resident memory stays flat as "
+        "the store grows (unlinked scratch files for a store without an index folder; "
+        "see docs/vector-file.md).",
     )
     candidate_search: Literal["auto", "faiss", "torch"] = Field(
         default="auto",

@@ -60,6 +60,8 @@ class ShardServer:
             row.dim,
             self.config.memory_dtype or row.vector_dtype,
             self.config.index_params(),
+            # mapped from the shard folder's vector file, like a single store's
+            vectors_on_disk=self.config.vector_cache == "disk",
             candidate_search=self.config.candidate_search,
             device_budget_bytes=self.config.device_budget_mb << 20,
             device_memory_share=self.config.device_memory_share,

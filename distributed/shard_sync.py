@@ -74,6 +74,9 @@ class ShardSync(IndexSync):
         Returns ``(dropped, loaded)`` page counts. The caller holds the index lock.
         """
         self.catch_up()
+        # The vector folder belongs to the old layout: pages of the new one stay in
+        # memory until the shard is next loaded (from the new layout's folder).
+        self.index.vectors.detach()
         self.shard, self.n_shards = shard, n_shards
         held = self.index.vectors.page_ids()
         dropped = held[~self.owns(held)].tolist() if len(held) else []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -333,9 +333,9 @@ class LateInteractionIndex:
         snap = read_snapshot(path, dict(expect, dim=self.dim, params=asdict(self.params)))
         pairs = np.frombuffer(snap.sections["pages"], dtype=np.int64).reshape(-1, 2)
         page_tokens = {int(p): int(n) for p, n in pairs}
-        self.tokens = TokenIndex.from_bytes(
-            snap.sections["faiss"], self.dim, self.params, page_tokens
-        )
+        # A view of the file's bytes, not a copy: from_bytes only reads it (np.frombuffer).
+        faiss_bytes = cast(bytes, snap.sections["faiss"])
+        self.tokens = TokenIndex.from_bytes(faiss_bytes, self.dim, self.params, page_tokens)
         self.trained_tokens = int(snap.header.get("trained_tokens", 0))
         self._fill_search(faiss=False)  # FAISS came from the snapshot; the device copy did not
         return snap.header

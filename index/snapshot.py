@@ -1,10 +1,15 @@
 """Verified on-disk snapshots of derived index state.
 
 A snapshot is ``MAGIC | header length | JSON header | payload``. The header records the
-format version, the store it belongs to, the last change number it contains and the
-sha256 of the payload; nothing is deserialised before all of that checks out. Files are
-written to a temporary name, fsynced and renamed, so a crash leaves the old snapshot or
-the new one, never a mix.
+format version, the store it belongs to, the last change number it contains and a
+checksum of the payload; nothing is deserialised before all of that checks out. Files
+are written to a temporary name, fsynced and renamed, so a crash leaves the old snapshot
+or the new one, never a mix.
+
+Format 2 checksums the payload with xxh3-128 (about 5 GB/s here, against sha256's 0.4:
+a 16M-token index's 400 MB snapshot is verified in 0.1 s instead of 1 s at every open);
+it guards against damage, not against someone forging a file, which a local index file
+cannot be protected from anyway. Format 1 (sha256) files are still read.
 """
 
 from __future__ import annotations
@@ -14,31 +19,39 @@ import json
 import os
 import struct
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import xxhash
+
 from latestore.errors import IndexSnapshotError
 
 MAGIC = b"LATESTORE-SNAPSHOT\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+Buffer = bytes | memoryview
 
 
 @dataclass(frozen=True)
 class Snapshot:
     header: dict[str, Any]
-    sections: dict[str, bytes]
+    sections: dict[str, Buffer]  # views into the file's bytes: no copy of the payload
 
 
-def write_snapshot(path: Path, header: dict[str, Any], sections: dict[str, bytes]) -> int:
+def write_snapshot(path: Path, header: dict[str, Any], sections: Mapping[str, Buffer]) -> int:
     """Atomically write ``sections`` with ``header``; returns the bytes written."""
     names = list(sections)
-    payload = b"".join(sections[n] for n in names)
+    digest = xxhash.xxh3_128()
+    for name in names:  # hashed section by section: the payload is never joined in memory
+        digest.update(sections[name])
     full_header = dict(header)
     full_header.update(
         format_version=FORMAT_VERSION,
         sections=[[n, len(sections[n])] for n in names],
-        payload_sha256=hashlib.sha256(payload).hexdigest(),
+        payload_xxh3_128=digest.hexdigest(),
     )
     head = json.dumps(full_header, sort_keys=True).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,15 +64,16 @@ def write_snapshot(path: Path, header: dict[str, Any], sections: dict[str, bytes
             handle.write(MAGIC)
             handle.write(struct.pack("<Q", len(head)))
             handle.write(head)
-            handle.write(payload)
+            for name in names:
+                handle.write(sections[name])
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
-    return len(MAGIC) + 8 + len(head) + len(payload)
+    fsync_dir(path.parent)
+    return len(MAGIC) + 8 + len(head) + sum(len(sections[n]) for n in names)
 
 
 def read_snapshot(path: Path, expect: dict[str, Any]) -> Snapshot:
@@ -81,18 +95,22 @@ def read_snapshot(path: Path, expect: dict[str, Any]) -> Snapshot:
         header = json.loads(blob[start : start + head_len])
     except ValueError as exc:
         raise IndexSnapshotError(f"{path} has a corrupt header") from exc
-    if not isinstance(header, dict) or header.get("format_version") != FORMAT_VERSION:
+    if not isinstance(header, dict) or header.get("format_version") not in READABLE_VERSIONS:
         raise IndexSnapshotError(f"{path} has an unsupported format")
     for key, value in expect.items():
         if header.get(key) != value:
             raise IndexSnapshotError(f"{path} was written for {key}={header.get(key)!r}")
     payload = memoryview(blob)[start + head_len :]
-    if hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):
+    if header["format_version"] == 1:
+        good = hashlib.sha256(payload).hexdigest() == header.get("payload_sha256")
+    else:
+        good = xxhash.xxh3_128(payload).hexdigest() == header.get("payload_xxh3_128")
+    if not good:
         raise IndexSnapshotError(f"{path} failed its checksum")
-    sections: dict[str, bytes] = {}
+    sections: dict[str, Buffer] = {}
     offset = 0
     for name, size in header["sections"]:
-        sections[name] = bytes(payload[offset : offset + size])
+        sections[name] = payload[offset : offset + size]
         offset += size
     if offset != len(payload):
         raise IndexSnapshotError(f"{path} has a malformed payload")
@@ -129,7 +147,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, select
 
 from latestore.errors import IndexSnapshotError, StoreCorruptionError
 from latestore.index.codec import from_storage
+from latestore.index.vector_file import VectorFolder
 from latestore.store.head_probe import HeadProbe
 from latestore.store.schema import ChangeRow, PageVectorsRow, StoreRow
 from latestore.store.writes import chunks
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # the index brings torch: loaded only when a store needs it
 log = logging.getLogger("latestore")
 
 SNAPSHOT_NAME = "candidates.snapshot"
+VECTORS_NAME = "vectors"  # the persisted rank-vector folder (index/vector_file.py)
 
 
 def decode(
@@ -58,6 +60,8 @@ class IndexSync:
         self.index_dir = index_dir
         self.applied_change = 0
         self.snapshot_change = -1
+        self.vectors_change = -1  # the change number the vector folder last published
+        self.vectors_from = "sql"  # how the rank vectors were loaded at open
         self.tokens_since_snapshot = 0
         self.pruned_through = 0
         self.resyncs = 0  # full reloads forced by a pruned change log
@@ -65,6 +69,16 @@ class IndexSync:
     @property
     def snapshot_path(self) -> Path | None:
         return None if self.index_dir is None else self.index_dir / SNAPSHOT_NAME
+
+    def vector_folder(self) -> VectorFolder | None:
+        """The persisted vector folder, when the rank vectors live on disk beside the
+        snapshot (``vector_cache="disk"`` and an index folder)."""
+        if self.index_dir is None or self.index.vectors.arena is None:
+            return None
+        return VectorFolder(self.index_dir / VECTORS_NAME)
+
+    def vector_identity(self) -> dict[str, Any]:
+        return {"store_uuid": self.store_uuid, "dim": self.index.dim}
 
     def _read_vectors(
         self, page_ids: list[int] | None = None
@@ -94,15 +108,38 @@ class IndexSync:
         head = self.last_change()
         with self.engine.connect() as conn:
             self.pruned_through = _pruned_through(conn)
-        for page_id, vectors in self._read_vectors():
-            self.index.vectors.put(page_id, vectors)
+        self.vectors_from = self._load_vectors(head)
         how = self._load_snapshot(head)
         if how is None:
             self.index.rebuild()
             how = "rebuilt"
         self.applied_change = head
+        self.index.vectors.start_verifying()
         self.catch_up()
         return how
+
+    def _load_vectors(self, head: int) -> str:
+        """Fill the rank vectors as of ``head`` at least: from the persisted folder plus
+        the pages changed since its change number, else from SQL (which then fills the
+        folder). Returns "file", "file+replay" or "sql"."""
+        cache = self.index.vectors
+        folder = self.vector_folder()
+        if folder is not None:
+            change = cache.attach(folder, self.vector_identity(), max_change=head)
+            touched = None if change is None else self._touched_since(change)
+            if change is not None and touched is not None:
+                for page_id in touched:
+                    cache.discard(page_id)
+                for page_id, vectors in self._read_vectors(touched):
+                    cache.put(page_id, vectors)
+                self.vectors_change = change
+                return "file+replay" if touched else "file"
+            if change is not None:  # the kept change log no longer reaches back
+                log.info("latestore: vector file predates the kept change log; rebuilding")
+                cache.attach(folder, self.vector_identity(), max_change=-1)
+        for page_id, vectors in self._read_vectors():
+            cache.put(page_id, vectors)
+        return "sql"
 
     def _load_snapshot(self, head: int) -> str | None:
         path = self.snapshot_path
@@ -165,11 +202,18 @@ class IndexSync:
         self.tokens_since_snapshot += sum(len(v) for v in fresh.values())
 
     def behind(self) -> bool:
-        """Has SQL seen changes this index has not applied? (One cheap read.)"""
-        return self.last_change() > self.applied_change
+        """Has SQL seen changes this index has not applied, or did held vectors fail
+        their checksum? (One cheap read.)"""
+        return bool(self.index.vectors.damaged) or self.last_change() > self.applied_change
 
     def catch_up(self) -> bool:
-        """Apply changes committed (by this or another process) since the last look."""
+        """Apply changes committed (by this or another process) since the last look,
+        and reload from SQL the pages whose persisted vectors failed their checksum."""
+        damaged = self.index.vectors.take_damaged()
+        if damaged:
+            log.warning("latestore: reloading %d damaged pages from SQL", len(damaged))
+            self._reapply(damaged)
+            self.vectors_change = -1  # republish without the damaged segment
         head = self.last_change()
         if head <= self.applied_change:
             return False
@@ -194,6 +238,7 @@ class IndexSync:
                 cache.discard(page_id)
         self.index.rebuild()
         self.snapshot_change = -1
+        self.vectors_change = -1
         self.resyncs += 1
 
     def applied_own(self, change_no: int, page_ids: list[int], vectors: list[Any]) -> None:
@@ -214,10 +259,13 @@ class IndexSync:
         A failed write is logged, or raised as IndexSnapshotError when ``strict``.
         """
         path = self.snapshot_path
-        if path is None or self.snapshot_change == self.applied_change:
+        if path is None:
             return 0
+        written = self._publish_vectors(strict)
+        if self.snapshot_change == self.applied_change:
+            return written
         try:
-            written = self.index.save(
+            written += self.index.save(
                 path, {"store_uuid": self.store_uuid, "change_no": self.applied_change}
             )
         except OSError as exc:
@@ -229,6 +277,22 @@ class IndexSync:
             return 0
         self.snapshot_change = self.applied_change
         self.tokens_since_snapshot = 0
+        return written
+
+    def _publish_vectors(self, strict: bool) -> int:
+        """Publish the vector folder at the applied change (its writer only)."""
+        if self.vectors_change == self.applied_change or self.vector_folder() is None:
+            return 0
+        header = dict(self.vector_identity(), change_no=self.applied_change)
+        try:
+            written = self.index.vectors.publish(header)
+        except OSError as exc:
+            if strict:
+                raise IndexSnapshotError(f"cannot write the vector file: {exc}") from exc
+            log.warning("latestore: cannot write the vector file (%s)", exc)
+            return 0
+        if written:
+            self.vectors_change = self.applied_change
         return written
 
 

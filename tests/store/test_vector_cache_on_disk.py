@@ -31,8 +31,9 @@ def test_disk_cache_answers_like_memory_through_writes_and_reopen(
         store.add_pages(pages[300:])
         store.upsert_pages([pages[350].model_copy(update={"metadata": {"lang": "xx"}})])
     disk_cfg = StoreConfig(vector_cache="disk", **base)  # type: ignore[arg-type]
+    memory_cfg = StoreConfig(vector_cache="memory", **base)  # type: ignore[arg-type]
     with (
-        Store.open(db_path, ENCODER, config=StoreConfig(**base)) as memory,  # type: ignore[arg-type]
+        Store.open(db_path, ENCODER, config=memory_cfg) as memory,
         Store.open(db_path, ENCODER, config=disk_cfg) as disk,
     ):
         assert disk.stats().vector_cache == "disk"
@@ -51,7 +52,7 @@ def test_disk_cache_answers_like_memory_through_writes_and_reopen(
         assert disk.stats().pages == memory.stats().pages == 400 - 80 + 20
         assert set(fresh) <= set(disk.page_ids())
     index_dir = db_path.parent / f"{db_path.name}.index"
-    assert [p.name for p in index_dir.iterdir()] == ["candidates.snapshot"]
+    assert sorted(p.name for p in index_dir.iterdir()) == ["candidates.snapshot", "vectors"]
 
 
 def test_torch_candidate_search_ranks_like_exhaustive(
