@@ -121,7 +121,9 @@ class ShardServer:
         the shard's half of the plan's ``PageScorer.score_pages``."""
         queries = self._prepare(queries, min_change, layout)
         pages = [np.array(p, dtype=np.int64) for p in pages]
-        with self.lock.read():
+        from latestore.index.threads import search_threads
+
+        with self.lock.read(), search_threads():
             return self.sync.index.scorer().score_pages(queries, pages, exact)
 
     def _prepare(

@@ -6,6 +6,7 @@ which pages a query may see; this module turns that into ranked ``(page_id, scor
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -249,12 +250,17 @@ class LateInteractionIndex:
     def scorer(self) -> PageScorer:
         """Exact MaxSim over the pages held: the kernel when they are resident with it,
         else gathered from the device copy or the host cache."""
+        from latestore.index.maxsim import block_tokens
         from latestore.index.scorers import GatherScorer, KernelScorer
 
         if self.ranks_on_device:
             assert self.device_tokens is not None
             return KernelScorer(self.device_tokens)
-        return GatherScorer(self._gather, self.vectors.page_ids)
+        if self.device_tokens is not None:
+            return GatherScorer(self._gather, self.vectors.page_ids)
+        # On the CPU, pages are scored where they lie, block by block: no per-query copy.
+        blocks = functools.partial(self.vectors.blocks, max_tokens=block_tokens(self.dim))
+        return GatherScorer(self._gather, self.vectors.page_ids, blocks)
 
     def candidates(self) -> TokenCandidates:
         from latestore.index.scorers import FaissCandidates, TorchCandidates
@@ -282,8 +288,11 @@ class LateInteractionIndex:
     ) -> list[Ranking]:
         """Exact MaxSim of each query against the given pages (hybrid search's lexical
         candidates); pages this index does not hold are left out."""
+        from latestore.index.threads import search_threads
+
         held = [self._held(ids) for ids in pages]
-        scores = self.scorer().score_pages(queries, held, precise(params))
+        with search_threads():
+            scores = self.scorer().score_pages(queries, held, precise(params))
         return [
             [(int(p), float(s)) for p, s in zip(ids, found, strict=True)]
             for ids, found in zip(held, scores, strict=True)
@@ -301,18 +310,21 @@ class LateInteractionIndex:
 
         The plan itself is :func:`latestore.index.plan.run`.
         """
+        from latestore.index.threads import search_threads
+
         scorer = self.scorer()
-        return search_plan.run(
-            queries,
-            k,
-            params,
-            allowed,
-            self.universe,
-            scorer,
-            self.candidates(),
-            exhaustive=exhaustive,
-            resident_scorer=scorer if self.ranks_on_device else None,
-        )
+        with search_threads(exhaustive):  # thread counts decided per call
+            return search_plan.run(
+                queries,
+                k,
+                params,
+                allowed,
+                self.universe,
+                scorer,
+                self.candidates(),
+                exhaustive=exhaustive,
+                resident_scorer=scorer if self.ranks_on_device else None,
+            )
 
     # -- persistence -----------------------------------------------------------
     def save(self, path: Path, header: dict[str, Any]) -> int:

@@ -8,17 +8,24 @@ to the longest page. Products accumulate in float32 whatever the storage dtype.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from latestore.index.vectors import pack_pages
+from latestore.index.vectors import Block, pack_pages
 
-__all__ = ["maxsim_many", "maxsim_packed", "maxsim_reference", "pack_pages"]
+__all__ = ["maxsim_blocks", "maxsim_many", "maxsim_packed", "maxsim_reference", "pack_pages"]
 
 FloatArray = npt.NDArray[np.floating]
+
+# Pages are read-only views (of mapped files, or protected heap arrays); torch only
+# reads them here, so its warning about non-writable arrays is noise for this module.
+warnings.filterwarnings(
+    "ignore", message="The given NumPy array is not writable", module=r"latestore\.index\.maxsim"
+)
 
 # Tokens scored per matmul on GPU, where the chunk only bounds temporary memory.
 CHUNK_TOKENS = 65_536
@@ -262,3 +269,52 @@ def _maxsim_many_torch(
         out[:, start:stop] = summed
     result: npt.NDArray[np.float32] = out.cpu().numpy()
     return result
+
+
+def block_tokens(dim: int) -> int:
+    """Tokens per block for :func:`maxsim_blocks`: a float32 block that stays in L2."""
+    return _cpu_chunk_tokens(dim)
+
+
+def maxsim_blocks(
+    queries: Sequence[FloatArray], blocks: Iterable[Block]
+) -> npt.NDArray[np.float32]:
+    """MaxSim of several queries against pages given block by block, where they lie:
+    ``(n_queries, n_pages)`` in block order.
+
+    Each block (about :func:`block_tokens` tokens, see ``VectorCache.blocks``) is
+    converted to float32 once into a cache-sized scratch buffer (or used as it is when
+    it is float32 already) and multiplied with every query token at once; nothing is
+    copied per query beyond that one block. Products accumulate in float32.
+    """
+    stacked = torch.as_tensor(np.concatenate([np.asarray(q, dtype=np.float32) for q in queries]))
+    query_bounds = np.concatenate([[0], np.cumsum([len(q) for q in queries])[:-1]])
+    columns: list[npt.NDArray[np.float32]] = []
+    for block in blocks:
+        lengths = block.lengths
+        rows = int(lengths.sum())
+        tokens = _block_float32(block.parts, rows, stacked.shape[1])
+        product = torch.mm(tokens, stacked.T, out=_scratch("sims", rows, len(stacked)))
+        first = int(lengths[0])
+        if (lengths == first).all():
+            best = product.view(len(lengths), first, -1).amax(dim=1)
+        else:
+            best = _segment_max(product, lengths)
+        if len(queries) == 1:
+            columns.append(best.sum(dim=1).numpy()[None, :])
+        else:
+            columns.append(np.add.reduceat(best.numpy(), query_bounds, axis=1).T)
+    if not columns:
+        return np.zeros((len(queries), 0), dtype=np.float32)
+    return np.concatenate(columns, axis=1)
+
+
+def _block_float32(parts: list[npt.NDArray[np.floating]], rows: int, dim: int) -> torch.Tensor:
+    if len(parts) == 1 and parts[0].dtype == np.float32:
+        return torch.from_numpy(parts[0])
+    block = _scratch("tokens", rows, dim)
+    start = 0
+    for part in parts:  # torch converts half to float 10x faster than numpy's copyto
+        block[start : start + len(part)].copy_(torch.from_numpy(part))
+        start += len(part)
+    return block

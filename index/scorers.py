@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import numpy.typing as npt
@@ -18,14 +18,16 @@ import torch
 
 from latestore.index.device_rank import exact_topk, rerank_pairs
 from latestore.index.device_search import DeviceTokenSearch
-from latestore.index.maxsim import maxsim_many, maxsim_packed
+from latestore.index.maxsim import maxsim_blocks, maxsim_many, maxsim_packed
 from latestore.index.plan import PageIds, Queries
 from latestore.index.ranking import Ranking, top_k
 from latestore.index.token_index import TokenIndex, selector_for_pages
+from latestore.index.vectors import Block
 
 Gather = Callable[
     [list[int]], tuple[npt.NDArray[np.floating] | torch.Tensor, npt.NDArray[np.int64]]
 ]
+Blocks = Callable[[list[int]], Iterable[Block]]
 
 # Pages scored per group by GatherScorer: memory stays flat however large the store.
 GATHER_GROUP = 4096
@@ -54,12 +56,25 @@ class TorchCandidates:
 
 
 class GatherScorer:
-    """Exact MaxSim over pages copied out of a cache by ``gather``; ``held`` lists
-    every page it can score (for ``pages=None``)."""
+    """Exact MaxSim over pages of a cache; ``held`` lists every page it can score (for
+    ``pages=None``). With ``blocks`` (the host cache), pages are scored where they lie,
+    block by block (:func:`maxsim_blocks`); else they are copied out by ``gather``
+    (the device matrix)."""
 
-    def __init__(self, gather: Gather, held: Callable[[], PageIds]) -> None:
+    def __init__(
+        self, gather: Gather, held: Callable[[], PageIds], blocks: Blocks | None = None
+    ) -> None:
         self.gather = gather
         self.held = held
+        self.blocks = blocks
+
+    def _scores(self, queries: Queries, pages: list[int]) -> npt.NDArray[np.float32]:
+        if self.blocks is not None:
+            return maxsim_blocks(queries, self.blocks(pages))
+        tokens, lengths = self.gather(pages)
+        if len(queries) == 1 and not isinstance(tokens, torch.Tensor):
+            return maxsim_packed(queries[0], tokens, lengths)[None, :]
+        return maxsim_many(queries, tokens, lengths)
 
     def top_pages(
         self, queries: Queries, k: int, pages: PageIds | None, exact: bool
@@ -69,8 +84,7 @@ class GatherScorer:
         best_pages = [np.zeros(0, np.int64) for _ in queries]
         for start in range(0, len(pages), GATHER_GROUP):
             chunk = pages[start : start + GATHER_GROUP]
-            tokens, lengths = self.gather(chunk.tolist())
-            scores = maxsim_many(queries, tokens, lengths)
+            scores = self._scores(queries, chunk.tolist())
             for qi in range(len(queries)):
                 merged_scores = np.concatenate([best_scores[qi], scores[qi]])
                 merged_pages = np.concatenate([best_pages[qi], chunk])
@@ -88,6 +102,9 @@ class GatherScorer:
         for query, pages in zip(queries, candidates, strict=True):
             if not len(pages):
                 out.append(np.zeros(0, dtype=np.float32))
+                continue
+            if self.blocks is not None:
+                out.append(maxsim_blocks([query], self.blocks(pages.tolist()))[0])
                 continue
             tokens, lengths = self.gather(pages.tolist())
             out.append(maxsim_packed(query, tokens, lengths))
