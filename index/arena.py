@@ -195,7 +195,7 @@ class Arena:
             return self._current
         if current is not None and current.live <= 0:
             self._drop(self._current)
-        held = sum(s.used for s in self._segments.values())
+        held = sum(s.live for s in self._segments.values())
         rows = min(self.segment_rows, max(self.first_rows, held))
         segment_id = self.next_id
         self.next_id += 1

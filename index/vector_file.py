@@ -3,7 +3,8 @@
 Layout (see docs/vector-file.md)::
 
     <index dir>/vectors/
-        manifest                 MAGIC | u64 header length | JSON header | page table
+        manifest                 MAGIC | u64 header length | u64 header xxh3 | JSON header
+                                 | page table
         segment-00000007.bin     rows appended page after page, never rewritten
         writer.lock              flock: the one process that may append and publish
 
@@ -53,6 +54,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest"
 LOCK = "writer.lock"
 PAGE_COLUMNS = 4  # page_id, segment, row, n_tokens
+HEAD_START = len(MAGIC) + 16  # then u64 header length, u64 xxh3_64 of the header
 
 
 def segment_name(segment_id: int) -> str:
@@ -136,7 +138,7 @@ class VectorFolder:
         for key, value in dict(expect, width=width, dtype=dtype.str).items():
             if header.get(key) != value:
                 raise IndexSnapshotError(f"{path} was written for {key}={header.get(key)!r}")
-        start = len(MAGIC) + 8 + int(header["_head_len"])
+        start = HEAD_START + int(header["_head_len"])
         table = memoryview(blob)[start:]
         if xxhash.xxh3_128(table).hexdigest() != header.get("table_xxh3_128"):
             raise IndexSnapshotError(f"{path} failed its checksum")
@@ -209,7 +211,8 @@ class VectorFolder:
         tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
         try:
             with tmp.open("wb") as handle:
-                handle.write(MAGIC + struct.pack("<Q", len(head)) + head + table)
+                prefix = struct.pack("<QQ", len(head), xxhash.xxh3_64(head).intdigest())
+                handle.write(MAGIC + prefix + head + table)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
@@ -217,7 +220,7 @@ class VectorFolder:
             tmp.unlink(missing_ok=True)
             raise
         fsync_dir(self.directory)
-        return len(MAGIC) + 8 + len(head) + len(table)
+        return HEAD_START + len(head) + len(table)
 
     def remove_unreferenced(self, keep: Iterable[int]) -> int:
         """Delete segment files no published manifest names (writer only)."""
@@ -230,6 +233,14 @@ class VectorFolder:
                     path.unlink()
                     removed += 1
         return removed
+
+    def trim(self, segments: Iterable[tuple[int, Segment]], row_bytes: int) -> None:
+        """Give back the reserved space past the used rows of the segments this writer
+        appended to (at close: the next writer starts a new segment)."""
+        for segment_id, segment in segments:
+            if segment.writable and segment.used:
+                with contextlib.suppress(OSError):
+                    os.truncate(self.directory / segment_name(segment_id), segment.used * row_bytes)
 
     def next_segment_id(self) -> int:
         """One past the highest segment id on disk."""
@@ -279,14 +290,16 @@ def verify_segments(
 
 
 def _parse_header(path: Path, blob: bytes) -> dict[str, Any]:
-    if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 8:
+    if not blob.startswith(MAGIC) or len(blob) < HEAD_START:
         raise IndexSnapshotError(f"{path} is not a latestore vector manifest")
-    (head_len,) = struct.unpack_from("<Q", blob, len(MAGIC))
-    start = len(MAGIC) + 8
-    if head_len > len(blob) - start:
+    head_len, head_digest = struct.unpack_from("<QQ", blob, len(MAGIC))
+    if head_len > len(blob) - HEAD_START:
         raise IndexSnapshotError(f"{path} is truncated")
+    head = blob[HEAD_START : HEAD_START + head_len]
+    if xxhash.xxh3_64(head).intdigest() != head_digest:
+        raise IndexSnapshotError(f"{path} failed its header checksum")
     try:
-        header = json.loads(blob[start : start + head_len])
+        header = json.loads(head)
     except ValueError as exc:
         raise IndexSnapshotError(f"{path} has a corrupt header") from exc
     if not isinstance(header, dict) or header.get("format_version") != FORMAT_VERSION:

@@ -85,7 +85,6 @@ class VectorCache:
         self._scales: dict[int, npt.NDArray[np.float32]] = {}  # int8 only
         self._local = threading.local()
         self.total_tokens = 0
-        self._compacting = False
         self.damaged: set[int] = set()  # pages whose rows failed their checksum
         self._damage_lock = threading.Lock()
         self._stop_verify = threading.Event()
@@ -146,6 +145,8 @@ class VectorCache:
     def clear(self) -> None:
         """Drop every page (and the arena's mappings): frees the memory at close."""
         self.stop_verifying()
+        if self.folder is not None and self.folder.writer and self.arena is not None:
+            self.folder.trim(self.arena.items(), self.arena.row_bytes)
         self._pages.clear()
         self._scales.clear()
         self._where.clear()
@@ -170,18 +171,12 @@ class VectorCache:
             if not self._in_segment[segment]:
                 del self._in_segment[segment]
             self.arena.release(segment, len(old))
-            if not self._compacting and segment in self.arena.compactable():
-                self._compact(segment)
 
     def _compact(self, segment: int) -> None:
         """Move a sparse segment's pages to the current one; the segment then drops."""
-        self._compacting = True
-        try:
-            for page_id in sorted(self._in_segment.get(segment, ())):
-                # re-appended as stored: int8 codes stay bit-identical
-                self._put_rows(page_id, self._packed_rows(page_id))
-        finally:
-            self._compacting = False
+        for page_id in sorted(self._in_segment.get(segment, ())):
+            # re-appended as stored: int8 codes stay bit-identical
+            self._put_rows(page_id, self._packed_rows(page_id))
 
     def _packed_rows(self, page_id: int) -> npt.NDArray[Any]:
         """A page's rows as stored (packed for int8), for moving them unchanged."""
@@ -335,6 +330,11 @@ class VectorCache:
         folder = self.folder
         if folder is None or not folder.writer or self.arena is None:
             return 0
+        # Compaction runs here, once per publish, so the pages of a batch of deletes are
+        # not moved only to be deleted a moment later.
+        current = self.arena.current
+        if current >= 0 and 2 * self.arena.segment(current).live < self.arena.segment(current).used:
+            self.arena.seal()
         for segment in self.arena.compactable():
             self._compact(segment)
         table = np.array(
