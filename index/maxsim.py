@@ -34,6 +34,8 @@ CHUNK_TOKENS = 65_536
 # 182 to about 110 ms, because MKL's skinny GEMM runs 1.5x faster on cache-hot operands
 # than on ones streamed from DRAM, and the half-to-float copy lands in cache.
 CPU_CHUNK_BYTES = 4 << 20
+# Mean tokens per page from which a block's pages are reduced one by one (see _segment_max).
+LONG_PAGES = 64
 
 
 def maxsim_packed(
@@ -161,6 +163,13 @@ def _segment_max(product: torch.Tensor, chunk_lengths: npt.NDArray[np.int64]) ->
     n_pages, longest = len(chunk_lengths), int(chunk_lengths.max())
     rows, width = product.shape
     starts = np.cumsum(chunk_lengths) - chunk_lengths
+    if rows >= LONG_PAGES * n_pages:
+        # Long pages (a few dozen per block): one reduction per page reads the product
+        # once, where padding would copy all of it first.
+        best = _scratch("best", n_pages, width)
+        for i, (start, n) in enumerate(zip(starts.tolist(), chunk_lengths.tolist(), strict=True)):
+            torch.amax(product[start : start + n], dim=0, out=best[i])
+        return best
     if n_pages * longest > 4 * rows:
         # One long page among many short ones: padding would cost more than it saves.
         return torch.from_numpy(np.maximum.reduceat(product.numpy(), starts, axis=0))

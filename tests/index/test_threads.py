@@ -1,0 +1,41 @@
+"""Thread counts are decided per search call and put back afterwards."""
+
+from __future__ import annotations
+
+import threading
+
+import faiss
+import torch
+
+from latestore.index import threads
+from latestore.index.threads import search_threads, threads_for
+
+
+def test_the_candidate_path_runs_on_one_thread() -> None:
+    for in_flight in (1, 2, 16):
+        assert threads_for(False, in_flight) == 1
+
+
+def test_an_exhaustive_scan_shares_the_cores_among_searches_in_flight() -> None:
+    cores = threads.cores()
+    assert 1 <= threads_for(True, 1) <= cores
+    assert threads_for(True, 2 * cores) == 1
+
+
+def test_counts_are_set_for_the_call_and_restored() -> None:
+    before = (torch.get_num_threads(), faiss.omp_get_max_threads())
+    seen: list[tuple[int, int, int]] = []
+
+    def search() -> None:
+        with search_threads() as n:
+            seen.append((n, torch.get_num_threads(), faiss.omp_get_max_threads()))
+
+    workers = [threading.Thread(target=search) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    search()
+    assert seen == [(1, 1, 1)] * 5
+    assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == before
+    assert threads._in_flight == 0
