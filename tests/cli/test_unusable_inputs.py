@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -108,9 +109,7 @@ def test_reindex_fails_when_its_snapshot_cannot_be_written(
     # A file where the index folder should be: no snapshot can be written there, even
     # by root (whom a read-only folder would not stop).
     index_dir = tmp_path / "s.db.index"
-    for child in index_dir.iterdir():
-        child.unlink()
-    index_dir.rmdir()
+    shutil.rmtree(index_dir)  # the snapshot and the vector folder
     index_dir.write_text("in the way\n")
     with Store.open(db, PrecomputedVectors(dim=4)) as store:
         with pytest.raises(IndexSnapshotError, match="cannot write index snapshot"):
