@@ -26,6 +26,8 @@ _START = {"[CLS]", "<s>", "<bos>", "<|startoftext|>", "<|im_start|>"}
 _END = {"[SEP]", "</s>", "<eos>", "<|im_end|>"}
 _MARKER = {"[Q]", "[unused0]", "[unused1]", "[D]"}
 _EXPANSION = {"[MASK]", "[PAD]", "<pad>", "<|endoftext|>", "<mask>"}
+# Byte-level BPE spells whitespace as these pieces; a prompt's line break is one.
+_WHITESPACE = {"Ċ": "line break", "ĉ": "tab", "ĊĊ": "line breaks"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,9 @@ def group_words(
                 groups[-1][2].append(i)
             else:
                 groups.append((name, kind, [i]))
+            continue
+        if piece in _WHITESPACE:
+            groups.append((_WHITESPACE[piece], "special", [i]))
             continue
         if continuation:
             starts = not piece.startswith(_CONTINUATION)
