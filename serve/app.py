@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from latestore.errors import InvalidInputError
 from latestore.serve import errors
+from latestore.serve.csp import PagePolicy
 from latestore.serve.explain import Explanation
 from latestore.serve.guards import ApiKeyGuard, BodyLimit
 from latestore.serve.paging import make_cursor, read_cursor, search_digest
@@ -69,6 +70,7 @@ def create_app(store: Store, settings: ServeSettings, *, close_store: bool = Fal
     errors.install(app)
     _routes(app, service, reads, writes, settings)
     # Outermost last: the key is checked first, then the size, then routing.
+    app.add_middleware(PagePolicy)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     if settings.api_key:
         app.add_middleware(ApiKeyGuard, key=settings.api_key)
@@ -107,9 +109,20 @@ def _routes(
 ) -> None:
     store = service.store
 
+    static = files("latestore.serve").joinpath("static")
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def search_page() -> HTMLResponse:
-        return HTMLResponse(files("latestore.serve").joinpath("static/index.html").read_text())
+        return HTMLResponse(static.joinpath("index.html").read_text())
+
+    # The page's script and style, from the package (nothing from elsewhere).
+    @app.get("/static/page.js", include_in_schema=False)
+    async def page_script() -> Response:
+        return Response(static.joinpath("page.js").read_text(), media_type="text/javascript")
+
+    @app.get("/static/page.css", include_in_schema=False)
+    async def page_style() -> Response:
+        return Response(static.joinpath("page.css").read_text(), media_type="text/css")
 
     @app.get("/health", tags=["service"])
     async def health() -> dict[str, str]:

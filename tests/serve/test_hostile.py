@@ -104,6 +104,8 @@ async def test_every_endpoint_needs_the_key(served: Served) -> None:
         ("GET", "/docs-assets", None),
         ("GET", "/docs-assets/swagger-ui.css", None),
         ("GET", "/summary", None),
+        ("GET", "/static/page.js", None),
+        ("GET", "/static/page.css", None),
         ("GET", "/openapi.json", None),
         ("POST", "/search", query),
         ("POST", "/explain", {"query": [[0.5] * DIM], "page_id": 1}),
