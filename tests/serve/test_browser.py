@@ -155,6 +155,7 @@ def test_a_text_pdf_query_with_its_explanation(
     for control in ("#q", "#mode", "#phrase", "#filter", "#k", "#exhaustive"):
         assert page.locator(control).evaluate("e => e.labels.length") == 1, control
     audit(page)
+    keep(page, tmp_path, "desktop-start.png")
 
     search(page, WITNESS)
     assert params(page)["q"] == [WITNESS]
@@ -165,6 +166,7 @@ def test_a_text_pdf_query_with_its_explanation(
     assert {"witness", "criminal"} <= marks, marks
     assert first.locator("img").count() == 0
     audit(page)
+    keep(page, tmp_path, "desktop-results.png")
 
     # Keyboard: Enter opens the focused result, Escape closes it and focus comes back.
     first.focus()
