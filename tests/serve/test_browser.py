@@ -169,7 +169,17 @@ def test_a_text_pdf_query_with_its_explanation(
     keep(page, tmp_path, "desktop-results.png")
 
     # Keyboard: Enter opens the focused result, Escape closes it and focus comes back.
-    first.focus()
+    # Tab from the query box reaches the first result, and its focus is visible.
+    page.focus("#q")
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.matches('article.result')"):
+            break
+    assert page.evaluate("document.activeElement.dataset.pageId") == first.get_attribute(
+        "data-page-id"
+    )
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("", "none"), outline
     page.keyboard.press("Enter")
     page.wait_for_selector("#viewer:not([hidden]) table.why")
     opened = params(page)["open"][0]

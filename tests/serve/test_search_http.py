@@ -296,3 +296,28 @@ def test_cors_preflight_without_key_request_with_key(text_store: Any, tmp_path: 
     keyed = ask(app, "POST", "/search", json=body, headers={**origin, "X-API-Key": key})
     assert keyed.status_code == 200 and keyed.json()["hits"]
     assert keyed.headers["access-control-allow-origin"] == "http://app.example"
+
+
+def test_a_store_of_given_vectors_searches_by_words(tmp_path: Path) -> None:
+    from latestore import PrecomputedVectors
+
+    rng = np.random.default_rng(3)
+    with Store.open(tmp_path / "v.db", PrecomputedVectors(8)) as store:
+        store.add_pages(
+            [
+                Page(text=text, vectors=rng.standard_normal((4, 8)).astype(np.float32))
+                for text, _ in TEXTS
+            ]
+        )
+        app = create_app(store, ServeSettings(store=str(tmp_path / "v.db")))
+        summary = ask(app, "GET", "/summary").json()
+        assert summary["reads"] == "vectors"
+        assert not summary["modes"]["maxsim"]["available"] and summary["modes"]["maxsim"]["note"]
+        assert summary["modes"]["lexical"]["available"]
+        # The page always asks for explanations: words alone still answer, unexplained.
+        words = post(app, {"query": "jet engines", "mode": "lexical", "explain": True})
+        assert words.status_code == 200, words.text
+        hit = words.json()["hits"][0]
+        assert "Jet engines" in hit["text"] and hit["explanation"] is None
+        refused = post(app, {"query": "jet engines", "mode": "maxsim", "explain": True})
+        assert refused.status_code == 422 and refused.json()["error"] == "EncoderError"
