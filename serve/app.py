@@ -173,9 +173,10 @@ def _routes(
         (every hit contains it), ``filter``, ``exhaustive``, ``k``. Paging: ``offset``,
         or the ``next_cursor`` of the previous page. Hits are explained on request.
         """
-        digest = search_digest(request.model_dump(mode="json"))
-        offset = request.offset if request.cursor is None else read_cursor(request.cursor, digest)
         queries = [request.query] if request.query is not None else list(request.queries or [])
+        shape = request.model_dump(include={"k", "mode", "phrase", "lexical_text", "filter"})
+        digest = search_digest(queries, {**shape, "exhaustive": request.exhaustive})
+        offset = request.offset if request.cursor is None else read_cursor(request.cursor, digest)
         options = {
             "mode": request.mode,
             "exact": request.phrase,

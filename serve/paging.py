@@ -11,7 +11,10 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from latestore.errors import InvalidInputError
 
@@ -20,11 +23,25 @@ class BadCursorError(InvalidInputError):
     """A cursor that is malformed or belongs to another search."""
 
 
-def search_digest(request: dict[str, Any]) -> str:
-    """The identity of a search, without its paging and explanation fields."""
-    kept = {k: v for k, v in request.items() if k not in ("offset", "cursor", "explain")}
-    canonical = json.dumps(kept, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.blake2b(canonical.encode(), digest_size=12).hexdigest()
+def search_digest(queries: Sequence[Any], fields: dict[str, Any]) -> str:
+    """The identity of a search: its queries and the ``fields`` that shape its ranking.
+
+    Vector queries are hashed as float32 bytes, not as JSON text: a cursor is made for
+    nearly every answer, and writing thousands of floats out again would cost more than
+    the rest of the request's handling.
+    """
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode())
+    for query in queries:
+        if isinstance(query, str):
+            digest.update(b"t%d:" % len(query.encode()) + query.encode())
+        else:
+            try:
+                raw = np.asarray(query, dtype=np.float32)
+            except ValueError:  # ragged rows: the search refuses them, whatever the digest
+                raw = np.zeros(0, dtype=np.float32)
+            digest.update(b"v%s:" % str(raw.shape).encode() + raw.tobytes())
+    return digest.hexdigest()
 
 
 def make_cursor(offset: int, digest: str) -> str:
