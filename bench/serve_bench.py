@@ -219,6 +219,7 @@ def main() -> None:
             for clients in args.clients:
                 measured = drive(clients, args.requests, http_call(mode, kind))
                 rows.append({"via": "http", "mode": mode, "query": kind, **measured})
+                print(json.dumps(rows[-1]), flush=True)  # a long run's rows, as they come
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
@@ -247,6 +248,7 @@ def main() -> None:
             for clients in args.clients:
                 measured = drive(clients, args.requests, direct_call(mode, kind))
                 rows.append({"via": "Store.search", "mode": mode, "query": kind, **measured})
+                print(json.dumps(rows[-1]), flush=True)
 
     explained = ", explained" if args.explain else ""
     print(

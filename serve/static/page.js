@@ -66,7 +66,10 @@ function fillForm(state) {
   $("#mode").value = state.mode || "";
   $("#phrase").value = state.phrase || "";
   $("#filter").value = state.filter || "";
-  $("#k").value = ["10", "20", "50"].includes(state.k) ? state.k : "10";
+  const k = /^[1-9][0-9]*$/.test(state.k || "") ? state.k : "10";
+  // A k from a link that the list lacks is added, so the form says what was searched.
+  if (![...$("#k").options].some((o) => o.value === k)) $("#k").append(el("option", {text: k}));
+  $("#k").value = k;
   $("#exhaustive").checked = state.exhaustive === "1";
 }
 
