@@ -3,10 +3,12 @@
 Builds (once) a MiniLM store of the first ``--docs`` SciFact abstracts, starts the real
 server (`latestore serve`, a separate process), and runs the SciFact queries as text
 through 1, 4 and 16 concurrent HTTP clients (threads with keep-alive connections), then
-the same queries through Store.search in this process with as many threads. Prints a
-table; never part of `make test`.
+the same queries through Store.search in this process with as many threads, in each
+search mode (maxsim, lexical, hybrid; MaxSim also with vector queries). Prints one table
+of HTTP and direct numbers side by side; never part of `make test`.
 
     .venv/bin/python -m bench.serve_bench --docs 1000 --requests 300
+    .venv/bin/python -m bench.serve_bench --explain   # as the search page asks
 """
 
 from __future__ import annotations
@@ -141,6 +143,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--clients", type=int, nargs="*", default=[1, 4, 16])
+    parser.add_argument(
+        "--modes", nargs="*", default=["maxsim", "lexical", "hybrid"], help="search modes"
+    )
+    parser.add_argument(
+        "--explain", action="store_true", help="ask for explanations, as the search page does"
+    )
     parser.add_argument("--floor-only", action="store_true", help="only the HTTP-layer floor")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
     args = parser.parse_args()
@@ -158,6 +166,14 @@ def main() -> None:
     with Store.open(store_path) as store:
         encoded = store.encoder.encode_queries(queries[: args.requests])
     vectors = [v.tolist() for v in encoded]
+    # (mode, query kind): text in every mode; vectors in the MaxSim mode (no words).
+    runs = [(mode, "text") for mode in args.modes]
+    if "maxsim" in args.modes:
+        runs.append(("maxsim", "vectors"))
+
+    def body(mode: str, kind: str, i: int) -> dict[str, Any]:
+        query: Any = queries[i % len(queries)] if kind == "text" else vectors[i % len(vectors)]
+        return {"query": query, "k": args.k, "mode": mode, "explain": args.explain}
 
     port = free_port()
     server = subprocess.Popen(
@@ -189,86 +205,77 @@ def main() -> None:
                 time.sleep(0.2)
         local = threading.local()
 
-        def http_search(i: int) -> None:
-            client = getattr(local, "client", None)
-            if client is None:
-                client = local.client = httpx.Client(base_url=base, timeout=60)
-            body = {"query": queries[i % len(queries)], "k": args.k}
-            response = client.post("/search", json=body)
-            response.raise_for_status()
+        def http_call(mode: str, kind: str) -> Callable[[int], None]:
+            def call(i: int) -> None:
+                client = getattr(local, "client", None)
+                if client is None:
+                    client = local.client = httpx.Client(base_url=base, timeout=60)
+                client.post("/search", json=body(mode, kind, i)).raise_for_status()
 
-        http_search(0)  # the server loads its model on the first text query
-        for clients in args.clients:
-            rows.append(
-                {"via": "http", "query": "text", **drive(clients, args.requests, http_search)}
-            )
+            return call
 
-        def http_vectors(i: int) -> None:
-            client = getattr(local, "client", None)
-            if client is None:
-                client = local.client = httpx.Client(base_url=base, timeout=60)
-            body = {"query": vectors[i % len(vectors)], "k": args.k}
-            client.post("/search", json=body).raise_for_status()
-
-        for clients in args.clients:
-            rows.append(
-                {"via": "http", "query": "vectors", **drive(clients, args.requests, http_vectors)}
-            )
+        http_call("maxsim", "text")(0)  # the server loads its model on the first text query
+        for mode, kind in runs:
+            for clients in args.clients:
+                measured = drive(clients, args.requests, http_call(mode, kind))
+                rows.append({"via": "http", "mode": mode, "query": kind, **measured})
+                print(json.dumps(rows[-1]), flush=True)  # a long run's rows, as they come
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
 
     with Store.open(store_path) as store:
         store.search(queries[0], k=args.k)
+        # The server's own code path for explanations, in this process, without HTTP.
+        from latestore.serve import ServeSettings
+        from latestore.serve.service import Service
 
-        def direct_search(i: int) -> None:
-            store.search(queries[i % len(queries)], k=args.k)
+        service = Service(store, ServeSettings(store=str(store_path)))
 
-        for clients in args.clients:
-            rows.append(
-                {
-                    "via": "Store.search",
-                    "query": "text",
-                    **drive(clients, args.requests, direct_search),
-                }
-            )
+        def direct_call(mode: str, kind: str) -> Callable[[int], None]:
+            def call(i: int) -> None:
+                query: Any = (
+                    queries[i % len(queries)] if kind == "text" else encoded[i % len(encoded)]
+                )
+                if args.explain:
+                    service.search([query], args.k, None, False, True, {"mode": mode})
+                else:
+                    store.search(query, k=args.k, mode=mode)
 
-        def direct_vectors(i: int) -> None:
-            store.search(encoded[i % len(encoded)], k=args.k)
+            return call
 
-        for clients in args.clients:
-            rows.append(
-                {
-                    "via": "Store.search",
-                    "query": "vectors",
-                    **drive(clients, args.requests, direct_vectors),
-                }
-            )
+        for mode, kind in runs:
+            for clients in args.clients:
+                measured = drive(clients, args.requests, direct_call(mode, kind))
+                rows.append({"via": "Store.search", "mode": mode, "query": kind, **measured})
+                print(json.dumps(rows[-1]), flush=True)
 
-    print(f"\nSciFact subset: {args.docs} docs, {args.requests} text queries per row, k={args.k}\n")
-    print("| via | query | clients | searches/s | p50 ms | p95 ms |")
-    print("|---|---|---|---|---|---|")
+    explained = ", explained" if args.explain else ""
+    print(
+        f"\nSciFact subset: {args.docs} docs, {args.requests} queries per row, k={args.k}"
+        f"{explained}\n"
+    )
+    direct = {(r["mode"], r["query"], r["clients"]): r for r in rows if r["via"] == "Store.search"}
+    print(
+        "| mode | query | clients | HTTP searches/s | HTTP p50 ms | HTTP p95 ms "
+        "| direct searches/s | direct p50 ms | direct p95 ms | HTTP overhead p50 ms |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
+        if row["via"] != "http":
+            continue
+        alone = direct[(row["mode"], row["query"], row["clients"])]
         print(
-            f"| {row['via']} | {row['query']} | {row['clients']} | {row['qps']:.1f} "
-            f"| {row['p50_ms']:.1f} | {row['p95_ms']:.1f} |"
+            f"| {row['mode']} | {row['query']} | {row['clients']} | {row['qps']:.1f} "
+            f"| {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {alone['qps']:.1f} "
+            f"| {alone['p50_ms']:.1f} | {alone['p95_ms']:.1f} "
+            f"| {row['p50_ms'] - alone['p50_ms']:+.1f} |"
         )
     floor = overhead_floor(args.requests)
     print("\nHTTP layer alone (300-page synthetic store, dim 32, 1 client):")
     for row in floor:
         print(f"  {row['via']}: p50 {row['p50_ms']:.2f} ms, p95 {row['p95_ms']:.2f} ms")
     print(f"  overhead p50 {floor[0]['p50_ms'] - floor[1]['p50_ms']:+.2f} ms per search\n")
-    direct = {(r["query"], r["clients"]): r for r in rows if r["via"] == "Store.search"}
-    for row in rows:
-        if row["via"] == "http":
-            alone = direct[(row["query"], row["clients"])]
-            extra_ms = row["p50_ms"] - alone["p50_ms"]
-            lower = 100 * (1 - row["qps"] / alone["qps"])
-            clients, kind = row["clients"], row["query"]
-            print(
-                f"HTTP overhead, {kind}, {clients} clients: "
-                f"p50 {extra_ms:+.1f} ms, {lower:+.0f}% /s"
-            )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -14,8 +15,10 @@ from fastapi.responses import HTMLResponse, Response
 
 from latestore.errors import InvalidInputError
 from latestore.serve import errors
+from latestore.serve.csp import PagePolicy
 from latestore.serve.explain import Explanation
 from latestore.serve.guards import ApiKeyGuard, BodyLimit
+from latestore.serve.paging import make_cursor, read_cursor, search_digest
 from latestore.serve.pools import WorkPool
 from latestore.serve.schemas import (
     AddRequest,
@@ -28,15 +31,18 @@ from latestore.serve.schemas import (
     PageOut,
     SearchRequest,
     SearchResponse,
+    SummaryOut,
 )
 from latestore.serve.service import Service
 from latestore.serve.settings import ServeSettings
+from latestore.serve.summary import package_version, summary
 from latestore.store.filters import any_of
 
 if TYPE_CHECKING:
     from latestore.store import Store
 
 PageId = Annotated[int, "a page id"]
+log = logging.getLogger("latestore.serve")
 
 
 def create_app(store: Store, settings: ServeSettings, *, close_store: bool = False) -> FastAPI:
@@ -49,11 +55,13 @@ def create_app(store: Store, settings: ServeSettings, *, close_store: bool = Fal
         if close_store:
             await writes.run(store.close)
 
-    app = FastAPI(
+    app = _fastapi(
         title="latestore",
         summary="Late-interaction retrieval: search pages and see why they matched.",
-        version="0.1.0",
+        version=package_version(),
         lifespan=lifespan,
+        # No call to validator.swagger.io from /docs: the page works with no internet.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     service = Service(store, settings)
     reads = WorkPool("search", settings.search_workers, settings.queue_size)
@@ -61,8 +69,15 @@ def create_app(store: Store, settings: ServeSettings, *, close_store: bool = Fal
     app.state.service, app.state.reads, app.state.writes = service, reads, writes
     errors.install(app)
     _routes(app, service, reads, writes, settings)
-    # Outermost last: the key is checked first, then the size, then CORS and routing.
+    # Outermost last: the key is checked first, then the size, then routing.
+    app.add_middleware(PagePolicy)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.api_key:
+        app.add_middleware(ApiKeyGuard, key=settings.api_key)
     if settings.cors_origins:
+        # Outside the key check: a browser never sends the key with a preflight, so an
+        # allowed origin's OPTIONS is answered here; the request itself still needs the
+        # key, and its 401 carries the CORS headers the browser needs to read it.
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(
@@ -71,10 +86,18 @@ def create_app(store: Store, settings: ServeSettings, *, close_store: bool = Fal
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Content-Type", "X-API-Key", "Authorization"],
         )
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    if settings.api_key:
-        app.add_middleware(ApiKeyGuard, key=settings.api_key)
     return app
+
+
+def _fastapi(**kwargs: Any) -> FastAPI:
+    """The app, with /docs and /redoc served from fastapi-offline's packaged assets
+    (Swagger UI and ReDoc) instead of a CDN."""
+    try:
+        from fastapi_offline import FastAPIOffline
+    except ImportError:  # an install without the serve extra's fastapi-offline
+        log.warning("latestore serve: fastapi-offline is missing; /docs loads from a CDN")
+        return FastAPI(**kwargs)
+    return FastAPIOffline(static_url="/docs-assets", **kwargs)
 
 
 def _explanation(value: Explanation | None) -> ExplanationOut | None:
@@ -86,9 +109,20 @@ def _routes(
 ) -> None:
     store = service.store
 
+    static = files("latestore.serve").joinpath("static")
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def search_page() -> HTMLResponse:
-        return HTMLResponse(files("latestore.serve").joinpath("static/index.html").read_text())
+        return HTMLResponse(static.joinpath("index.html").read_text())
+
+    # The page's script and style, from the package (nothing from elsewhere).
+    @app.get("/static/page.js", include_in_schema=False)
+    async def page_script() -> Response:
+        return Response(static.joinpath("page.js").read_text(), media_type="text/javascript")
+
+    @app.get("/static/page.css", include_in_schema=False)
+    async def page_style() -> Response:
+        return Response(static.joinpath("page.css").read_text(), media_type="text/css")
 
     @app.get("/health", tags=["service"])
     async def health() -> dict[str, str]:
@@ -125,34 +159,74 @@ def _routes(
         }
         return described
 
-    @app.post("/search", response_model=SearchResponse)
+    @app.get("/summary", response_model=SummaryOut, tags=["service"])
+    async def store_summary() -> SummaryOut:
+        """What the start page shows: pages, documents, encoder, the search modes that
+        work on this store, and example queries drawn from its pages."""
+        return SummaryOut.model_validate(await reads.run(lambda: summary(store)))
+
+    @app.post("/search", response_model=SearchResponse, tags=["search"])
     async def search(request: SearchRequest) -> SearchResponse:
-        """Rank pages for one query (``hits``) or a batch (``results``, one list each)."""
+        """Rank pages for one query (``hits``) or a batch (``results``, one list each).
+
+        Every mode of ``Store.search``: ``mode`` (maxsim, lexical, hybrid), ``phrase``
+        (every hit contains it), ``filter``, ``exhaustive``, ``k``. Paging: ``offset``,
+        or the ``next_cursor`` of the previous page. Hits are explained on request.
+        """
         queries = [request.query] if request.query is not None else list(request.queries or [])
+        shape = request.model_dump(include={"k", "mode", "phrase", "lexical_text", "filter"})
+        digest = search_digest(queries, {**shape, "exhaustive": request.exhaustive})
+        offset = request.offset if request.cursor is None else read_cursor(request.cursor, digest)
+        options = {
+            "mode": request.mode,
+            "exact": request.phrase,
+            "lexical_text": request.lexical_texts(),
+        }
         results = await reads.run(
             lambda: service.search(
-                queries, request.k, request.filter, request.exhaustive, request.explain
+                queries,
+                request.k,
+                request.filter,
+                request.exhaustive,
+                request.explain,
+                options,
+                offset,
             )
         )
         shaped = [[HitOut.of(hit, _explanation(why)) for hit, why in hits] for hits in results]
+        # A full page may have a next one; a short page is the last.
+        more = any(len(hits) == request.k for hits in shaped)
+        following = offset + request.k if more else None
+        paging: dict[str, Any] = {
+            "mode": request.mode or store.config.search_mode,
+            "offset": offset,
+            "k": request.k,
+            "next_offset": following,
+            "next_cursor": None if following is None else make_cursor(following, digest),
+        }
         if request.query is not None:
-            return SearchResponse(hits=shaped[0])
-        return SearchResponse(results=shaped)
+            return SearchResponse(hits=shaped[0], **paging)
+        return SearchResponse(results=shaped, **paging)
 
-    @app.post("/explain", response_model=ExplanationOut)
+    @app.post("/explain", response_model=ExplanationOut, tags=["search"])
     async def explain(request: ExplainRequest) -> ExplanationOut:
-        """Why a page matches a query: each query token's best page token and share."""
-        found = await reads.run(lambda: service.explain(request.query, request.page_id))
+        """Why a page matches a query: each query word's best page match and share of
+        the score; with ``word``, an image page's heatmap for that word alone."""
+        found = await reads.run(
+            lambda: service.explain(request.query, request.page_id, request.word)
+        )
         out = _explanation(found)
         assert out is not None
         return out
 
-    @app.get("/pages/{page_id}/explain", response_model=ExplanationOut)
+    @app.get("/pages/{page_id}/explain", response_model=ExplanationOut, tags=["search"])
     async def explain_text(
-        page_id: PageId, q: Annotated[str, Query(min_length=1)]
+        page_id: PageId,
+        q: Annotated[str, Query(min_length=1)],
+        word: Annotated[int | None, Query(description="heatmap of this query word")] = None,
     ) -> ExplanationOut:
         """``/explain`` for a text query, as a link."""
-        found = await reads.run(lambda: service.explain(q, page_id))
+        found = await reads.run(lambda: service.explain(q, page_id, word))
         out = _explanation(found)
         assert out is not None
         return out

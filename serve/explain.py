@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from latestore.serve.positions import GridPositions, Positions, TextPositions, Unknown
+from latestore.serve.words import QueryWord, word_around
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,21 @@ class TokenMatch:
     share: float
     span: tuple[int, int] | None
     cell: tuple[int, int] | None
+    word: int | None = None  # the query word (index into Explanation.words) it belongs to
+    page_word: str | None = None  # the page's whole word(s) around ``span``
+    where: str = ""  # where on the page, in words
+
+
+@dataclass(frozen=True)
+class WordScore:
+    """A query word's part of the score: the sums over its tokens."""
+
+    text: str
+    kind: str  # "word", "prompt", "special" or "expansion" (see serve/words.py)
+    tokens: list[int]
+    similarity: float
+    share: float
+    page_words: list[str]  # what it matched on a text page, best first
 
 
 @dataclass(frozen=True)
@@ -38,7 +54,11 @@ class Highlight:
 class Heatmap:
     rows: int
     cols: int
-    values: list[list[float | None]]  # per patch: its best similarity with any query token
+    values: list[list[float | None]]  # per patch: its best similarity with the tokens shown
+    low: float | None = None  # the scale: the smallest and largest value shown
+    high: float | None = None
+    word: int | None = None  # one query word's tokens only, or None for all of them
+    what: str = "each patch's best similarity with any query token"
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,7 @@ class Explanation:
     matches: list[TokenMatch]
     highlights: list[Highlight]
     heatmap: Heatmap | None
+    words: list[WordScore] | None = None  # None when the query's tokens are not known
 
 
 def explain(
@@ -59,8 +80,16 @@ def explain(
     page: npt.NDArray[np.float32],
     positions: Positions,
     labels: list[str] | None = None,
+    *,
+    words: list[QueryWord] | None = None,
+    text: str | None = None,
+    word: int | None = None,
 ) -> Explanation:
-    """Explain the MaxSim score of ``page`` (n_page x dim) for ``query`` (n_query x dim)."""
+    """Explain the MaxSim score of ``page`` (n_page x dim) for ``query`` (n_query x dim).
+
+    ``words`` group the query tokens (serve/words.py); ``text`` is the page text the
+    spans index; ``word`` picks one word for the heatmap (image pages).
+    """
     # float32 accumulation, as the store scores: the total equals the hit's score.
     similarities = query.astype(np.float32) @ page.astype(np.float32).T
     best = similarities.argmax(axis=1)
@@ -69,10 +98,15 @@ def explain(
     # Shares of a score are meaningful while the similarities are positive, which they
     # are for real matches; a zero total leaves every share 0 instead of dividing by it.
     total = float(np.abs(best_values).sum())
+    word_of = {t: w for w, qw in enumerate(words or []) for t in qw.tokens}
     matches = []
     for i, (j, value) in enumerate(zip(best.tolist(), best_values.tolist(), strict=True)):
         span = positions.spans[j] if isinstance(positions, TextPositions) else None
         cell = positions.cells[j] if isinstance(positions, GridPositions) else None
+        page_word = None
+        if span is not None and text is not None and span[1] > span[0]:
+            start, end = word_around(text, *span)
+            page_word = text[start:end]
         matches.append(
             TokenMatch(
                 query_token=i,
@@ -82,9 +116,23 @@ def explain(
                 share=float(value) / total if total > 0 else 0.0,
                 span=span,
                 cell=cell,
+                word=word_of.get(i),
+                page_word=page_word,
+                where=_where(int(j), span, cell, page_word, positions),
             )
         )
+    if word is not None and not 0 <= word < len(words or []):
+        from latestore.errors import InvalidInputError
+
+        raise InvalidInputError(f"word must be between 0 and {len(words or []) - 1}, got {word}")
     kind, note = _kind(positions)
+    heatmap = None
+    if isinstance(positions, GridPositions):
+        if words is not None and word is not None:
+            rows = list(words[word].tokens)
+            heatmap = _named(_heatmap(similarities[rows], positions), word, words[word].text)
+        else:
+            heatmap = _heatmap(similarities, positions)
     return Explanation(
         page_id=page_id,
         score=score,
@@ -92,9 +140,52 @@ def explain(
         positions=kind,
         positions_note=note,
         matches=matches,
-        highlights=_highlights(matches),
-        heatmap=_heatmap(similarities, positions) if isinstance(positions, GridPositions) else None,
+        highlights=_highlights(matches, text),
+        heatmap=heatmap,
+        words=None if words is None else _word_scores(words, matches),
     )
+
+
+def _where(
+    token: int,
+    span: tuple[int, int] | None,
+    cell: tuple[int, int] | None,
+    page_word: str | None,
+    positions: Positions,
+) -> str:
+    if page_word is not None:
+        return f"“{page_word}” in the text"
+    if cell is not None and isinstance(positions, GridPositions):
+        return (
+            f"image patch at row {cell[0] + 1} of {positions.rows}, "
+            f"column {cell[1] + 1} of {positions.cols}"
+        )
+    if isinstance(positions, GridPositions):
+        return "the page prompt's text, not the image"
+    if isinstance(positions, TextPositions):
+        return "a start or end marker of the page"
+    return f"page token {token} (where on the page is unknown)"
+
+
+def _word_scores(words: list[QueryWord], matches: list[TokenMatch]) -> list[WordScore]:
+    out = []
+    for word in words:
+        own = [matches[t] for t in word.tokens]
+        seen: dict[str, float] = {}
+        for m in own:
+            if m.page_word is not None:
+                seen[m.page_word] = seen.get(m.page_word, 0.0) + m.share
+        out.append(
+            WordScore(
+                text=word.text,
+                kind=word.kind,
+                tokens=list(word.tokens),
+                similarity=float(sum(m.similarity for m in own)),
+                share=float(sum(m.share for m in own)),
+                page_words=sorted(seen, key=lambda w: -seen[w]),
+            )
+        )
+    return out
 
 
 def _kind(positions: Positions) -> tuple[str, str | None]:
@@ -106,11 +197,14 @@ def _kind(positions: Positions) -> tuple[str, str | None]:
     return "unknown", positions.reason
 
 
-def _highlights(matches: list[TokenMatch]) -> list[Highlight]:
+def _highlights(matches: list[TokenMatch], text: str | None) -> list[Highlight]:
+    """Matched spans, widened to whole words when the text is known; a word two tokens
+    matched is one highlight with their summed share."""
     weights: dict[tuple[int, int], float] = {}
     for match in matches:
         if match.span is not None and match.span[1] > match.span[0]:
-            weights[match.span] = weights.get(match.span, 0.0) + max(match.share, 0.0)
+            span = word_around(text, *match.span) if text is not None else match.span
+            weights[span] = weights.get(span, 0.0) + max(match.share, 0.0)
     return [Highlight(s, e, round(w, 6)) for (s, e), w in sorted(weights.items())]
 
 
@@ -122,4 +216,13 @@ def _heatmap(similarities: npt.NDArray[np.float32], grid: GridPositions) -> Heat
             values[cell] = per_token[token]
     # A cell no stored token covers has no value (JSON has no NaN).
     cells = [[None if np.isnan(v) else round(float(v), 5) for v in row] for row in values.tolist()]
-    return Heatmap(grid.rows, grid.cols, cells)
+    shown = values[~np.isnan(values)]
+    low, high = (float(shown.min()), float(shown.max())) if shown.size else (None, None)
+    return Heatmap(grid.rows, grid.cols, cells, low=low, high=high)
+
+
+def _named(heatmap: Heatmap, word: int, text: str) -> Heatmap:
+    what = f"each patch's best similarity with the query word “{text}”"
+    return Heatmap(
+        heatmap.rows, heatmap.cols, heatmap.values, heatmap.low, heatmap.high, word, what
+    )

@@ -166,19 +166,3 @@ def _image_token_id(processor: Any) -> int:
         return token_id
     token = getattr(processor, "image_token", "<image>")
     return int(processor.tokenizer.convert_tokens_to_ids(token))
-
-
-def query_labels(encoder: Any, query: str, n_vectors: int) -> list[str] | None:
-    """The query's tokens as text, when the tokenizer accounts for every query vector."""
-    tokenizer = getattr(encoder, "_tokenizer", None) or getattr(encoder, "tokenizer", None)
-    if tokenizer is None or not callable(tokenizer):
-        return None
-    limit = getattr(encoder, "query_max_tokens", None)
-    kwargs: dict[str, Any] = {"truncation": True, "max_length": limit} if limit else {}
-    try:
-        ids = list(tokenizer(query, add_special_tokens=True, **kwargs)["input_ids"])
-    except (TypeError, ValueError):
-        return None
-    if len(ids) != n_vectors:
-        return None
-    return [str(t) for t in tokenizer.convert_ids_to_tokens(ids)]

@@ -21,13 +21,57 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+SEARCH_MODES = ["maxsim", "lexical", "hybrid"]
+MAX_K = 10_000  # store/searcher.py's limit, documented here; the store enforces it
+
+
 class SearchRequest(Strict):
+    """A search in any of the store's modes, with ``Store.search``'s arguments.
+
+    Values are checked by the store itself, so a bad ``k``, ``mode``, ``phrase`` or
+    filter is the same typed error (400) as in Python; a wrong JSON type is 422.
+    """
+
     query: QueryIn | None = Field(default=None, description="one query: text or vectors")
     queries: list[QueryIn] | None = Field(default=None, description="a batch of queries")
-    k: int = 10
-    filter: dict[str, Any] | None = None
-    exhaustive: bool = False
+    k: int = Field(
+        default=10,
+        description="hits per result page",
+        json_schema_extra={"minimum": 1, "maximum": MAX_K},
+    )
+    mode: str | None = Field(
+        default=None,
+        description="'maxsim' (token vectors), 'lexical' (the full-text index) or "
+        "'hybrid' (both, fused); default: the store's search_mode setting",
+        json_schema_extra={"enum": [*SEARCH_MODES, None]},
+    )
+    phrase: str | None = Field(
+        default=None,
+        description="a phrase every hit must contain, word for word (Store.search's exact)",
+        json_schema_extra={"maxLength": 2000},
+    )
+    lexical_text: str | list[str | None] | None = Field(
+        default=None,
+        description="the words of a query given as vectors (one per query for a batch), "
+        "for the lexical and hybrid modes",
+    )
+    filter: dict[str, Any] | None = Field(
+        default=None, description='metadata filter, e.g. {"year": {"$gte": 2020}}'
+    )
+    exhaustive: bool = Field(
+        default=False, description="score every allowed page exactly (slower, the truth)"
+    )
     explain: bool = Field(default=False, description="attach 'why this page' to every hit")
+    offset: int = Field(
+        default=0,
+        ge=0,
+        description="hits to skip: the page of results starts at rank offset + 1",
+    )
+    cursor: str | None = Field(
+        default=None,
+        description="next_cursor of the previous response: the next page of the same search "
+        "(instead of offset)",
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> SearchRequest:
@@ -35,12 +79,25 @@ class SearchRequest(Strict):
             raise ValueError("give exactly one of 'query' and 'queries'")
         if self.queries is not None and not self.queries:
             raise ValueError("'queries' is empty")
+        if self.cursor is not None and self.offset:
+            raise ValueError("give 'offset' or 'cursor', not both")
         return self
+
+    def lexical_texts(self) -> list[str | None] | None:
+        """``lexical_text`` as Store.search_many takes it: one entry per query."""
+        if self.lexical_text is None or isinstance(self.lexical_text, list):
+            return self.lexical_text
+        return [self.lexical_text]
 
 
 class ExplainRequest(Strict):
     query: QueryIn
     page_id: int
+    word: int | None = Field(
+        default=None,
+        description="index into the explanation's words: the heatmap shows that query word "
+        "alone (image pages)",
+    )
 
 
 class TokenMatchOut(BaseModel):
@@ -51,6 +108,18 @@ class TokenMatchOut(BaseModel):
     share: float
     span: tuple[int, int] | None = Field(description="characters of the page text, [start, end)")
     cell: tuple[int, int] | None = Field(description="(row, column) on the page's patch grid")
+    word: int | None = Field(default=None, description="index of its query word in 'words'")
+    page_word: str | None = Field(default=None, description="the page's whole word it matched")
+    where: str = Field(default="", description="where on the page, in words")
+
+
+class WordOut(BaseModel):
+    text: str = Field(description="the word as typed; special tokens named in words")
+    kind: str = Field(description="'word' (typed), 'prompt', 'special' or 'expansion'")
+    tokens: list[int] = Field(description="its query tokens (indices into 'matches')")
+    similarity: float = Field(description="its part of the score: its tokens' sum")
+    share: float = Field(description="its share of the score")
+    page_words: list[str] = Field(description="the page words it matched, best first")
 
 
 class HighlightOut(BaseModel):
@@ -62,7 +131,11 @@ class HighlightOut(BaseModel):
 class HeatmapOut(BaseModel):
     rows: int
     cols: int
-    values: list[list[float | None]]
+    values: list[list[float | None]] = Field(description="per patch; null: no token there")
+    low: float | None = Field(default=None, description="the scale's lowest value")
+    high: float | None = Field(default=None, description="the scale's highest value")
+    word: int | None = Field(default=None, description="the query word shown, or all")
+    what: str = Field(default="", description="what the values are, in words")
 
 
 class ExplanationOut(BaseModel):
@@ -74,6 +147,9 @@ class ExplanationOut(BaseModel):
     matches: list[TokenMatchOut]
     highlights: list[HighlightOut]
     heatmap: HeatmapOut | None
+    words: list[WordOut] | None = Field(
+        default=None, description="the query's words with their part of the score"
+    )
 
 
 class PageFieldsOut(BaseModel):
@@ -104,13 +180,26 @@ class PageFieldsOut(BaseModel):
 
 
 class HitOut(PageFieldsOut):
-    score: float
-    rank: int
+    score: float = Field(description="the mode's score: MaxSim, lexical, or fused (hybrid)")
+    rank: int = Field(description="1-based, over the whole ranking (offset included)")
+    signals: list[str] = Field(default_factory=list, description="the rankings it came from")
+    maxsim_score: float | None = None
+    lexical_score: float | None = None
+    lexical_rank: int | None = None
     explanation: ExplanationOut | None = None
 
     @classmethod
     def of(cls, hit: SearchHit, explanation: ExplanationOut | None = None) -> HitOut:
-        return cls(**cls.fields_of(hit), score=hit.score, rank=hit.rank, explanation=explanation)
+        return cls(
+            **cls.fields_of(hit),
+            score=hit.score,
+            rank=hit.rank,
+            signals=list(hit.signals),
+            maxsim_score=hit.maxsim_score,
+            lexical_score=hit.lexical_score,
+            lexical_rank=hit.lexical_rank,
+            explanation=explanation,
+        )
 
 
 class PageOut(PageFieldsOut):
@@ -123,8 +212,34 @@ class PageOut(PageFieldsOut):
 
 
 class SearchResponse(BaseModel):
-    hits: list[HitOut] | None = None
-    results: list[list[HitOut]] | None = None
+    hits: list[HitOut] | None = Field(default=None, description="for 'query'")
+    results: list[list[HitOut]] | None = Field(default=None, description="for 'queries'")
+    mode: str = Field(description="the mode that ranked")
+    offset: int = Field(description="hits skipped before this page")
+    k: int
+    next_offset: int | None = Field(
+        description="the next page's offset; null when this page was the last"
+    )
+    next_cursor: str | None = Field(description="the next page's cursor; null at the end")
+
+
+class ModeOut(BaseModel):
+    available: bool
+    note: str | None = Field(default=None, description="why not, or what it needs")
+
+
+class SummaryOut(BaseModel):
+    """What the start page shows before any search."""
+
+    pages: int
+    documents: int
+    pages_with_image: int
+    encoder: str
+    reads: str = Field(description="'images', 'text' or 'vectors': what a page's tokens are")
+    default_mode: str
+    modes: dict[str, ModeOut]
+    examples: list[str] = Field(description="example queries drawn from the stored pages")
+    version: str
 
 
 class PageIn(Strict):

@@ -19,20 +19,21 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from latestore.errors import InvalidInputError, PageNotFoundError
+from latestore.errors import EncoderError, InvalidInputError, PageNotFoundError
 from latestore.serve.explain import Explanation, explain
 from latestore.serve.positions import (
     Positions,
     Unknown,
     image_positions,
-    query_labels,
     reads_page_images,
     text_positions,
 )
 from latestore.serve.schemas import QueryIn, as_vectors
 from latestore.serve.settings import ServeSettings
+from latestore.serve.words import QueryWord, query_words
 from latestore.store.images import load_image
 from latestore.store.reader import still_stored
+from latestore.store.searcher import MAX_K
 from latestore.store.validation import checked_vectors
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from latestore.store import Store
 
 K = TypeVar("K", bound=Hashable)
+# A query's vectors, token labels and words (None where the tokenizer is not known).
+Encoded = tuple[npt.NDArray[np.float32], list[str] | None, list[QueryWord] | None]
 V = TypeVar("V")
 
 THUMBNAIL_SIZES = (16, 2048)
@@ -85,14 +88,15 @@ class Service:
         self._uploading = threading.Lock()
 
     # -- queries ---------------------------------------------------------------------
-    def query_vectors(self, query: QueryIn) -> tuple[npt.NDArray[np.float32], list[str] | None]:
+    def query_vectors(self, query: QueryIn) -> Encoded:
         """A query's vectors (encoded by the store's encoder, as Store.search does) and,
-        for text, its tokens as labels."""
+        for text, its tokens as labels and words."""
         if isinstance(query, str):
             vectors = self.store.encode_queries([query])[0]
-            return vectors, query_labels(self.store.encoder, query, len(vectors))
+            found = query_words(self.store.encoder, query, len(vectors))
+            return (vectors, None, None) if found is None else (vectors, *found)
         vectors = as_vectors(query, "query vectors")
-        return checked_vectors(vectors, self.store.dim, "float32", "query"), None
+        return checked_vectors(vectors, self.store.dim, "float32", "query"), None, None
 
     def search(
         self,
@@ -101,21 +105,47 @@ class Service:
         filter: dict[str, Any] | None,
         exhaustive: bool,
         with_explanations: bool,
+        options: dict[str, Any] | None = None,
+        offset: int = 0,
     ) -> list[list[tuple[Any, Explanation | None]]]:
+        """Hits ``offset + 1`` to ``offset + k`` of each query, in any mode; ``options``
+        are Store.search_many's keyword arguments (mode, exact, lexical_text)."""
         if len(queries) > self.settings.max_queries:
             raise InvalidInputError(
                 f"{len(queries)} queries in one request; the limit is {self.settings.max_queries}"
             )
+        options = dict(options or {})
+        if offset and isinstance(k, int) and k + offset > MAX_K:
+            raise InvalidInputError(
+                f"offset + k must be at most {MAX_K} (the deepest ranking), got {offset + k}"
+            )
+        # A later page is the tail of a deeper search: the store ranks offset + k hits
+        # (and checks k itself, so a bad k is its error, not ours).
+        depth = k + offset if isinstance(k, int) and not isinstance(k, bool) and k > 0 else k
         if not with_explanations:
             asked = [q if isinstance(q, str) else as_vectors(q, "query vectors") for q in queries]
-            results = self.store.search_many(asked, k=k, filter=filter, exhaustive=exhaustive)
-            return [[(hit, None) for hit in hits] for hits in results]
-        encoded = [self.query_vectors(q) for q in queries]
+            found = self.store.search_many(
+                asked, k=depth, filter=filter, exhaustive=exhaustive, **options
+            )
+            return [[(hit, None) for hit in hits[offset:]] for hits in found]
+        # Explained: encode once, for ranking and explaining. Vectors have no words, so a
+        # text query's own words go along for the lexical side (lexical and hybrid modes).
+        try:
+            encoded = [self.query_vectors(q) for q in queries]
+        except EncoderError:
+            if options.get("mode") != "lexical":
+                raise
+            # Words alone rank a lexical search: a store without a text encoder still
+            # answers it, unexplained.
+            return self.search(queries, k, filter, exhaustive, False, options, offset)
+        if options.get("lexical_text") is None:
+            options["lexical_text"] = [q if isinstance(q, str) else None for q in queries]
         results = self.store.search_many(
-            [v for v, _ in encoded], k=k, filter=filter, exhaustive=exhaustive
+            [v for v, _, _ in encoded], k=depth, filter=filter, exhaustive=exhaustive, **options
         )
         out: list[list[tuple[Any, Explanation | None]]] = []
-        for (vectors, labels), hits in zip(encoded, results, strict=True):
+        for (vectors, labels, words), found_hits in zip(encoded, results, strict=True):
+            hits = found_hits[offset:]
             # A page deleted between ranking and now is simply not explained. Pages and
             # their vectors: one read each for all hits.
             ids = [h.page_id for h in hits]
@@ -126,23 +156,23 @@ class Service:
                 page, page_vectors = pages.get(hit.page_id), stored.get(hit.page_id)
                 why = None
                 if page is not None and page_vectors is not None:
-                    why = self._explain(page, vectors, labels, page_vectors)
+                    why = self._explain(page, (vectors, labels, words), page_vectors)
                 explained.append((hit, why))
             out.append(explained)
         return out
 
-    def explain(self, query: QueryIn, page_id: int) -> Explanation:
+    def explain(self, query: QueryIn, page_id: int, word: int | None = None) -> Explanation:
         page = self.store.get(page_id)
-        vectors, labels = self.query_vectors(query)
-        return self._explain(page, vectors, labels)
+        return self._explain(page, self.query_vectors(query), word=word)
 
     def _explain(
         self,
         page: StoredPage,
-        query: npt.NDArray[np.float32],
-        labels: list[str] | None,
+        encoded: Encoded,
         page_vectors: npt.NDArray[np.float32] | None = None,
+        word: int | None = None,
     ) -> Explanation:
+        query, labels, words = encoded
         if page_vectors is None:
             page_vectors = self.store.page_vectors(page.page_id)
         if query.shape[1] != page_vectors.shape[1]:
@@ -152,7 +182,10 @@ class Service:
                 f"query vectors have dim {query.shape[1]}, the store's is {page_vectors.shape[1]}"
             )
         positions = self.positions(page, len(page_vectors))
-        return explain(page.page_id, query, page_vectors, positions, labels)
+        return explain(
+            page.page_id, query, page_vectors, positions, labels,
+            words=words, text=page.text, word=word,
+        )  # fmt: skip
 
     def positions(self, page: StoredPage, n_stored: int) -> Positions:
         key = (page.page_id, page.content_hash, n_stored)

@@ -19,7 +19,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# LATESTORE_SHARED_DATA: where a checkout is not beside ../shared (a git worktree).
+SHARED_DATA = Path(
+    os.environ.get("LATESTORE_SHARED_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
 REPO = Path(__file__).resolve().parents[1]
 
 
