@@ -528,6 +528,24 @@ CASES: list[tuple[str, Action, E | None, Check | None]] = [
         None,
     ),
     (
+        "garbage-image-with-vectors",
+        lambda c: c.add(image=b"\x89PNG\r\n\x1a\n" + b"\x00" * 64),
+        UnreadableImageError,
+        None,
+    ),
+    (
+        "truncated-png-with-vectors",
+        lambda c: c.add(image=hostile_inputs.small_png()[:-20]),
+        UnreadableImageError,
+        None,
+    ),
+    (
+        "png-with-vectors",
+        lambda c: c.add(image=hostile_inputs.small_png()),
+        None,
+        stored_verbatim(has_image=True),
+    ),
+    (
         "missing-image-path",
         lambda c: c.store.add_pages([Page(image_path=c.tmp / "nope.png")]),
         UnreadableImageError,
