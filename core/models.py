@@ -91,6 +91,11 @@ class Page(BaseModel):
                 raise ValueError(
                     f"metadata key {key[:80]!r} contains a quote, backslash or control character"
                 )
+        nul = _nul_path(value)
+        if nul is not None:
+            # PostgreSQL's JSON keeps "\u0000" but cannot read it back as text: a filter on
+            # the key then fails for every page. Refused on both backends alike.
+            raise ValueError(f"metadata {nul} contains a NUL character")
         return value
 
     @field_validator("vectors", mode="before")
@@ -120,6 +125,22 @@ class Page(BaseModel):
         if self.vectors is not None:
             digest.update(b"\0vectors\0" + np.ascontiguousarray(self.vectors).tobytes())
         return digest.hexdigest()
+
+
+def _nul_path(metadata: Metadata) -> str | None:
+    """Where the first NUL character in ``metadata`` (keys or string values, at any
+    depth) is, as ``key[0].inner``; None when there is none. Iterative: the depth of
+    metadata is bounded by its size only."""
+    stack: list[tuple[str, str, Any]] = [(key, key, item) for key, item in metadata.items()]
+    while stack:
+        path, key, item = stack.pop()
+        if "\x00" in key or (isinstance(item, str) and "\x00" in item):
+            return repr(path[:120])
+        if isinstance(item, dict):
+            stack.extend((f"{path}.{k}", str(k), v) for k, v in item.items())
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{path}[{i}]", "", v) for i, v in enumerate(item))
+    return None
 
 
 def _check_storable(value: str) -> None:

@@ -75,6 +75,9 @@ class IngestOptions:
     ``dpi`` is the PDF rendering resolution of the stored page image (0 stores no
     image); ``batch_size`` pages are written per transaction; ``chunk_chars`` bounds
     the pages of text and markdown files; ``metadata`` is added to every page.
+    ``relative_to`` (a folder holding every file given) makes document ids, sources,
+    ``source_path`` and the report's paths relative to it: the server's uploads are
+    named by what the client sent, never by where the server keeps them.
     """
 
     dpi: int = 150
@@ -82,6 +85,7 @@ class IngestOptions:
     recursive: bool = False
     chunk_chars: int = 1500
     metadata: dict[str, Any] = field(default_factory=dict)
+    relative_to: Path | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.dpi <= 1200:
@@ -309,9 +313,9 @@ class Ingestor:
             self._fail(state, str(exc))
             self._advance(1)
             return "failed"
-        self.report.files_taken_as.setdefault(opened.kind, []).append(str(state.path))
+        self.report.files_taken_as.setdefault(opened.kind, []).append(self._name(state.path))
         try:
-            document = document_key(state.path)
+            document = document_key(self._shown(state.path))
             key = self._ingest_key(opened.kind, opened.sha256)
             present = stored_pages_of(self.store, document)
             keep: set[str] = set()
@@ -321,7 +325,7 @@ class Ingestor:
                 reason = self._skip_reason(draft, opened.kind)
                 if reason is not None:
                     self.report.skipped.append(
-                        SkippedPage(str(state.path), draft.page_number, reason)
+                        SkippedPage(self._name(state.path), draft.page_number, reason)
                     )
                     self._advance(1)
                     continue
@@ -342,7 +346,7 @@ class Ingestor:
                     return "skipped"  # every page skipped (stale ones deleted above)
                 return "ingested" if stale else "unchanged"
             common = {
-                "source_path": str(state.path),
+                "source_path": self._name(state.path),
                 "file_name": state.path.name,
                 "file_type": opened.kind,
                 "file_sha256": opened.sha256,
@@ -449,7 +453,14 @@ class Ingestor:
     def _fail(self, state: _FileState, reason: str) -> None:
         if not state.failed:
             state.failed = True
-            self.report.failed.append(FileProblem(str(state.path), reason))
+            self.report.failed.append(FileProblem(self._name(state.path), reason))
+
+    def _shown(self, path: Path) -> Path:
+        root = self.options.relative_to
+        return path if root is None else path.relative_to(root)
+
+    def _name(self, path: Path) -> str:
+        return self._shown(path).as_posix() if self.options.relative_to else str(path)
 
     def _advance(self, pages: int) -> None:
         if self.progress is not None:

@@ -326,6 +326,10 @@ def _jsonl_drafts(text: str) -> list[PageDraft]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise SourceError(f"line {line_no}: invalid JSON ({exc.msg})") from exc
+        except RecursionError as exc:
+            # json's decoder recurses once per nesting level: a line nested deeper than
+            # the interpreter's stack allows is not a record this file can give.
+            raise SourceError(f"line {line_no}: JSON nests too deeply to read") from exc
         if not isinstance(record, dict):
             raise SourceError(f"line {line_no}: expected a JSON object")
         body = next((record[k] for k in TEXT_KEYS if isinstance(record.get(k), str)), None)

@@ -71,7 +71,7 @@ def create_app(store: Store, settings: ServeSettings, *, close_store: bool = Fal
     _routes(app, service, reads, writes, settings)
     # Outermost last: the key is checked first, then the size, then routing.
     app.add_middleware(PagePolicy)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, timeout=settings.body_timeout)
     if settings.api_key:
         app.add_middleware(ApiKeyGuard, key=settings.api_key)
     if settings.cors_origins:
@@ -272,10 +272,13 @@ def _routes(
             extra = json.loads(metadata)
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"metadata is not JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise InvalidInputError("metadata nests too deeply") from exc
         if not isinstance(extra, dict):
             raise InvalidInputError("metadata must be a JSON object")
         options = IngestOptions(dpi=dpi, chunk_chars=chunk_chars, metadata=extra)
-        received = [(f.filename or "upload", await f.read()) for f in files]
+        # The parser spooled each file to disk; it is copied from there, not read whole.
+        received = [(f.filename or "upload", f.file) for f in files]
         report = await writes.run(lambda: service.ingest_uploads(received, options))
         return report.to_dict()
 

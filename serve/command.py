@@ -41,6 +41,12 @@ def serve(
     graceful_seconds: Annotated[
         float, typer.Option(help="How long shutdown waits for requests in flight.", min=0)
     ] = 30,
+    header_timeout: Annotated[
+        float, typer.Option(help="Seconds a connection has to send a request's headers.", min=0.1)
+    ] = 10,
+    body_timeout: Annotated[
+        float, typer.Option(help="Seconds a request has to send its body.", min=0.1)
+    ] = 120,
     torch_threads: Annotated[
         int,
         typer.Option(
@@ -73,10 +79,14 @@ def serve(
             cors_origins=tuple(cors_origin or ()),
             upload_dir=upload_dir,
             graceful_seconds=graceful_seconds,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
         )
         opened = open_existing(store, None)
     except LatestoreError as exc:
         fail(str(exc))
+    from latestore.serve.connections import redacting_log_config, timed_protocol
+
     app = create_app(opened, settings, close_store=True)
     uvicorn.run(
         app,
@@ -84,6 +94,8 @@ def serve(
         port=port,
         timeout_graceful_shutdown=int(graceful_seconds) or None,
         log_level="info",
+        http=timed_protocol(settings.header_timeout),
+        log_config=redacting_log_config(),
     )
 
 

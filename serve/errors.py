@@ -40,6 +40,9 @@ STATUS: list[tuple[type[Exception], int]] = [
 ]
 
 
+HTTP_NAMES = {404: "NotFound", 408: "RequestTimeout", 413: "PayloadTooLarge"}
+
+
 def status_of(exc: Exception) -> int:
     for kind, status in STATUS:
         if isinstance(exc, kind):
@@ -79,7 +82,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        name = "NotFound" if exc.status_code == 404 else "HTTPError"
+        name = HTTP_NAMES.get(exc.status_code, "HTTPError")
         return JSONResponse(
             body(exc.status_code, name, str(exc.detail)),
             status_code=exc.status_code,

@@ -6,12 +6,17 @@ is answered before any route, body parser or thread is involved.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import logging
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
+
+from starlette.exceptions import HTTPException
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -44,10 +49,28 @@ async def send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
+LOGIN_PATH = "/login"
+LOGIN_FORM_LIMIT = 4096
+LOGIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>latestore: key needed</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: sans-serif; max-width: 28rem; margin: 4rem auto">
+<h1>latestore</h1><p>%s</p>
+<form method="post" action="/login">
+<label>API key <input type="password" name="key" autocomplete="current-password"
+ autofocus required></label> <button type="submit">Open</button>
+</form></body></html>
+"""
+
+
 class ApiKeyGuard:
     """Every request must carry the key: ``X-API-Key``, ``Authorization: Bearer``, or the
-    cookie that ``/?key=...`` sets for a browser (SameSite=Strict, HttpOnly), so the
-    search page's images and fetches are authorised without putting the key in URLs."""
+    cookie that a browser gets by posting the key to ``/login`` (SameSite=Strict,
+    HttpOnly), so the search page's images and fetches are authorised.
+
+    The key never travels in a URL: a URL is written to access logs, proxy logs and
+    browser history. A browser asking for ``/`` without the key gets the login form.
+    """
 
     def __init__(self, app: ASGIApp, key: str) -> None:
         self.app = app
@@ -61,21 +84,11 @@ class ApiKeyGuard:
         if given is not None and hmac.compare_digest(given, self.key):
             await self.app(scope, receive, send)
             return
-        from_query = self._from_query(scope)
-        if (
-            scope["path"] == "/"
-            and from_query is not None
-            and hmac.compare_digest(from_query, self.key)
-        ):
-            cookie = f"{KEY_COOKIE}={from_query.decode()}; HttpOnly; SameSite=Strict; Path=/"
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 303,
-                    "headers": [(b"location", b"/"), (b"set-cookie", cookie.encode())],
-                }
-            )
-            await send({"type": "http.response.body", "body": b""})
+        if scope["path"] == LOGIN_PATH and scope["method"] == "POST":
+            await self._login(scope, receive, send)
+            return
+        if scope["path"] == "/" and _wants_html(scope):
+            await _send_login_page(send, 401, "This server needs its API key.")
             return
         await send_json(
             send,
@@ -83,11 +96,43 @@ class ApiKeyGuard:
             {
                 "error": "Unauthorized",
                 "message": "missing or wrong API key: send it as X-API-Key, as "
-                "'Authorization: Bearer KEY', or open /?key=KEY in a browser",
+                "'Authorization: Bearer KEY', or log in at / in a browser",
                 "status": 401,
             },
             [(b"www-authenticate", b"Bearer")],
         )
+
+    async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A form post of the key: 303 to / with the cookie, or the form again (401)."""
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > LOGIN_FORM_LIMIT:
+                await send_json(send, 413, _error(413, "PayloadTooLarge", "login form too large"))
+                return
+            if not message.get("more_body", False):
+                break
+        values = parse_qs(body.decode("latin-1")).get("key")
+        offered = values[0].encode("latin-1") if values else b""
+        if not hmac.compare_digest(offered, self.key):
+            await _send_login_page(send, 401, "Wrong key; try again.")
+            return
+        cookie = f"{KEY_COOKIE}={self.key.decode()}; HttpOnly; SameSite=Strict; Path=/"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 303,
+                "headers": [
+                    (b"location", b"/"),
+                    (b"set-cookie", cookie.encode()),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
 
     @staticmethod
     def _given(scope: Scope) -> bytes | None:
@@ -106,22 +151,76 @@ class ApiKeyGuard:
                     return jar[KEY_COOKIE].value.encode()
         return None
 
-    @staticmethod
-    def _from_query(scope: Scope) -> bytes | None:
-        values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("key")
-        return values[0].encode() if values else None
+
+def _wants_html(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"accept":
+            return b"text/html" in value
+    return False
+
+
+async def _send_login_page(send: Send, status: int, message: str) -> None:
+    payload = (LOGIN_PAGE % message).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class RedactKeys(logging.Filter):
+    """Access-log filter: any ``key=`` query value becomes ``key=REDACTED``.
+
+    The key is not accepted in URLs, but a user following an old ``/?key=KEY`` link
+    still sends it; uvicorn logs the path with its query before anyone could refuse."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _KEY_IN_QUERY.sub(r"\1REDACTED", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = _KEY_IN_QUERY.sub(r"\1REDACTED", record.msg)
+        return True
+
+
+_KEY_IN_QUERY = re.compile(r"([?&;](?:key|api_key|apikey|token)=)[^&;#\s\"]*", re.IGNORECASE)
+
+
+# The rest of the body is never read: the connection cannot carry another request.
+CLOSE = {"connection": "close"}
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` once a streamed body passes the limit (answered 413)."""
+
+
+class BodyTooSlow(HTTPException):
+    """Raised from ``receive`` when a body has not arrived in time (answered 408)."""
 
 
 class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, declared or streamed.
+    """Bound request bodies: over ``limit`` bytes is 413, declared or streamed; a body
+    not complete ``timeout`` seconds after the app first asks for it is 408.
 
-    A declared Content-Length over the limit is refused before reading; a body without
-    one is read up to the limit and replayed, so memory never exceeds it.
+    The body is not buffered here: the app reads it as it comes (a multipart upload is
+    spooled to disk by the form parser), and the count is checked on every chunk, so
+    memory per request stays near what the route itself keeps. The errors are
+    HTTPExceptions so that FastAPI's body parsing passes them on as they are.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, timeout: float | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,35 +237,50 @@ class BodyLimit:
         if declared is not None and declared > self.limit:
             await self._refuse(send)
             return
-        chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                await self._refuse(send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
+        deadline: float | None = None
+        started = False
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+        async def limited() -> Message:
+            nonlocal size, deadline
+            loop = asyncio.get_running_loop()
+            if self.timeout is None:
+                message = await receive()
+            else:
+                if deadline is None:
+                    deadline = loop.time() + self.timeout
+                try:
+                    message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    raise BodyTooSlow(
+                        408, f"request body not received within {self.timeout:g} s", CLOSE
+                    ) from None
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > self.limit:
+                    raise BodyTooLarge(413, self._message(), CLOSE)
+            return message
 
-        await self.app(scope, replay, send)
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, watched)
+        except (BodyTooLarge, BodyTooSlow) as exc:
+            # Raised outside a route (a middleware reading the body): answered here.
+            if started:
+                raise
+            name = "PayloadTooLarge" if exc.status_code == 413 else "RequestTimeout"
+            error = _error(exc.status_code, name, exc.detail)
+            await send_json(send, exc.status_code, error, [(b"connection", b"close")])
+
+    def _message(self) -> str:
+        return f"request body over the limit of {self.limit} bytes"
 
     async def _refuse(self, send: Send) -> None:
-        message = f"request body over the limit of {self.limit} bytes"
-        await send_json(send, 413, _error(413, "PayloadTooLarge", message))
+        await send_json(send, 413, _error(413, "PayloadTooLarge", self._message()))
 
 
 def _error(status: int, name: str, message: str) -> dict[str, Any]:

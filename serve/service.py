@@ -13,8 +13,9 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -249,22 +250,31 @@ class Service:
         return thumbnail
 
     # -- uploads ---------------------------------------------------------------------
-    def ingest_uploads(self, files: list[tuple[str, bytes]], options: Any) -> IngestReport:
+    def ingest_uploads(
+        self, files: Sequence[tuple[str, bytes | BinaryIO]], options: Any
+    ) -> IngestReport:
         """Ingest uploaded files with the CLI's ingestion code.
 
         Each file is written under a server-owned folder named by its content's digest,
         with a sanitised name: the same bytes always make the same document id, so
-        uploading a file again adds nothing. The copies are removed afterwards; pages
-        keep their rendered images in the store.
+        uploading a file again adds nothing. Pages are named relative to that folder
+        (``<digest>/<name>``): where the server keeps uploads is not the client's
+        business. The copies are removed afterwards; pages keep their rendered images.
+        UploadRefusedError when files were sent and none could be read.
         """
         root = Path(self.settings.upload_dir or Path(tempfile.gettempdir()) / "latestore-uploads")
         # Two uploads of the same bytes share a folder; one at a time, so neither removes
         # the other's file. Ingestion is bound by encoding, which one call already fills.
         with self._uploading:
-            return self._ingest_files(root, files, options)
+            report = self._ingest_files(root, files, replace(options, relative_to=root))
+        read = report.files_ingested + report.files_unchanged + report.files_skipped
+        if report.failed and not read:
+            reasons = "; ".join(f"{f.path}: {f.reason}" for f in report.failed[:10])
+            raise UploadRefusedError(f"no uploaded file could be read: {reasons}"[:2000])
+        return report
 
     def _ingest_files(
-        self, root: Path, files: list[tuple[str, bytes]], options: Any
+        self, root: Path, files: Sequence[tuple[str, bytes | BinaryIO]], options: Any
     ) -> IngestReport:
         from latestore.ingest import Ingestor
 
@@ -272,17 +282,41 @@ class Service:
         folders: list[Path] = []
         try:
             for name, data in files:
-                digest = hashlib.sha256(data).hexdigest()[:24]
-                folder = root / digest
+                root.mkdir(parents=True, exist_ok=True)
+                # Copied in blocks while hashing: an upload is never held whole in memory.
+                handle, name_on_disk = tempfile.mkstemp(dir=root, prefix=".incoming-")
+                incoming = Path(name_on_disk)
+                with open(handle, "wb") as out:
+                    digest = _copy_hashing(data, out)
+                folder = root / digest[:24]
                 folder.mkdir(parents=True, exist_ok=True)
                 folders.append(folder)
                 path = folder / safe_file_name(name)
-                path.write_bytes(data)
+                incoming.replace(path)
                 paths.append(path)
             return Ingestor(self.store, options).run(paths)
         finally:
             for folder in folders:
                 shutil.rmtree(folder, ignore_errors=True)
+            for stray in root.glob(".incoming-*") if root.exists() else ():
+                stray.unlink(missing_ok=True)
+
+
+class UploadRefusedError(InvalidInputError):
+    """Every uploaded file was unreadable (their reasons are in the message)."""
+
+
+def _copy_hashing(source: bytes | BinaryIO, out: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    if isinstance(source, bytes):
+        digest.update(source)
+        out.write(source)
+        return digest.hexdigest()
+    source.seek(0)
+    while block := source.read(1 << 20):
+        digest.update(block)
+        out.write(block)
+    return digest.hexdigest()
 
 
 def safe_file_name(name: str) -> str:

@@ -27,6 +27,10 @@ class ServeSettings:
     ``queue_size`` more requests wait for one, and beyond that the server answers 503.
     Writes (adding, uploading, deleting) have their own ``write_workers`` threads and
     queue, so a long ingest never takes a search thread.
+
+    A connection must send a request's headers within ``header_timeout`` seconds and its
+    body within ``body_timeout`` seconds, or it is closed (408): a slow or stalled
+    client cannot hold a connection and its memory for ever.
     """
 
     store: str
@@ -42,12 +46,17 @@ class ServeSettings:
     upload_dir: Path | None = None
     graceful_seconds: float = 30.0
     snippet_chars: int = 400
+    header_timeout: float = 10.0
+    body_timeout: float = 120.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("search_workers", "write_workers", "max_body_bytes", "max_queries"):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("header_timeout", "body_timeout"):
+            if not getattr(self, name) > 0:
+                raise InvalidInputError(f"{name} must be positive, got {getattr(self, name)}")
         if self.queue_size < 0:
             raise InvalidInputError(f"queue_size must be 0 or more, got {self.queue_size}")
         if self.api_key is not None and not _KEY_FORM.fullmatch(self.api_key):

@@ -67,6 +67,7 @@ COLUMN_KIND_NAMES = {"number": "whole numbers", "string": "text (dates: ISO text
 # value). PostgreSQL refuses a statement with more than 65,535 parameters, and a
 # filter is one WHERE clause, so it cannot be split into chunks like a list of ids.
 MAX_BOUND_VALUES = 30_000
+NUL = "\x00"
 
 
 def filter_clause(session: Session, spec: Mapping[str, Any]) -> ColumnElement[bool]:
@@ -230,8 +231,10 @@ class FilterCompiler:
         by_kind: dict[str, list[Any]] = {}
         for value in values:
             value, kind = self._operand(target, name, "$eq", value)
-            by_kind.setdefault(kind, []).append(value)
             self._bind(1)
+            if isinstance(value, str) and NUL in value:
+                continue  # no stored text holds NUL: this member equals nothing
+            by_kind.setdefault(kind, []).append(value)
         parts = []
         for kind, members in by_kind.items():
             if target[0] == "metadata":
@@ -294,6 +297,13 @@ class FilterCompiler:
     ) -> ColumnElement[bool]:
         self._bind(2 if target[0] == "metadata" else 1)  # a metadata key is bound too
         value, kind = self._operand(target, name, op, value)
+        if isinstance(value, str) and NUL in value:
+            # Text with NUL is refused on write, so nothing equals it; PostgreSQL would
+            # fail the query rather than compare. An order against it would depend on
+            # how each database sorts NUL, so it is refused on both.
+            if op in ("$eq", "$ne"):
+                return false() if op == "$eq" else true()
+            raise FilterError(f"{op} on {name!r}: the value contains a NUL character")
         if target[0] == "metadata":
             seen = self.metadata_kinds[target[1]]
             if op not in ("$eq", "$ne") and kind == "number" and "string" in seen:
@@ -347,6 +357,14 @@ def _plain(value: Any, name: str) -> Any:
         return value.isoformat()
     if isinstance(value, float) and value != value:
         raise FilterError(f"NaN is not a valid filter value for {name!r}")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise FilterError(
+                f"the value for {name!r} is not valid Unicode (lone surrogate at {exc.start})",
+                field=name,
+            ) from exc
     return value
 
 

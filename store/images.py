@@ -46,3 +46,29 @@ def load_image(source: bytes | Path | str) -> Image.Image:
             Image.DecompressionBombWarning,
         ) as exc:
             raise UnreadableImageError(f"unreadable image: {exc}") from exc
+
+
+def check_image(data: bytes) -> None:
+    """UnreadableImageError unless ``data`` is an image of a known format within the
+    size limit and structurally sound (checksums, chunk layout), without decoding its
+    pixels: for pages whose vectors are given, whose image is only stored and served."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise UnreadableImageError(
+                        f"image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,}"
+                    )
+                image.verify()
+        except UnreadableImageError:
+            raise
+        except (
+            OSError,
+            ValueError,
+            SyntaxError,
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+        ) as exc:
+            raise UnreadableImageError(f"unreadable image: {exc}") from exc

@@ -50,6 +50,12 @@ def encode_pages(
     for i, page in enumerate(pages):
         if page.vectors is not None:
             given = checked_vectors(page.vectors, ctx.dim, ctx.dtype, page_label(page, i))
+            if page.image is not None:
+                # Nothing decodes a stored image whose vectors are given; garbage bytes
+                # would be served later as a broken image (and fail every thumbnail).
+                from latestore.store.images import check_image
+
+                check_image(page.image)
             out[i] = PageEncoding(given, None, None, PRECOMPUTED)
         else:
             need.append(i)

@@ -28,7 +28,7 @@ from latestore.store.maintenance import maybe_prune_changes, maybe_snapshot
 from latestore.store.page_encoding import encode_missing
 from latestore.store.reencode import PRECOMPUTED, PageEncoding, check_encoded_with
 from latestore.store.schema import PageRow
-from latestore.store.validation import check_unique_external_ids
+from latestore.store.validation import check_unique_external_ids, storable
 from latestore.store.writes import PreparedPage, chunks, delete_pages, next_change, write_pages
 
 # Pages per transaction when add_pages streams an iterable.
@@ -233,7 +233,8 @@ def delete_selected(
         # below sees every write committed before this delete.
         change_no = next_change(session)
         selected = list(page_ids)
-        for chunk in chunks(external_ids):
+        # An id with NUL was never stored (and PostgreSQL cannot be asked about it).
+        for chunk in chunks([e for e in external_ids if storable(e)]):
             query = select(PageRow.id).where(PageRow.external_id.in_(chunk))
             selected += session.execute(query).scalars().all()
         if filter is not None:

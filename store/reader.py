@@ -17,7 +17,13 @@ from latestore.store.filters import filter_clause, matching_page_ids
 from latestore.store.hits import STORED_COLUMNS, record_fields, stored_pages
 from latestore.store.schema import PageRow, PageVectorsRow
 from latestore.store.sync import decode
-from latestore.store.validation import MAX_PAGE_ID, checked_external_ids, checked_ids
+from latestore.store.validation import (
+    MAX_PAGE_ID,
+    check_unicode,
+    checked_external_ids,
+    checked_ids,
+    storable,
+)
 from latestore.store.writes import chunks
 
 T = TypeVar("T")
@@ -54,7 +60,7 @@ def get_by_external_ids(ctx: StoreContext, external_ids: Sequence[str]) -> list[
     wanted = checked_external_ids(external_ids, "get_by_external_ids")
     ids: dict[str, int] = {}
     with Session(ctx.engine) as session:
-        for chunk in chunks(wanted):
+        for chunk in chunks([e for e in wanted if storable(e)]):
             query = select(PageRow.external_id, PageRow.id).where(PageRow.external_id.in_(chunk))
             ids.update((e, int(i)) for e, i in session.execute(query) if e is not None)
     missing = [e for e in wanted if e not in ids]
@@ -75,6 +81,18 @@ def list_pages(
     if limit is not None:
         _check_at_least("limit", limit, 1)
     _check_at_least("offset", offset, 0)
+    if document_id is not None:
+        if not isinstance(document_id, str):
+            raise InvalidInputError(f"document_id is text, got {document_id!r:.80}")
+        check_unicode(document_id, "document_id")
+        if not storable(document_id):
+            return []
+    # No store holds more pages than there are page ids: a larger limit means "all",
+    # and a larger offset skips every page; either would overflow a 64-bit parameter.
+    if offset > MAX_PAGE_ID:
+        return []
+    if limit is not None and limit > MAX_PAGE_ID:
+        limit = None
     query = select(*STORED_COLUMNS).order_by(PageRow.id).offset(offset).limit(limit)
     with Session(ctx.engine) as session:
         if filter is not None:

@@ -100,7 +100,26 @@ def checked_external_ids(external_ids: Any, what: str) -> list[str]:
     for value in out:
         if not isinstance(value, str):
             raise InvalidInputError(f"{what}: external ids are strings, got {value!r:.80}")
+        check_unicode(value, f"{what}: external id")
     return out
+
+
+def check_unicode(value: str, what: str) -> None:
+    """InvalidInputError for text that is not valid Unicode (a lone surrogate): no
+    database driver can send it, and the builtin UnicodeEncodeError would escape."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{what} {value!r:.80} is not valid Unicode (lone surrogate at position {exc.start})"
+        ) from exc
+
+
+def storable(value: str) -> bool:
+    """Whether ``value`` could be stored at all. Text with NUL is refused on write (for
+    PostgreSQL, whose text cannot hold it), so looking it up finds nothing, and must not
+    reach PostgreSQL, which fails the query instead of answering "no match"."""
+    return "\x00" not in value
 
 
 def check_query_texts(texts: Sequence[str]) -> None:

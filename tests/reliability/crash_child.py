@@ -112,6 +112,53 @@ def writer(job: dict[str, Any]) -> None:
     rng = random.Random(job["seed"])
     install_hooks(job["mode"], rng, str(job["db"]).startswith("postgresql"))
     ack = os.open(job["acks"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    if job.get("op") == "reindex":
+        reindex_forever(job, ack)
+    elif job.get("op") == "reencode":
+        reencode(job, ack)
+    else:
+        add_batches(job, ack)
+
+
+def reindex_forever(job: dict[str, Any], ack: int) -> None:
+    """Rebuild and snapshot the index again and again; ``reindex N`` after each."""
+    store = Store.open(job["db"], PrecomputedVectors(dim=DIM), config=CONFIG)
+    for number in range(job["max_batches"]):
+        store.reindex()
+        os.write(ack, f"reindex {number}\n".encode())
+    store.close()
+
+
+_MINILM: Any = None
+
+
+def minilm() -> Any:
+    """The text model, loaded once in this process (before forking) and shared."""
+    global _MINILM
+    if _MINILM is None:
+        from latestore.encoders.minilm import MiniLMEncoder
+
+        _MINILM = MiniLMEncoder()
+        _MINILM.encode_queries(["warm the model up before any fork"])
+    return _MINILM
+
+
+def reencode(job: dict[str, Any], ack: int) -> None:
+    """Re-encode the store to ``job["windows"]``; ``done N`` after each committed batch
+    (N pages re-encoded so far), ``finished`` when the call returned."""
+    from latestore.encoders.windows import WindowSettings
+
+    store = Store.open(job["db"], minilm())
+
+    def progress(done: int, _total: int) -> None:
+        os.write(ack, f"done {done}\n".encode())
+
+    store.reencode(WindowSettings(enabled=job["windows"]), batch_size=2, on_progress=progress)
+    os.write(ack, b"finished\n")
+    store.close()
+
+
+def add_batches(job: dict[str, Any], ack: int) -> None:
     store = Store.open(job["db"], PrecomputedVectors(dim=DIM), config=CONFIG)
     for number in range(job["first"], job["first"] + job["max_batches"]):
         store.add_pages(batch(number))
@@ -122,6 +169,8 @@ def writer(job: dict[str, Any]) -> None:
 def main() -> None:
     for line in sys.stdin:
         job = json.loads(line)
+        if job.get("op") == "reencode":
+            minilm()
         pid = os.fork()
         if pid == 0:
             code = 0

@@ -132,16 +132,19 @@ async def test_every_endpoint_needs_the_key(served: Served) -> None:
         assert good.status_code == 200
         bearer = await client.get("/info", headers={"Authorization": f"Bearer {KEY}"})
         assert bearer.status_code == 200
-        # A browser opens /?key=KEY once: an HttpOnly, SameSite=Strict cookie, key out of URL.
-        landing = await client.get("/", params={"key": KEY})
+        # A browser posts the key to /login once: an HttpOnly, SameSite=Strict cookie,
+        # and the key in no URL (URLs are logged and kept in history).
+        landing = await client.post("/login", data={"key": KEY})
         assert landing.status_code == 303 and landing.headers["location"] == "/"
         cookie = landing.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
         page = await client.get("/", headers={"cookie": cookie.split(";")[0]})
         assert page.status_code == 200 and "<form" in page.text
         client.cookies.clear()  # httpx kept the cookie; a stranger has none
-        wrong = await client.get("/", params={"key": "not-the-key"})
+        wrong = await client.post("/login", data={"key": "not-the-key"})
         assert wrong.status_code == 401
+        in_url = await client.get("/", params={"key": KEY})
+        assert in_url.status_code == 401 and "set-cookie" not in in_url.headers
 
 
 def test_listening_beyond_loopback_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:

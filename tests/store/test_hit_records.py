@@ -13,6 +13,7 @@ import pytest
 
 from latestore import Page, PrecomputedVectors, Store
 from latestore.store import hits
+from tests.reliability.hostile_inputs import small_png
 
 
 def _pages(rng: np.random.Generator, tmp_path: Path) -> list[Page]:
@@ -31,7 +32,7 @@ def _pages(rng: np.random.Generator, tmp_path: Path) -> list[Page]:
             vectors=vectors(),
         ),
         Page(text="ünïcode ✓", image_path=image, metadata={"lang": "de"}, vectors=vectors()),
-        Page(image=b"\x89PNG fake", vectors=vectors()),
+        Page(image=small_png(), vectors=vectors()),
     ]
 
 
