@@ -169,6 +169,21 @@ def _stored_sample(
     return np.concatenate(parts) if parts else np.zeros((0, books.books[0].dim), np.float32)
 
 
+def decoded_vectors(
+    engine: Engine, page_ids: list[int], dim: int, nbits: int
+) -> dict[int, npt.NDArray[np.float32]]:
+    """Pages' decoded codes (a compact-only store's only vectors), by page id."""
+    width = code_bytes(dim, nbits)
+    found: dict[int, npt.NDArray[np.float32]] = {}
+    with Session(engine) as session:
+        books = Codebooks(_books(session))
+        query = select(PageCodesRow.page_id, PageCodesRow.n_tokens, PageCodesRow.data)
+        for chunk in chunks(page_ids):
+            for page_id, n, blob in session.execute(query.where(PageCodesRow.page_id.in_(chunk))):
+                found[int(page_id)] = books.decode(_rows(page_id, blob, n, width))
+    return found
+
+
 class CompactSync(IndexSync):
     """IndexSync for the compact tiers: the index is filled with code rows, and the
     full-precision vectors (``compact``) are read for the final pages only."""

@@ -204,3 +204,28 @@ def test_a_full_store_stays_full(tmp_path: Path, rng: np.random.Generator) -> No
     assert count_rows(url, PageCodesRow) == 0
     with pytest.raises(InvalidInputError, match="tier"):
         precomputed_store(url, DIM, StoreConfig(tier="compact"))
+
+
+def test_compact_only_page_vectors_are_the_decoded_codes(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    url = str(tmp_path / "only.db")
+    pages = corpus(rng, 40)
+    with precomputed_store(url, DIM, config("compact-only")) as store:
+        ids = store.add_pages([Page(vectors=v) for v in pages])
+        books, rows = stored_codes(url)
+        np.testing.assert_array_equal(store.page_vectors(ids[3]), books.decode(rows[ids[3]]))
+        assert store.stats().vector_dtype == "none"
+        with pytest.raises(InvalidInputError, match="not supported"):
+            store.reencode("current")
+
+
+def test_compact_keeps_full_page_vectors(tmp_path: Path, rng: np.random.Generator) -> None:
+    url = str(tmp_path / "compact.db")
+    pages = corpus(rng, 40)
+    with precomputed_store(url, DIM, config("compact")) as store:
+        ids = store.add_pages([Page(vectors=v) for v in pages])
+        np.testing.assert_array_equal(
+            store.page_vectors(ids[3]), pages[3].astype(np.float16).astype(np.float32)
+        )
+        assert store.stats().vector_dtype == "float16"
