@@ -293,6 +293,19 @@ class StoreConfig(BaseModel):
         description="How token vectors are stored in SQL (build time). int8 keeps one "
         "byte per dimension plus a float32 scale per token.",
     )
+    tier: Literal["full", "compact", "compact-only"] = Field(
+        default="full",
+        description="Storage tier (build time). full: candidates from FAISS, ranks over "
+        "the rerank copy. compact: residual codes (compact_bits per dimension over "
+        "k-means centroids) find and score candidates; the final n_rerank pages are "
+        "scored exactly on full-precision vectors read from SQL for them. compact-only: "
+        "SQL keeps only the codes; final scores are exact MaxSim over the decoded codes. "
+        "See docs/compact-tier.md.",
+    )
+    compact_bits: Literal[1, 2, 4] = Field(
+        default=2,
+        description="Bits per dimension of a compact tier's residual codes (build time).",
+    )
     memory_dtype: Literal["float16", "float32", "int8"] | None = Field(
         default=None,
         description="How the exact rerank holds vectors in RAM; None: as stored. "
@@ -439,4 +452,12 @@ class StoreConfig(BaseModel):
         )
 
 
-BUILD_TIME_FIELDS = ("vector_dtype", "ivf_min_tokens", "ivf_nlist", "ivf_codec", "text_analyzer")
+BUILD_TIME_FIELDS = (
+    "vector_dtype",
+    "ivf_min_tokens",
+    "ivf_nlist",
+    "ivf_codec",
+    "text_analyzer",
+    "tier",
+    "compact_bits",
+)

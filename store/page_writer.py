@@ -22,6 +22,7 @@ from latestore.encoders import superseded_by
 from latestore.errors import DuplicateExternalIdError, InvalidInputError
 from latestore.index.codec import as_stored
 from latestore.models import Page, WrittenPages
+from latestore.store.compact import write_codes
 from latestore.store.context import ProgressCallback, StoreContext
 from latestore.store.filters import matching_page_ids
 from latestore.store.maintenance import maybe_prune_changes, maybe_snapshot
@@ -145,6 +146,7 @@ def add_batch(
             on_progress(len(items), len(items))
         return _written(plan, items)
     vectors: dict[int, PageEncoding] = {}
+    compact = ctx.config.tier != "full"  # code rows written beside the pages
     while True:
         encode_missing(ctx, vectors, items, plan.to_write, batch_size, on_progress)
         with ctx.write_lock, Session(ctx.engine) as session:
@@ -167,6 +169,7 @@ def add_batch(
             earlier = superseded_by(ctx.encoder()) if fingerprints else ()
             adopted = check_encoded_with(session, fingerprints, earlier)
             new_ids = write_pages(session, prepared, change_no)
+            codes = write_codes(session, ctx.config, new_ids, prepared) if compact else None
             session.commit()
         if adopted is not None:
             ctx.encoder_fingerprint = adopted
@@ -176,7 +179,11 @@ def add_batch(
             with ctx.index_lock.write():
                 # The index must hold what SQL holds (int8 is lossy), exactly as a
                 # reopen would load it, or results would shift after a restart.
-                stored = [as_stored(p.vectors, ctx.dtype) for p in prepared]
+                stored: list[Any] = (
+                    codes
+                    if codes is not None
+                    else [as_stored(p.vectors, ctx.dtype) for p in prepared]
+                )
                 ctx.sync.applied_own(change_no, new_ids, stored)
                 maybe_snapshot(ctx)
         maybe_prune_changes(ctx)
@@ -208,7 +215,8 @@ def _prepared(
         vectors=enc.vectors,
         content_hash=content_hash,
         existing_id=existing_id,
-        storage_dtype=ctx.dtype,
+        # compact-only keeps no full-precision copy: the code rows are all there is
+        storage_dtype="none" if ctx.config.tier == "compact-only" else ctx.dtype,
         text_tokens=enc.text_tokens,
         tokens_dropped=enc.tokens_dropped,
         encoded_with=enc.encoded_with,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from latestore.errors import InvalidInputError, PageNotFoundError
 from latestore.models import StoredPage, StoreStats
+from latestore.store.compact import decoded_vectors
 from latestore.store.context import StoreContext
 from latestore.store.filters import filter_clause, matching_page_ids
 from latestore.store.hits import STORED_COLUMNS, record_fields, stored_pages
@@ -124,6 +125,18 @@ def page_vectors(
     wanted = checked_ids(page_ids, what)
     found: dict[int, npt.NDArray[np.float32]] = {}
     valid = [i for i in dict.fromkeys(wanted) if 0 < i <= MAX_PAGE_ID]
+    if ctx.config.tier == "compact-only":  # no full vectors: the decoded codes
+        found = decoded_vectors(ctx.engine, valid, ctx.dim, ctx.config.compact_bits)
+    else:
+        found = _stored_vectors(ctx, valid)
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise PageNotFoundError(f"no page with id {missing[:10]}", page_ids=missing)
+    return [found[i] for i in wanted]
+
+
+def _stored_vectors(ctx: StoreContext, valid: list[int]) -> dict[int, npt.NDArray[np.float32]]:
+    found: dict[int, npt.NDArray[np.float32]] = {}
     with Session(ctx.engine) as session:
         for chunk in chunks(valid):
             rows = session.execute(
@@ -136,10 +149,7 @@ def page_vectors(
                 vectors = decode(page_id, row.data, row.n_tokens, ctx.dim, ctx.dtype)
                 # A copy: the blob's buffer is read-only.
                 found[page_id] = np.array(vectors, dtype=np.float32)
-    missing = [i for i in wanted if i not in found]
-    if missing:
-        raise PageNotFoundError(f"no page with id {missing[:10]}", page_ids=missing)
-    return [found[i] for i in wanted]
+    return found
 
 
 def image(ctx: StoreContext, page_id: int) -> bytes | None:
@@ -179,7 +189,7 @@ def stats(ctx: StoreContext, encoder_name: str, encoder_fingerprint: str) -> Sto
         image_bytes=int(image_bytes),
         tokens=index.vectors.total_tokens,
         dim=ctx.dim,
-        vector_dtype=ctx.dtype,
+        vector_dtype="none" if ctx.config.tier == "compact-only" else ctx.dtype,
         memory_dtype=str(index.vectors.dtype),
         vector_cache="disk" if index.vectors.arena is not None else "memory",
         encoder=encoder_name,

@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from latestore.encoders import Encoder, PageContent
 from latestore.encoders.windows import WindowSettings, as_windowed
-from latestore.errors import EncoderError, EncoderMismatchError
+from latestore.errors import EncoderError, EncoderMismatchError, InvalidInputError
 from latestore.index.codec import as_stored, to_storage
 from latestore.store.maintenance import maybe_snapshot
 from latestore.store.schema import ChangeRow, PageRow, PageVectorsRow, StoreRow
@@ -200,6 +200,10 @@ def reencode_store(
     """
     if target.dim != store.dim:
         raise EncoderMismatchError(f"re-encoding needs dim {store.dim}, got {target.dim}")
+    if store.config.tier != "full":
+        # The batches below rewrite ls_page_vectors only; a compact store's code rows
+        # would go stale (not yet supported: see docs/compact-tier.md).
+        raise InvalidInputError(f"re-encoding a {store.config.tier!r}-tier store is not supported")
     report = ReencodeReport(fingerprint_before=store.encoder_fingerprint)
     pending = _pending(target.fingerprint)
     with Session(store._ctx.engine) as session:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -106,6 +107,30 @@ class PageVectorsRow(Base):
         ForeignKey("ls_pages.id", ondelete="CASCADE"), primary_key=True
     )
     n_tokens: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class PageCodesRow(Base):
+    """A compact-tier page's residual code rows (see index/residual_codec.py)."""
+
+    __tablename__ = "ls_page_codes"
+
+    page_id: Mapped[int] = mapped_column(
+        ForeignKey("ls_pages.id", ondelete="CASCADE"), primary_key=True
+    )
+    n_tokens: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class CodebookRow(Base):
+    """One codebook version of a compact-tier store; rows coded with it stay valid."""
+
+    __tablename__ = "ls_codebooks"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    first_id: Mapped[int] = mapped_column(Integer)
+    n_centroids: Mapped[int] = mapped_column(Integer)
+    trained_tokens: Mapped[int] = mapped_column(BigInteger)
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 

@@ -626,6 +626,12 @@ def _load_index(
     """Build the derived index and fill it from SQL (and a snapshot)."""
     from latestore.index.late_index import LateInteractionIndex  # torch: only when needed
 
+    if config.tier != "full":
+        from latestore.store.compact import load_compact_index
+
+        return load_compact_index(
+            engine, row.dim, row.store_uuid, row.vector_dtype, config, index_dir
+        )
     index = LateInteractionIndex(
         row.dim,
         config.memory_dtype or row.vector_dtype,

@@ -102,7 +102,10 @@ def write_pages(session: Session, prepared: list[PreparedPage], change_no: int) 
         )
     # The stored bytes are a second copy of every vector: build them a few pages at a
     # time, so a large transaction never holds them all at once.
-    for batch in chunks(list(zip(ids, prepared, strict=True)), VECTOR_ROWS_PER_INSERT):
+    kept = [
+        (p, item) for p, item in zip(ids, prepared, strict=True) if item.storage_dtype != "none"
+    ]
+    for batch in chunks(kept, VECTOR_ROWS_PER_INSERT):
         session.execute(
             insert(PageVectorsRow),
             [

@@ -121,6 +121,8 @@ SEEDERS: dict[str, Callable[[Connection], None]] = {
     # 0004 added the full-text index: rows written by plain SQL reach it by trigger
     # (SQLite) or generated column (PostgreSQL).
     "0004_page_fulltext": seed_0003,
+    # 0005 added the compact tier's tables, empty in a full-tier store.
+    "0005_compact_codes": seed_0003,
 }
 
 

@@ -1,0 +1,303 @@
+"""Residual codes over k-means centroids: the compact storage tier's token format.
+
+A token vector ``v`` is kept as the id of its nearest centroid ``c`` (by inner product,
+the vectors being L2-normalised) and its residual ``v - c`` quantised per dimension to
+``nbits`` bits. Each dimension has its own buckets, learned from the residuals of a
+training sample: cut points start at the sample's quantiles and are refined by a few
+Lloyd-Max steps (each bucket's value is the mean residual that falls in it, each cut
+the midpoint of two neighbouring values), so the buckets follow the residuals'
+distribution in that dimension.
+
+One token is one *code row* of ``4 + dim * nbits / 8`` bytes: a little-endian uint32
+centroid id, then the packed bucket numbers (``8 / nbits`` dimensions per byte, the
+first dimension in the low bits). At 128 dimensions and 2 bits that is 4 + 32 = 36
+bytes; at MiniLM's 384, 4 + 96 = 100.
+
+Codebooks are **versioned** so codes stay valid while a store grows: each version
+owns a contiguous range of centroid ids (``first_id`` .. ``first_id + K - 1``), so a
+code row names its codebook by its centroid id alone. A newer version is trained when
+the store has grown (see :mod:`latestore.store.compact`); rows written under an older
+version keep decoding with it, unchanged.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from latestore.errors import InvalidInputError
+
+ID_BYTES = 4
+NBITS_CHOICES = (1, 2, 4)
+LLOYD_STEPS = 4
+KMEANS_ITERATIONS = 12
+# Largest sample k-means and the bucket fit see, per centroid (FAISS's own default
+# subsampling is 256; fewer keeps a retrain inside a write short). FAISS wants at
+# least 39 points per centroid.
+SAMPLE_PER_CENTROID = 48
+MIN_PER_CENTROID = 40
+MAX_CENTROIDS = 1 << 16
+ENCODE_CHUNK = 16_384
+
+F32 = npt.NDArray[np.float32]
+U8 = npt.NDArray[np.uint8]
+
+
+def code_bytes(dim: int, nbits: int) -> int:
+    """Bytes of one code row: the centroid id and the packed residual."""
+    return ID_BYTES + dim * nbits // 8
+
+
+def check_shape(dim: int, nbits: int) -> None:
+    if nbits not in NBITS_CHOICES:
+        raise InvalidInputError(f"compact_bits must be one of {NBITS_CHOICES}, got {nbits}")
+    if (dim * nbits) % 8:
+        raise InvalidInputError(
+            f"the compact tier packs {nbits}-bit residuals into bytes: dim * bits must be "
+            f"a multiple of 8 (dim {dim})"
+        )
+
+
+def auto_centroids(n_tokens: int) -> int:
+    """Centroids for a store of ``n_tokens``: a power of two near ``4 * sqrt(n)``,
+    with at least ``MIN_PER_CENTROID`` tokens per centroid (PLAID takes
+    ``16 * sqrt(n)``; a quarter of that keeps training and coding affordable on a CPU)."""
+    target = min(4.0 * np.sqrt(max(n_tokens, 1)), n_tokens / MIN_PER_CENTROID, float(MAX_CENTROIDS))
+    return 1 << max(0, int(np.floor(np.log2(max(target, 1.0)))))
+
+
+@dataclass(frozen=True)
+class Codebook:
+    """One codebook version: centroids and per-dimension residual buckets."""
+
+    version: int
+    first_id: int
+    nbits: int
+    centroids: F32  # (K, dim), unit length
+    cutoffs: F32  # (dim, 2**nbits - 1), ascending per dimension
+    weights: F32  # (dim, 2**nbits): the residual each bucket decodes to
+    trained_tokens: int  # store tokens when this version was trained (growth rule)
+
+    @property
+    def dim(self) -> int:
+        return int(self.centroids.shape[1])
+
+    @property
+    def n_centroids(self) -> int:
+        return int(self.centroids.shape[0])
+
+    @property
+    def row_bytes(self) -> int:
+        return code_bytes(self.dim, self.nbits)
+
+    # -- encoding --------------------------------------------------------------
+    def assign(self, vectors: F32) -> npt.NDArray[np.int64]:
+        """Local index of each vector's nearest centroid (largest inner product)."""
+        best = np.empty(len(vectors), dtype=np.int64)
+        for start in range(0, len(vectors), ENCODE_CHUNK):
+            part = vectors[start : start + ENCODE_CHUNK]
+            best[start : start + len(part)] = np.argmax(part @ self.centroids.T, axis=1)
+        return best
+
+    def encode(self, vectors: npt.NDArray[np.floating]) -> U8:
+        """``(n, dim)`` vectors -> ``(n, row_bytes)`` code rows."""
+        v = np.ascontiguousarray(vectors, dtype=np.float32)
+        if v.ndim != 2 or v.shape[1] != self.dim:
+            raise InvalidInputError(f"expected (n, {self.dim}) vectors, got {v.shape}")
+        local = self.assign(v)
+        residual = v - self.centroids[local]
+        buckets = np.empty(v.shape, dtype=np.uint8)
+        for d in range(self.dim):
+            buckets[:, d] = np.searchsorted(self.cutoffs[d], residual[:, d], side="right")
+        rows = np.empty((len(v), self.row_bytes), dtype=np.uint8)
+        rows[:, :ID_BYTES] = (local + self.first_id).astype("<u4").view(np.uint8).reshape(-1, 4)
+        rows[:, ID_BYTES:] = pack(buckets, self.nbits)
+        return rows
+
+    # -- decoding --------------------------------------------------------------
+    def decode_local(self, local: npt.NDArray[np.int64], packed: U8) -> F32:
+        """Vectors of rows whose centroid ids (made local) and packed residuals are given."""
+        buckets = unpack(packed, self.dim, self.nbits)
+        out: F32 = self.centroids[local]
+        out += np.take_along_axis(self.weights.T, buckets.astype(np.intp), axis=0)
+        return out
+
+    # -- persistence -----------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            meta=np.array([self.version, self.first_id, self.nbits, self.trained_tokens]),
+            centroids=self.centroids.astype(np.float32),
+            cutoffs=self.cutoffs,
+            weights=self.weights,
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> Codebook:
+        # allow_pickle=False: a codebook is plain arrays; nothing else is ever loaded.
+        with np.load(io.BytesIO(blob), allow_pickle=False) as held:
+            version, first_id, nbits, trained = (int(x) for x in held["meta"])
+            return cls(
+                version,
+                first_id,
+                nbits,
+                np.ascontiguousarray(held["centroids"], dtype=np.float32),
+                np.ascontiguousarray(held["cutoffs"], dtype=np.float32),
+                np.ascontiguousarray(held["weights"], dtype=np.float32),
+                trained,
+            )
+
+
+def pack(buckets: U8, nbits: int) -> U8:
+    """``(n, dim)`` bucket numbers < 2**nbits -> ``(n, dim * nbits / 8)`` bytes."""
+    per_byte = 8 // nbits
+    grouped = buckets.reshape(len(buckets), -1, per_byte).astype(np.uint8)
+    shifts = (np.arange(per_byte, dtype=np.uint8) * nbits)[None, None, :]
+    packed: U8 = np.bitwise_or.reduce(grouped << shifts, axis=2).astype(np.uint8)
+    return packed
+
+
+def unpack(packed: U8, dim: int, nbits: int) -> U8:
+    """Inverse of :func:`pack`."""
+    per_byte = 8 // nbits
+    shifts = (np.arange(per_byte, dtype=np.uint8) * nbits)[None, None, :]
+    mask = np.uint8((1 << nbits) - 1)
+    out: U8 = ((packed[:, :, None] >> shifts) & mask).reshape(len(packed), dim)
+    return out
+
+
+def fit_buckets(residuals: F32, nbits: int) -> tuple[F32, F32]:
+    """Per-dimension cut points and bucket values for ``residuals`` (Lloyd-Max)."""
+    levels = 1 << nbits
+    quantiles = np.arange(1, levels) / levels
+    cutoffs = np.quantile(residuals, quantiles, axis=0).T.astype(np.float32)  # (dim, L-1)
+    weights = np.zeros((residuals.shape[1], levels), dtype=np.float32)
+    for _ in range(LLOYD_STEPS):
+        for d in range(residuals.shape[1]):
+            column = residuals[:, d]
+            which = np.searchsorted(cutoffs[d], column, side="right")
+            sums = np.bincount(which, weights=column, minlength=levels)
+            counts = np.bincount(which, minlength=levels)
+            # An empty bucket keeps a value between its cut points.
+            edges = np.concatenate([[cutoffs[d][0]], cutoffs[d], [cutoffs[d][-1]]])
+            fallback = (edges[:-1] + edges[1:]) / 2
+            weights[d] = np.where(counts > 0, sums / np.maximum(counts, 1), fallback)
+        cutoffs = ((weights[:, :-1] + weights[:, 1:]) / 2).astype(np.float32)
+    return cutoffs, weights
+
+
+def train(
+    sample: npt.NDArray[np.floating],
+    nbits: int,
+    *,
+    version: int = 1,
+    first_id: int = 0,
+    n_centroids: int | None = None,
+    trained_tokens: int | None = None,
+    seed: int = 1234,
+) -> Codebook:
+    """Learn a codebook from ``sample`` (rows are token vectors) with FAISS k-means."""
+    import faiss
+
+    v = np.ascontiguousarray(sample, dtype=np.float32)
+    if v.ndim != 2 or len(v) == 0:
+        raise InvalidInputError("a compact codebook needs at least one training vector")
+    check_shape(v.shape[1], nbits)
+    k = n_centroids or auto_centroids(len(v))
+    k = max(1, min(k, len(v)))
+    rng = np.random.default_rng(seed)
+    if len(v) > SAMPLE_PER_CENTROID * k:
+        v = v[rng.choice(len(v), SAMPLE_PER_CENTROID * k, replace=False)]
+    kmeans = faiss.Kmeans(
+        v.shape[1],
+        k,
+        niter=KMEANS_ITERATIONS,
+        seed=seed,
+        spherical=True,
+        max_points_per_centroid=SAMPLE_PER_CENTROID,
+        verbose=False,
+    )
+    kmeans.train(v)
+    centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
+    draft = Codebook(
+        version,
+        first_id,
+        nbits,
+        centroids,
+        np.zeros((v.shape[1], (1 << nbits) - 1), np.float32),
+        np.zeros((v.shape[1], 1 << nbits), np.float32),
+        trained_tokens if trained_tokens is not None else len(sample),
+    )
+    residuals = v - centroids[draft.assign(v)]
+    cutoffs, weights = fit_buckets(residuals, nbits)
+    return Codebook(version, first_id, nbits, centroids, cutoffs, weights, draft.trained_tokens)
+
+
+class Codebooks:
+    """Every codebook version of a store; decodes rows of any of them."""
+
+    def __init__(self, books: Iterable[Codebook] = ()) -> None:
+        self.books: list[Codebook] = []
+        self._firsts = np.zeros(0, dtype=np.int64)
+        for book in books:
+            self.add(book)
+
+    def __len__(self) -> int:
+        return len(self.books)
+
+    @property
+    def latest(self) -> Codebook | None:
+        return self.books[-1] if self.books else None
+
+    @property
+    def next_first_id(self) -> int:
+        last = self.latest
+        return 0 if last is None else last.first_id + last.n_centroids
+
+    def versions(self) -> set[int]:
+        return {b.version for b in self.books}
+
+    def add(self, book: Codebook) -> None:
+        if self.books and book.first_id != self.next_first_id:
+            raise InvalidInputError(
+                f"codebook version {book.version} starts at centroid {book.first_id}, "
+                f"expected {self.next_first_id}"
+            )
+        self.books.append(book)
+        self._firsts = np.array([b.first_id for b in self.books], dtype=np.int64)
+
+    def centroid_ids(self, rows: U8) -> npt.NDArray[np.int64]:
+        ids: npt.NDArray[np.int64] = (
+            np.ascontiguousarray(rows[:, :ID_BYTES]).view("<u4").reshape(-1).astype(np.int64)
+        )
+        return ids
+
+    def book_of(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+        """Position in :attr:`books` of the codebook owning each centroid id."""
+        which: npt.NDArray[np.intp] = np.searchsorted(self._firsts, ids, side="right") - 1
+        return which
+
+    def decode(self, rows: U8) -> F32:
+        """``(n, row_bytes)`` code rows -> ``(n, dim)`` float32 vectors."""
+        if not self.books:
+            raise InvalidInputError("no codebook to decode with")
+        dim = self.books[0].dim
+        out = np.empty((len(rows), dim), dtype=np.float32)
+        if not len(rows):
+            return out
+        ids = self.centroid_ids(rows)
+        which = self.book_of(ids)
+        for position in np.unique(which).tolist():
+            book = self.books[position]
+            sel = which == position
+            local = ids[sel] - book.first_id
+            if position < 0 or local.max() >= book.n_centroids:
+                raise InvalidInputError("a code row names a centroid no codebook holds")
+            out[sel] = book.decode_local(local, rows[sel, ID_BYTES:])
+        return out

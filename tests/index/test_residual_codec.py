@@ -1,0 +1,155 @@
+"""Residual codes over centroids: packing, round-trip error bounds, versions, bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from latestore.errors import InvalidInputError
+from latestore.index.residual_codec import (
+    Codebook,
+    Codebooks,
+    auto_centroids,
+    code_bytes,
+    pack,
+    train,
+    unpack,
+)
+
+
+def clustered(rng: np.random.Generator, n: int, dim: int, spread: float = 0.3) -> npt.NDArray:
+    """Unit vectors around 32 centres, as encoder tokens cluster."""
+    centres = rng.standard_normal((32, dim))
+    v = centres[rng.integers(0, 32, n)] + spread * rng.standard_normal((n, dim))
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_row_is_a_centroid_id_and_packed_residual() -> None:
+    assert code_bytes(128, 2) == 36  # 4 + 128 * 2 / 8: the 128-dim budget of 40 B
+    assert code_bytes(384, 2) == 100
+    assert code_bytes(128, 1) == 20
+    assert code_bytes(128, 4) == 68
+
+
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+def test_pack_unpack_round_trip(rng: np.random.Generator, nbits: int) -> None:
+    buckets = rng.integers(0, 1 << nbits, size=(50, 64)).astype(np.uint8)
+    packed = pack(buckets, nbits)
+    assert packed.shape == (50, 64 * nbits // 8)
+    np.testing.assert_array_equal(unpack(packed, 64, nbits), buckets)
+
+
+def test_first_dimension_sits_in_the_low_bits() -> None:
+    buckets = np.array([[3, 0, 1, 2]], dtype=np.uint8)
+    assert pack(buckets, 2).tolist() == [[3 | 0 << 2 | 1 << 4 | 2 << 6]]
+
+
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+def test_round_trip_error_is_bounded_by_the_buckets(rng: np.random.Generator, nbits: int) -> None:
+    v = clustered(rng, 4000, 64)
+    book = train(v, nbits, n_centroids=32)
+    rows = book.encode(v)
+    assert rows.shape == (4000, code_bytes(64, nbits))
+    decoded = Codebooks([book]).decode(rows)
+    local = rows[:, :4].copy().view("<u4").ravel().astype(np.int64)
+    # The centroid is the nearest by inner product...
+    np.testing.assert_array_equal(local, np.argmax(v @ book.centroids.T, axis=1))
+    # ...each dimension decodes to its bucket's value...
+    residual = v - book.centroids[local]
+    buckets = unpack(rows[:, 4:], 64, nbits).astype(np.intp)
+    dims = np.arange(64)[None, :]
+    np.testing.assert_allclose(
+        decoded - book.centroids[local], book.weights[dims, buckets], atol=1e-6
+    )
+    # ...and the bucket is the one holding the residual, so the error is at most the
+    # distance from the bucket's value to its farther edge (outer buckets: open-ended).
+    edges = np.concatenate(
+        [np.full((64, 1), -np.inf), book.cutoffs, np.full((64, 1), np.inf)], axis=1
+    )
+    lo, hi = edges[dims, buckets], edges[dims, buckets + 1]
+    assert ((residual >= lo - 1e-6) & (residual <= hi + 1e-6)).all()
+    value = book.weights[dims, buckets]
+    bound = np.maximum(value - lo, hi - value)
+    error = np.abs(decoded - v)
+    assert (error <= bound + 1e-6).all()
+    interior = np.isfinite(bound)
+    if nbits > 1:
+        assert interior.mean() > 0.3
+        assert error[interior].max() <= np.max(np.diff(book.cutoffs, axis=1)) + 1e-6
+
+
+def test_more_bits_decode_closer(rng: np.random.Generator) -> None:
+    v = clustered(rng, 4000, 64)
+    errors = []
+    for nbits in (1, 2, 4):
+        book = train(v, nbits, n_centroids=32)
+        decoded = Codebooks([book]).decode(book.encode(v))
+        errors.append(float(np.mean(np.sum((decoded - v) ** 2, axis=1))))
+    assert errors[0] > errors[1] > errors[2]
+    # At 2 bits the decoded tokens point where the originals do.
+    book = train(v, 2, n_centroids=32)
+    decoded = Codebooks([book]).decode(book.encode(v))
+    cosine = np.sum(decoded * v, axis=1) / np.linalg.norm(decoded, axis=1)
+    assert cosine.mean() > 0.95
+
+
+def test_buckets_follow_each_dimension(rng: np.random.Generator) -> None:
+    v = clustered(rng, 3000, 16)
+    v[:, 3] *= 0.05  # one dimension with a far narrower spread
+    book = train(v, 2, n_centroids=8)
+    widths = book.cutoffs[:, -1] - book.cutoffs[:, 0]
+    assert widths[3] < 0.5 * np.median(widths)
+
+
+def test_codebook_bytes_round_trip(rng: np.random.Generator) -> None:
+    book = train(clustered(rng, 2000, 32), 2, n_centroids=16, version=3, first_id=40)
+    again = Codebook.from_bytes(book.to_bytes())
+    assert (again.version, again.first_id, again.nbits) == (3, 40, 2)
+    assert again.trained_tokens == book.trained_tokens
+    for name in ("centroids", "cutoffs", "weights"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(book, name))
+
+
+def test_rows_keep_decoding_with_their_own_version(rng: np.random.Generator) -> None:
+    first = train(clustered(rng, 1000, 32), 2, n_centroids=8, version=1)
+    v = clustered(rng, 3000, 32)
+    second = train(v, 2, n_centroids=32, version=2, first_id=first.n_centroids)
+    old_rows = first.encode(v[:10])
+    before = Codebooks([first]).decode(old_rows)
+    books = Codebooks([first, second])
+    np.testing.assert_array_equal(books.decode(old_rows), before)  # unchanged by v2
+    new_rows = second.encode(v[:10])
+    assert books.centroid_ids(new_rows).min() >= first.n_centroids
+    mixed = books.decode(np.concatenate([old_rows, new_rows]))
+    np.testing.assert_array_equal(mixed[:10], before)
+    np.testing.assert_array_equal(mixed[10:], Codebooks([second]).decode(new_rows))
+
+
+def test_a_version_must_follow_on(rng: np.random.Generator) -> None:
+    first = train(clustered(rng, 500, 16), 2, n_centroids=4)
+    stray = train(clustered(rng, 500, 16), 2, n_centroids=4, version=2, first_id=99)
+    with pytest.raises(InvalidInputError, match="expected 4"):
+        Codebooks([first, stray])
+
+
+def test_unknown_centroid_is_refused(rng: np.random.Generator) -> None:
+    book = train(clustered(rng, 500, 16), 2, n_centroids=4)
+    rows = book.encode(clustered(rng, 3, 16))
+    rows[0, :4] = np.frombuffer(np.uint32(77).tobytes(), np.uint8)
+    with pytest.raises(InvalidInputError, match="no codebook"):
+        Codebooks([book]).decode(rows)
+
+
+def test_shapes_that_cannot_pack_are_refused(rng: np.random.Generator) -> None:
+    with pytest.raises(InvalidInputError, match="multiple of 8"):
+        train(rng.standard_normal((100, 6)).astype(np.float32), 2)
+    with pytest.raises(InvalidInputError, match="compact_bits"):
+        train(rng.standard_normal((100, 8)).astype(np.float32), 3)
+
+
+def test_centroids_grow_with_the_store() -> None:
+    assert auto_centroids(100) == 2
+    assert auto_centroids(1_000_000) == 2048  # about 4 * sqrt(n), a power of two
+    assert auto_centroids(64_000_000) == 16384
+    assert auto_centroids(10**12) == 1 << 16
