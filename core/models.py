@@ -344,9 +344,9 @@ class StoreConfig(BaseModel):
     widen_above_tokens: int = Field(
         default=1_000_000,
         ge=0,
-        description="Past this many tokens (those a query may see), k_per_token and "
-        "n_rerank grow with the square root of the growth, so quality holds as the store "
-        "grows (4x at 16M tokens); 0 keeps them fixed.",
+        description="Past this many tokens (those a query may see), k_per_token grows "
+        "with the square root of the growth and n_rerank with its fourth root, so "
+        "quality holds as the store grows (4x and 2x at 16M tokens); 0 keeps them fixed.",
     )
     exhaustive_max_tokens: int = Field(
         default=60_000,

@@ -33,8 +33,8 @@ class SearchParams:
     exactly (at memory speed) instead of going through candidates.
 
     ``k_per_token`` and ``n_rerank`` are the values for up to ``widen_above_tokens``
-    tokens; past it they grow with the square root of the tokens a query may see
-    (:meth:`widened`; 0 keeps them fixed).
+    tokens; past it they grow with the tokens a query may see (:meth:`widened`; 0
+    keeps them fixed).
     """
 
     k_per_token: int = 128
@@ -50,11 +50,12 @@ class SearchParams:
 
         With ``k_per_token`` fixed, the nearest tokens a query token fetches cover a
         shrinking neighbourhood as the corpus grows denser: at 16M synthetic tokens the
-        defaults found only 0.59 of exhaustive MaxSim's top ten. Fetching sqrt(growth)
-        times as many (4x at 16M, 8x at 64M) held overlap@10 at 1.0 in
-        bench.scale_quality's sweeps, at a cost that grows with sqrt(tokens), against
-        the exhaustive scan's linear growth; n_rerank grows with it so the exact
-        rerank sees the wider candidate set.
+        defaults found only 0.59 of exhaustive MaxSim's top ten. In bench.scale_quality's
+        sweeps, fetching sqrt(growth) times as many tokens (4x at 16M, 8x at 64M) and
+        reranking growth**0.25 times as many pages (2x at 16M, 2.8x at 64M) held
+        overlap@10 at 0.95-1.0; widening the rerank alone costs more for less (the
+        exact rerank is the dearer stage). Both grow far slower than the exhaustive
+        scan, which is linear in tokens.
         """
         if self.widen_above_tokens <= 0 or tokens <= self.widen_above_tokens:
             return self
@@ -62,7 +63,7 @@ class SearchParams:
         return replace(
             self,
             k_per_token=min(MAX_WIDE_K_PER_TOKEN, math.ceil(self.k_per_token * factor)),
-            n_rerank=math.ceil(self.n_rerank * factor),
+            n_rerank=math.ceil(self.n_rerank * math.sqrt(factor)),
         )
 
 
