@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast lint typecheck pytest eval bench gpu-wheels gpu-check clean oracle oracle-table
+.PHONY: install demo test test-fast lint typecheck pytest eval bench bench-scale gpu-wheels gpu-check clean oracle oracle-table
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -82,6 +82,12 @@ eval: install
 
 bench: install
 	$(BIN)/python -m bench.run
+
+# How build rate, disk, memory, open time, latency and overlap@10 grow with the corpus
+# (bench/scale.py): 1M and 4M tokens by default, 16M and 64M with BENCH_SCALE_ARGS=--big.
+BENCH_SCALE_ARGS ?=
+bench-scale: install
+	$(BIN)/python -m bench.scale --out build/bench-scale/latest.json $(BENCH_SCALE_ARGS)
 
 # The GPU check runs on a CUDA machine with python3, torch and triton (no virtualenv):
 # `make gpu-wheels` here, then `make gpu-check` there (or tools/gpu_check.sh directly).

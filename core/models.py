@@ -377,6 +377,13 @@ class StoreConfig(BaseModel):
         ge=1,
         description="Candidate pages scored by exact MaxSim after the approximate ranking.",
     )
+    widen_above_tokens: int = Field(
+        default=1_000_000,
+        ge=0,
+        description="Past this many tokens (those a query may see), k_per_token grows "
+        "with the square root of the growth and n_rerank with its fourth root, so "
+        "quality holds as the store grows (4x and 2x at 16M tokens); 0 keeps them fixed.",
+    )
     exhaustive_max_tokens: int = Field(
         default=60_000,
         ge=0,
@@ -446,6 +453,7 @@ class StoreConfig(BaseModel):
             k_per_token=self.k_per_token,
             nprobe=self.nprobe,
             n_rerank=self.n_rerank,
+            widen_above_tokens=self.widen_above_tokens,
             exhaustive_max_tokens=self.exhaustive_max_tokens,
             device_exact=self.device_exact,
             device_precision=self.device_precision,

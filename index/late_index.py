@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RETRAIN_GROWTH = 4
-
 
 # Share of the GPU's memory the resident page matrix may take; beyond it the store
 # ranks through FAISS candidates and the host copy, as on a CPU.
@@ -113,8 +111,10 @@ class LateInteractionIndex:
         self.remove(page_ids)
         for page_id, v in zip(page_ids, vectors, strict=True):
             self.vectors.put(page_id, v)
-        self._add_to_search(page_ids)
-        self.maybe_train()
+        # Train before adding: a write that crosses ivf_min_tokens fills the new IVF
+        # once, rather than a flat float32 copy of its pages that is thrown away.
+        if not self.maybe_train():
+            self._add_to_search(page_ids)
 
     def remove(self, page_ids: list[int]) -> None:
         self.tokens.remove(page_ids)
@@ -128,8 +128,8 @@ class LateInteractionIndex:
         self.tokens.remove(page_ids)
         if self.device_tokens is not None:
             self.device_tokens.remove(page_ids)
-        self._add_to_search([p for p in page_ids if p in self.vectors])
-        self.maybe_train()
+        if not self.maybe_train():
+            self._add_to_search([p for p in page_ids if p in self.vectors])
 
     def _add_to_search(self, page_ids: list[int], *, faiss: bool = True) -> None:
         """Add cached pages to the candidate search(es), reading each page once."""
@@ -220,13 +220,19 @@ class LateInteractionIndex:
         )
 
     def maybe_train(self) -> bool:
-        """Switch to (or re-train) IVF when the store outgrew its current index."""
-        total = self.vectors.total_tokens
-        if total < self.params.ivf_min_tokens or self.params.ivf_codec == "none":
+        """Switch from the flat index to IVF (filled from the cache) when the store first
+        holds ``ivf_min_tokens``; True when it did.
+
+        The IVF is trained once, on a sample of at most ``nlist * train_sample_per_list``
+        tokens, and never re-trained as the store grows: re-training at each 4x growth
+        made single writes stall for minutes at scale (training, then re-adding every
+        token) and left the list count depending on how the pages arrived. Lists grow
+        instead, and the search widens with them (SearchParams.scaled). A rebuild (a
+        missing snapshot, ``reindex``) trains afresh on a sample of the whole store.
+        """
+        if self.tokens.is_ivf or self.params.ivf_codec == "none":
             return False
-        # Re-training at 4x growth keeps nlist within 2x of sqrt(tokens) (an index trained
-        # at the first 100k tokens is too coarse for millions); the cost is geometric.
-        if self.tokens.is_ivf and total < RETRAIN_GROWTH * self.trained_tokens:
+        if self.vectors.total_tokens < self.params.ivf_min_tokens:
             return False
         self.rebuild()
         return True
@@ -236,7 +242,7 @@ class LateInteractionIndex:
         total = self.vectors.total_tokens
         self.tokens = TokenIndex(self.dim, self.params)
         if total >= self.params.ivf_min_tokens and self.params.ivf_codec != "none":
-            nlist = self.params.ivf_nlist or auto_nlist(total)
+            nlist = auto_nlist(self.params)
             sample = self.vectors.sample(
                 nlist * self.params.train_sample_per_list, self.params.seed
             )

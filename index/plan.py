@@ -116,6 +116,7 @@ def _approximate(
     source: TokenCandidates,
 ) -> list[Ranking]:
     allowed = universe.pages if universe.filtered else None
+    params = params.widened(universe.tokens)  # candidates grow with the corpus
     stacked = np.concatenate(queries).astype(np.float32, copy=False)
     bounds = np.cumsum([0] + [len(q) for q in queries])
     scores, ids = source.search_tokens(stacked, params.k_per_token, params.nprobe, allowed)

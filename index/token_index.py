@@ -28,7 +28,7 @@ class IndexParams:
     """How the candidate index is built (recorded in the store config)."""
 
     ivf_min_tokens: int = 100_000
-    ivf_nlist: int | None = None  # None: chosen from the token count
+    ivf_nlist: int | None = None  # None: auto_nlist (from ivf_min_tokens)
     ivf_codec: str = "PQ"  # "PQ" (dim/8 bytes per token), "SQ8", "SQfp16" or "Flat"
     train_sample_per_list: int = 64
     seed: int = 1234
@@ -56,9 +56,25 @@ def pages_of(ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     return ids >> TOKEN_BITS
 
 
-def auto_nlist(n_tokens: int) -> int:
-    """A power of two near sqrt(n): kmeans training stays cheap on a laptop CPU."""
-    return int(min(65_536, max(64, 2 ** round(math.log2(max(1.0, math.sqrt(n_tokens)))))))
+# The IVF is trained once, when the store first reaches ``ivf_min_tokens``, and never
+# re-trained by a write (see LateInteractionIndex.maybe_train). Its list count is
+# therefore a function of the settings alone, never of how many tokens happened to be
+# there when training ran: a store streamed in batches and the same pages added as one
+# list end with the same index. 4096 lists keep one token's assignment cheap
+# (128-dim: 0.5M multiply-adds, a few microseconds) and lists short enough to scan
+# well past 100M tokens; SearchParams.scaled widens the search as lists grow.
+MAX_AUTO_NLIST = 4096
+# k-means wants a few dozen points per centroid; fewer lists when ivf_min_tokens is small.
+MIN_TRAIN_POINTS_PER_LIST = 24
+
+
+def auto_nlist(params: IndexParams) -> int:
+    """The IVF list count the settings give: ``ivf_nlist``, else the largest power of
+    two (at most MAX_AUTO_NLIST) that ``ivf_min_tokens`` tokens can train."""
+    if params.ivf_nlist is not None:
+        return params.ivf_nlist
+    trainable = max(1, params.ivf_min_tokens // MIN_TRAIN_POINTS_PER_LIST)
+    return int(min(MAX_AUTO_NLIST, 2 ** int(math.log2(trainable))))
 
 
 class TokenIndex:
@@ -119,7 +135,7 @@ class TokenIndex:
 
     def train_ivf(self, sample: npt.NDArray[np.float32], n_tokens: int) -> None:
         """Replace the index by an empty trained IVF index (caller re-adds the tokens)."""
-        nlist = self.params.ivf_nlist or auto_nlist(n_tokens)
+        nlist = min(auto_nlist(self.params), max(1, len(sample)))
         codec = self.params.ivf_codec
         if codec == "PQ":
             codec = f"PQ{max(1, self.dim // 8)}"
@@ -157,8 +173,9 @@ class TokenIndex:
             params = faiss.SearchParameters()
         if selector is not None:
             params.sel = selector
-        # FAISS GPU indexes take no id selector: filtered searches stay on the CPU copy.
-        searcher = self._gpu() if selector is None else None
+        # FAISS GPU indexes take no id selector: filtered searches stay on the CPU copy,
+        # and neither takes k over 2048 (a widened search of a large store).
+        searcher = self._gpu() if selector is None and k <= 2048 else None
         if searcher is not None:
             if self.is_ivf:
                 searcher.nprobe = min(nprobe, 2048)

@@ -23,6 +23,7 @@ QUERY_TIME_FIELDS = (
     "k_per_token",
     "nprobe",
     "n_rerank",
+    "widen_above_tokens",
     "exhaustive_max_tokens",
     "device_exact",
     "device_precision",
