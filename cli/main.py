@@ -338,7 +338,7 @@ def print_plan(plan: Any, json_output: bool) -> None:
 def _taken_as(kind: str, paths: list[str]) -> str:
     """``"text: 2 files (README.md, notes.txt)"``, naming at most three."""
     names = ", ".join(Path(p).name for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
-    return f"{kind}: {len(paths)} file{'s' if len(paths) != 1 else ''} ({names})"
+    return f"{kind}: {len(paths):,} file{'s' if len(paths) != 1 else ''} ({names})"
 
 
 def parse_filter(filter_json: str | None) -> dict[str, Any] | None:
@@ -483,7 +483,9 @@ def info(
     table = Table("property", "value", show_header=False)
     for name, value in details.items():
         if name.endswith("_bytes") and isinstance(value, int):
-            value = f"{value:,} ({value / 2**20:.1f} MiB)"
+            value = f"{value:,} ({value / 2**20:,.1f} MiB)"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = f"{value:,}"  # counts as everywhere else: 1,234,567
         if isinstance(value, dict):  # index and search settings: key=value, not a repr
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         table.add_row(name, "n/a" if value is None else str(value))
@@ -717,12 +719,12 @@ def reindex(
     if re_encode:
         done = result["re_encode"]
         out.print(
-            f"re-encoded {done['pages_reencoded']} pages ({done['tokens_before']:,} -> "
-            f"{done['tokens_after']:,} tokens), kept {done['pages_kept']} with given vectors; "
+            f"re-encoded {done['pages_reencoded']:,} pages ({done['tokens_before']:,} -> "
+            f"{done['tokens_after']:,} tokens), kept {done['pages_kept']:,} with given vectors; "
             f"window settings now {done['windowing']}"
         )
     index = ", ".join(f"{key}={value}" for key, value in stats.index.items())
-    out.print(f"rebuilt index over {stats.pages} pages, {stats.tokens} tokens ({index})")
+    out.print(f"rebuilt index over {stats.pages:,} pages, {stats.tokens:,} tokens ({index})")
 
 
 def main() -> None:

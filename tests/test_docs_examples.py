@@ -104,3 +104,18 @@ def test_python_blocks_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
             close = getattr(value, "close", None)
             if callable(close) and type(value).__name__ in ("Store", "ShardedStore"):
                 close()
+
+
+_LINK = re.compile(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_name)
+def test_links_to_other_pages_resolve(page: Path) -> None:
+    """A page moved or renamed under docs/ leaves no link pointing at nothing."""
+    text = page.read_text(encoding="utf-8")
+    broken = [
+        target
+        for target in _LINK.findall(text)
+        if "://" not in target and not (page.parent / target).is_file()
+    ]
+    assert not broken, f"{_name(page)} links to missing pages: {broken}"
