@@ -110,3 +110,24 @@ def test_version_and_help_without_flag_types(runner: CliRunner) -> None:
         assert helped.exit_code == 0
         assert "<bool>" not in helped.stdout
         assert re.search(r"--store\s+-s\s+<str>", helped.stdout)  # value types stay
+
+
+def test_progress_of_a_page_job_counts_from_its_start_and_names_no_files() -> None:
+    """A re-encode learns its total after its first batch: the rate must still count the
+    time that batch took, and a job over pages shows no "0/1 files"."""
+    import io
+    import time
+
+    from rich.console import Console
+
+    from latestore.cli.progress import ConsoleProgress
+
+    sink = io.StringIO()
+    with ConsoleProgress(Console(file=sink, width=200), label="re-encode") as progress:
+        progress.start(0, 1_000, started=time.perf_counter() - 100.0)
+        progress.advance(1_000)
+    line = sink.getvalue().strip().splitlines()[-1]
+    assert line.startswith("re-encode: 1,000/1,000 pages, ")
+    rate = float(line.split(", ")[1].split()[0])
+    assert 9.0 < rate <= 10.0  # 1,000 pages in a little over 100 s, not thousands per second
+    assert "files" not in line
