@@ -54,9 +54,9 @@ oracle: install $(ORACLE_STAMP)
 	$(ORACLE_VENV)/bin/python tools/pylate_oracle.py build/pylate
 	LATESTORE_REQUIRE_PYLATE_ORACLE=1 $(BIN)/python -m pytest -q -p no:xdist tests/oracle
 
-# Rewrite the README's family x status table from the oracle tests' results.
+# Rewrite docs/oracle.md's family x status table from the oracle tests' results.
 oracle-table: install
-	$(BIN)/python tools/oracle_table.py README.md build/oracle
+	$(BIN)/python tools/oracle_table.py docs/oracle.md build/oracle
 
 demo: install
 	$(BIN)/python examples/demo.py

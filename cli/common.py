@@ -89,8 +89,11 @@ def print_json(console: Console, value: Any) -> None:
     console.file.flush()
 
 
-def resolve_encoder(spec: str | None, dtype: str | None = None) -> Encoder | None:
-    """Load ``--encoder``; None leaves the choice to the store (its own, or minilm).
+def resolve_encoder(
+    spec: str | None, dtype: str | None = None, options: dict[str, Any] | None = None
+) -> Encoder | None:
+    """Load ``--encoder`` (with loader ``options``, e.g. window settings); None leaves
+    the choice to the store (its own, or minilm).
 
     The store records ``encoder.spec`` so later commands can reopen it without
     ``--encoder``; directory encoders do not always set it, so it is set here.
@@ -99,7 +102,7 @@ def resolve_encoder(spec: str | None, dtype: str | None = None) -> Encoder | Non
         return None
     from latestore.encoders.registry import load_encoder, registered_names
 
-    encoder = load_encoder(spec, **({"dtype": dtype} if dtype else {}))
+    encoder = load_encoder(spec, **({"dtype": dtype} if dtype else {}), **(options or {}))
     if getattr(encoder, "spec", None) is None:
         recorded = spec if spec in registered_names() else str(Path(spec).expanduser().resolve())
         encoder.spec = recorded  # type: ignore[attr-defined]
@@ -113,14 +116,22 @@ def check_exists(target: str) -> None:
 
 
 def open_store(
-    target: str, encoder: str | None, dtype: str | None = None, *, load_index: bool = True
+    target: str,
+    encoder: str | None,
+    dtype: str | None = None,
+    *,
+    load_index: bool = True,
+    window_options: dict[str, Any] | None = None,
 ) -> Store:
     """Open (or create) a store; ``dtype`` also reaches the store's own recorded encoder.
 
     ``load_index=False``: for commands that never search, the derived index (and torch)
-    stays unloaded."""
-    resolved = resolve_encoder(encoder, dtype)
-    options = {"dtype": dtype} if dtype and resolved is None else None
+    stays unloaded. ``window_options`` (``windows``, ``window_stride``,
+    ``max_page_tokens``) set a new store's window settings; an existing store keeps
+    its own (see :func:`check_window_options`)."""
+    resolved = resolve_encoder(encoder, dtype, window_options)
+    loader = {**({"dtype": dtype} if dtype else {}), **(window_options or {})}
+    options = loader if loader and resolved is None else None
     from latestore.store import Store  # torch and the model stack: only when used
 
     return Store.open(target, resolved, encoder_options=options, load_index=load_index)
@@ -148,6 +159,40 @@ def reencode_settings(
     if window_stride is not None or max_page_tokens != DEFAULT_MAX_PAGE_TOKENS:
         fail(f"encoder {encoder.name!r} does not read pages in windows", code=2)
     return "current"
+
+
+def window_options(
+    windows: bool | None, window_stride: int | None, max_page_tokens: int | None
+) -> dict[str, Any]:
+    """Loader options from ``--windows/--no-windows``, ``--window-stride`` and
+    ``--max-page-tokens``; only those given (the others: the store's, or the defaults)."""
+    if windows is False and (window_stride is not None or max_page_tokens is not None):
+        fail("--window-stride and --max-page-tokens need windows (drop --no-windows)")
+    given = {"windows": windows, "window_stride": window_stride, "max_page_tokens": max_page_tokens}
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def check_window_options(store: Store, requested: dict[str, Any], target: str) -> None:
+    """Refuse window settings an existing store was not built with: its pages would be
+    encoded two ways. (A new store was just created with them, so they match.)"""
+    recorded = store.encoding()["windowing"]
+    differs = {k: v for k, v in requested.items() if recorded.get(k) != v}
+    if recorded.get("windows") is False and requested.get("windows") is not True:
+        differs = {}  # no windows: stride and cap mean nothing (and are refused above)
+    if differs:
+        fail(
+            f"this store reads pages with window settings {recorded}, recorded when it was "
+            f"created; asked for {differs}. To switch, re-encode it: `latestore reindex "
+            f"--store {target} --re-encode "
+            + " ".join(_flag(k, v) for k, v in requested.items())
+            + "`"
+        )
+
+
+def _flag(key: str, value: Any) -> str:
+    if key == "windows":
+        return "--windows" if value else "--no-windows"
+    return f"--{key.replace('_', '-')} {value}"
 
 
 def windows_flag(recorded: dict[str, Any]) -> str:

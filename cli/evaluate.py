@@ -71,7 +71,12 @@ def evaluate(
         ),
     ] = None,
     limit_docs: Annotated[
-        int | None, typer.Option(help="Use only the first N documents.", min=1)
+        int | None,
+        typer.Option(
+            help="Use only the first N documents, and only the queries with a judged "
+            "document among them (the output says how many were kept).",
+            min=1,
+        ),
     ] = None,
     gain_map: Annotated[
         str,
@@ -87,13 +92,14 @@ def evaluate(
     encoder: EncoderOption = None,
     encoder_dtype: EncoderDtypeOption = None,
     windows: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--windows/--no-windows",
-            help="Encode long pages in overlapping windows instead of truncating them "
-            "(a store being reused must have been built the same way).",
+            help="Read long pages whole, in overlapping windows (the default for a new "
+            "store), or truncate them; a store being reused keeps its own.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     modes: Annotated[
         list[SearchMode] | None,
         typer.Option(
@@ -110,6 +116,13 @@ def evaluate(
         if not (directory / name).is_file():
             fail(f"{directory} is not a BEIR folder: {name} is missing")
     data = load_beir(directory, gain_function(gain_map), limit_docs)
+    if not data.queries:
+        fail(
+            f"no query has a judged document among the first {limit_docs:,} documents: "
+            "raise --limit-docs"
+            if limit_docs
+            else f"{directory}: no query has a judged document (qrels.tsv)"
+        )
     with tempfile.TemporaryDirectory(prefix="latestore-eval-") as scratch:
         target = store or str(Path(scratch) / "eval.db")
         try:
@@ -117,7 +130,13 @@ def evaluate(
             result = _run(target, encoder, encoder_dtype, data, k, batch_size, windows, chosen)
         except LatestoreError as exc:
             fail(str(exc))
-    result.update(dataset=str(directory), gain_map=gain_map, store=store)
+    result.update(
+        dataset=str(directory),
+        gain_map=gain_map,
+        store=store,
+        limit_docs=limit_docs,
+        queries_dropped=data.queries_dropped,
+    )
     if json_output:
         print_json(Console(), result)
     else:
@@ -138,13 +157,13 @@ def _run(
     data: Any,
     k: int,
     batch_size: int,
-    windows: bool,
+    windows: bool | None,
     modes: list[str],
 ) -> dict[str, Any]:
     pages = beir_pages(data.corpus)
     # By name or folder (loaded once, by the store), so the window option reaches it.
     spec = None if encoder is None else encoder_spec(encoder)
-    options: dict[str, Any] = {"windows": True} if windows else {}
+    options: dict[str, Any] = {} if windows is None else {"windows": windows}
     if encoder_dtype:
         options["dtype"] = encoder_dtype
     from latestore.store import Store  # torch and the model stack: only when used
@@ -152,14 +171,13 @@ def _run(
     with Store.open(target, spec, encoder_options=options or None) as opened:
         start = time.perf_counter()
         with ConsoleProgress(Console(stderr=True), label="encode corpus") as progress:
-            progress.start(1, len(pages))
+            progress.start(0, len(pages))
             for begin in range(0, len(pages), batch_size):
                 chunk = pages[begin : begin + batch_size]
                 opened.upsert_pages(chunk)
                 progress.advance(len(chunk))
-            progress.file_done(Path(target), "ingested")
         build_s = time.perf_counter() - start
-        reports = {mode: evaluate_store(opened, data, k=k, mode=mode) for mode in modes}
+        reports = {mode: _search(opened, data, k, mode) for mode in modes}
         stats = opened.stats()
         encoding = opened.encoding()
     return {
@@ -178,6 +196,19 @@ def _run(
     }
 
 
+def _search(store: Any, data: Any, k: int, mode: str) -> Any:
+    """``evaluate_store`` with a progress bar (or log lines) over its searches."""
+    with ConsoleProgress(Console(stderr=True), label=f"search ({mode})") as progress:
+        began = time.perf_counter()
+
+        def advance(done: int, total: int) -> None:
+            if not progress.pages_total:
+                progress.start(0, total, started=began)
+            progress.advance(done - progress.pages_done)
+
+        return evaluate_store(store, data, k=k, mode=mode, on_progress=advance)
+
+
 def _mode_result(report: Any) -> dict[str, Any]:
     return {
         "default": report.default.__dict__,
@@ -191,12 +222,19 @@ def _mode_result(report: Any) -> dict[str, Any]:
 def _print(result: dict[str, Any]) -> None:
     console = Console(highlight=False)
     console.print(
-        f"{result['dataset']}: {result['documents']} documents, {result['queries']} queries, "
-        f"{result['tokens']:,} tokens, encoder {result['encoder']}, index {result['index']}, "
-        f"gain map {result['gain_map']}, build {result['build_seconds']} s"
+        f"{result['dataset']}: {result['documents']:,} documents, {result['queries']:,} "
+        f"queries, {result['tokens']:,} tokens, encoder {result['encoder']}, index "
+        f"{result['index']}, gain map {result['gain_map']}, build {result['build_seconds']:,} s"
     )
+    if result["limit_docs"]:
+        kept, dropped = result["queries"], result["queries_dropped"]
+        console.print(
+            f"[yellow]--limit-docs {result['limit_docs']:,}: {kept:,} of {kept + dropped:,} "
+            f"judged queries kept, the ones with a judged document among these documents; "
+            f"{dropped:,} left out[/yellow]"
+        )
     console.print(
-        f"page windows {result['page_windows']}: {result['pages_truncated']} pages truncated, "
+        f"page windows {result['page_windows']}: {result['pages_truncated']:,} pages truncated, "
         f"{result['tokens_dropped']:,} tokens dropped"
     )
     for mode, figures in result["modes"].items():

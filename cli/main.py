@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,20 +31,24 @@ from latestore.cli.common import (
     JsonOption,
     SearchMode,
     StoreOption,
+    check_window_options,
     errors_as_json,
     fail,
     open_existing,
     open_store,
     print_json,
     reencode_settings,
+    window_options,
     windows_flag,
 )
 from latestore.cli.evaluate import evaluate
-from latestore.cli.progress import ConsoleProgress
+from latestore.cli.help_format import hide_flag_types
+from latestore.cli.progress import ConsoleProgress, loading
 from latestore.cli.snippets import snippets as hit_snippets
 from latestore.encoders.windows import DEFAULT_MAX_PAGE_TOKENS, WindowSettings
 from latestore.errors import LatestoreError
 from latestore.ingest import IngestOptions, Ingestor, IngestReport
+from latestore.ingest.selection import exclude_hint
 from latestore.store.footprint import directory_bytes, sqlite_bytes
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -56,12 +61,36 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("evaluate")(evaluate)
+hide_flag_types()
 # `latestore serve` lives in latestore.serve (FastAPI loads only when it runs).
 from latestore.serve.command import serve as _serve  # noqa: E402
 
 app.command("serve")(_serve)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from latestore import __version__
+
+        typer.echo(f"latestore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print latestore's version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Late-interaction retrieval store: ingest files, search, list, inspect and evaluate."""
 
 
 def parse_metadata(items: list[str]) -> dict[str, Any]:
@@ -102,9 +131,52 @@ def ingest(
     recursive: Annotated[
         bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")
     ] = False,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Glob: of the files found in folders, read only those matching one "
+            "(name or path inside the folder, e.g. '*.pdf'; repeatable).",
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Glob: leave out the files found in folders that match "
+            "(e.g. 'README*', 'drafts/*'; repeatable).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="List the files that would be read, as what, and stop."),
+    ] = False,
     chunk_chars: Annotated[
         int, typer.Option(help="Max characters per page of a text file.", min=100)
     ] = 1500,
+    windows: Annotated[
+        bool | None,
+        typer.Option(
+            "--windows/--no-windows",
+            help="New store: read long pages whole, in overlapping windows (the default), "
+            "or truncate them to the model length. An existing store keeps its own.",
+            show_default=False,
+        ),
+    ] = None,
+    window_stride: Annotated[
+        int | None,
+        typer.Option(
+            help="New store: text tokens between window starts "
+            "(default: three quarters of a window).",
+            min=1,
+        ),
+    ] = None,
+    max_page_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help=f"New store: text tokens read per page at most "
+            f"(default {DEFAULT_MAX_PAGE_TOKENS:,}).",
+            min=1,
+        ),
+    ] = None,
     json_output: JsonOption = False,
     # -- latestore.distributed (issue 16): ingestion on a Ray cluster ---------------
     ray_encoders: Annotated[
@@ -122,6 +194,7 @@ def ingest(
     reasons and make the exit status 1; the others are ingested.
     """
     errors_as_json(json_output)
+    requested = window_options(windows, window_stride, max_page_tokens)
     try:
         options = IngestOptions(
             dpi=dpi,
@@ -129,72 +202,143 @@ def ingest(
             recursive=recursive,
             chunk_chars=chunk_chars,
             metadata=parse_metadata(metadata or []),
+            include=tuple(include or ()),
+            exclude=tuple(exclude or ()),
         )
+        if dry_run:
+            from latestore.ingest.dry_run import dry_run as plan
+
+            print_plan(plan(paths, options), json_output)
+            return
         if ray_encoders:  # latestore.distributed (issue 16)
             from latestore.distributed.cli_ingest import ingest_on_ray
 
+            if requested:
+                fail("--windows, --window-stride and --max-page-tokens: not with --ray-encoders")
             with ConsoleProgress(err) as progress:
                 report = ingest_on_ray(
                     store, paths, options, encoder=encoder, encoder_dtype=encoder_dtype,
                     progress=progress, encoders=ray_encoders, gpus_per_encoder=ray_gpus,
                     address=ray_address,
                 )  # fmt: skip
+            windowing = None
         else:
-            with (
-                open_store(store, encoder, encoder_dtype) as opened,
-                ConsoleProgress(err) as progress,
-            ):
-                report = Ingestor(opened, options, progress).run(paths)
+            with loading(err, "loading the encoder"):
+                opened = open_store(store, encoder, encoder_dtype, window_options=requested)
+            with opened, ConsoleProgress(err) as progress:
+                if requested:
+                    check_window_options(opened, requested, store)
+                with loading(err, "loading the encoder"):
+                    ingestor = Ingestor(opened, options, progress)
+                report = ingestor.run(paths)
+                windowing = opened.encoding()["windowing"]
     except LatestoreError as exc:
         fail(str(exc))
     if json_output:
-        print_json(out, report.to_dict())
+        print_json(out, report.to_dict() | {"page_windows": windowing})
     else:
-        print_summary(report)
+        print_summary(report, windowing, store)
     raise typer.Exit(report.exit_code)
 
 
-def print_summary(report: IngestReport) -> None:
+def print_summary(report: IngestReport, windowing: dict[str, Any] | None, store: str) -> None:
     out.print(
-        f"{report.files_seen} files: {report.files_ingested} ingested, {report.files_unchanged} "
-        f"unchanged, {report.files_skipped} skipped, {len(report.failed)} failed, "
-        f"{report.files_ignored} ignored (unsupported type)"
+        f"{report.files_seen:,} files: {report.files_ingested:,} ingested, "
+        f"{report.files_unchanged:,} unchanged, {report.files_skipped:,} skipped, "
+        f"{len(report.failed):,} failed, {report.files_ignored:,} ignored (unsupported type)"
+        + (f", {report.files_excluded:,} excluded" if report.files_excluded else "")
     )
     out.print(
-        f"pages: {report.pages_added} added, {report.pages_updated} updated, "
-        f"{report.pages_unchanged} unchanged, {report.pages_deleted} deleted, "
-        f"{len(report.skipped)} skipped in {report.seconds:.1f} s "
-        f"({report.to_dict()['pages_per_second']} pages/s)"
+        f"pages: {report.pages_added:,} added, {report.pages_updated:,} updated, "
+        f"{report.pages_unchanged:,} unchanged, {report.pages_deleted:,} deleted, "
+        f"{len(report.skipped):,} skipped in {report.seconds:,.1f} s "
+        f"({report.to_dict()['pages_per_second']:,.1f} pages/s)"
     )
     if report.files_taken_as:
         out.print(
             "read as: " + "; ".join(_taken_as(k, v) for k, v in report.files_taken_as.items())
         )
+    if report.project_files:
+        shown = list(report.project_files.items())
+        out.print(
+            f"[yellow]{len(shown)} file{'s' if len(shown) != 1 else ''} read as pages "
+            "look like a project's own files, not documents:[/yellow]"
+        )
+        for path, why in shown[:10]:
+            out.print(f"  {path} ({why})")
+        out.print(
+            f"  to leave them out next time: {exclude_hint(list(report.project_files))}; "
+            f"to remove them now: latestore delete --store {store} --document PATH"
+        )
     if report.folders_not_entered:
         out.print(
-            f"{report.folders_not_entered} sub-folders not entered: add --recursive to ingest them"
+            f"{report.folders_not_entered:,} sub-folders not entered: "
+            "add --recursive to ingest them"
         )
     if report.pages_truncated:
         out.print(
-            f"[yellow]{report.pages_truncated} pages truncated: {report.tokens_dropped:,} text "
-            "tokens past the encoder's limit were not encoded[/yellow] (see `latestore info`)"
+            f"[yellow]{report.pages_truncated:,} pages truncated: {report.tokens_dropped:,} "
+            "text tokens were not encoded.[/yellow] " + truncation_hint(windowing, store)
         )
     if report.skipped:
         out.print("skipped pages:")
         for page in report.skipped[:50]:
             out.print(f"  {page.path} page {page.page}: {page.reason}")
         if len(report.skipped) > 50:
-            out.print(f"  ... and {len(report.skipped) - 50} more (use --json for all)")
+            out.print(f"  ... and {len(report.skipped) - 50:,} more (use --json for all)")
     if report.failed:
         out.print("[red]failed files:[/red]")
         for problem in report.failed:
             out.print(f"  {problem.path}: {problem.reason}")
 
 
+def truncation_hint(windowing: dict[str, Any] | None, store: str) -> str:
+    """How to keep the pages whole: the exact command for this store's settings."""
+    if windowing is not None and windowing.get("windows") is False:
+        return (
+            "This store truncates long pages (it was created without windows). To read "
+            f"them whole: `latestore reindex --store {store} --re-encode` (re-encodes the "
+            "store in windows; later ingests follow)."
+        )
+    cap = (windowing or {}).get("max_page_tokens", DEFAULT_MAX_PAGE_TOKENS)
+    return (
+        f"They are longer than the {cap:,} text tokens a page is read at most. To read "
+        f"more: `latestore reindex --store {store} --re-encode --max-page-tokens "
+        f"{2 * cap}` (a new store: `latestore ingest --max-page-tokens {2 * cap}`)."
+    )
+
+
+def print_plan(plan: Any, json_output: bool) -> None:
+    """``ingest --dry-run``: one row per file, then what would be passed over."""
+    if json_output:
+        print_json(out, plan.to_dict())
+        return
+    table = Table("file", "read as", "pages", "note")
+    table.columns[2].justify = "right"
+    for item in plan.files:
+        table.add_row(item.path, item.kind or "-", f"{item.pages:,}", item.note or "")
+    out.print(table)
+    out.print(
+        f"would read {len(plan.files):,} files, about {plan.pages:,} pages; "
+        f"{plan.files_ignored:,} ignored (unsupported type), {plan.files_excluded:,} "
+        f"excluded by --include/--exclude"
+        + (
+            f"; {plan.folders_not_entered:,} sub-folders not entered (--recursive)"
+            if plan.folders_not_entered
+            else ""
+        )
+    )
+    for problem in plan.missing:
+        out.print(f"[red]{problem.path}: {problem.reason}[/red]")
+    noted = [item.path for item in plan.files if item.note and item.kind is not None]
+    if noted:
+        out.print(f"to leave out the noted files: {exclude_hint(noted)}")
+
+
 def _taken_as(kind: str, paths: list[str]) -> str:
     """``"text: 2 files (README.md, notes.txt)"``, naming at most three."""
     names = ", ".join(Path(p).name for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
-    return f"{kind}: {len(paths)} file{'s' if len(paths) != 1 else ''} ({names})"
+    return f"{kind}: {len(paths):,} file{'s' if len(paths) != 1 else ''} ({names})"
 
 
 def parse_filter(filter_json: str | None) -> dict[str, Any] | None:
@@ -339,7 +483,9 @@ def info(
     table = Table("property", "value", show_header=False)
     for name, value in details.items():
         if name.endswith("_bytes") and isinstance(value, int):
-            value = f"{value:,} ({value / 2**20:.1f} MiB)"
+            value = f"{value:,} ({value / 2**20:,.1f} MiB)"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = f"{value:,}"  # counts as everywhere else: 1,234,567
         if isinstance(value, dict):  # index and search settings: key=value, not a repr
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         table.add_row(name, "n/a" if value is None else str(value))
@@ -377,10 +523,17 @@ def delete(
         str | None,
         typer.Option("--filter", help="Every page matching a filter (JSON), as in search."),
     ] = None,
+    missing_ok: Annotated[
+        bool,
+        typer.Option("--missing-ok", help="Exit 0 when nothing matched (default: exit status 1)."),
+    ] = False,
     encoder: ExistingEncoderOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Delete pages by page id, external id, document or filter."""
+    """Delete pages by page id, external id, document or filter.
+
+    A delete that matches no page says so and exits 1, unless --missing-ok.
+    """
     errors_as_json(json_output)
     if not (ids or external_ids or documents or filter_json):
         fail("give at least one --id, --external-id, --document or --filter")
@@ -405,10 +558,89 @@ def delete(
             remaining = opened.count()
     except LatestoreError as exc:
         fail(str(exc))
+    if removed == 0 and not missing_ok:
+        fail(
+            f"no page matched: nothing deleted ({remaining:,} pages remain; "
+            "`latestore list` shows what is stored; --missing-ok exits 0)",
+            code=1,
+        )
     if json_output:
         print_json(out, {"deleted": removed, "pages": remaining})
     else:
-        out.print(f"deleted {removed} pages; {remaining} remain")
+        out.print(f"deleted {removed:,} pages; {remaining:,} remain")
+
+
+@app.command("list")
+def list_command(
+    store: StoreOption,
+    pages: Annotated[
+        bool, typer.Option("--pages", help="One row per page (default: one per document).")
+    ] = False,
+    documents: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--document",
+            help="Only this document (an ingested file's path, resolved; repeatable).",
+        ),
+    ] = None,
+    filter_json: Annotated[
+        str | None,
+        typer.Option("--filter", help="Only pages matching a filter (JSON), as in search."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Rows shown at most (0: all).", min=0)] = 100,
+    json_output: JsonOption = False,
+) -> None:
+    """List what is stored: documents (pages, tokens, type) or, with --pages, pages."""
+    errors_as_json(json_output)
+    spec = parse_filter(filter_json)
+    from latestore.cli.listing import document_rows, page_rows
+
+    try:
+        with open_existing(store, None, load_index=False) as opened:
+            wanted = None
+            if documents:
+                resolved = (Path(d).expanduser().resolve().as_posix() for d in documents)
+                wanted = sorted({*documents, *resolved})
+            rows, total = (page_rows if pages else document_rows)(opened, spec, wanted, limit)
+    except LatestoreError as exc:
+        fail(str(exc))
+    kind = "pages" if pages else "documents"
+    if json_output:
+        print_json(out, {kind: rows, "total": total, "shown": len(rows)})
+        return
+    if not rows:
+        out.print(f"no {kind} stored" + (" match" if spec or documents else ""))
+        return
+    # The table keeps what fits a terminal; --json has every field.
+    columns = (
+        ("page_id", "name", "page", "tokens", "tokens_dropped", "text")
+        if pages
+        else ("document", "type", "pages", "tokens", "tokens_dropped")
+    )
+    table = Table(*(name.replace("tokens_dropped", "dropped") for name in columns))
+    for index, name in enumerate(columns):
+        column = table.columns[index]
+        column.no_wrap = True
+        if name in ("pages", "tokens", "page_id", "page", "tokens_dropped"):
+            column.justify = "right"
+        if name in ("text", "document"):
+            column.overflow, column.max_width = "ellipsis", max(24, out.width - 50)
+    for row in rows:
+        named = row | {"name": Path(row["document"]).name if row.get("document") else ""}
+        table.add_row(*(_cell(named[name]) for name in columns))
+    out.print(table)
+    if total > len(rows):
+        out.print(f"{len(rows):,} of {total:,} {kind} shown (--limit 0 for all)")
+    else:
+        out.print(f"{total:,} {kind}")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
 
 
 @app.command()
@@ -465,10 +697,13 @@ def reindex(
             if re_encode:
                 target = reencode_settings(opened.encoder, settings, window_stride, max_page_tokens)
                 with ConsoleProgress(err, label="re-encode") as progress:
+                    began = time.perf_counter()
 
                     def advance(done: int, total: int) -> None:
+                        # The total comes with the first batch done: the clock started
+                        # before it, and the job counts pages, not files.
                         if not progress.pages_total:
-                            progress.start(1, total)
+                            progress.start(0, total, started=began)
                         progress.advance(done - progress.pages_done)
 
                     report = opened.reencode(target, batch_size=batch_size, on_progress=advance)
@@ -484,12 +719,12 @@ def reindex(
     if re_encode:
         done = result["re_encode"]
         out.print(
-            f"re-encoded {done['pages_reencoded']} pages ({done['tokens_before']:,} -> "
-            f"{done['tokens_after']:,} tokens), kept {done['pages_kept']} with given vectors; "
+            f"re-encoded {done['pages_reencoded']:,} pages ({done['tokens_before']:,} -> "
+            f"{done['tokens_after']:,} tokens), kept {done['pages_kept']:,} with given vectors; "
             f"window settings now {done['windowing']}"
         )
     index = ", ".join(f"{key}={value}" for key, value in stats.index.items())
-    out.print(f"rebuilt index over {stats.pages} pages, {stats.tokens} tokens ({index})")
+    out.print(f"rebuilt index over {stats.pages:,} pages, {stats.tokens:,} tokens ({index})")
 
 
 def main() -> None:

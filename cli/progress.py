@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -15,6 +17,17 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+
+
+@contextmanager
+def loading(console: Console, what: str) -> Iterator[None]:
+    """A spinner while a model loads (seconds, with nothing else to show); nothing when
+    the console is not a terminal, so logs and ``--json`` runs stay as they were."""
+    if not console.is_terminal:
+        yield
+        return
+    with console.status(f"{what}...", spinner="dots"):
+        yield
 
 
 def _eta(seconds: float) -> str:
@@ -59,9 +72,12 @@ class ConsoleProgress:
         self.close()
 
     # -- IngestProgress ----------------------------------------------------------
-    def start(self, files: int, pages: int) -> None:
+    def start(self, files: int, pages: int, *, started: float | None = None) -> None:
+        """Totals known: draw the bar. ``files`` 0 leaves files out (a job over pages,
+        such as a re-encode); ``started`` (a ``time.perf_counter()`` value) is when the
+        job began, for a job that learns its totals after its first work is done."""
         self.files_total, self.pages_total = files, pages
-        self._started = self._last_log = time.perf_counter()
+        self._started = self._last_log = started if started is not None else time.perf_counter()
         if self.console.is_terminal:
             self._bar = Progress(
                 TextColumn("[bold]{task.description}"),
@@ -79,7 +95,8 @@ class ConsoleProgress:
                 self.label, total=max(pages, 1), files=self._files(), rate=""
             )
         else:
-            self.console.print(f"{self.label}: {files} files, about {pages} pages", highlight=False)
+            what = f"{files:,} files, about {pages:,} pages" if files else f"{pages:,} pages"
+            self.console.print(f"{self.label}: {what}", highlight=False)
 
     def advance(self, pages: int) -> None:
         self.pages_done += pages
@@ -95,7 +112,9 @@ class ConsoleProgress:
 
     # -- drawing -----------------------------------------------------------------
     def _files(self) -> str:
-        return f"{self.files_done}/{self.files_total} files"
+        if not self.files_total:
+            return ""
+        return f"{self.files_done:,}/{self.files_total:,} files"
 
     def _rate(self) -> float:
         elapsed = time.perf_counter() - self._started
@@ -116,7 +135,10 @@ class ConsoleProgress:
         if force or now - self._last_log >= self.log_every:
             self._last_log = now
             left = (self.pages_total - self.pages_done) / rate if rate > 0 else float("nan")
-            counts = f"{self.pages_done}/{self.pages_total} pages, {self._files()}"
+            files = self._files()
+            counts = f"{self.pages_done:,}/{self.pages_total:,} pages" + (
+                f", {files}" if files else ""
+            )
             if force and counts in self._last_line:
                 return  # the closing line would repeat the last one
             self._last_line = f"{self.label}: {counts}, {rate:.1f} pages/s, ETA {_eta(left)}"

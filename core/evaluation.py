@@ -23,9 +23,13 @@ Qrels = dict[str, dict[str, float]]
 
 @dataclass
 class BeirData:
+    """A BEIR folder as read. ``queries_dropped`` counts the judged queries left out
+    because no document judged relevant to them is in ``corpus`` (``limit_docs``)."""
+
     corpus: list[dict[str, str]]
     queries: dict[str, str]
     qrels: Qrels
+    queries_dropped: int = 0
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -38,7 +42,12 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 def load_beir(
     folder: Path, gain: Callable[[float], float] | None = None, limit_docs: int | None = None
 ) -> BeirData:
-    """Read a BEIR folder. ``gain`` maps a qrels score to a relevance gain (0 = not relevant)."""
+    """Read a BEIR folder. ``gain`` maps a qrels score to a relevance gain (0 = not relevant).
+
+    With ``limit_docs``, only the first documents are kept, and with them only the
+    judgements of those documents and the queries left with one: a query whose relevant
+    documents are all outside the subset cannot be answered, and would count as a miss.
+    """
     corpus = list(read_jsonl(folder / "corpus.jsonl"))
     if limit_docs is not None:
         corpus = corpus[:limit_docs]
@@ -55,7 +64,18 @@ def load_beir(
             if value > 0:
                 qrels.setdefault(parts[0], {})[parts[1]] = value
     queries = {qid: text for qid, text in queries.items() if qid in qrels}
-    return BeirData(corpus=corpus, queries=queries, qrels=qrels)
+    dropped = 0
+    if limit_docs is not None:
+        kept = {str(doc["id"]) for doc in corpus}
+        qrels = {
+            qid: subset
+            for qid, judged in qrels.items()
+            if (subset := {doc: g for doc, g in judged.items() if doc in kept})
+        }
+        answerable = {qid: text for qid, text in queries.items() if qid in qrels}
+        dropped = len(queries) - len(answerable)
+        queries = answerable
+    return BeirData(corpus=corpus, queries=queries, qrels=qrels, queries_dropped=dropped)
 
 
 def beir_pages(corpus: list[dict[str, str]]) -> list[Page]:
@@ -143,14 +163,20 @@ def percentile_ms(samples: list[float], pct: float) -> float:
 
 
 def evaluate_store(
-    store: Any, data: BeirData, k: int = 100, mode: str | None = None, **overrides: Any
+    store: Any,
+    data: BeirData,
+    k: int = 100,
+    mode: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    **overrides: Any,
 ) -> EvaluationReport:
     """Score ``store`` (already filled with ``data.corpus``) on ``data.queries``.
 
     Queries are encoded once; the approximate and the exhaustive runs rank the same
     query vectors, so their difference is the index's alone. Latency is measured per
     query, for text-in (encoder included) and vectors-in (with the query's words for
-    the lexical side of ``mode``).
+    the lexical side of ``mode``). ``on_progress(done, total)`` is called as searches
+    finish (total: every search this runs).
     """
     qids = list(data.queries)
     texts = [data.queries[q] for q in qids]
@@ -158,17 +184,30 @@ def evaluate_store(
     approx: dict[str, list[str]] = {}
     retrieval: list[float] = []
     overrides = dict(overrides, mode=mode)
+    timed = texts[: min(len(texts), 100)]
+    total = 2 * len(qids) + len(timed)
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if on_progress is not None:
+            on_progress(done, total)
+
     for qid, vec, text in zip(qids, vectors, texts, strict=True):
         start = time.perf_counter()
         hits = store.search(vec, k=k, lexical_text=text, **overrides)
         retrieval.append(time.perf_counter() - start)
         approx[qid] = ranked_ids(hits)
+        advance(1)
     end_to_end: list[float] = []
-    for text in texts[: min(len(texts), 100)]:
+    for text in timed:
         start = time.perf_counter()
         store.search(text, k=10, **overrides)
         end_to_end.append(time.perf_counter() - start)
+        advance(1)
     exact_hits = store.search_many(vectors, k=k, exhaustive=True, mode=mode, lexical_text=texts)
+    advance(len(qids))
     exact = {qid: ranked_ids(h) for qid, h in zip(qids, exact_hits, strict=True)}
     overlap = float(np.mean([overlap_at(approx[q], exact[q], 10) for q in qids])) if qids else 1.0
     return EvaluationReport(

@@ -140,11 +140,12 @@ def ray_ingest_paths(
             f"encoder {identity.name!r} cannot encode pages: {identity.text_error}"
         )
     replay = replay_for(identity)
-    found = discover(paths, options.recursive)
+    found = discover(paths, options.recursive, options.include, options.exclude)
     with SqlOnlyStore.open(url, replay) as store:
         run = _Run(store, replay, options, progress)
         run.report.failed.extend(found.missing)
         run.report.files_ignored = found.ignored
+        run.report.files_excluded = found.excluded
         run.report.folders_not_entered = found.folders_not_entered
         run.report.files_seen = len(found.files)
         if progress is not None:

@@ -8,7 +8,7 @@ their files are laid out and named; once loaded they all run the same recipe:
 * queries padded with the mask token to a fixed length ("query augmentation"), the
   expansion tokens attended to or not as the checkpoint was trained;
 * documents stripped of punctuation tokens (the skiplist) and of padding, truncated to
-  ``document_length``, or with ``windows=True`` read in overlapping windows of it (each
+  ``document_length`` with ``windows=False``, else read in overlapping windows of it (each
   window with its own special tokens and marker; :mod:`latestore.encoders.windows`);
 * a linear projection, then L2 normalisation.
 """
@@ -148,7 +148,7 @@ class ColBERTEncoder(WindowedTextPages):
     device, dtype:
         CUDA when present (bf16, else fp16), else CPU in fp32, unless given.
     windows:
-        How pages longer than ``document_length`` are read (default: truncated).
+        How pages longer than ``document_length`` are read (default: in windows).
     """
 
     def __init__(

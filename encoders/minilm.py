@@ -51,9 +51,9 @@ class MiniLMEncoder(WindowedTextPages):
         Model lengths, special tokens included (the model was trained at 256): a page
         window, and a query's truncation length.
     windows, window_stride, max_page_tokens:
-        With ``windows=True``, pages longer than ``page_max_tokens`` are encoded in
-        windows starting every ``window_stride`` text tokens (default: three quarters
-        of a window), up to ``max_page_tokens`` text tokens (8192). By default they are
+        Pages longer than ``page_max_tokens`` are encoded in windows starting every
+        ``window_stride`` text tokens (default: three quarters of a window), up to
+        ``max_page_tokens`` text tokens (8192). With ``windows=False`` they are
         truncated to one window, and what was cut is counted.
         See :class:`~latestore.encoders.windows.WindowSettings`.
     dtype:

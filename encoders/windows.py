@@ -18,9 +18,10 @@ Rules:
 * **Cap.** Text tokens past ``max_page_tokens`` are dropped and counted, so a 10 MB
   text costs bounded memory and model time, and the store reports what was cut.
 
-With windows off (the default), a page is truncated to one window, as latestore did
-before windows existed, and the cut is still counted; the encoder's fingerprint is then
-the one it had then, so older stores open unchanged.
+Windows are on by default (a store reads whole pages). With windows off
+(``windows=False``), a page is truncated to one window, as latestore did before windows
+existed, and the cut is still counted; the encoder's fingerprint is then the one it had
+then, so older stores open unchanged (a store keeps the settings it recorded).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ __all__ = [
 DEFAULT_MAX_PAGE_TOKENS = 8192
 # Encoders truncate unless asked for windows: on Cranfield, windowed MiniLM pages
 # scored lower than truncated ones (README, "Long pages").
-DEFAULT_WINDOWS = False
+DEFAULT_WINDOWS = True
 WINDOW_OPTIONS = ("windows", "window_stride", "max_page_tokens")
 # Texts longer than this are tokenised piece by piece, so memory stays bounded.
 _PIECE_CHARS = 100_000

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from latestore.encoders import Encoder, PageContent
 from latestore.errors import InvalidInputError, LatestoreError
+from latestore.ingest.selection import project_file_reason, selected
 from latestore.ingest.sources import (
     NOT_A_FILE,
     PageDraft,
@@ -78,6 +79,8 @@ class IngestOptions:
     ``relative_to`` (a folder holding every file given) makes document ids, sources,
     ``source_path`` and the report's paths relative to it: the server's uploads are
     named by what the client sent, never by where the server keeps them.
+    ``include``/``exclude`` are globs that choose among the files found in folders
+    (see :mod:`latestore.ingest.selection`); a file named explicitly is always read.
     """
 
     dpi: int = 150
@@ -86,6 +89,8 @@ class IngestOptions:
     chunk_chars: int = 1500
     metadata: dict[str, Any] = field(default_factory=dict)
     relative_to: Path | None = None
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.dpi <= 1200:
@@ -122,7 +127,9 @@ class IngestReport:
     ``files_ignored`` counts files of unsupported types found inside folders, and
     ``folders_not_entered`` the sub-folders passed over without ``recursive``.
     ``files_taken_as`` lists the files read, by the type they were read as, so that a
-    README or a queries file picked up from a data folder does not pass unnoticed.
+    README or a queries file picked up from a data folder does not pass unnoticed;
+    ``project_files`` names those of them that look like a project's own files (path ->
+    why), and ``files_excluded`` counts the files ``include``/``exclude`` left out.
     ``pages_truncated`` / ``tokens_dropped`` count the pages written in this run that
     the encoder could not read whole (past its ``max_page_tokens``, or past the model
     length with windows off) and the text tokens it left out.
@@ -133,6 +140,7 @@ class IngestReport:
     files_unchanged: int = 0
     files_skipped: int = 0
     files_ignored: int = 0
+    files_excluded: int = 0
     folders_not_entered: int = 0
     pages_added: int = 0
     pages_updated: int = 0
@@ -145,6 +153,7 @@ class IngestReport:
     skipped: list[SkippedPage] = field(default_factory=list)
     # file type (pdf, image, text, jsonl) -> the files read as that type, in order
     files_taken_as: dict[str, list[str]] = field(default_factory=dict)
+    project_files: dict[str, str] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -179,15 +188,22 @@ class Discovery:
     missing: list[FileProblem]
     ignored: int
     folders_not_entered: int = 0
+    excluded: int = 0
 
 
-def discover(paths: Iterable[str | Path], recursive: bool = False) -> Discovery:
+def discover(
+    paths: Iterable[str | Path],
+    recursive: bool = False,
+    include: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
+) -> Discovery:
     """Files to ingest, in a stable order. Inside folders only supported types are taken
-    (others are counted as ignored); a file named explicitly is always tried."""
+    (others are counted as ignored), and of those the ones ``include``/``exclude``
+    select (others are counted as excluded); a file named explicitly is always tried."""
     files: list[Path] = []
     seen: set[Path] = set()
     missing: list[FileProblem] = []
-    ignored = folders_not_entered = 0
+    ignored = folders_not_entered = excluded = 0
     for given in paths:
         path = Path(given).expanduser()
         if not path.exists():
@@ -205,11 +221,16 @@ def discover(paths: Iterable[str | Path], recursive: bool = False) -> Discovery:
             if path.is_dir() and kind_of(candidate) is None:
                 ignored += 1
                 continue
+            if path.is_dir() and not selected(
+                candidate, candidate.relative_to(path), include=include, exclude=exclude
+            ):
+                excluded += 1
+                continue
             resolved = candidate.resolve()
             if resolved not in seen:
                 seen.add(resolved)
                 files.append(resolved)
-    return Discovery(files, missing, ignored, folders_not_entered)
+    return Discovery(files, missing, ignored, folders_not_entered, excluded)
 
 
 @dataclass
@@ -282,9 +303,11 @@ class Ingestor:
 
     def run(self, paths: Sequence[str | Path]) -> IngestReport:
         start = time.perf_counter()
-        found = discover(paths, self.options.recursive)
+        options = self.options
+        found = discover(paths, options.recursive, options.include, options.exclude)
         self.report.failed.extend(found.missing)
         self.report.files_ignored = found.ignored
+        self.report.files_excluded = found.excluded
         self.report.folders_not_entered = found.folders_not_entered
         self.report.files_seen = len(found.files)
         if self.progress is not None:
@@ -314,6 +337,8 @@ class Ingestor:
             self._advance(1)
             return "failed"
         self.report.files_taken_as.setdefault(opened.kind, []).append(self._name(state.path))
+        if opened.kind in ("text", "jsonl") and (why := project_file_reason(state.path)):
+            self.report.project_files[self._name(state.path)] = why
         try:
             document = document_key(self._shown(state.path))
             key = self._ingest_key(opened.kind, opened.sha256)

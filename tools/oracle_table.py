@@ -1,10 +1,10 @@
-"""Rewrite the README's encoder family x status table from the oracle tests' results.
+"""Rewrite the encoder family x status table (docs/oracle.md) from the oracle tests' results.
 
 The oracle tests (``tests/oracle``) write one JSON record per family into
 ``build/oracle``; this script renders them, plus the families no oracle covers yet,
 between the ``<!-- oracle-table:start -->`` and ``<!-- oracle-table:end -->`` markers.
 
-Usage: ``python tools/oracle_table.py README.md build/oracle`` (``make oracle-table``).
+Usage: ``python tools/oracle_table.py docs/oracle.md build/oracle`` (``make oracle-table``).
 """
 
 from __future__ import annotations

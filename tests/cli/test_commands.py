@@ -15,7 +15,7 @@ from latestore.cli.evaluate import gain_function
 from latestore.ingest.sources import chunk_text, estimate_pages
 from tests.cli.conftest import ROOT
 
-COMMANDS = ["ingest", "search", "info", "delete", "reindex", "evaluate", "serve"]
+COMMANDS = ["ingest", "search", "info", "list", "delete", "reindex", "evaluate", "serve"]
 
 
 def ingest(runner: CliRunner, *args: str) -> dict[str, object]:
@@ -115,6 +115,13 @@ def test_delete_by_document_external_id_and_page_id(tmp_path: Path, runner: CliR
         app, ["delete", "--store", db, "--filter", '{"file_type": "text"}', "--json"]
     )
     assert json.loads(by_filter.stdout) == {"deleted": 1, "pages": 0}
+    # A delete that matched nothing says so and fails, unless that is expected.
+    nothing = runner.invoke(app, ["delete", "--store", db, "--id", "99999"])
+    assert nothing.exit_code == 1 and "no page matched" in nothing.stderr
+    as_json = runner.invoke(app, ["delete", "--store", db, "--id", "99999", "--json"])
+    assert as_json.exit_code == 1 and "no page matched" in json.loads(as_json.stdout)["error"]
+    fine = runner.invoke(app, ["delete", "--store", db, "--id", "99999", "--missing-ok", "--json"])
+    assert fine.exit_code == 0 and json.loads(fine.stdout) == {"deleted": 0, "pages": 0}
 
 
 def test_reading_commands_refuse_a_missing_store(tmp_path: Path, runner: CliRunner) -> None:
@@ -145,9 +152,17 @@ def test_evaluate_on_a_small_beir_folder(tmp_path: Path, runner: CliRunner) -> N
     report = json.loads(result.stdout)
     assert report["documents"] == 3 and report["queries"] == 2
     assert report["exhaustive"]["mrr10"] == 1.0 and report["overlap10"] == 1.0
-    assert report["page_windows"] == {"windows": False} and report["pages_truncated"] == 0
-    windowed = runner.invoke(app, ["evaluate", str(tmp_path), "--windows", "--json"])
-    assert json.loads(windowed.stdout)["page_windows"]["windows"] is True
+    assert report["page_windows"]["windows"] is True and report["pages_truncated"] == 0
+    truncating = runner.invoke(app, ["evaluate", str(tmp_path), "--no-windows", "--json"])
+    assert json.loads(truncating.stdout)["page_windows"] == {"windows": False}
+    # --limit-docs 2 keeps d1 and d2: q2's only relevant document (d3) is out, so q2
+    # is not scored (it would count as a miss), and the output says so.
+    limited = runner.invoke(app, ["evaluate", str(tmp_path), "--limit-docs", "2", "--json"])
+    subset = json.loads(limited.stdout)
+    assert (subset["documents"], subset["queries"], subset["queries_dropped"]) == (2, 1, 1)
+    assert subset["exhaustive"]["mrr10"] == 1.0
+    shown = runner.invoke(app, ["evaluate", str(tmp_path), "--limit-docs", "2"])
+    assert "1 of 2 judged queries kept" in shown.stdout and "1 left out" in shown.stdout
     table = runner.invoke(app, ["evaluate", str(tmp_path), "--store", str(tmp_path / "e.db")])
     assert table.exit_code == 0 and "nDCG@10" in table.stdout and "overlap@10" in table.stdout
     assert runner.invoke(app, ["evaluate", str(tmp_path / "nope")]).exit_code == 2
@@ -156,6 +171,10 @@ def test_evaluate_on_a_small_beir_folder(tmp_path: Path, runner: CliRunner) -> N
     assert bf16.exit_code == 0 and json.loads(bf16.stdout)["exhaustive"]["mrr10"] == 1.0
     bad = runner.invoke(app, ["evaluate", str(tmp_path), "--encoder-dtype", "float7", "--json"])
     assert bad.exit_code == 2 and "float7" in json.loads(bad.stdout)["error"]
+    # No query left to score: refused before any encoding.
+    (tmp_path / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq2\td3\t1\n")
+    refused = runner.invoke(app, ["evaluate", str(tmp_path), "--limit-docs", "1", "--json"])
+    assert refused.exit_code == 2 and "raise --limit-docs" in json.loads(refused.stdout)["error"]
 
 
 def test_gain_maps() -> None:

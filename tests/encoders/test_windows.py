@@ -103,7 +103,7 @@ def test_windows_off_is_the_truncated_encoding_with_its_old_fingerprint(
         "query_max_tokens": 64,
     }
     assert truncated.fingerprint == fingerprint_of(legacy_parts)
-    assert minilm.fingerprint == truncated.fingerprint  # the default: no windows
+    assert minilm.fingerprint == windowed.fingerprint  # the default: windows on
     assert windowed.fingerprint != truncated.fingerprint  # windows are in the fingerprint
     assert truncated._model is windowed._model  # settings change, the model is shared
     stride = windowed.with_windowing(WindowSettings(stride=100))
@@ -146,7 +146,7 @@ def test_a_phrase_past_the_first_window_is_found_only_with_windows(
     page = PageContent(text=f"{filler} Glaciers in Iceland calve icebergs into the lagoon.")
     query = minilm.encode_queries(["icebergs calving from Iceland glaciers"])[0]
     whole = windowed.encode_pages([page])[0]
-    truncated = minilm.encode_pages([page])[0]
+    truncated = minilm.with_windowing(WindowSettings(enabled=False)).encode_pages([page])[0]
 
     def maxsim(doc: np.ndarray) -> float:
         return float((query @ doc.T).max(axis=1).sum())
@@ -161,7 +161,8 @@ def test_cap_bounds_a_huge_page_and_counts_what_it_dropped(minilm: MiniLMEncoder
     assert page.text_tokens == 300_000
     assert page.tokens_dropped == 300_000 - 300
     assert len(page.vectors) == 300 + 2 * 2  # two windows of at most 254 text tokens
-    truncated = minilm.encode_pages_with_counts([PageContent(text=huge)])[0]
+    off = minilm.with_windowing(WindowSettings(enabled=False))
+    truncated = off.encode_pages_with_counts([PageContent(text=huge)])[0]
     assert (truncated.tokens_dropped, len(truncated.vectors)) == (300_000 - 254, 256)
     # Counting in pieces gives the same count as tokenising the whole text at once.
     text = " ".join(f"w{i}" for i in range(40_000))  # > 100k chars

@@ -11,6 +11,7 @@ import torch
 
 from latestore import Page, Store
 from latestore.encoders.minilm import MiniLMEncoder
+from latestore.encoders.windows import WindowSettings
 from latestore.errors import EncoderError, InvalidInputError
 
 CORPUS = Path(__file__).resolve().parents[2] / "examples" / "data" / "demo_corpus.jsonl"
@@ -45,7 +46,11 @@ def test_encoder_vectors_are_unit_token_vectors(minilm: MiniLMEncoder) -> None:
         [PageContent(text="MaxSim sums maxima."), PageContent(text="x " * 400)]
     )
     assert pages[0].shape[1] == 384 and 4 < pages[0].shape[0] < 20
-    assert pages[1].shape[0] == minilm.page_max_tokens  # truncated to the model's length
+    # Windows by default: the 400 words are all read, each with one vector (+ specials).
+    assert pages[1].shape[0] > minilm.page_max_tokens
+    truncating = minilm.with_windowing(WindowSettings(enabled=False))
+    cut = truncating.encode_pages([PageContent(text="x " * 400)])[0]
+    assert cut.shape[0] == minilm.page_max_tokens  # windows off: truncated to the model length
     np.testing.assert_allclose(np.linalg.norm(pages[0], axis=1), 1.0, rtol=1e-5)
     same_call = minilm.encode_pages(
         [PageContent(text="MaxSim sums maxima."), PageContent(text="x " * 400)]
