@@ -95,6 +95,22 @@ class CodeCache:
         self._pages.clear()
         self.total_tokens = 0
 
+    # The sync drives the float tiers' persisted vector folder through these. Codes are
+    # held on the heap and rebuilt from SQL (or the snapshot) at open, so there is no
+    # folder to verify and nothing is ever found damaged.
+    @property
+    def damaged(self) -> set[int]:
+        return set()
+
+    def start_verifying(self) -> None:
+        return None
+
+    def take_damaged(self) -> list[int]:
+        return []
+
+    def detach(self) -> None:
+        return None
+
 
 class _Described:
     """What ``stats().index`` shows for a compact store."""
