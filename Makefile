@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml
 
 # editable_mode=strict installs a tree of links to the mapped folders, so mypy and
 # other tools see a plain `latestore` package; a module added or removed since needs
-# the tree linked again, which this does whenever the set of files changes.
-MODULES := $(shell find $(PACKAGE_DIRS) -name '*.py' -o -name '*.ini' -o -name '*.mako' -o -name 'py.typed' 2>/dev/null | sort | cksum | cut -d' ' -f1)
+# the tree linked again, which this does whenever the set of files changes (the search
+# page's static files included).
+MODULES := $(shell find $(PACKAGE_DIRS) -name '*.py' -o -name '*.ini' -o -name '*.mako' -o -name 'py.typed' -o -path '*/static/*' 2>/dev/null | sort | cksum | cut -d' ' -f1)
 LINKED := $(VENV)/.linked-$(MODULES)
 
 $(LINKED): $(STAMP)

@@ -161,7 +161,7 @@ def _where(
             f"column {cell[1] + 1} of {positions.cols}"
         )
     if isinstance(positions, GridPositions):
-        return "the page prompt's text, not the image"
+        return "prompt text, not the image"
     if isinstance(positions, TextPositions):
         return "a start or end marker of the page"
     return f"page token {token} (where on the page is unknown)"
