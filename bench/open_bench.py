@@ -160,9 +160,9 @@ def child(path: Path, mode: str, profile: bool) -> dict[str, Any]:
     return out
 
 
-def run(path: Path, profile: bool) -> None:
+def run(path: Path, profile: bool, modes: list[str]) -> None:
     print(json.dumps({"machine": machine()}), flush=True)
-    for mode in ("memory", "disk", "disk"):
+    for mode in modes:
         proc = subprocess.run(
             [sys.executable, "-m", "bench.open_bench", "child", str(path), mode]
             + (["--profile"] if profile else []),
@@ -186,11 +186,12 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=16_000_000)
     parser.add_argument("--nlist", type=int, default=None)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--modes", default="disk,disk,memory", help="children to run, in order")
     args = parser.parse_args()
     if args.what == "build":
         build(args.path, args.tokens, args.nlist)
     elif args.what == "run":
-        run(args.path, args.profile)
+        run(args.path, args.profile, args.modes.split(","))
     else:
         print(json.dumps(child(args.path, args.mode, args.profile)))
 
