@@ -10,7 +10,7 @@ import functools
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +19,7 @@ from latestore.index import plan as search_plan
 from latestore.index.devices import default_device
 from latestore.index.plan import PageScorer, TokenCandidates, Universe
 from latestore.index.ranking import DEFAULT_BUDGET_BYTES, Ranking, SearchParams, precise
-from latestore.index.snapshot import read_snapshot, write_snapshot
+from latestore.index.snapshot import deserialize_faiss, read_snapshot, write_snapshot
 from latestore.index.token_index import (
     IndexParams,
     TokenIndex,
@@ -351,9 +351,15 @@ class LateInteractionIndex:
         snap = read_snapshot(path, dict(expect, dim=self.dim, params=asdict(self.params)))
         pairs = np.frombuffer(snap.sections["pages"], dtype=np.int64).reshape(-1, 2)
         page_tokens = {int(p): int(n) for p, n in pairs}
-        # A view of the file's bytes, not a copy: from_bytes only reads it (np.frombuffer).
-        faiss_bytes = cast(bytes, snap.sections["faiss"])
-        self.tokens = TokenIndex.from_bytes(faiss_bytes, self.dim, self.params, page_tokens)
+        # Read from the mapped file into FAISS directly: no intermediate copy of the index.
+        faiss_index = deserialize_faiss(snap.sections["faiss"])
+        if faiss_index.d != self.dim:
+            raise ValueError(f"index dim {faiss_index.d} != store dim {self.dim}")
+        tokens = TokenIndex(self.dim, self.params, faiss_index)
+        tokens.page_tokens = page_tokens
+        if tokens.ntotal != sum(page_tokens.values()):
+            raise ValueError("index token count disagrees with its page map")
+        self.tokens = tokens
         self.trained_tokens = int(snap.header.get("trained_tokens", 0))
         self._fill_search(faiss=False)  # FAISS came from the snapshot; the device copy did not
         return snap.header

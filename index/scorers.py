@@ -11,18 +11,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from latestore.index.device_rank import exact_topk, rerank_pairs
-from latestore.index.device_search import DeviceTokenSearch
 from latestore.index.maxsim import maxsim_blocks, maxsim_many, maxsim_packed
 from latestore.index.plan import PageIds, Queries
 from latestore.index.ranking import Ranking, top_k
 from latestore.index.token_index import TokenIndex, selector_for_pages
 from latestore.index.vectors import Block
+
+if TYPE_CHECKING:
+    from latestore.index.device_search import DeviceTokenSearch
 
 Gather = Callable[
     [list[int]], tuple[npt.NDArray[np.floating] | torch.Tensor, npt.NDArray[np.int64]]
@@ -118,9 +120,14 @@ class KernelScorer:
     def top_pages(
         self, queries: Queries, k: int, pages: PageIds | None, exact: bool
     ) -> list[Ranking]:
+        # Imported here: the kernel brings triton (seconds), which a CPU search never needs.
+        from latestore.index.device_rank import exact_topk
+
         return exact_topk(self.device, queries, k, pages, exact=exact)
 
     def score_pages(
         self, queries: Queries, candidates: list[PageIds], exact: bool
     ) -> list[npt.NDArray[np.float32]]:
+        from latestore.index.device_rank import rerank_pairs
+
         return rerank_pairs(self.device, queries, candidates, exact=exact)

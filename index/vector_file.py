@@ -33,6 +33,7 @@ import logging
 import os
 import struct
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest"
 LOCK = "writer.lock"
 PAGE_COLUMNS = 4  # page_id, segment, row, n_tokens
+VERIFY_STEP_BYTES = 1 << 20
 HEAD_START = len(MAGIC) + 16  # then u64 header length, u64 xxh3_64 of the header
 
 
@@ -171,10 +173,12 @@ class VectorFolder:
             size = path.stat().st_size
             if size < used * row_bytes:
                 raise IndexSnapshotError(f"{path} is truncated ({size} bytes)")
-            rows = np.memmap(path, dtype=dtype, mode="r", shape=(used, width))
+            mapped = np.memmap(path, dtype=dtype, mode="r", shape=(used, width))
         except OSError as exc:
             raise IndexSnapshotError(f"cannot map {path}: {exc}") from exc
-        return Segment(rows, used=used, live=0, writable=False, extents=extents)
+        # A plain (read-only) ndarray over the mapping: slicing a memmap goes through its
+        # Python __getitem__, 40 us a page; this is what makes 53k pages map in 0.1 s.
+        return Segment(np.asarray(mapped), used=used, live=0, writable=False, extents=extents)
 
     # -- publishing (writer only) ----------------------------------------------------
     def publish(
@@ -261,8 +265,15 @@ class VectorFolder:
 def verify_segment(segment: Segment) -> bool:
     """Do the segment's published rows match their recorded checksums?"""
     start = 0
+    rows_per_step = max(1, VERIFY_STEP_BYTES // max(1, segment.rows[:1].nbytes))
     for end, digest in segment.extents:
-        if row_checksum(segment.rows[start:end]) != digest:
+        hasher = xxhash.xxh3_64()
+        for first in range(start, end, rows_per_step):
+            # Small steps: searches running meanwhile get the GIL (and the disk) back often.
+            part = segment.rows[first : min(end, first + rows_per_step)]
+            hasher.update(np.ascontiguousarray(part).data)
+            time.sleep(0)
+        if hasher.intdigest() != digest:
             return False
         start = end
     return True

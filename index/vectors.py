@@ -307,10 +307,13 @@ class VectorCache:
             self.arena.adopt(segment_id, segment)
         if writer:
             folder.remove_unreferenced(opened.segments)  # a dead writer's leftovers
+        # Read-only mappings: their views need no flag; one pass, no copies.
+        segments = {i: s.rows for i, s in opened.segments.items()}
+        in_segment = self._in_segment
         for page_id, segment_id, row, n in opened.pages.tolist():
-            rows = self.arena.segment(segment_id).rows[row : row + n]
-            self._place(page_id, segment_id, row)
-            self._hold(page_id, read_only(rows))
+            self._where[page_id] = (segment_id, row)
+            in_segment.setdefault(segment_id, set()).add(page_id)
+            self._hold(page_id, segments[segment_id][row : row + n])
         return change
 
     def detach(self) -> None:
