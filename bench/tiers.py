@@ -143,9 +143,7 @@ def run(spec: str, cache: Path, tiers: list[str]) -> dict[str, Any]:
         m = metrics_for(truth, data.data.qrels)
         out["float16_exhaustive"] = {"ndcg10": m.ndcg10, "recall100": m.recall100}
         for tier in tiers:
-            path, build_s = (
-                (base_path, base_build) if tier == "float16" else build(tier, data, work)
-            )
+            path, build_s = build(tier, data, work)
             row = measure(tier, path, data, truth, build_s)
             print(json.dumps(row), flush=True)
             out["rows"].append(row)
