@@ -125,12 +125,17 @@ def measure(
     return row
 
 
-def run(spec: str, cache: Path, tiers: list[str]) -> dict[str, Any]:
-    """``spec``: a BEIR folder, or ``folder:N`` for its subset of N documents."""
+def run(spec: str, cache: Path, tiers: list[str], n_queries: int | None = None) -> dict[str, Any]:
+    """``spec``: a BEIR folder, or ``folder:N`` for its subset of N documents;
+    ``n_queries``: only the first queries (in file order)."""
     name, _, limit = spec.partition(":")
     folder = Path(name)
     data = encoded(folder, cache, int(limit) if limit else None)
     label = folder.name + (f" ({len(data.doc_ids)} docs)" if limit else "")
+    if n_queries is not None:
+        data.query_ids = data.query_ids[:n_queries]
+        data.query_vectors = data.query_vectors[:n_queries]
+        label += f" (first {len(data.query_ids)} queries)"
     out: dict[str, Any] = {"corpus": label, "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -180,8 +185,9 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "lt-tiers")
     parser.add_argument("--tiers", default=",".join(t for t in TIERS if t != "reference"))
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--queries", type=int, help="only the first N queries")
     args = parser.parse_args()
-    results = [run(f, args.cache, args.tiers.split(",")) for f in args.folders]
+    results = [run(f, args.cache, args.tiers.split(","), args.queries) for f in args.folders]
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
