@@ -37,6 +37,7 @@ from latestore.index.residual_codec import code_bytes
 from latestore.store.footprint import directory_bytes, sqlite_bytes
 
 TIERS: dict[str, dict[str, Any]] = {
+    "reference": {"ivf_codec": "none"},
     "float16": {},
     "int8": {"vector_dtype": "int8"},
     "pooled": {},  # float16 over pooled page vectors
@@ -124,25 +125,30 @@ def measure(
     return row
 
 
-def run(spec: str, cache: Path, tiers: list[str]) -> dict[str, Any]:
-    """``spec``: a BEIR folder, or ``folder:N`` for its subset of N documents."""
+def run(spec: str, cache: Path, tiers: list[str], n_queries: int | None = None) -> dict[str, Any]:
+    """``spec``: a BEIR folder, or ``folder:N`` for its subset of N documents;
+    ``n_queries``: only the first queries (in file order)."""
     name, _, limit = spec.partition(":")
     folder = Path(name)
     data = encoded(folder, cache, int(limit) if limit else None)
     label = folder.name + (f" ({len(data.doc_ids)} docs)" if limit else "")
+    if n_queries is not None:
+        data.query_ids = data.query_ids[:n_queries]
+        data.query_vectors = data.query_vectors[:n_queries]
+        label += f" (first {len(data.query_ids)} queries)"
     out: dict[str, Any] = {"corpus": label, "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        base_path, base_build = build("float16", data, work)
+        # The reference: float16 vectors, every page scored exactly (a flat store, so
+        # no candidate index is trained for it).
+        base_path, _ = build("reference", data, work)
         with Store.open(base_path) as store:
             exact = store.search_many(data.query_vectors, k=100, exhaustive=True)
         truth = {q: _ids(h) for q, h in zip(data.query_ids, exact, strict=True)}
         m = metrics_for(truth, data.data.qrels)
         out["float16_exhaustive"] = {"ndcg10": m.ndcg10, "recall100": m.recall100}
         for tier in tiers:
-            path, build_s = (
-                (base_path, base_build) if tier == "float16" else build(tier, data, work)
-            )
+            path, build_s = build(tier, data, work)
             row = measure(tier, path, data, truth, build_s)
             print(json.dumps(row), flush=True)
             out["rows"].append(row)
@@ -177,10 +183,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", help="BEIR folders; folder:N for a subset")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "lt-tiers")
-    parser.add_argument("--tiers", default=",".join(TIERS))
+    parser.add_argument("--tiers", default=",".join(t for t in TIERS if t != "reference"))
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--queries", type=int, help="only the first N queries")
     args = parser.parse_args()
-    results = [run(f, args.cache, args.tiers.split(",")) for f in args.folders]
+    results = [run(f, args.cache, args.tiers.split(","), args.queries) for f in args.folders]
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -439,7 +439,8 @@ def info(
             config = opened.config.model_dump()
     except LatestoreError as exc:
         fail(str(exc))
-    itemsize = {"float16": 2, "float32": 4, "int8": 1}.get(stats.vector_dtype, 4)
+    # "none": a compact-only store keeps no full-precision vectors (only codes)
+    itemsize = {"float16": 2, "float32": 4, "int8": 1, "none": 0}.get(stats.vector_dtype, 4)
     index_dir = Path(stats.index_dir) if stats.index_dir else None
     details = {
         "store": str(store),

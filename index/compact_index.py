@@ -183,6 +183,7 @@ class CompactIndex:
         for page_id, rows in zip(page_ids, vectors, strict=True):
             self.vectors.put(page_id, rows)
         self._changed()
+        self._ensure_books(vectors)
 
     def remove(self, page_ids: list[int]) -> None:
         for page_id in page_ids:
@@ -194,7 +195,7 @@ class CompactIndex:
 
     def rebuild(self) -> None:
         self._changed()
-        self._ensure_books()
+        self._ensure_books([self.vectors.codes(p) for p in self.vectors.page_ids().tolist()])
 
     def maybe_train(self) -> bool:
         return False  # codebooks are trained by the write path and kept in SQL
@@ -208,17 +209,16 @@ class CompactIndex:
             return state
         with self._lock:
             if self._searchable is None:
-                self._ensure_books()
                 self._searchable = _Searchable(
                     self.vectors, 4 + self.dim * self.nbits // 8, self.books
                 )
             return self._searchable
 
-    def _ensure_books(self) -> None:
-        """Load codebook versions newer than those held (another writer trained them)."""
+    def _ensure_books(self, pages: list[npt.NDArray[Any]]) -> None:
+        """Load codebook versions newer than those held, when ``pages``' code rows name
+        centroids beyond them (this or another writer trained a version)."""
         newest = -1
-        for page_id in self.vectors.page_ids().tolist():
-            rows = self.vectors.codes(page_id)
+        for rows in pages:
             if len(rows):
                 newest = max(newest, int(self.books.centroid_ids(rows).max()))
         if newest < self.books.next_first_id:
@@ -240,7 +240,6 @@ class CompactIndex:
 
     def scorer(self, params: SearchParams | None = None) -> PageScorer:
         """Final scores: full precision from SQL (compact) or decoded codes."""
-        self._state()  # codebooks loaded
         decoded = decoded_scorer(self._decode_pages, self.vectors.page_ids)
         if self.fetch is None:
             return decoded

@@ -34,7 +34,7 @@ from latestore.errors import InvalidInputError
 ID_BYTES = 4
 NBITS_CHOICES = (1, 2, 4)
 LLOYD_STEPS = 4
-KMEANS_ITERATIONS = 12
+KMEANS_ITERATIONS = 6
 # Largest sample k-means and the bucket fit see, per centroid (FAISS's own default
 # subsampling is 256; fewer keeps a retrain inside a write short). FAISS wants at
 # least 39 points per centroid.

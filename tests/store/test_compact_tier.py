@@ -229,3 +229,18 @@ def test_compact_keeps_full_page_vectors(tmp_path: Path, rng: np.random.Generato
             store.page_vectors(ids[3]), pages[3].astype(np.float16).astype(np.float32)
         )
         assert store.stats().vector_dtype == "float16"
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_another_writer_is_caught_up_with_its_codebooks(
+    store_url: str, rng: np.random.Generator, tier: str
+) -> None:
+    early, late = corpus(rng, 10), corpus(rng, 80)
+    with precomputed_store(store_url, DIM, config(tier)) as reader:
+        reader.add_pages([Page(vectors=v) for v in early])
+        assert reader.stats().index["codebooks"] == 1
+        with precomputed_store(store_url, DIM) as writer:
+            late_ids = writer.add_pages([Page(vectors=v) for v in late])  # trains version 2
+        # The reader's index catches up from the change log and loads version 2.
+        assert reader.search(late[17][:6], k=1)[0].page_id == late_ids[17]
+        assert reader.stats().index["codebooks"] == 2
