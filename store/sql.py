@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.pool import StaticPool
 
-from latestore.errors import StoreBusyError
+from latestore.errors import StoreBusyError, StoreFullError, StoreReadOnlyError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -123,6 +123,7 @@ def _busy_as_typed_error(context: ExceptionContext) -> None:
     original = context.original_exception
     message = str(original).lower()
     sqlstate = getattr(original, "sqlstate", None)
+    _full_or_read_only(original, message, sqlstate)
     if "database is locked" in message or "database is busy" in message:
         waited = f"{SQLITE_BUSY_TIMEOUT_MS / 1000:g} s"
     elif sqlstate == "55P03":
@@ -133,3 +134,21 @@ def _busy_as_typed_error(context: ExceptionContext) -> None:
         f"another writer held the store's write lock for longer than {waited}; nothing "
         f"was written, retry later ({original})"
     ) from original
+
+
+def _full_or_read_only(original: BaseException, message: str, sqlstate: str | None) -> None:
+    """A full disk and a database this process may not write are the user's to fix, and
+    nothing was written: typed errors that say so, not driver errors.
+
+    SQLite: SQLITE_FULL ("database or disk is full"), SQLITE_READONLY ("attempt to
+    write a readonly database"); PostgreSQL: disk_full (53100), read_only_sql_transaction
+    (25006), insufficient_privilege (42501).
+    """
+    if "database or disk is full" in message or sqlstate == "53100":
+        raise StoreFullError(
+            f"the disk holding the store is full; nothing was written ({original})"
+        ) from original
+    if "readonly database" in message or sqlstate in ("25006", "42501"):
+        raise StoreReadOnlyError(
+            f"the store is read-only for this process; nothing was written ({original})"
+        ) from original
