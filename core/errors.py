@@ -95,6 +95,15 @@ class StoreUnavailableError(LatestoreError, OSError):
     """The database cannot be used: not a database, damaged, or unreachable."""
 
 
+class StoreFullError(StoreUnavailableError):
+    """The disk (or quota) holding the database is full; the write was rolled back."""
+
+
+class StoreReadOnlyError(StoreUnavailableError):
+    """The database cannot be written by this process (read-only file, folder or
+    server role); reads still work, the write was refused."""
+
+
 class StoreBusyError(LatestoreError, TimeoutError):
     """Another writer held the store's write lock for longer than the lock timeout."""
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.pool import StaticPool
 
-from latestore.errors import StoreBusyError
+from latestore.errors import StoreBusyError, StoreFullError, StoreReadOnlyError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -61,6 +63,10 @@ def make_engine(url: str) -> Engine:
         kwargs.update(
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         )
+        read_only = _read_only_uri(sqlite_file(url))  # type: ignore[arg-type]
+        if read_only is not None:
+            kwargs["connect_args"].update(uri=True)
+            kwargs["creator"] = lambda: sqlite3.connect(read_only, **kwargs["connect_args"])
     engine = create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")
@@ -89,6 +95,22 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def _read_only_uri(path: Path) -> str | None:
+    """A read-only SQLite URI for a database file this process may not write; None for
+    one it may (or that does not exist yet).
+
+    A WAL database is read through its -shm file, which SQLite creates beside it: in a
+    folder this process cannot write, the file could not even be read. Without a -wal
+    file (no writer has it open, nothing is uncommitted) it is opened immutable, which
+    needs no -shm; with one, read-only through the writer's -shm.
+    """
+    if not path.exists() or (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        return None
+    wal = path.with_name(path.name + "-wal")
+    flags = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+    return f"file:{quote(str(path))}?{flags}"
+
+
 def _use_wal(cursor: Any) -> None:
     """Put the database in WAL mode, which the file then keeps.
 
@@ -107,6 +129,10 @@ def _use_wal(cursor: Any) -> None:
             cursor.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as exc:
+            if "readonly" in str(exc).lower():
+                # A file this process may only read: read it in the mode it is in (its
+                # writes are refused later with StoreReadOnlyError).
+                return
             busy = "locked" in str(exc).lower() or "busy" in str(exc).lower()
             if not busy or time.monotonic() + pause > deadline:
                 raise
@@ -123,6 +149,7 @@ def _busy_as_typed_error(context: ExceptionContext) -> None:
     original = context.original_exception
     message = str(original).lower()
     sqlstate = getattr(original, "sqlstate", None)
+    _full_or_read_only(original, message, sqlstate)
     if "database is locked" in message or "database is busy" in message:
         waited = f"{SQLITE_BUSY_TIMEOUT_MS / 1000:g} s"
     elif sqlstate == "55P03":
@@ -133,3 +160,21 @@ def _busy_as_typed_error(context: ExceptionContext) -> None:
         f"another writer held the store's write lock for longer than {waited}; nothing "
         f"was written, retry later ({original})"
     ) from original
+
+
+def _full_or_read_only(original: BaseException, message: str, sqlstate: str | None) -> None:
+    """A full disk and a database this process may not write are the user's to fix, and
+    nothing was written: typed errors that say so, not driver errors.
+
+    SQLite: SQLITE_FULL ("database or disk is full"), SQLITE_READONLY ("attempt to
+    write a readonly database"); PostgreSQL: disk_full (53100), read_only_sql_transaction
+    (25006), insufficient_privilege (42501).
+    """
+    if "database or disk is full" in message or sqlstate == "53100":
+        raise StoreFullError(
+            f"the disk holding the store is full; nothing was written ({original})"
+        ) from original
+    if "readonly database" in message or sqlstate in ("25006", "42501"):
+        raise StoreReadOnlyError(
+            f"the store is read-only for this process; nothing was written ({original})"
+        ) from original
