@@ -21,7 +21,8 @@ _PREVIEW_CHARS = 80
 def _pages(
     store: Store, spec: Mapping[str, Any] | None, documents: list[str] | None
 ) -> Iterator[StoredPage]:
-    for document in documents or [None]:
+    targets: list[str | None] = list(documents) if documents else [None]
+    for document in targets:
         offset = 0
         while True:
             block = store.pages(spec, document_id=document, limit=_BLOCK, offset=offset)

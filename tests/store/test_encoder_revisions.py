@@ -49,8 +49,10 @@ def record(url: str, fingerprint: str) -> None:
 
 def behind(url: str, encoder: str | Path | Encoder) -> tuple[str, str]:
     """A store of the three TEXTS as the earlier release left it: ``(new, old)``
-    fingerprints of its encoder."""
-    with Store.open(url, encoder) as store:
+    fingerprints of its encoder. That release's stores read pages truncated (windows were
+    not yet the default), so one loaded here by name does too."""
+    options = {"windows": False} if isinstance(encoder, str | Path) else None
+    with Store.open(url, encoder, encoder_options=options) as store:
         store.add_pages([Page(text=t, external_id=f"p{i}") for i, t in enumerate(TEXTS)])
         new, (old,) = store.encoder.fingerprint, store.encoder.supersedes
     record(url, old)
