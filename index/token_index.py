@@ -66,6 +66,10 @@ def pages_of(ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
 MAX_AUTO_NLIST = 4096
 # k-means wants a few dozen points per centroid; fewer lists when ivf_min_tokens is small.
 MIN_TRAIN_POINTS_PER_LIST = 24
+# ``nprobe`` is meant for lists of about this many tokens (what sqrt(n) lists gave at
+# 1M tokens). While the store is small for its list count, the search probes
+# proportionally more lists, so it scans as many tokens as such lists would hold.
+FULL_LIST_TOKENS = 1024
 
 
 def auto_nlist(params: IndexParams) -> int:
@@ -167,6 +171,7 @@ class TokenIndex:
         k = max(1, min(k, max(1, self.ntotal)))
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.is_ivf:
+            nprobe = self.probes(nprobe)
             params: Any = faiss.SearchParametersIVF()
             params.nprobe = nprobe
         else:
@@ -183,6 +188,17 @@ class TokenIndex:
         else:
             scores, ids = self.index.search(queries, k, params=params)
         return scores, ids
+
+    def probes(self, nprobe: int) -> int:
+        """The lists to probe for ``nprobe``: more while lists are short (FULL_LIST_TOKENS)."""
+        ivf = faiss.try_extract_index_ivf(self.index)
+        if ivf is None:
+            return nprobe
+        nlist = int(ivf.nlist)
+        mean = self.ntotal / nlist
+        if mean >= FULL_LIST_TOKENS:
+            return min(nprobe, nlist)
+        return min(nlist, math.ceil(nprobe * FULL_LIST_TOKENS / max(1.0, mean)))
 
     def _gpu(self) -> Any | None:
         """The GPU copy of the index, built lazily when faiss and CUDA both allow it."""

@@ -71,3 +71,14 @@ def test_a_write_that_crosses_the_threshold_adds_its_pages_once(
     index.remove([7])
     assert index.tokens.kind == "ivf" and index.trained_tokens == 3_000
     assert index.consistent() and index.tokens.ntotal == 2_990
+
+
+def test_short_lists_are_probed_in_proportion(rng: np.random.Generator) -> None:
+    index = LateInteractionIndex(16, "float16", PARAMS)
+    index.upsert(list(range(600)), _pages(rng, 600))  # 6,000 tokens in 32 lists
+    # ~190 tokens a list: probe enough lists to scan what 16 lists of 1,024 would hold.
+    assert index.tokens.probes(1) == 6
+    assert index.tokens.probes(16) == 32  # at most every list
+    long_lists = LateInteractionIndex(16, "float16", IndexParams(ivf_min_tokens=1_000, ivf_nlist=4))
+    long_lists.upsert(list(range(600)), _pages(rng, 600))  # 1,500 tokens a list
+    assert long_lists.tokens.probes(3) == 3 and long_lists.tokens.probes(16) == 4
