@@ -23,7 +23,7 @@ import itertools
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,7 @@ def encode(collection: Collection, out: Path) -> None:
     start = time.perf_counter()
     # One "page" per window: every window's vectors come back whole, in input order.
     per_window = encode_windows(
-        inputs,
+        [replace(w, page=i) for i, w in enumerate(inputs)],
         len(inputs),
         forward=encoder._forward,
         pad_id=encoder._pad_id,
@@ -210,12 +210,50 @@ class Cached:
         return out
 
 
+def window_layout(collection: Collection) -> tuple[np.ndarray, np.ndarray]:
+    """Each window's length (model positions) and page, as the windowed MiniLM cuts
+    ``collection``'s pages: from the tokenizer alone, without the model."""
+    from transformers import AutoTokenizer
+
+    from latestore.encoders.minilm import bundled_model_dir
+    from latestore.encoders.windows import (
+        WindowSettings,
+        special_template,
+        text_token_ids,
+        window_inputs,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_dir()))
+    prefix, suffix = special_template(tokenizer)
+    span = 256 - len(prefix) - len(suffix)
+    settings = WindowSettings().resolved(span)
+    ids = text_token_ids(tokenizer, collection.texts, settings.max_page_tokens)
+
+    def build(window_ids: list[int], own_start: int, own_end: int) -> tuple[list[int], list[bool]]:
+        model_ids = [*prefix, *window_ids, *suffix]
+        return model_ids, [True] * len(model_ids)
+
+    inputs, _ = window_inputs(ids, span, settings, build)
+    return (
+        np.array([len(w.ids) for w in inputs], dtype=np.int64),
+        np.array([w.page for w in inputs], dtype=np.int64),
+    )
+
+
 def read(name: str, cache: Path) -> Cached:
     folder = cache / name
     meta = json.loads((folder / "meta.json").read_text())
     vectors = np.load(folder / "vectors.npy").astype(np.float32)
     own = np.load(folder / "own.npy")
-    bounds = np.concatenate([[0], np.cumsum(np.load(folder / "window_lengths.npy"))])
+    lengths = np.load(folder / "window_lengths.npy")
+    if len(lengths) != meta["windows"] or lengths.min() == 0:
+        # Caches written before the per-window fix hold per-page lengths (the windows
+        # of a page concatenated, in order): recover the windows from the tokenizer.
+        lengths, pages = window_layout(load(name))
+        assert lengths.sum() == len(vectors) == len(own), "cache does not match its layout"
+        np.save(folder / "window_lengths.npy", lengths)
+        np.save(folder / "window_pages.npy", pages)
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
     windows = [vectors[a:b] for a, b in itertools.pairwise(bounds)]
     owns = [own[a:b] for a, b in itertools.pairwise(bounds)]
     q = np.load(folder / "query_vectors.npy")

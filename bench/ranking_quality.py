@@ -32,7 +32,7 @@ from bench.ranking_data import Cached, read
 from bench.ranking_lexical import Ranking, lexical_runs
 from bench.ranking_scores import PageScores, page_scores
 from latestore.evaluation import ndcg_at, recall_at
-from latestore.index.fusion import fuse
+from latestore.index.fusion import default_weight, fuse
 
 DEPTH = 100
 PG_URL = os.environ.get("LATESTORE_TEST_PG_URL")
@@ -111,7 +111,7 @@ def window_table(cached: Cached, scores: PageScores) -> dict[str, dict[str, floa
 
 FUSIONS: dict[str, dict[str, Any]] = {
     "hybrid before (rrf)": {"rule": "rrf", "weight": 0.5},
-    "hybrid after (default)": {},
+    "hybrid after (convex)": {"rule": "convex", "weight": default_weight("convex")},
 }
 
 

@@ -420,16 +420,19 @@ class StoreConfig(BaseModel):
         default="maxsim",
         description="Ranking used when search() is given no mode.",
     )
-    fusion: Literal["rrf", "weighted"] = Field(
-        default="rrf",
-        description="Hybrid fusion: reciprocal-rank fusion, or a weighted sum of "
-        "normalised scores.",
+    fusion: Literal["convex", "rrf", "weighted"] = Field(
+        default="convex",
+        description="Hybrid fusion: normalised scores mixed with a lexical share set per "
+        "query by the rankings' agreement (convex), reciprocal-rank fusion, or a fixed "
+        "weighted sum of normalised scores.",
     )
-    lexical_weight: float = Field(
-        default=0.5,
+    lexical_weight: float | None = Field(
+        default=None,
         ge=0.0,
         le=1.0,
-        description="Hybrid: the lexical ranking's share; 0.5 is plain RRF or an even sum.",
+        description="Hybrid: the lexical ranking's share (convex: its largest share); "
+        "None is the rule's default (convex 0.9; rrf and weighted 0.5, plain RRF or an "
+        "even sum).",
     )
     rrf_k: int = Field(default=60, ge=1, description="Hybrid: the RRF rank offset.")
     hybrid_depth: int = Field(

@@ -27,7 +27,7 @@ from sqlalchemy import ColumnElement, Engine
 from sqlalchemy.orm import Session
 
 from latestore.errors import InvalidInputError
-from latestore.index.fusion import FusedHit, fuse
+from latestore.index.fusion import FusedHit, default_weight, fuse
 from latestore.index.ranking import SearchParams
 from latestore.models import SearchHit, StoreConfig
 from latestore.store.fulltext import LexicalHit, LexicalSearch
@@ -166,7 +166,9 @@ class ModeSearch:
                     [(h.page_id, h.score) for h in hits],
                     k,
                     rule=self.config.fusion,
-                    weight=self.config.lexical_weight,
+                    weight=default_weight(self.config.fusion)
+                    if self.config.lexical_weight is None
+                    else self.config.lexical_weight,
                     rrf_k=self.config.rrf_k,
                 )
             )

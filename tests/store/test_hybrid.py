@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, text
 import latestore.store.page_writer as store_module
 from latestore import Page, PrecomputedVectors, Store, StoreConfig
 from latestore.errors import InvalidInputError
+from latestore.index.fusion import default_weight, fuse
 from latestore.index.maxsim import maxsim_reference
 from latestore.store.sql import to_url
 from tests.reliability.hostile_inputs import LEXICAL_QUERIES
@@ -137,7 +138,12 @@ def test_filters_apply_before_lexical_and_hybrid_ranking(filled: tuple[Store, li
     assert [h.page_id for h in hits] == [1]
     # MaxSim's best page is 4 (the query is its own vectors), which the filter removes.
     hybrid = store.search(
-        vectors[3], k=5, mode="hybrid", lexical_text="gasket", filter={"lang": "en"}
+        vectors[3],
+        k=5,
+        mode="hybrid",
+        lexical_text="gasket",
+        filter={"lang": "en"},
+        fusion="rrf",
     )
     assert {h.page_id for h in hybrid} == {1, 3, 5}
     assert hybrid[0].page_id == 1 and hybrid[0].signals == ("maxsim", "lexical")
@@ -149,7 +155,9 @@ def test_hybrid_scores_every_candidate_with_exact_maxsim(filled: tuple[Store, li
     exact = dict(enumerate(maxsim_reference(query, vectors).tolist(), start=1))
     by_maxsim = sorted(exact, key=lambda p: (-exact[p], p))
     assert by_maxsim.index(3) >= 2  # the words match page 3 only, which MaxSim ranks low
-    hits = store.search(query, k=2, mode="hybrid", lexical_text="reactor", hybrid_depth=1)
+    hits = store.search(
+        query, k=2, mode="hybrid", lexical_text="reactor", hybrid_depth=1, fusion="rrf"
+    )
     # Candidates: MaxSim's top max(k, depth) = 2 pages, and the one lexical hit.
     union = [*by_maxsim[:2], 3]
     maxsim_rank = {p: r for r, p in enumerate(sorted(union, key=lambda p: -exact[p]), 1)}
@@ -172,12 +180,43 @@ def test_hybrid_fusion_rules_and_weight(filled: tuple[Store, list]) -> None:
     def top(**settings: object) -> int:
         return store.search(query, k=5, mode="hybrid", lexical_text=words, **settings)[0].page_id
 
-    assert top(lexical_weight=0.0) == 5 and top(lexical_weight=1.0) == 3
+    assert top(fusion="rrf", lexical_weight=0.0) == 5
+    assert top(fusion="rrf", lexical_weight=1.0) == 3
     assert top(fusion="weighted", lexical_weight=0.0) == 5
     assert top(fusion="weighted", lexical_weight=1.0) == 3
     weighted = store.search(query, k=5, mode="hybrid", lexical_text=words, fusion="weighted")
     assert all(0.0 <= h.score <= 1.0 for h in weighted)
     assert weighted[0].score >= weighted[-1].score
+
+
+def test_default_hybrid_is_convex_fusion_of_exact_scores(filled: tuple[Store, list]) -> None:
+    """The default hybrid is fuse(rule="convex") over the union of both rankings, every
+    candidate scored with exact MaxSim (the brute-force reference), on either backend."""
+    store, vectors = filled
+    query = vectors[4][:3]
+    words = "reactor night running"
+    hits = store.search(query, k=5, mode="hybrid", lexical_text=words, exhaustive=True)
+    lexical = store.search(words, k=100, mode="lexical")
+    reference = dict(enumerate(maxsim_reference(query, vectors).tolist(), start=1))
+    # Every page is a candidate (5 pages, depth 100): the hits carry each page's exact
+    # MaxSim as the store computes it (float16 vectors), checked against the reference.
+    exact = {h.page_id: float(h.maxsim_score or 0.0) for h in hits}
+    assert sorted(exact) == sorted(reference)
+    expected = fuse(
+        exact,
+        set(exact),
+        [(h.page_id, h.score) for h in lexical],
+        k=5,
+        rule="convex",
+        weight=default_weight("convex"),
+    )
+    assert [h.page_id for h in hits] == [h.page_id for h in expected]
+    for hit, want in zip(hits, expected, strict=True):
+        assert hit.score == pytest.approx(want.score, rel=1e-9, abs=1e-12)
+        assert hit.maxsim_score == pytest.approx(reference[hit.page_id], rel=1e-3)
+    # With no lexical hit the convex rule is MaxSim's order.
+    plain = store.search(query, k=5, mode="hybrid", lexical_text="zzzzqqq", exhaustive=True)
+    assert [h.page_id for h in plain] == sorted(exact, key=lambda p: (-exact[p], p))
 
 
 def test_image_only_pages_rank_by_maxsim_alone(store_url: str) -> None:
@@ -190,7 +229,9 @@ def test_image_only_pages_rank_by_maxsim_alone(store_url: str) -> None:
                 Page(text="a chart of pump pressure", vectors=text_vectors),
             ]
         )
-        hits = store.search(image_vectors, k=2, mode="hybrid", lexical_text="pump chart")
+        hits = store.search(
+            image_vectors, k=2, mode="hybrid", lexical_text="pump chart", fusion="rrf"
+        )
         image_hit = next(h for h in hits if h.page_id == image_id)
         assert image_hit.signals == ("maxsim",) and image_hit.lexical_rank is None
         assert image_hit.maxsim_score == pytest.approx(4.0, rel=1e-3)
