@@ -5,11 +5,20 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from latestore.cli.common import StoreOption, fail, open_existing
+from latestore.cli.common import (
+    EncoderOptionsOption,
+    ExistingEncoderOption,
+    StoreOption,
+    fail,
+    open_existing,
+)
+
+if TYPE_CHECKING:
+    from latestore.store import Store
 
 
 def serve(
@@ -49,8 +58,14 @@ def serve(
             min=1,
         ),
     ] = 1,
+    encoder: ExistingEncoderOption = None,
+    encoder_option: EncoderOptionsOption = None,
 ) -> None:
-    """Serve the store over HTTP: the API (OpenAPI at /docs) and a search page at /."""
+    """Serve the store over HTTP: the API (OpenAPI at /docs) and a search page at /.
+
+    The encoder is loaded and one search runs before the server listens, so /ready
+    answers only once a search is as fast as it will be; a store whose encoder cannot
+    be loaded stops here (exit 2) instead of failing its first search."""
     limit_compute_threads(torch_threads)
     try:
         import uvicorn
@@ -74,9 +89,16 @@ def serve(
             upload_dir=upload_dir,
             graceful_seconds=graceful_seconds,
         )
-        opened = open_existing(store, None)
+        opened = open_existing(store, encoder, options=encoder_option)
     except LatestoreError as exc:
         fail(str(exc))
+    try:
+        seconds = warm_up(opened)
+    except Exception as exc:  # loaders raise more than EncoderError (OSError, ...)
+        opened.close()
+        fail(f"cannot serve {store}: its encoder does not load or search: {exc}")
+    print(f"latestore: encoder {opened.encoder_name!r} loaded, warm-up search {seconds:.2f} s",
+          file=sys.stderr)  # fmt: skip
     app = create_app(opened, settings, close_store=True)
     uvicorn.run(
         app,
@@ -85,6 +107,31 @@ def serve(
         timeout_graceful_shutdown=int(graceful_seconds) or None,
         log_level="info",
     )
+
+
+def warm_up(store: Store) -> float:
+    """Load the encoder and the index, and run one search through them; its seconds.
+
+    The first search otherwise pays for the model load, the index load and the kernels'
+    first calls (20 s and more on a busy machine). A store without a model (vectors
+    given by the caller) warms up with a query of its own dimension.
+    """
+    import time
+
+    import numpy as np
+
+    start = time.perf_counter()
+    encoder = store.encoder  # raises here, not at the first request, if it cannot load
+    if encoder.name == "precomputed":
+        query = np.zeros((1, encoder.dim), dtype=np.float32)
+        query[0, 0] = 1.0
+        store.search(query, k=1)
+    else:
+        vectors = store.encode_queries(["warm-up query"])[0]
+        store.search(vectors, k=1)
+        if store.config.search_mode != "maxsim":
+            store.search("warm-up query", k=1)  # the full-text index and fusion too
+    return time.perf_counter() - start
 
 
 def limit_compute_threads(threads: int) -> None:

@@ -121,6 +121,8 @@ SEEDERS: dict[str, Callable[[Connection], None]] = {
     # 0004 added the full-text index: rows written by plain SQL reach it by trigger
     # (SQLite) or generated column (PostgreSQL).
     "0004_page_fulltext": seed_0003,
+    # 0005 added ls_store.encoder_build: stores from before keep NULL (nothing recorded).
+    "0005_encoder_build": seed_0003,
 }
 
 
