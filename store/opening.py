@@ -170,6 +170,13 @@ def _reads(encoder: Encoder, row: StoreRow) -> bool:
     return encoder.fingerprint == recorded or recorded in superseded_by(encoder)
 
 
+def check_options(row: StoreRow, options: Mapping[str, Any] | None) -> None:
+    """Refuse, at open and before any model loads, options that conflict with the
+    store's recorded ones (the encoder itself may load much later, on first use)."""
+    recorded = (row.encoder_build or {}).get("options") or {}
+    refuse_conflicts(recorded, dict(options or {}), "given")
+
+
 def _load_for(
     row: StoreRow,
     given: Encoder | str | Path | None,
@@ -178,7 +185,7 @@ def _load_for(
     build = row.encoder_build or {}
     recorded: dict[str, Any] = dict(build.get("options") or {})
     options = dict(options or {})
-    refuse_conflicts(recorded, options, "given")
+    check_options(row, options)
     if given is not None and not isinstance(given, str | Path):
         if options:
             return resolve_encoder(given, options)  # refused there: not for objects
