@@ -107,7 +107,7 @@ def test_conflicting_option_is_named_with_both_values(store_url: str, hub_cache:
     assert "query_length: the store was built with 8, given 10" in str(caught.value)
     # An encoder object built with another value: the same, named.
     other = load_encoder(COLBERT, query_length=10)
-    with pytest.raises(EncoderOptionConflictError, match="query_length.*8.*has 10"):
+    with pytest.raises(EncoderOptionConflictError, match=r"query_length.*8.*has 10"):
         Store.open(store_url, other)
 
 
@@ -116,9 +116,11 @@ def test_mismatch_message_names_what_differs(store_url: str, hub_cache: Path) ->
         store.add_pages([Page(text=TEXTS[0])])
     # The store did not record a value (the family's default), so only the loaded
     # model can tell: the encoder is loaded at first use, and refused then.
-    with Store.open(store_url, encoder_options={"query_length": 6}) as store:
-        with pytest.raises(EncoderMismatchError) as caught:
-            store.encoder  # noqa: B018 - the property loads it
+    with (
+        Store.open(store_url, encoder_options={"query_length": 6}) as store,
+        pytest.raises(EncoderMismatchError) as caught,
+    ):
+        store.encoder  # noqa: B018 - the property loads it
     message = str(caught.value)
     assert "query_length: store 'the family default', given 6" in message
 
