@@ -240,7 +240,8 @@ def search(
     errors_as_json(json_output)
     spec = parse_filter(filter_json)
     try:
-        with open_existing(store, encoder, options=encoder_option) as opened:
+        # The index loads with the first search that needs it: a lexical one does not.
+        with open_existing(store, encoder, options=encoder_option, load_index=False) as opened:
             if spec is not None:
                 # Check the filter in SQL before the query loads the model (seconds):
                 # ANDed with an id no page has, it compiles fully and matches nothing.

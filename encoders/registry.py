@@ -22,15 +22,14 @@ Examples
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from latestore.encoders import hub
 from latestore.encoders.base import Encoder
+from latestore.encoders.build import RUNTIME_OPTIONS, build_options
 from latestore.encoders.colbert_loading import read_json
-from latestore.encoders.windows import WINDOW_OPTIONS
 from latestore.errors import EncoderError
 
 __all__ = [
@@ -42,9 +41,6 @@ __all__ = [
     "registered_names",
 ]
 
-# Loader options that change how an encoder runs, never the vectors it gives (compute
-# dtype included: bfloat16 vectors stay within cosine 0.999, the same model to a store).
-RUNTIME_OPTIONS = frozenset({"device", "dtype", "batch_size", "name", "revision"})
 
 FAMILY_MODULES: list[str] = [
     "latestore.encoders.colbert_bgem3",
@@ -195,23 +191,3 @@ def _name_after(encoder: Encoder, folder_name: str, repo_id: str) -> None:
     name = str(getattr(encoder, "name", ""))
     if name.endswith(":" + folder_name):
         encoder.name = name[: -len(folder_name)] + repo_id
-
-
-def build_options(options: dict[str, Any]) -> dict[str, Any]:
-    """``{"options": ..., "unrecorded": [...]}``: the loader options that change vectors.
-
-    Runtime options (device, compute dtype, batch size, display name) do not change
-    them; window settings are recorded on their own (``ls_store.encoder_windowing``), as
-    ``reindex --re-encode`` changes them. A value JSON cannot hold (an object) is named
-    under ``unrecorded``: a later opener has to give it again.
-    """
-    recorded: dict[str, Any] = {}
-    unrecorded: list[str] = []
-    for key, value in sorted(options.items()):
-        if key in RUNTIME_OPTIONS or key in WINDOW_OPTIONS:
-            continue
-        try:
-            recorded[key] = json.loads(json.dumps(value))
-        except (TypeError, ValueError):
-            unrecorded.append(key)
-    return {"options": recorded, "unrecorded": unrecorded}

@@ -236,7 +236,7 @@ _DEFAULT = "the family default"
 def refuse_conflicts(recorded: Mapping[str, Any], given: Mapping[str, Any], who: str) -> None:
     """EncoderOptionConflictError when ``given`` sets a vector option the store recorded
     with another value (runtime and window options are never conflicts)."""
-    from latestore.encoders.registry import build_options
+    from latestore.encoders.build import build_options
 
     chosen = build_options(dict(given))["options"]
     clashes = [k for k in sorted(chosen) if k in recorded and chosen[k] != recorded[k]]
