@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 import typer
@@ -37,7 +36,7 @@ EncoderOption = Annotated[
     typer.Option(
         "--encoder",
         "-e",
-        help="Encoder name (minilm) or model directory; "
+        help="Encoder name (minilm), model directory or Hugging Face Hub id (org/name); "
         "default: the store's own, minilm for a new store.",
     ),
 ]
@@ -55,8 +54,18 @@ ExistingEncoderOption = Annotated[
     typer.Option(
         "--encoder",
         "-e",
-        help="Encoder name or model directory to load instead of the store's recorded one "
-        "(it must be the same model); default: the store's own.",
+        help="Encoder name, model directory or hub id to load instead of the store's "
+        "recorded one (the same model, e.g. its folder after a move); default: the "
+        "store's own.",
+    ),
+]
+EncoderOptionsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--encoder-option",
+        help="key=value for the encoder's loader (repeatable): max_pixels=401408, "
+        "query_length=32, pool_factor=2, revision=COMMIT... A new store records the "
+        "options that change vectors; later commands need not repeat them.",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -89,24 +98,22 @@ def print_json(console: Console, value: Any) -> None:
     console.file.flush()
 
 
-def resolve_encoder(
-    spec: str | None, dtype: str | None = None, options: dict[str, Any] | None = None
-) -> Encoder | None:
-    """Load ``--encoder`` (with loader ``options``, e.g. window settings); None leaves
-    the choice to the store (its own, or minilm).
-
-    The store records ``encoder.spec`` so later commands can reopen it without
-    ``--encoder``; directory encoders do not always set it, so it is set here.
-    """
-    if spec is None:
-        return None
-    from latestore.encoders.registry import load_encoder, registered_names
-
-    encoder = load_encoder(spec, **({"dtype": dtype} if dtype else {}), **(options or {}))
-    if getattr(encoder, "spec", None) is None:
-        recorded = spec if spec in registered_names() else str(Path(spec).expanduser().resolve())
-        encoder.spec = recorded  # type: ignore[attr-defined]
-    return encoder
+def encoder_options(items: list[str] | None, dtype: str | None = None) -> dict[str, Any]:
+    """``--encoder-option key=value`` items (and ``--encoder-dtype``) as loader options;
+    a value that parses as JSON keeps its type (``max_pixels=401408`` is a number)."""
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--encoder-option expects key=value, got {item!r}")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        options[key.strip()] = value
+    if dtype:
+        options["dtype"] = dtype
+    return options
 
 
 def check_exists(target: str) -> None:
@@ -121,28 +128,34 @@ def open_store(
     dtype: str | None = None,
     *,
     load_index: bool = True,
+    options: list[str] | None = None,
     window_options: dict[str, Any] | None = None,
 ) -> Store:
-    """Open (or create) a store; ``dtype`` also reaches the store's own recorded encoder.
+    """Open (or create) a store; ``--encoder`` (a name, folder or hub id), its
+    ``--encoder-option`` items and ``dtype`` go to Store.open, which loads the encoder
+    with the store's recorded options and refuses conflicting ones.
 
     ``load_index=False``: for commands that never search, the derived index (and torch)
     stays unloaded. ``window_options`` (``windows``, ``window_stride``,
     ``max_page_tokens``) set a new store's window settings; an existing store keeps
     its own (see :func:`check_window_options`)."""
-    resolved = resolve_encoder(encoder, dtype, window_options)
-    loader = {**({"dtype": dtype} if dtype else {}), **(window_options or {})}
-    options = loader if loader and resolved is None else None
+    loader = {**encoder_options(options, dtype), **(window_options or {})}
     from latestore.store import Store  # torch and the model stack: only when used
 
-    return Store.open(target, resolved, encoder_options=options, load_index=load_index)
+    return Store.open(target, encoder, encoder_options=loader or None, load_index=load_index)
 
 
 def open_existing(
-    target: str, encoder: str | None, dtype: str | None = None, *, load_index: bool = True
+    target: str,
+    encoder: str | None,
+    dtype: str | None = None,
+    *,
+    load_index: bool = True,
+    options: list[str] | None = None,
 ) -> Store:
     """Open a store that must already exist (reading commands never create one)."""
     check_exists(target)
-    return open_store(target, encoder, dtype, load_index=load_index)
+    return open_store(target, encoder, dtype, load_index=load_index, options=options)
 
 
 def reencode_settings(

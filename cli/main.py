@@ -27,11 +27,13 @@ if not os.environ.get("LATESTORE_VERBOSE"):
 from latestore.cli.common import (
     EncoderDtypeOption,
     EncoderOption,
+    EncoderOptionsOption,
     ExistingEncoderOption,
     JsonOption,
     SearchMode,
     StoreOption,
     check_window_options,
+    encoder_options,
     errors_as_json,
     fail,
     open_existing,
@@ -117,6 +119,7 @@ def ingest(
     store: StoreOption,
     encoder: EncoderOption = None,
     encoder_dtype: EncoderDtypeOption = None,
+    encoder_option: EncoderOptionsOption = None,
     batch_size: Annotated[int, typer.Option(help="Pages per write transaction.", min=1)] = 32,
     dpi: Annotated[
         int,
@@ -219,12 +222,14 @@ def ingest(
                 report = ingest_on_ray(
                     store, paths, options, encoder=encoder, encoder_dtype=encoder_dtype,
                     progress=progress, encoders=ray_encoders, gpus_per_encoder=ray_gpus,
-                    address=ray_address,
+                    address=ray_address, encoder_options=encoder_options(encoder_option),
                 )  # fmt: skip
             windowing = None
         else:
             with loading(err, "loading the encoder"):
-                opened = open_store(store, encoder, encoder_dtype, window_options=requested)
+                opened = open_store(
+                    store, encoder, encoder_dtype, options=encoder_option, window_options=requested
+                )
             with opened, ConsoleProgress(err) as progress:
                 if requested:
                     check_window_options(opened, requested, store)
@@ -374,13 +379,15 @@ def search(
         str | None, typer.Option(help="A phrase every hit must contain (after stemming).")
     ] = None,
     encoder: ExistingEncoderOption = None,
+    encoder_option: EncoderOptionsOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Rank pages for a query (exact MaxSim over FAISS candidates, or --mode)."""
     errors_as_json(json_output)
     spec = parse_filter(filter_json)
     try:
-        with open_existing(store, encoder) as opened:
+        # The index loads with the first search that needs it: a lexical one does not.
+        with open_existing(store, encoder, options=encoder_option, load_index=False) as opened:
             if spec is not None:
                 # Check the filter in SQL before the query loads the model (seconds):
                 # ANDed with an id no page has, it compiles fully and matches nothing.

@@ -87,6 +87,18 @@ class EncoderMismatchError(EncoderError):
     """The store was built with a different encoder than the one given at open."""
 
 
+class EncoderOptionConflictError(EncoderMismatchError):
+    """An encoder option given at open differs from the one the store was built with."""
+
+
+class EncoderNotFoundError(EncoderError):
+    """The store's encoder is not where the store last found it (a moved folder)."""
+
+
+class ModelNotCachedError(EncoderError):
+    """A hub model that is not in the local cache, and may not be downloaded (offline)."""
+
+
 class SchemaVersionError(LatestoreError):
     """The database schema was written by a newer (or unknown) latestore version."""
 

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from latestore.errors import InvalidInputError
 from latestore.ingest import IngestOptions, IngestProgress, IngestReport
@@ -22,6 +23,7 @@ def ingest_on_ray(
     encoders: int,
     gpus_per_encoder: float,
     address: str | None,
+    encoder_options: dict[str, Any] | None = None,
 ) -> IngestReport:
     """Connect to the cluster (``address``, else $RAY_ADDRESS, else a local one) and ingest."""
     try:
@@ -37,7 +39,11 @@ def ingest_on_ray(
         paths,
         options,
         encoder=encoder,
-        encoder_options={"dtype": encoder_dtype} if encoder_dtype else None,
+        encoder_options={
+            **(encoder_options or {}),
+            **({"dtype": encoder_dtype} if encoder_dtype else {}),
+        }
+        or None,
         progress=progress,
         encoders=encoders,
         gpus_per_encoder=gpus_per_encoder,

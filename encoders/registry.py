@@ -1,4 +1,4 @@
-"""Resolve an encoder from a registered name or a local model directory.
+"""Resolve an encoder from a registered name, a local model directory or a hub id.
 
 A directory is matched against a table of *family modules*, tried in the order of
 :data:`FAMILY_MODULES`. Each module exposes::
@@ -15,6 +15,7 @@ Examples
 >>> from latestore.encoders.registry import load_encoder
 >>> encoder = load_encoder("minilm")                        # doctest: +SKIP
 >>> encoder = load_encoder("/models/colbertv2.0")           # doctest: +SKIP
+>>> encoder = load_encoder("colbert-ir/colbertv2.0")        # doctest: +SKIP
 >>> pooled = load_encoder("/models/colbertv2.0", pool_factor=2)  # doctest: +SKIP
 """
 
@@ -25,11 +26,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from latestore.encoders import hub
 from latestore.encoders.base import Encoder
+from latestore.encoders.build import RUNTIME_OPTIONS, build_options
 from latestore.encoders.colbert_loading import read_json
 from latestore.errors import EncoderError
 
-__all__ = ["FAMILY_MODULES", "load_encoder", "register", "registered_names"]
+__all__ = [
+    "FAMILY_MODULES",
+    "RUNTIME_OPTIONS",
+    "build_options",
+    "load_encoder",
+    "register",
+    "registered_names",
+]
+
 
 FAMILY_MODULES: list[str] = [
     "latestore.encoders.colbert_bgem3",
@@ -92,54 +103,91 @@ def _family_of(model_dir: Path, config: dict[str, Any]) -> Any:
 
 
 def load_encoder(spec: str | Path, **options: Any) -> Encoder:
-    """An encoder for a registered name or a local checkpoint directory.
+    """An encoder for a registered name, a local checkpoint directory or a hub id.
 
     Parameters
     ----------
     spec:
-        A name from :func:`registered_names` (e.g. ``"minilm"``) or a directory.
+        A name from :func:`registered_names` (e.g. ``"minilm"``), a directory, or a
+        Hugging Face Hub id (``"colbert-ir/colbertv2.0"``): taken from the local hub
+        cache, downloaded when not there and the hub is on (see
+        :mod:`latestore.encoders.hub`).
     **options:
         Passed to the family loader (``device``, ``dtype``, ``batch_size``, prompt
-        overrides...). ``pool_factor`` (int > 1) is handled here: page vectors are
-        reduced by hierarchical token pooling (:class:`PooledEncoder`).
+        overrides, ``max_pixels``...). ``pool_factor`` (int > 1) is handled here: page
+        vectors are reduced by hierarchical token pooling (:class:`PooledEncoder`).
+        ``revision`` pins a hub model to a branch, tag or commit.
 
     Returns
     -------
     Encoder
-        With a ``spec`` attribute holding the name, or the directory's absolute path,
-        so a store can reopen with the same model.
+        With a ``spec`` attribute (the name, the directory's absolute path, or the hub
+        id) and a ``build`` record (:func:`build_record`: the options that change
+        vectors, and a hub model's commit), so a store reopens the same model.
 
     Raises
     ------
     EncoderError
         Unknown name, a directory no family recognises (what was found is named), or
         a checkpoint that fails to load.
+    ModelNotCachedError
+        A hub id not in the local cache while the hub is off; the message says how to
+        fetch it.
     """
+    options = dict(options)
+    revision = options.pop("revision", None)
     pool_factor = options.pop("pool_factor", None)
     key = str(spec)
+    build: dict[str, Any] = {"source": "name"}
     if isinstance(spec, str) and key in _FACTORIES:
+        if revision is not None:
+            raise EncoderError(f"revision= is for hub models, not the registered name {key!r}")
         encoder = _FACTORIES[key](**options)
         if not hasattr(encoder, "spec"):
             # The spec is what a store records to reopen the model.
             encoder.spec = key  # type: ignore[attr-defined]
+    elif isinstance(spec, str) and hub.is_hub_id(key):
+        model = hub.resolve(key, None if revision is None else str(revision))
+        encoder = _load_folder(model.folder, options)
+        encoder.spec = model.repo_id  # type: ignore[attr-defined]
+        _name_after(encoder, model.folder.name, model.repo_id)
+        build = {"source": "hub", **model.record()}
     else:
         model_dir = Path(spec).expanduser()
         if not model_dir.is_dir():
             raise EncoderError(
                 f"unknown encoder {key!r}: neither a registered name "
-                f"({', '.join(registered_names())}) nor a model directory"
+                f"({', '.join(registered_names())}), a model directory, nor a Hugging Face "
+                "Hub id (org/name)"
             )
-        config = read_json(model_dir / "config.json")
-        family = _family_of(model_dir, config)
-        if family is None:
-            raise EncoderError(
-                f"no encoder family recognises {model_dir}: {_describe(model_dir, config)}"
-            )
-        encoder = family.load(model_dir, **options)
+        if revision is not None:
+            raise EncoderError(f"revision= is for hub models, not the folder {model_dir}")
+        encoder = _load_folder(model_dir, options)
         if not getattr(encoder, "spec", None):
             encoder.spec = str(model_dir.resolve())  # type: ignore[attr-defined]
+        build = {"source": "folder"}
     if pool_factor is not None:
         from latestore.encoders.pooling import PooledEncoder
 
-        return PooledEncoder(encoder, pool_factor=int(pool_factor))
+        encoder = PooledEncoder(encoder, pool_factor=int(pool_factor))
+        options["pool_factor"] = int(pool_factor)
+    encoder.build = {**build, **build_options(options)}  # type: ignore[attr-defined]
     return encoder
+
+
+def _load_folder(model_dir: Path, options: dict[str, Any]) -> Encoder:
+    config = read_json(model_dir / "config.json")
+    family = _family_of(model_dir, config)
+    if family is None:
+        raise EncoderError(
+            f"no encoder family recognises {model_dir}: {_describe(model_dir, config)}"
+        )
+    encoder: Encoder = family.load(model_dir, **options)
+    return encoder
+
+
+def _name_after(encoder: Encoder, folder_name: str, repo_id: str) -> None:
+    """``colbert:<commit>`` (the snapshot folder's name) becomes ``colbert:org/name``."""
+    name = str(getattr(encoder, "name", ""))
+    if name.endswith(":" + folder_name):
+        encoder.name = name[: -len(folder_name)] + repo_id

@@ -5,11 +5,20 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from latestore.cli.common import StoreOption, fail, open_existing
+from latestore.cli.common import (
+    EncoderOptionsOption,
+    ExistingEncoderOption,
+    StoreOption,
+    fail,
+    open_existing,
+)
+
+if TYPE_CHECKING:
+    from latestore.store import Store
 
 
 def serve(
@@ -55,8 +64,14 @@ def serve(
             min=1,
         ),
     ] = 1,
+    encoder: ExistingEncoderOption = None,
+    encoder_option: EncoderOptionsOption = None,
 ) -> None:
-    """Serve the store over HTTP: the API (OpenAPI at /docs) and a search page at /."""
+    """Serve the store over HTTP: the API (OpenAPI at /docs) and a search page at /.
+
+    The encoder is loaded and one search runs before the server listens, so /ready
+    answers only once a search is as fast as it will be; a store whose encoder cannot
+    be loaded stops here (exit 2) instead of failing its first search."""
     limit_compute_threads(torch_threads)
     try:
         import uvicorn
@@ -82,9 +97,16 @@ def serve(
             header_timeout=header_timeout,
             body_timeout=body_timeout,
         )
-        opened = open_existing(store, None)
+        opened = open_existing(store, encoder, options=encoder_option)
     except LatestoreError as exc:
         fail(str(exc))
+    try:
+        seconds = warm_up(opened)
+    except Exception as exc:  # loaders raise more than EncoderError (OSError, ...)
+        opened.close()
+        fail(f"cannot serve {store}: its encoder does not load or search: {exc}")
+    print(f"latestore: encoder {opened.encoder_name!r} loaded, warm-up search {seconds:.2f} s",
+          file=sys.stderr)  # fmt: skip
     from latestore.serve.connections import redacting_log_config, timed_protocol
 
     app = create_app(opened, settings, close_store=True)
@@ -97,6 +119,31 @@ def serve(
         http=timed_protocol(settings.header_timeout),
         log_config=redacting_log_config(),
     )
+
+
+def warm_up(store: Store) -> float:
+    """Load the encoder and the index, and run one search through them; its seconds.
+
+    The first search otherwise pays for the model load, the index load and the kernels'
+    first calls (20 s and more on a busy machine). A store without a model (vectors
+    given by the caller) warms up with a query of its own dimension.
+    """
+    import time
+
+    import numpy as np
+
+    start = time.perf_counter()
+    encoder = store.encoder  # raises here, not at the first request, if it cannot load
+    if encoder.name == "precomputed":
+        query = np.zeros((1, encoder.dim), dtype=np.float32)
+        query[0, 0] = 1.0
+        store.search(query, k=10)
+    else:
+        # What POST /search runs (the store's search mode, k=10), twice: the second
+        # pass meets the caches and thread pools the first one set up.
+        for _ in range(2):
+            store.search_many(["warm-up query"], k=10)
+    return time.perf_counter() - start
 
 
 def limit_compute_threads(threads: int) -> None:

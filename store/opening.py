@@ -12,7 +12,13 @@ from sqlalchemy.orm import Session
 
 from latestore.encoders import Encoder, default_encoder, superseded_by
 from latestore.encoders.windows import WINDOW_OPTIONS, WindowSettings, as_windowed
-from latestore.errors import EncoderError, EncoderMismatchError, InvalidInputError
+from latestore.errors import (
+    EncoderError,
+    EncoderMismatchError,
+    EncoderNotFoundError,
+    EncoderOptionConflictError,
+    InvalidInputError,
+)
 from latestore.migrations.runner import at_head, upgrade
 from latestore.models import BUILD_TIME_FIELDS, StoreConfig
 from latestore.store import fulltext
@@ -121,6 +127,11 @@ def encoder_for(
 ) -> Encoder:
     """The encoder to open an existing store with; EncoderMismatchError if it differs.
 
+    The store's recorded build (:func:`build_record`) comes first: its vector options
+    are loaded again unless ``options`` restate them, and a hub model is pinned to the
+    recorded commit. An option given with another value than the recorded one is
+    refused (EncoderOptionConflictError names it and both values).
+
     Window settings are the store's: an encoder that differs from the store's only in
     them reads pages with the recorded settings (windows off for stores from before
     windows), unless ``options`` set them explicitly. So a store keeps the settings
@@ -136,8 +147,11 @@ def encoder_for(
             encoder = adopted
     if not _reads(encoder, row) or encoder.dim != row.dim:
         hint = ""
+        differences = option_differences(row.encoder_build, getattr(encoder, "build", None))
+        if differences:
+            hint += f" They differ in: {'; '.join(differences)}."
         if windowed is not None:
-            hint = (
+            hint += (
                 f" The store's pages are encoded with window settings "
                 f"{row.encoder_windowing or {'windows': False}}; to change them, run "
                 "`latestore reindex --re-encode` (Store.reencode)."
@@ -156,25 +170,112 @@ def _reads(encoder: Encoder, row: StoreRow) -> bool:
     return encoder.fingerprint == recorded or recorded in superseded_by(encoder)
 
 
+def check_options(row: StoreRow, options: Mapping[str, Any] | None) -> None:
+    """Refuse, at open and before any model loads, options that conflict with the
+    store's recorded ones (the encoder itself may load much later, on first use)."""
+    recorded = (row.encoder_build or {}).get("options") or {}
+    refuse_conflicts(recorded, dict(options or {}), "given")
+
+
 def _load_for(
     row: StoreRow,
     given: Encoder | str | Path | None,
     options: Mapping[str, Any] | None,
 ) -> Encoder:
-    if given is None:
-        spec = row.encoder_spec or ("minilm" if row.encoder_name == "minilm" else None)
-        if spec == "minilm" and not options:
-            encoder = default_encoder()
-        elif spec is not None:
-            encoder = resolve_encoder(spec, options)
-        else:
-            raise EncoderMismatchError(
-                f"this store was built with encoder {row.encoder_name!r} "
-                f"(fingerprint {row.encoder_fingerprint}); pass it to Store.open"
+    build = row.encoder_build or {}
+    recorded: dict[str, Any] = dict(build.get("options") or {})
+    options = dict(options or {})
+    check_options(row, options)
+    if given is not None and not isinstance(given, str | Path):
+        if options:
+            return resolve_encoder(given, options)  # refused there: not for objects
+        theirs = (getattr(given, "build", None) or {}).get("options")
+        if theirs is not None:
+            refuse_conflicts(recorded, theirs, "the encoder given has")
+        return given
+    missing = [k for k in build.get("unrecorded") or [] if k not in options]
+    merged = {**recorded, **options}
+    if given is not None:
+        if build.get("source") == "hub" and str(given) == row.encoder_spec:
+            merged.setdefault("revision", build.get("commit"))
+        return resolve_encoder(given, merged)
+    if missing:
+        raise EncoderMismatchError(
+            f"this store's encoder was built with option(s) {missing}, whose values a store "
+            "cannot record; give them again (Store.open(..., encoder_options=...))"
+        )
+    spec = row.encoder_spec or ("minilm" if row.encoder_name == "minilm" else None)
+    if spec == "minilm" and not merged:
+        return default_encoder()
+    if spec is None:
+        raise EncoderMismatchError(
+            f"this store was built with encoder {row.encoder_name!r} "
+            f"(fingerprint {row.encoder_fingerprint}); pass it to Store.open"
+        )
+    if build.get("source") == "hub":
+        merged.setdefault("revision", build.get("commit"))
+    elif _is_folder_spec(spec) and not Path(spec).is_dir():
+        raise EncoderNotFoundError(
+            f"this store's encoder {row.encoder_name!r} was loaded from the folder {spec}, "
+            "which is not there any more. If the model moved, pass its new folder: "
+            "`--encoder NEWDIR` on the command line, or Store.open(..., encoder=NEWDIR) "
+            "(or its hub id, org/name); the store's recorded options"
+            f"{f' {recorded}' if recorded else ''} are applied to it."
+        )
+    return resolve_encoder(spec, merged)
+
+
+def _is_folder_spec(spec: str) -> bool:
+    """Stores record a folder as an absolute path; names and hub ids are never absolute."""
+    return Path(spec).expanduser().is_absolute()
+
+
+_DEFAULT = "the family default"
+
+
+def refuse_conflicts(recorded: Mapping[str, Any], given: Mapping[str, Any], who: str) -> None:
+    """EncoderOptionConflictError when ``given`` sets a vector option the store recorded
+    with another value (runtime and window options are never conflicts)."""
+    from latestore.encoders.build import build_options
+
+    chosen = build_options(dict(given))["options"]
+    clashes = [k for k in sorted(chosen) if k in recorded and chosen[k] != recorded[k]]
+    if clashes:
+        named = "; ".join(
+            f"{k}: the store was built with {recorded[k]!r}, {who} {chosen[k]!r}" for k in clashes
+        )
+        raise EncoderOptionConflictError(
+            f"encoder option conflict: {named}. A store keeps the options its vectors were "
+            "made with: drop the option to use the store's value (or build a new store)."
+        )
+
+
+def option_differences(
+    recorded: Mapping[str, Any] | None, loaded: Mapping[str, Any] | None
+) -> list[str]:
+    """``"max_pixels: store 50176, given the family default"``, one per differing item of
+    two build records (empty when either is unknown)."""
+    if not recorded or not loaded:
+        return []
+    found: list[str] = []
+    if recorded.get("source") == "hub" and loaded.get("source") == "hub":
+        for key in ("repo_id", "commit"):
+            if recorded.get(key) != loaded.get(key):
+                found.append(f"{key}: store {recorded.get(key)}, given {loaded.get(key)}")
+    mine: Mapping[str, Any] = recorded.get("options") or {}
+    theirs: Mapping[str, Any] = loaded.get("options") or {}
+    for key in sorted(set(mine) | set(theirs)):
+        if mine.get(key, _DEFAULT) != theirs.get(key, _DEFAULT):
+            found.append(
+                f"{key}: store {mine.get(key, _DEFAULT)!r}, given {theirs.get(key, _DEFAULT)!r}"
             )
-    else:
-        encoder = resolve_encoder(given, options)
-    return encoder
+    return found
+
+
+def build_record(encoder: Encoder) -> dict[str, Any] | None:
+    """How ``encoder`` was built, as a store records it (None: not by load_encoder)."""
+    build = getattr(encoder, "build", None)
+    return dict(build) if isinstance(build, dict) else None
 
 
 def new_store_row(encoder: Encoder, config: StoreConfig) -> StoreRow:
@@ -185,6 +286,7 @@ def new_store_row(encoder: Encoder, config: StoreConfig) -> StoreRow:
         encoder_spec=getattr(encoder, "spec", None),
         encoder_fingerprint=encoder.fingerprint,
         encoder_windowing=windowing_record(encoder),
+        encoder_build=build_record(encoder),
         dim=encoder.dim,
         vector_dtype=config.vector_dtype,
         config=config.model_dump(),

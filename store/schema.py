@@ -61,6 +61,10 @@ class StoreRow(Base):
     # Loader options of the encoder's window settings; NULL (stores from before windows):
     # windows off, as those stores' pages were encoded.
     encoder_windowing: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # How the encoder was loaded (latestore.encoders.registry.load_encoder): the options
+    # that change vectors, and a hub model's id and commit; NULL: not recorded (stores
+    # from before revision 0005, or an encoder object built by hand).
+    encoder_build: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

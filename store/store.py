@@ -33,6 +33,7 @@ from latestore.store import page_encoding, page_writer, reader, searcher
 from latestore.store.context import ProgressCallback, StoreContext
 from latestore.store.fulltext import LexicalSearch, engine_analyzer
 from latestore.store.opening import (
+    check_options,
     create_row,
     encoder_for,
     merged_config,
@@ -206,6 +207,7 @@ class Store:
             if not created:  # existing, or created by another process a moment ago
                 recorded = row
                 options = dict(encoder_options or {})
+                check_options(row, options)  # now, not when the model loads
                 resolved = (
                     encoder_for(row, encoder, options)
                     if encoder is not None

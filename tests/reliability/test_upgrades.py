@@ -123,6 +123,8 @@ SEEDERS: dict[str, Callable[[Connection], None]] = {
     "0004_page_fulltext": seed_0003,
     # 0005 added the compact tier's tables, empty in a full-tier store.
     "0005_compact_codes": seed_0003,
+    # 0005 added ls_store.encoder_build: stores from before keep NULL (nothing recorded).
+    "0006_encoder_build": seed_0003,
 }
 
 
