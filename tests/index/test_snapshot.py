@@ -38,3 +38,28 @@ def test_damaged_snapshot_is_rejected(tmp_path: Path, damage: str) -> None:
         expect = {"store_uuid": "someone-else"}
     with pytest.raises(IndexSnapshotError):
         read_snapshot(path, expect)
+
+
+def test_a_format_1_snapshot_is_still_read(tmp_path: Path) -> None:
+    """Format 1 checksummed the payload with sha256; stores written before still open."""
+    import hashlib
+    import json
+    import struct
+
+    from latestore.index.snapshot import MAGIC
+
+    payload = b"hello" + b"\x00" * 10
+    header = {
+        "store_uuid": "u",
+        "format_version": 1,
+        "sections": [["a", 5], ["b", 10]],
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+    }
+    head = json.dumps(header).encode()
+    path = tmp_path / "old.snapshot"
+    path.write_bytes(MAGIC + struct.pack("<Q", len(head)) + head + payload)
+    snap = read_snapshot(path, {"store_uuid": "u"})
+    assert snap.sections == {"a": b"hello", "b": b"\x00" * 10}
+    path.write_bytes(MAGIC + struct.pack("<Q", len(head)) + head + b"jello" + b"\x00" * 10)
+    with pytest.raises(IndexSnapshotError, match="checksum"):
+        read_snapshot(path, {"store_uuid": "u"})
