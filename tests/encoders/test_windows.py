@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -14,8 +15,10 @@ from latestore.encoders.pooling import PooledEncoder
 from latestore.encoders.windows import (
     WindowSettings,
     as_windowed,
+    best_window_maxsim,
     plan_windows,
     text_token_ids,
+    window_vector_counts,
 )
 from latestore.errors import EncoderError
 
@@ -197,3 +200,28 @@ def test_a_wrapper_of_a_model_without_windows_has_none(rng: np.random.Generator)
     pooled = PooledEncoder(PrecomputedVectors(dim=8), pool_factor=2)
     assert as_windowed(pooled) is None
     assert as_windowed(PrecomputedVectors(dim=8)) is None
+
+
+def test_best_window_maxsim_is_the_best_windows_exact_maxsim(windowed: MiniLMEncoder) -> None:
+    """The per-window score over a real windowed page equals a brute-force MaxSim of
+    each window's stored vectors (float64), and never exceeds MaxSim over the union."""
+    text = " ".join(f"word{i} of a long page about pumps and valves" for i in range(120))
+    (page,) = windowed.encode_pages_with_counts([PageContent(text=text)])
+    kept = page.text_tokens - page.tokens_dropped
+    stride = windowed.windowing.stride
+    assert stride is not None
+    counts = window_vector_counts(kept, windowed._span, stride, n_special=2)
+    assert len(counts) > 2 and sum(counts) == len(page.vectors)
+    (query,) = windowed.encode_queries(["valves of the pump"])
+    bounds = np.cumsum([0, *counts])
+    brute = max(
+        float((query.astype(np.float64) @ page.vectors[a:b].astype(np.float64).T).max(1).sum())
+        for a, b in itertools.pairwise(bounds)
+    )
+    score = best_window_maxsim(query, page.vectors, counts)
+    assert score == pytest.approx(brute, rel=1e-5)
+    union = float((query @ page.vectors.T).max(1).sum())
+    assert score <= union + 1e-5
+    assert best_window_maxsim(query, page.vectors, [len(page.vectors)]) == pytest.approx(union)
+    with pytest.raises(EncoderError, match="do not cover"):
+        best_window_maxsim(query, page.vectors, counts[:-1])
