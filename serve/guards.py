@@ -243,11 +243,14 @@ class BodyLimit:
         size = 0
         deadline: float | None = None
         started = False
+        body_done = False
 
         async def limited() -> Message:
-            nonlocal size, deadline
+            nonlocal size, deadline, body_done
             loop = asyncio.get_running_loop()
-            if self.timeout is None:
+            if self.timeout is None or body_done:
+                # Past the body, receive() waits for a disconnect while a response
+                # streams: no deadline there.
                 message = await receive()
             else:
                 if deadline is None:
@@ -260,6 +263,7 @@ class BodyLimit:
                     ) from None
             if message["type"] == "http.request":
                 size += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if size > self.limit:
                     raise BodyTooLarge(413, self._message(), CLOSE)
             return message

@@ -25,6 +25,8 @@ from tests.helpers import precomputed_store
 from tests.reliability.corpus import CONFIG, DIM, batch
 
 DISK_BYTES = 4 << 20
+# Filling a disk, and re-encoding with MiniLM, take 20 s or more each on a busy machine.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
