@@ -45,9 +45,11 @@ GROWTH = (
     "open_first_search_s",
     "p50_ms",
     "p95_ms",
+    "cpu_p50_ms",
     "c4_qps",
     "c16_qps",
     "exhaustive_p50_ms",
+    "exhaustive_cpu_p50_ms",
 )
 
 
@@ -118,10 +120,12 @@ def show(row: dict[str, Any]) -> str:
         f"disk {row['disk_b_per_token']} B/token "
         f"({files}) | RSS open {row['rss_open_mb']} MB, after 100 searches "
         f"{row['rss_after_searches_mb']} MB | open {row['open_s']} s, +first search "
-        f"{row['open_first_search_s']} s | p50/p95 {row['p50_ms']}/{row['p95_ms']} ms; "
+        f"{row['open_first_search_s']} s | p50/p95 {row['p50_ms']}/{row['p95_ms']} ms "
+        f"(CPU p50 {row.get('cpu_p50_ms')} ms); "
         f"4 searchers {row['c4_p50_ms']}/{row['c4_p95_ms']} ms {row['c4_qps']} q/s; "
         f"16 searchers {row['c16_p50_ms']}/{row['c16_p95_ms']} ms {row['c16_qps']} q/s | "
-        f"exhaustive p50 {row['exhaustive_p50_ms']} ms | overlap@10 {row['overlap10']} | "
+        f"exhaustive p50 {row['exhaustive_p50_ms']} ms (CPU "
+        f"{row.get('exhaustive_cpu_p50_ms')} ms) | overlap@10 {row['overlap10']} | "
         f"planted@10 {row['planted_at10']} | index {row['index']} | "
         f"load {row['load_before']} -> {row['load_after']}"
     )

@@ -227,7 +227,7 @@ class LateInteractionIndex:
         tokens, and never re-trained as the store grows: re-training at each 4x growth
         made single writes stall for minutes at scale (training, then re-adding every
         token) and left the list count depending on how the pages arrived. Lists grow
-        instead, and the search widens with them (SearchParams.scaled). A rebuild (a
+        instead, and the search widens with them (SearchParams.widened). A rebuild (a
         missing snapshot, ``reindex``) trains afresh on a sample of the whole store.
         """
         if self.tokens.is_ivf or self.params.ivf_codec == "none":

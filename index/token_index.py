@@ -62,7 +62,7 @@ def pages_of(ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
 # there when training ran: a store streamed in batches and the same pages added as one
 # list end with the same index. 4096 lists keep one token's assignment cheap
 # (128-dim: 0.5M multiply-adds, a few microseconds) and lists short enough to scan
-# well past 100M tokens; SearchParams.scaled widens the search as lists grow.
+# well past 100M tokens; SearchParams.widened widens the search as lists grow.
 MAX_AUTO_NLIST = 4096
 # k-means wants a few dozen points per centroid; fewer lists when ivf_min_tokens is small.
 MIN_TRAIN_POINTS_PER_LIST = 24
