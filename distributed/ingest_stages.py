@@ -64,6 +64,7 @@ def identify_encoder(url: str, spec: str | None, options: dict[str, Any]) -> Enc
         image_error=abilities.image_error,
         supersedes=superseded_by(encoder),
         revision_note=getattr(encoder, "revision_note", ""),
+        build=getattr(encoder, "build", None),
     )
 
 

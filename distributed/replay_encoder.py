@@ -53,6 +53,9 @@ class EncoderIdentity:
     image_error: str | None
     supersedes: tuple[str, ...] = ()  # the encoder's earlier revisions (revised_fingerprint)
     revision_note: str = ""
+    # How it was loaded (load_encoder's record: vector options, hub id and commit), so a
+    # store created by a Ray ingest records it as Store.open would.
+    build: dict[str, Any] | None = None
 
 
 class ReplayEncoder:
@@ -68,6 +71,7 @@ class ReplayEncoder:
         self.supersedes = identity.supersedes
         self.revision_note = identity.revision_note
         self.spec = identity.spec
+        self.build = identity.build
         self.batch_size = identity.batch_size
         self._ready: dict[str, EncodedPage] = {}
 

@@ -56,6 +56,12 @@ class LiteTokenizer:
         if self.pad_token_id is None:
             raise EncoderError(f"the tokenizer in {model_dir} names no padding token")
 
+    # A fast (Rust) tokenizer: character offsets are known (serve's match positions).
+    is_fast = True
+
+    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
+        return [str(self._tokenizer.id_to_token(int(i))) for i in ids]
+
     def __len__(self) -> int:
         return int(self._tokenizer.get_vocab_size(with_added_tokens=True))
 
@@ -68,6 +74,7 @@ class LiteTokenizer:
         max_length: int | None = None,
         padding: bool = False,
         return_tensors: str | None = None,
+        return_offsets_mapping: bool = False,
         verbose: bool = True,
     ) -> Any:  # a dict of lists, or of tensors (with .to) under return_tensors="pt"
         single = isinstance(text, str)
@@ -87,9 +94,14 @@ class LiteTokenizer:
                 input_ids=torch.tensor(ids, dtype=torch.long),
                 attention_mask=torch.tensor(masks, dtype=torch.long),
             )
-        if single:
-            return {"input_ids": ids[0], "attention_mask": masks[0]}
-        return {"input_ids": ids, "attention_mask": masks}
+        out: dict[str, Any] = {"input_ids": ids, "attention_mask": masks}
+        if return_offsets_mapping:
+            # Offsets of the ids kept (truncation cuts the end; padding is not asked here).
+            out["offset_mapping"] = [
+                [tuple(o) for o in e.offsets[: len(row)]]
+                for e, row in zip(encodings, ids, strict=True)
+            ]
+        return {k: v[0] for k, v in out.items()} if single else out
 
     def _truncate(self, ids: list[int], max_length: int, specials: bool) -> list[int]:
         """Cut the text, not its closing special token, to ``max_length`` ids in all."""

@@ -51,6 +51,12 @@ def test_token_ids_match_transformers(model_dir: Path) -> None:
         assert torch.equal(got_pt["input_ids"], want_pt["input_ids"])
         assert torch.equal(got_pt["attention_mask"], want_pt["attention_mask"])
     assert lite("hello")["input_ids"] == reference("hello")["input_ids"]
+    for text in texts:
+        want_offsets = reference(text, add_special_tokens=False, return_offsets_mapping=True)
+        got_offsets = lite(text, add_special_tokens=False, return_offsets_mapping=True)
+        assert got_offsets["offset_mapping"] == [tuple(o) for o in want_offsets["offset_mapping"]]
+        ids = got_offsets["input_ids"]
+        assert lite.convert_ids_to_tokens(ids) == reference.convert_ids_to_tokens(ids)
     for role in ("pad", "cls", "sep", "mask"):
         assert getattr(lite, f"{role}_token_id") == getattr(reference, f"{role}_token_id")
 

@@ -60,7 +60,9 @@ def test_sigterm_finishes_the_request_in_flight(tmp_path: Path, minilm: Any) -> 
     with Store.open(db, minilm) as store:
         store.add_pages([Page(text="Bread rises because of yeast.", external_id="bread")])
     upload = tmp_path / "notes.txt"
-    upload.write_text("\n\n".join(f"Note {i} about topic {i % 7} and more." for i in range(30)))
+    # Enough pages that encoding outlasts the 1 s below: serve loads the model before it
+    # is ready, so the upload's time is encoding alone.
+    upload.write_text("\n\n".join(f"Note {i} about topic {i % 7} and more." for i in range(600)))
     port = free_port()
     # The key comes from the environment; loopback would not need it, but it is checked.
     process = start(db, port)
@@ -82,7 +84,7 @@ def test_sigterm_finishes_the_request_in_flight(tmp_path: Path, minilm: Any) -> 
 
         sender = threading.Thread(target=send)
         sender.start()
-        time.sleep(1.0)  # the upload is being encoded (model load + 30 pages)
+        time.sleep(1.0)  # the upload is being encoded (about 200 pages)
         assert "response" not in result, "the upload finished before the signal: test too weak"
         process.send_signal(signal.SIGTERM)
         sender.join(timeout=300)
