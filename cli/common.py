@@ -11,8 +11,13 @@ import typer
 from rich.console import Console
 
 from latestore.encoders import Encoder
-from latestore.encoders.windows import DEFAULT_MAX_PAGE_TOKENS, WindowSettings, as_windowed
-from latestore.store.sql import sqlite_file, to_url
+from latestore.internal import (
+    DEFAULT_MAX_PAGE_TOKENS,
+    WindowSettings,
+    as_windowed,
+    sqlite_file,
+    to_url,
+)
 
 if TYPE_CHECKING:
     from latestore.store import Store
@@ -100,7 +105,7 @@ def resolve_encoder(
     """
     if spec is None:
         return None
-    from latestore.encoders.registry import load_encoder, registered_names
+    from latestore.internal import load_encoder, registered_names
 
     encoder = load_encoder(spec, **({"dtype": dtype} if dtype else {}), **(options or {}))
     if getattr(encoder, "spec", None) is None:

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from rich.text import Text
 
 from latestore.errors import LatestoreError
-from latestore.store.reader import still_stored
+from latestore.internal import still_stored
 
 if TYPE_CHECKING:
     from latestore import SearchHit, Store
