@@ -19,7 +19,6 @@ if TYPE_CHECKING:
         EncodedPage,
         WindowSettings,
         as_windowed,
-        plan_windows,
     )
     from latestore.index.late_index import LateInteractionIndex
     from latestore.index.plan import PageIds, Queries
@@ -58,7 +57,6 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "EncodedPage",
         "WindowSettings",
         "as_windowed",
-        "plan_windows",  # token positions (serve/positions.py)
     ),
     # Input checks and reads shared with the facade
     "latestore.store.images": ("MAX_IMAGE_PIXELS", "UnreadableImageError", "load_image"),
@@ -120,7 +118,6 @@ __all__ = [
     "merged_config",
     "migrate",
     "new_store_encoder",
-    "plan_windows",
     "query_vectors",
     "registered_names",
     "search_threads",

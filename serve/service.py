@@ -21,18 +21,20 @@ import numpy as np
 import numpy.typing as npt
 
 from latestore.errors import EncoderError, InvalidInputError, PageNotFoundError
-from latestore.internal import MAX_K, checked_vectors, load_image, still_stored
-from latestore.serve.explain import Explanation, explain
-from latestore.serve.positions import (
+from latestore.explain import (
+    Explanation,
     Positions,
+    QueryWord,
     Unknown,
+    explain,
     image_positions,
+    query_words,
     reads_page_images,
     text_positions,
 )
+from latestore.internal import MAX_K, checked_vectors, load_image, still_stored
 from latestore.serve.schemas import QueryIn, as_vectors
 from latestore.serve.settings import ServeSettings
-from latestore.serve.words import QueryWord, query_words
 
 if TYPE_CHECKING:
     from latestore.ingest import IngestReport

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from latestore.internal import plan_windows
+from latestore.encoders.windows import plan_windows
 
 Span = tuple[int, int]
 
