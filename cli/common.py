@@ -10,8 +10,13 @@ import typer
 from rich.console import Console
 
 from latestore.encoders import Encoder
-from latestore.encoders.windows import DEFAULT_MAX_PAGE_TOKENS, WindowSettings, as_windowed
-from latestore.store.sql import sqlite_file, to_url
+from latestore.internal import (
+    DEFAULT_MAX_PAGE_TOKENS,
+    WindowSettings,
+    as_windowed,
+    sqlite_file,
+    to_url,
+)
 
 if TYPE_CHECKING:
     from latestore.store import Store

@@ -145,7 +145,7 @@ def evaluate(
 
 def encoder_spec(encoder: str) -> str:
     """A registered name as it is, a folder as the absolute path a store records."""
-    from latestore.encoders.registry import registered_names
+    from latestore.internal import registered_names
 
     return encoder if encoder in registered_names() else str(Path(encoder).expanduser().resolve())
 

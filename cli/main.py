@@ -47,11 +47,15 @@ from latestore.cli.evaluate import evaluate
 from latestore.cli.help_format import hide_flag_types
 from latestore.cli.progress import ConsoleProgress, loading
 from latestore.cli.snippets import snippets as hit_snippets
-from latestore.encoders.windows import DEFAULT_MAX_PAGE_TOKENS, WindowSettings
 from latestore.errors import LatestoreError
 from latestore.ingest import IngestOptions, Ingestor, IngestReport
 from latestore.ingest.selection import exclude_hint
-from latestore.store.footprint import directory_bytes, sqlite_bytes
+from latestore.internal import (
+    DEFAULT_MAX_PAGE_TOKENS,
+    WindowSettings,
+    directory_bytes,
+    sqlite_bytes,
+)
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -546,7 +550,7 @@ def delete(
     if not (ids or external_ids or documents or filter_json):
         fail("give at least one --id, --external-id, --document or --filter")
     spec = parse_filter(filter_json)
-    from latestore.store.filters import any_of  # the SQL schema: for this command only
+    from latestore.internal import any_of  # the SQL schema: for this command only
 
     try:
         names = [

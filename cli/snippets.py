@@ -19,7 +19,7 @@ import numpy.typing as npt
 from rich.text import Text
 
 from latestore.errors import LatestoreError
-from latestore.store.reader import still_stored
+from latestore.internal import still_stored
 
 if TYPE_CHECKING:
     from latestore import SearchHit, Store
@@ -45,8 +45,7 @@ def maxsim_marks(
 ) -> list[Mark] | None:
     """The page tokens that are some query token's MaxSim argmax, as text spans; None
     when the page's token positions cannot be derived. ``vectors``: the page's stored."""
-    from latestore.serve.explain import explain
-    from latestore.serve.positions import TextPositions, text_positions
+    from latestore.explain import TextPositions, explain, text_positions
 
     try:
         positions = text_positions(store.encoder, hit.text or "", len(vectors))
@@ -60,7 +59,7 @@ def maxsim_marks(
 
 def placeable(store: Store, hit: SearchHit) -> bool:
     """Can the page's tokens be placed in its text (a text page of a model's own)?"""
-    from latestore.serve.positions import reads_page_images
+    from latestore.explain import reads_page_images
 
     if not hit.text or store.encoder_name == "precomputed":
         return False

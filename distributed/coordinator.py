@@ -33,14 +33,18 @@ from latestore.distributed.placement import shard_of, split_by_shard
 from latestore.distributed.shard import SearchReply, ShardServer
 from latestore.encoders import Encoder
 from latestore.errors import InvalidInputError, ShardUnavailableError
-from latestore.index.ranking import Ranking
+from latestore.internal import (
+    Query,
+    Ranking,
+    ReadWriteLock,
+    check_k,
+    hydrate,
+    matching_page_ids,
+    query_vectors,
+    settings_for,
+)
 from latestore.models import SearchHit, StoreConfig
-from latestore.store.filters import matching_page_ids
-from latestore.store.hits import hydrate
-from latestore.store.page_encoding import Query, query_vectors
-from latestore.store.rwlock import ReadWriteLock
-from latestore.store.searcher import check_k, settings_for
-from latestore.store.store import Store
+from latestore.store import Store
 
 DEFAULT_TIMEOUT_S = 120.0
 DIED_CONFIRMATIONS = 3

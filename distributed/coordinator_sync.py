@@ -12,9 +12,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from latestore.internal import IndexSync, StoreRow
 from latestore.store import Store
-from latestore.store.schema import StoreRow
-from latestore.store.sync import IndexSync
 
 
 class CoordinatorSync(IndexSync):

@@ -40,7 +40,6 @@ from latestore.distributed.ingest_stages import (
     identify_encoder,
 )
 from latestore.distributed.replay_encoder import ReplayEncoder, replay_for
-from latestore.encoders.windows import EncodedPage
 from latestore.errors import InvalidInputError
 from latestore.ingest.pipeline import (
     PAGE_ERRORS,
@@ -53,9 +52,9 @@ from latestore.ingest.pipeline import (
     discover,
 )
 from latestore.ingest.sources import estimate_pages
+from latestore.internal import EncodedPage, to_url
 from latestore.models import Page, WrittenPages
 from latestore.store import Store
-from latestore.store.sql import to_url
 
 
 @dataclass(frozen=True)

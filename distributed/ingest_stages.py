@@ -18,7 +18,6 @@ import numpy as np
 
 from latestore.distributed.replay_encoder import EncoderIdentity, content_key
 from latestore.encoders import Encoder, PageContent, superseded_by
-from latestore.encoders.windows import as_windowed
 from latestore.ingest.pipeline import (
     INGEST_VERSION,
     PAGE_ERRORS,
@@ -27,6 +26,7 @@ from latestore.ingest.pipeline import (
     stored_pages_of,
 )
 from latestore.ingest.sources import SourceError, document_key, open_source
+from latestore.internal import as_windowed
 from latestore.models import Page
 
 FILE, PAGE = "file", "page"
@@ -34,8 +34,7 @@ FILE, PAGE = "file", "page"
 
 def load_encoder(url: str, spec: str | None, options: dict[str, Any]) -> Encoder:
     """The encoder the store at ``url`` is (or will be) written with, as Store.open picks it."""
-    from latestore.store.opening import encoder_for, migrate, new_store_encoder, stored_row
-    from latestore.store.sql import make_engine
+    from latestore.internal import encoder_for, make_engine, migrate, new_store_encoder, stored_row
 
     engine = make_engine(url)
     try:
@@ -202,7 +201,7 @@ class PageEncoder:
         self.encoder = load_encoder(url, spec, options)
 
     def __call__(self, batch: Any) -> Any:
-        from latestore.store.images import load_image
+        from latestore.internal import load_image
 
         n = len(batch["kind"])
         vectors: list[bytes] = [b""] * n
@@ -242,7 +241,7 @@ class PageEncoder:
 
     def _encode(self, contents: list[PageContent]) -> list[tuple[PageContent, Any] | str]:
         """Encode the batch in one call; if the model refuses it, page by page."""
-        from latestore.store.reencode import encode_counted
+        from latestore.internal import encode_counted
 
         if not contents:
             return []

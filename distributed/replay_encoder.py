@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from latestore.encoders import PageContent
-from latestore.encoders.windows import EncodedPage, WindowSettings
 from latestore.errors import EncoderError
+from latestore.internal import EncodedPage, WindowSettings
 
 
 def content_key(text: str | None, image_pixels: bytes | None) -> str:

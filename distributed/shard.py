@@ -17,12 +17,16 @@ import numpy as np
 import numpy.typing as npt
 
 from latestore.distributed.shard_sync import ShardSync
-from latestore.index.late_index import LateInteractionIndex
-from latestore.index.ranking import Ranking, SearchParams
+from latestore.internal import (
+    LateInteractionIndex,
+    Ranking,
+    ReadWriteLock,
+    SearchParams,
+    make_engine,
+    merged_config,
+    stored_row,
+)
 from latestore.models import StoreConfig
-from latestore.store.opening import merged_config, stored_row
-from latestore.store.rwlock import ReadWriteLock
-from latestore.store.sql import make_engine
 
 SearchReply = tuple[list[Ranking], int]
 
@@ -121,7 +125,7 @@ class ShardServer:
         the shard's half of the plan's ``PageScorer.score_pages``."""
         queries = self._prepare(queries, min_change, layout)
         pages = [np.array(p, dtype=np.int64) for p in pages]
-        from latestore.index.threads import search_threads
+        from latestore.internal import search_threads
 
         with self.lock.read(), search_threads():
             return self.sync.index.scorer().score_pages(queries, pages, exact)

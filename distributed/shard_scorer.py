@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from latestore.index.plan import PageIds, Queries
-from latestore.index.ranking import Ranking
+from latestore.internal import PageIds, Queries, Ranking
 
 if TYPE_CHECKING:
     from latestore.distributed.coordinator import ShardedStore

@@ -18,9 +18,7 @@ import numpy.typing as npt
 from sqlalchemy import Engine, select
 
 from latestore.distributed.placement import shard_of
-from latestore.index.late_index import LateInteractionIndex
-from latestore.store.schema import PageVectorsRow
-from latestore.store.sync import IndexSync
+from latestore.internal import IndexSync, LateInteractionIndex, PageVectorsRow
 
 
 class ShardSync(IndexSync):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from latestore.errors import InvalidInputError
-from latestore.store.images import MAX_IMAGE_PIXELS, UnreadableImageError, load_image
+from latestore.internal import MAX_IMAGE_PIXELS, UnreadableImageError, load_image
 
 PDF_SUFFIXES = frozenset({".pdf"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"})

@@ -14,9 +14,10 @@ from fastapi import FastAPI, File, Form, Query, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from latestore.errors import InvalidInputError
+from latestore.explain import Explanation
+from latestore.internal import any_of
 from latestore.serve import errors
 from latestore.serve.csp import PagePolicy
-from latestore.serve.explain import Explanation
 from latestore.serve.guards import ApiKeyGuard, BodyLimit
 from latestore.serve.paging import make_cursor, read_cursor, search_digest
 from latestore.serve.pools import WorkPool
@@ -36,7 +37,6 @@ from latestore.serve.schemas import (
 from latestore.serve.service import Service
 from latestore.serve.settings import ServeSettings
 from latestore.serve.summary import package_version, summary
-from latestore.store.filters import any_of
 
 if TYPE_CHECKING:
     from latestore.store import Store

@@ -21,21 +21,20 @@ import numpy as np
 import numpy.typing as npt
 
 from latestore.errors import EncoderError, InvalidInputError, PageNotFoundError
-from latestore.serve.explain import Explanation, explain
-from latestore.serve.positions import (
+from latestore.explain import (
+    Explanation,
     Positions,
+    QueryWord,
     Unknown,
+    explain,
     image_positions,
+    query_words,
     reads_page_images,
     text_positions,
 )
+from latestore.internal import MAX_K, checked_vectors, load_image, still_stored
 from latestore.serve.schemas import QueryIn, as_vectors
 from latestore.serve.settings import ServeSettings
-from latestore.serve.words import QueryWord, query_words
-from latestore.store.images import load_image
-from latestore.store.reader import still_stored
-from latestore.store.searcher import MAX_K
-from latestore.store.validation import checked_vectors
 
 if TYPE_CHECKING:
     from latestore.ingest import IngestReport

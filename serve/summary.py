@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
-from latestore.serve.positions import reads_page_images
+from latestore.explain import reads_page_images
 
 if TYPE_CHECKING:
     from latestore.store import Store

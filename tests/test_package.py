@@ -53,6 +53,7 @@ def _loaded_after(statement: str) -> set[str]:
         ("import latestore.index.maxsim", {"torch"}),
         ("import latestore.index.late_index", {"faiss"}),
         ("import latestore.encoders", set()),
+        ("import latestore.explain", set()),
     ],
 )
 def test_imports_stay_light(statement: str, allowed: set[str]) -> None:
@@ -60,7 +61,17 @@ def test_imports_stay_light(statement: str, allowed: set[str]) -> None:
 
 
 def test_mapped_folders_cannot_be_imported_under_their_bare_names() -> None:
-    for bare in ("store", "index", "encoders", "cli", "ingest", "core", "serve", "distributed"):
+    for bare in (
+        "store",
+        "index",
+        "encoders",
+        "cli",
+        "ingest",
+        "core",
+        "serve",
+        "distributed",
+        "explain",
+    ):
         done = subprocess.run(
             [sys.executable, "-c", f"import {bare}"], capture_output=True, text=True, cwd=REPO
         )

@@ -19,8 +19,8 @@ from PIL import Image
 
 from latestore import Page, PageContent
 from latestore.encoders.registry import load_encoder
+from latestore.explain import GridPositions, TextPositions, text_positions
 from latestore.serve import ServeSettings, create_app
-from latestore.serve.positions import GridPositions, TextPositions, text_positions
 from latestore.store import Store
 from tests.encoders.vision_checkpoints import build_colpali, build_colqwen2, build_colqwen3
 
@@ -222,7 +222,7 @@ def test_uploads_stay_in_their_folder_and_are_idempotent(text_store: Any, tmp_pa
 
 
 def test_a_grid_cell_without_a_token_has_no_value() -> None:
-    from latestore.serve.explain import explain
+    from latestore.explain import explain
 
     grid = GridPositions(rows=2, cols=2, cells=[None, (0, 0), (0, 1), (1, 1)])
     query = np.eye(4, dtype=np.float32)[:2]

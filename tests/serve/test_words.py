@@ -12,8 +12,8 @@ from PIL import Image
 
 from latestore import Page
 from latestore.encoders.registry import load_encoder
+from latestore.explain import QueryWord, group_words, word_around
 from latestore.serve import ServeSettings, create_app
-from latestore.serve.words import QueryWord, group_words, word_around
 from latestore.store import Store
 from tests.encoders.vision_checkpoints import build_colqwen2
 from tests.serve.test_search_http import ask

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from latestore.serve.positions import GridPositions, Positions, TextPositions, Unknown
-from latestore.serve.words import QueryWord, word_around
+from latestore.explain.positions import GridPositions, Positions, TextPositions, Unknown
+from latestore.explain.words import QueryWord, word_around
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class WordScore:
     """A query word's part of the score: the sums over its tokens."""
 
     text: str
-    kind: str  # "word", "prompt", "special" or "expansion" (see serve/words.py)
+    kind: str  # "word", "prompt", "special" or "expansion" (see explain/words.py)
     tokens: list[int]
     similarity: float
     share: float
@@ -87,7 +87,7 @@ def explain(
 ) -> Explanation:
     """Explain the MaxSim score of ``page`` (n_page x dim) for ``query`` (n_query x dim).
 
-    ``words`` group the query tokens (serve/words.py); ``text`` is the page text the
+    ``words`` group the query tokens (explain/words.py); ``text`` is the page text the
     spans index; ``word`` picks one word for the heatmap (image pages).
     """
     # float32 accumulation, as the store scores: the total equals the hit's score.
