@@ -44,7 +44,7 @@ def _head_tail(encoder: Any) -> tuple[int, int]:
 def test_windows_off_is_the_old_truncation_and_fingerprint(
     checkpoints: dict[str, Path], family: str
 ) -> None:
-    encoder = load_encoder(checkpoints[family], device="cpu", document_length=12)
+    encoder = load_encoder(checkpoints[family], device="cpu", document_length=12, windows=False)
     page = encoder.encode_pages_with_counts([PageContent(text=TEXT)])[0]
     np.testing.assert_allclose(page.vectors, _legacy(encoder, TEXT), atol=1e-5)
     total = len(encoder.tokenizer(TEXT, add_special_tokens=False)["input_ids"])
@@ -64,7 +64,7 @@ def test_windows_cover_the_whole_page_with_each_windows_markers(
     checkpoints: dict[str, Path], family: str
 ) -> None:
     options = {"device": "cpu", "document_length": 12}
-    truncated = load_encoder(checkpoints[family], **options)
+    truncated = load_encoder(checkpoints[family], **options, windows=False)
     encoder = load_encoder(checkpoints[family], **options, windows=True, window_stride=5)
     assert encoder.fingerprint != truncated.fingerprint
     ids = encoder.tokenizer(TEXT, add_special_tokens=False)["input_ids"]

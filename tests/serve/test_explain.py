@@ -103,8 +103,9 @@ def test_windowed_pages_get_positions_for_every_window(minilm: Any) -> None:
     assert len(positions.spans) == len(vectors)
     covered = [s for s in positions.spans if s is not None]
     assert covered == sorted(covered) and covered[-1][1] == len(text)  # every window, in order
-    (first_window,) = minilm.encode_pages([PageContent(text=text)])
-    truncated = text_positions(minilm, text, len(first_window))
+    truncating = minilm.with_windowing(WindowSettings(enabled=False))
+    (first_window,) = truncating.encode_pages([PageContent(text=text)])
+    truncated = text_positions(truncating, text, len(first_window))
     assert isinstance(truncated, TextPositions) and len(truncated.spans) == 256
 
 
