@@ -21,7 +21,7 @@ _PREVIEW_CHARS = 80
 def _pages(
     store: Store, spec: Mapping[str, Any] | None, documents: list[str] | None
 ) -> Iterator[StoredPage]:
-    targets: list[str | None] = list(documents) if documents else [None]
+    targets: list[str | None] = [*documents] if documents else [None]
     for document in targets:
         offset = 0
         while True:
