@@ -20,7 +20,7 @@ import mmap
 import os
 import struct
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,17 +56,22 @@ def write_snapshot(path: Path, header: dict[str, Any], sections: Mapping[str, Bu
     )
     head = json.dumps(full_header, sort_keys=True).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
+    parts = [MAGIC, struct.pack("<Q", len(head)), head, *(sections[n] for n in names)]
+    write_atomically(path, parts)
+    return len(MAGIC) + 8 + len(head) + sum(len(sections[n]) for n in names)
+
+
+def write_atomically(path: Path, parts: Iterable[Buffer]) -> None:
+    """Write ``parts`` one after another to ``path``, all or nothing: a temporary file
+    beside it, fsynced, then renamed over it (and the directory fsynced)."""
     remove_orphaned_temporaries(path)
     # pid first (for orphan clean-up), then a random part: two stores of one process
     # may snapshot the same directory at once and must not share a temporary file.
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         with tmp.open("wb") as handle:
-            handle.write(MAGIC)
-            handle.write(struct.pack("<Q", len(head)))
-            handle.write(head)
-            for name in names:
-                handle.write(sections[name])
+            for part in parts:
+                handle.write(part)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -74,7 +79,6 @@ def write_snapshot(path: Path, header: dict[str, Any], sections: Mapping[str, Bu
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
-    return len(MAGIC) + 8 + len(head) + sum(len(sections[n]) for n in names)
 
 
 def read_snapshot(path: Path, expect: dict[str, Any]) -> Snapshot:

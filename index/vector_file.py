@@ -34,7 +34,6 @@ import os
 import struct
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,7 @@ import xxhash
 
 from latestore.errors import IndexSnapshotError
 from latestore.index.arena import Segment, reserve
-from latestore.index.snapshot import fsync_dir, remove_orphaned_temporaries
+from latestore.index.snapshot import write_atomically
 
 log = logging.getLogger("latestore")
 
@@ -210,20 +209,8 @@ class VectorFolder:
             table_xxh3_128=xxhash.xxh3_128(table).hexdigest(),
         )
         head = json.dumps(full, sort_keys=True).encode()
-        path = self.manifest_path
-        remove_orphaned_temporaries(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            with tmp.open("wb") as handle:
-                prefix = struct.pack("<QQ", len(head), xxhash.xxh3_64(head).intdigest())
-                handle.write(MAGIC + prefix + head + table)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_dir(self.directory)
+        prefix = struct.pack("<QQ", len(head), xxhash.xxh3_64(head).intdigest())
+        write_atomically(self.manifest_path, [MAGIC + prefix + head + table])
         return HEAD_START + len(head) + len(table)
 
     def remove_unreferenced(self, keep: Iterable[int]) -> int:
