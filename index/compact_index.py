@@ -250,13 +250,7 @@ class CompactIndex:
         return self._state().candidates
 
     def universe(self, allowed: npt.NDArray[np.int64] | None) -> Universe:
-        if allowed is None:
-            return Universe(self.vectors.page_ids(), self.vectors.total_tokens, filtered=False)
-        held = self._held(allowed)
-        return Universe(held, self.vectors.tokens_of(held), filtered=True)
-
-    def _held(self, page_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        return np.asarray([p for p in page_ids.tolist() if p in self.vectors], np.int64)
+        return search_plan.universe_of(self.vectors, allowed)
 
     def plan(self, params: SearchParams) -> str:
         final = (
@@ -298,7 +292,7 @@ class CompactIndex:
         pages: list[npt.NDArray[np.int64]],
         params: SearchParams,
     ) -> list[Ranking]:
-        held = [self._held(ids) for ids in pages]
+        held = [search_plan.held_pages(self.vectors, ids) for ids in pages]
         scores = self.scorer(params).score_pages(queries, held, precise(params))
         return [
             [(int(p), float(s)) for p, s in zip(ids, found, strict=True) if np.isfinite(s)]

@@ -277,14 +277,7 @@ class LateInteractionIndex:
         return FaissCandidates(self.tokens)
 
     def universe(self, allowed: npt.NDArray[np.int64] | None) -> Universe:
-        if allowed is None:
-            return Universe(self.vectors.page_ids(), self.vectors.total_tokens, filtered=False)
-        held = self._held(allowed)
-        return Universe(held, self.vectors.tokens_of(held), filtered=True)
-
-    def _held(self, page_ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        """The pages of ``page_ids`` this index holds, in their order."""
-        return np.asarray([p for p in page_ids.tolist() if p in self.vectors], np.int64)
+        return search_plan.universe_of(self.vectors, allowed)
 
     def score_pages(
         self,
@@ -296,7 +289,7 @@ class LateInteractionIndex:
         candidates); pages this index does not hold are left out."""
         from latestore.index.threads import search_threads
 
-        held = [self._held(ids) for ids in pages]
+        held = [search_plan.held_pages(self.vectors, ids) for ids in pages]
         with search_threads():
             scores = self.scorer().score_pages(queries, held, precise(params))
         return [

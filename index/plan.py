@@ -75,6 +75,31 @@ class Universe:
     filtered: bool
 
 
+class HeldPages(Protocol):
+    """A page cache's bookkeeping that :func:`universe_of` reads."""
+
+    total_tokens: int
+
+    def __contains__(self, page_id: object) -> bool: ...
+
+    def page_ids(self) -> PageIds: ...
+
+    def tokens_of(self, page_ids: PageIds) -> int: ...
+
+
+def held_pages(cache: HeldPages, page_ids: PageIds) -> PageIds:
+    """The pages of ``page_ids`` that ``cache`` holds, in their order."""
+    return np.asarray([p for p in page_ids.tolist() if p in cache], np.int64)
+
+
+def universe_of(cache: HeldPages, allowed: PageIds | None) -> Universe:
+    """The universe of a query over ``cache``: every page held, or those of ``allowed``."""
+    if allowed is None:
+        return Universe(cache.page_ids(), cache.total_tokens, filtered=False)
+    held = held_pages(cache, allowed)
+    return Universe(held, cache.tokens_of(held), filtered=True)
+
+
 def run(
     queries: Queries,
     k: int,
