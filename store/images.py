@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image
@@ -25,43 +27,30 @@ def load_image(source: bytes | Path | str) -> Image.Image:
         handle = io.BytesIO(source) if isinstance(source, bytes) else Path(source).open("rb")  # noqa: SIM115
     except OSError as exc:
         raise UnreadableImageError(f"cannot open image {source!s:.200}: {exc}") from exc
-    with handle, warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(handle)
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise UnreadableImageError(
-                    f"image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,}"
-                )
-            image.load()
-            return image.convert("RGB")
-        except UnreadableImageError:
-            raise
-        except (
-            OSError,
-            ValueError,
-            SyntaxError,
-            Image.DecompressionBombError,
-            Image.DecompressionBombWarning,
-        ) as exc:
-            raise UnreadableImageError(f"unreadable image: {exc}") from exc
+    with handle, _decoding():
+        image = Image.open(handle)
+        _check_size(image)
+        image.load()
+        return image.convert("RGB")
 
 
 def check_image(data: bytes) -> None:
     """UnreadableImageError unless ``data`` is an image of a known format within the
     size limit and structurally sound (checksums, chunk layout), without decoding its
     pixels: for pages whose vectors are given, whose image is only stored and served."""
+    with _decoding(), Image.open(io.BytesIO(data)) as image:
+        _check_size(image)
+        image.verify()
+
+
+@contextlib.contextmanager
+def _decoding() -> Iterator[None]:
+    """Decompression-bomb warnings as errors, and every decoding failure as an
+    UnreadableImageError."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise UnreadableImageError(
-                        f"image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,}"
-                    )
-                image.verify()
+            yield
         except UnreadableImageError:
             raise
         except (
@@ -72,3 +61,12 @@ def check_image(data: bytes) -> None:
             Image.DecompressionBombWarning,
         ) as exc:
             raise UnreadableImageError(f"unreadable image: {exc}") from exc
+
+
+def _check_size(image: Image.Image) -> None:
+    """Refuse an image over the pixel limit from its header, before any decoding."""
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise UnreadableImageError(
+            f"image is {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,}"
+        )
