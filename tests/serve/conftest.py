@@ -3,6 +3,7 @@ loopback port, on SQLite and (with LATESTORE_TEST_PG_URL) PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -31,6 +32,17 @@ class Served:
     url: str
     centres: np.ndarray
     app: Any
+
+
+def ask(app: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One request to ``app`` over the ASGI transport, from synchronous test code."""
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.request(method, path, **kwargs)
+
+    return asyncio.run(go())
 
 
 def png(width: int = 60, height: int = 80, colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:

@@ -6,13 +6,11 @@ hub here), so these tests check the positions and the arithmetic, not the releva
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -23,18 +21,10 @@ from latestore.explain import GridPositions, TextPositions, text_positions
 from latestore.serve import ServeSettings, create_app
 from latestore.store import Store
 from tests.encoders.vision_checkpoints import build_colpali, build_colqwen2, build_colqwen3
+from tests.serve.conftest import ask
 
 BREAD = "Bread rises because yeast releases carbon dioxide while the dough proves."
 COLBERT = "ColBERT scores documents with MaxSim over per-token vectors."
-
-
-def ask(app: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.request(method, path, **kwargs)
-
-    return asyncio.run(go())
 
 
 @pytest.fixture(scope="module")

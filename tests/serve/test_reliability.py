@@ -20,10 +20,9 @@ from latestore import Page, PrecomputedVectors
 from latestore.serve import ServeSettings, create_app
 from latestore.serve.connections import timed_protocol
 from latestore.store import Store
-from tests.serve.conftest import DIM, N_PAGES, Served
+from tests.serve.conftest import DIM, N_PAGES, Served, ask
 from tests.serve.live import free_port
 from tests.serve.test_command import start, wait_ready
-from tests.serve.test_explain import ask
 
 KEY = "a-key-for-the-command-test"  # what tests.serve.test_command.start sets
 DEEP_JSONL = b'{"text": "x", "v": ' + b"[" * 50_000 + b"]" * 50_000 + b"}\n"

@@ -4,7 +4,6 @@ MiniLM encoder, on SQLite and (with LATESTORE_TEST_PG_URL) PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -18,6 +17,7 @@ import pytest
 from latestore import Page
 from latestore.serve import ServeSettings, create_app
 from latestore.store import Store
+from tests.serve.conftest import ask
 
 TEXTS = [
     ("Bread rises because yeast releases carbon dioxide while the dough proves.", 2020),
@@ -30,15 +30,6 @@ TEXTS = [
     ("The senate approved expenditures for the fiscal year.", 2024),
 ]
 QUERY = "yeast and carbon dioxide"
-
-
-def ask(app: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.request(method, path, **kwargs)
-
-    return asyncio.run(go())
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
