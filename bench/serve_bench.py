@@ -17,10 +17,8 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -39,6 +37,7 @@ import httpx
 from bench import ceilings
 from latestore import Page
 from latestore.store import Store
+from tests.serve.live import free_port, serve_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,12 +94,6 @@ def drive(clients: int, requests: int, call: Callable[[int], None]) -> dict[str,
         "p50_ms": 1000 * statistics.median(latencies),
         "p95_ms": 1000 * percentile(latencies, 0.95),
     }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def overhead_floor(requests: int) -> list[dict[str, Any]]:
@@ -177,20 +170,14 @@ def main() -> None:
 
     port = free_port()
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "latestore.cli",
-            "serve",
-            "--store",
-            str(store_path),
-            "--port",
-            str(port),
+        serve_command(
+            store_path,
+            port,
             "--search-workers",
             "16",
             "--torch-threads",
             os.environ["OMP_NUM_THREADS"],
-        ],
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

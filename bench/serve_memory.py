@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -28,6 +27,7 @@ import httpx
 import numpy as np
 
 from latestore import Page, Store
+from tests.serve.live import free_port, serve_command
 
 DIM = 384
 
@@ -37,14 +37,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def payload(kind: str, mib: float) -> dict[str, Any]:
@@ -76,18 +68,7 @@ def run(kind: str, requests: int, mib: float, concurrency: int, settle: float) -
     port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1")
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "latestore.cli",
-            "serve",
-            "--store",
-            str(db),
-            "--port",
-            str(port),
-            "--max-body-mb",
-            str(int(mib) + 6),
-        ],
+        serve_command(db, port, "--max-body-mb", str(int(mib) + 6)),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=open(folder / "server.log", "wb"),  # noqa: SIM115

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -16,6 +18,13 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def serve_command(db: Path | str, port: int, *extra: str) -> list[str]:
+    """The command line of ``latestore serve`` for the store ``db`` on ``port``, run as
+    a child process by the command tests and the serve benchmarks."""
+    serve = [sys.executable, "-m", "latestore.cli", "serve", "--store", str(db)]
+    return [*serve, "--port", str(port), *extra]
 
 
 @contextmanager

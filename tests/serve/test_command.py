@@ -16,7 +16,7 @@ import pytest
 
 from latestore import Page
 from latestore.store import Store
-from tests.serve.live import free_port
+from tests.serve.live import free_port, serve_command
 
 KEY = "a-key-for-the-command-test"
 
@@ -24,17 +24,7 @@ KEY = "a-key-for-the-command-test"
 def start(db: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "LATESTORE_API_KEY": KEY}
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "latestore.cli",
-            "serve",
-            "--store",
-            str(db),
-            "--port",
-            str(port),
-            *extra,
-        ],
+        serve_command(db, port, *extra),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
