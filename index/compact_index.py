@@ -42,11 +42,12 @@ from latestore.index.compact_scorer import (
 from latestore.index.plan import PageScorer, Universe
 from latestore.index.ranking import Ranking, SearchParams, precise
 from latestore.index.residual_codec import Codebook, Codebooks
+from latestore.index.vectors import PageRows
 
 TIERS = ("compact", "compact-only")
 
 
-class CodeCache:
+class CodeCache(PageRows):
     """Page id -> ``(n_tokens, row_bytes)`` code rows (the compact tier's cache)."""
 
     arena = None  # the figures ``stats`` reads: codes are always on the heap
@@ -54,26 +55,11 @@ class CodeCache:
     def __init__(self, dim: int, nbits: int) -> None:
         self.dim = dim
         self.dtype = f"residual{nbits}"
-        self._pages: dict[int, npt.NDArray[np.uint8]] = {}
+        self._pages = {}
         self.total_tokens = 0
-
-    def __len__(self) -> int:
-        return len(self._pages)
-
-    def __contains__(self, page_id: object) -> bool:
-        return page_id in self._pages
-
-    def page_ids(self) -> npt.NDArray[np.int64]:
-        return np.fromiter(self._pages, dtype=np.int64, count=len(self._pages))
 
     def codes(self, page_id: int) -> npt.NDArray[np.uint8]:
         return self._pages[page_id]
-
-    def n_tokens(self, page_id: int) -> int:
-        return len(self._pages[page_id])
-
-    def tokens_of(self, page_ids: npt.NDArray[np.int64]) -> int:
-        return int(sum(len(self._pages[int(p)]) for p in page_ids))
 
     def put(self, page_id: int, rows: npt.NDArray[Any]) -> None:
         if rows.dtype != np.uint8 or rows.ndim != 2:

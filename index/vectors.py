@@ -57,7 +57,30 @@ class Block:
     lengths: npt.NDArray[np.int64]
 
 
-class VectorCache:
+class PageRows:
+    """Page id -> rows bookkeeping shared by the page caches (float and code rows):
+    subclasses fill ``_pages`` and keep ``total_tokens``, the sum of their lengths."""
+
+    _pages: dict[int, npt.NDArray[Any]]
+    total_tokens: int
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
+    def __contains__(self, page_id: object) -> bool:
+        return page_id in self._pages
+
+    def page_ids(self) -> npt.NDArray[np.int64]:
+        return np.fromiter(self._pages, dtype=np.int64, count=len(self._pages))
+
+    def n_tokens(self, page_id: int) -> int:
+        return len(self._pages[page_id])
+
+    def tokens_of(self, page_ids: npt.NDArray[np.int64]) -> int:
+        return int(sum(len(self._pages[int(p)]) for p in page_ids))
+
+
+class VectorCache(PageRows):
     """Page id -> ``(n_tokens, dim)`` token matrix in the store's vector dtype."""
 
     def __init__(
@@ -90,15 +113,6 @@ class VectorCache:
         self._stop_verify = threading.Event()
         self._verifier: threading.Thread | None = None
 
-    def __len__(self) -> int:
-        return len(self._pages)
-
-    def __contains__(self, page_id: object) -> bool:
-        return page_id in self._pages
-
-    def page_ids(self) -> npt.NDArray[np.int64]:
-        return np.fromiter(self._pages, dtype=np.int64, count=len(self._pages))
-
     def get(self, page_id: int) -> npt.NDArray[np.floating]:
         """The page's vectors as floats (int8 pages are dequantised)."""
         if self.dtype == np.int8:
@@ -108,9 +122,6 @@ class VectorCache:
     def codes(self, page_id: int) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]]:
         """An int8 page's codes and per-token scales, as held."""
         return self._pages[page_id], self._scales[page_id]
-
-    def n_tokens(self, page_id: int) -> int:
-        return len(self._pages[page_id])
 
     def put(self, page_id: int, vectors: npt.NDArray[np.floating]) -> None:
         if self.dtype == np.int8:
@@ -251,9 +262,6 @@ class VectorCache:
             )
             buffers[dtype] = buffer
         return buffer[:rows]
-
-    def tokens_of(self, page_ids: npt.NDArray[np.int64]) -> int:
-        return int(sum(len(self._pages[int(p)]) for p in page_ids))
 
     def sample(self, n: int, seed: int) -> npt.NDArray[np.float32]:
         """About ``n`` token vectors drawn uniformly from all pages (IVF training)."""
