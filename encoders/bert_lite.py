@@ -55,6 +55,12 @@ class LiteTokenizer:
         self.pad_token_id: int | None
         if self.pad_token_id is None:
             raise EncoderError(f"the tokenizer in {model_dir} names no padding token")
+        # As transformers' tokenizers name them: explanations tell these from words.
+        self.all_special_tokens: list[str] = [
+            str(self._tokenizer.id_to_token(i))
+            for role in ("pad", "cls", "sep", "mask", "unk")
+            if (i := getattr(self, f"{role}_token_id")) is not None
+        ]
 
     # A fast (Rust) tokenizer: character offsets are known (serve's match positions).
     is_fast = True

@@ -133,9 +133,10 @@ def warm_up(store: Store) -> float:
     import numpy as np
 
     start = time.perf_counter()
-    encoder = store.encoder  # raises here, not at the first request, if it cannot load
-    if encoder.name == "precomputed":
-        query = np.zeros((1, encoder.dim), dtype=np.float32)
+    # A store of given vectors has no model to load (its encoder cannot be rebuilt from
+    # the store, and needs not be: queries come as vectors).
+    if store.encoder_name == "precomputed" or store.encoder.name == "precomputed":
+        query = np.zeros((1, store.dim), dtype=np.float32)
         query[0, 0] = 1.0
         store.search(query, k=10)
     else:
