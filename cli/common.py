@@ -69,8 +69,9 @@ EncoderOptionsOption = Annotated[
     typer.Option(
         "--encoder-option",
         help="key=value for the encoder's loader (repeatable): max_pixels=401408, "
-        "query_length=32, pool_factor=2, revision=COMMIT... A new store records the "
-        "options that change vectors; later commands need not repeat them.",
+        "query_length=32, pool_factor=2, revision=COMMIT... The store records the "
+        "options that change vectors when it is created; later commands need not "
+        "repeat them.",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]

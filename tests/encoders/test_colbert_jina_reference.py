@@ -66,7 +66,7 @@ def test_backbone_equals_transformers_port(
     """Both layouts a Jina ColBERT ships in: colbert-ai's (the published checkpoint) and
     PyLate's (what ``ColBERT.save`` writes after loading or fine-tuning it)."""
     folder = _checkpoint(tmp_path, config_style, layout)
-    encoder = load_encoder(folder, device="cpu")
+    encoder = load_encoder(folder, device="cpu", windows=False)  # one window per page, as theirs
     assert encoder.family == family
     assert encoder.prompts.attend_to_expansion and encoder.prompts.query_length == 12
     for texts, is_query in ((QUERIES, True), (DOCUMENTS, False)):
