@@ -65,6 +65,12 @@ class LiteTokenizer:
     # A fast (Rust) tokenizer: character offsets are known (serve's match positions).
     is_fast = True
 
+    @property
+    def backend_tokenizer(self) -> Any:
+        """The Rust tokenizer, named as transformers' fast tokenizers name it (the
+        explanations read its model's kind: WordPiece pieces continue a word)."""
+        return self._tokenizer
+
     def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
         return [str(self._tokenizer.id_to_token(int(i))) for i in ids]
 

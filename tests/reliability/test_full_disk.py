@@ -22,7 +22,13 @@ from latestore import Page, Store, StoreFullError
 from latestore.encoders.windows import WindowSettings
 from latestore.errors import IndexSnapshotError
 from tests.helpers import precomputed_store
-from tests.reliability.corpus import CONFIG, DIM, batch
+from tests.reliability.corpus import CONFIG as CORPUS_CONFIG
+from tests.reliability.corpus import DIM, batch
+
+# The rank vectors stay in memory here: the 4 MiB disk is for SQL's behaviour when full,
+# and the persisted vector folder's first segments alone would fill it (a vector folder
+# that cannot be written is derived data: the sync logs it and goes on).
+CONFIG = CORPUS_CONFIG.model_copy(update={"vector_cache": "memory"})
 
 DISK_BYTES = 4 << 20
 # Filling a disk, and re-encoding with MiniLM, take 20 s or more each on a busy machine.
