@@ -70,7 +70,7 @@ typecheck: install
 	$(BIN)/mypy -p latestore
 
 pytest: install
-	$(BIN)/python -m pytest -q -n auto --dist loadgroup
+	$(BIN)/python -m pytest -q -n $$(( $$(nproc) + 1 )) --dist loadgroup --durations=25
 
 test: lint typecheck pytest
 
