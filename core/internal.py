@@ -1,7 +1,7 @@
 """The internal layer: what the front ends (cli/, serve/, ingest/, integrations/,
 distributed/) may use beyond the public API. Not public: it can change in any release.
 
-docs/internals.md says why each name is here; tests/test_boundary.py fails when a
+docs/boundary.md says why each name is here; tests/test_boundary.py fails when a
 front end imports a store, index or encoder module directly instead. Every name is
 resolved on first use (PEP 562), so importing this module costs nothing and each
 caller pays only for the module it asks for, as before the layer existed.
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from latestore.store.sync import IndexSync
     from latestore.store.validation import checked_vectors
 
-# home module -> the names it lends the front ends (grouped as docs/internals.md is)
+# home module -> the names it lends the front ends (grouped as docs/boundary.md is)
 _HOMES: dict[str, tuple[str, ...]] = {
     # Addresses and sizes of a store
     "latestore.store.sql": ("make_engine", "sqlite_file", "to_url"),

@@ -1,5 +1,5 @@
 """The boundary of the front ends: what cli/, serve/, ingest/, integrations/ and
-distributed/ may import from the rest of latestore (docs/internals.md).
+distributed/ may import from the rest of latestore (docs/boundary.md).
 
 Each front end may import any module of the front ends, the public API and the one
 internal layer, :mod:`latestore.internal`. Everything else (a store helper module,
