@@ -104,19 +104,28 @@ def print_json(console: Console, value: Any) -> None:
     console.file.flush()
 
 
-def encoder_options(items: list[str] | None, dtype: str | None = None) -> dict[str, Any]:
-    """``--encoder-option key=value`` items (and ``--encoder-dtype``) as loader options;
-    a value that parses as JSON keeps its type (``max_pixels=401408`` is a number)."""
-    options: dict[str, Any] = {}
-    for item in items or []:
+def key_values(items: list[str], flag: str, *, scalars_only: bool = False) -> dict[str, Any]:
+    """``key=value`` items of ``flag``; a value that parses as JSON keeps its type
+    (``year=2024`` is a number). ``scalars_only``: a JSON object or list stays a string."""
+    parsed: dict[str, Any] = {}
+    for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            fail(f"--encoder-option expects key=value, got {item!r}")
+            fail(f"{flag} expects key=value, got {item!r}")
         try:
             value: Any = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        options[key.strip()] = value
+        if scalars_only and isinstance(value, dict | list):
+            value = raw
+        parsed[key.strip()] = value
+    return parsed
+
+
+def encoder_options(items: list[str] | None, dtype: str | None = None) -> dict[str, Any]:
+    """``--encoder-option key=value`` items (and ``--encoder-dtype``) as loader options
+    (``max_pixels=401408`` is a number)."""
+    options = key_values(items or [], "--encoder-option")
     if dtype:
         options["dtype"] = dtype
     return options

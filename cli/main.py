@@ -36,6 +36,7 @@ from latestore.cli.common import (
     encoder_options,
     errors_as_json,
     fail,
+    key_values,
     open_existing,
     open_store,
     print_json,
@@ -102,19 +103,7 @@ def _root(
 def parse_metadata(items: list[str]) -> dict[str, Any]:
     """``key=value`` pairs; values that parse as JSON numbers, booleans or null keep
     that type (``year=2024`` is a number), anything else is a string."""
-    metadata: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            fail(f"--metadata expects key=value, got {item!r}")
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        if isinstance(value, dict | list):
-            value = raw
-        metadata[key.strip()] = value
-    return metadata
+    return key_values(items, "--metadata", scalars_only=True)
 
 
 @app.command()
