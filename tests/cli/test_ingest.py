@@ -14,6 +14,10 @@ from typer.testing import CliRunner
 from latestore.cli import app
 from tests.cli.conftest import PDF_PAGES, write_bad_files, write_images, write_text_files
 
+# One worker builds the module's corpus once; spread over workers, each built its own
+# (about 110 s apiece under CI load).
+pytestmark = pytest.mark.xdist_group("cli_ingest_corpus")
+
 
 def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db) as conn:

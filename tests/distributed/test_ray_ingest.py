@@ -1,7 +1,8 @@
 """Distributed ingestion against local ingestion, on real PDFs and the real MiniLM model.
 
-The 97 shared PDF pages are ingested once locally (``ingest_paths``) and once on a local
-Ray cluster into another PostgreSQL database; rows and vectors must match. PDF pages
+The shared PDFs but the 61-page NIST report (7 files, 36 pages; the long report only made
+the run slower, not the check stronger) are ingested once locally (``ingest_paths``) and
+once on a local Ray cluster into another PostgreSQL database; rows and vectors must match. PDF pages
 are rendered at 72 dpi (the stored image path runs; the text model ignores pixels).
 """
 
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.xdist_group("ray")
 from latestore.distributed import ray_ingest_paths  # noqa: E402
 
 OPTIONS = IngestOptions(dpi=72, batch_size=8)
+LONG_PDF_PREFIX = "nist-sp-1900"
 SMALL_PDFS = (
     "nara-bill-of-rights-handout.pdf",
     "fbi-nics-background-checks-2015-11.pdf",
@@ -114,7 +116,8 @@ def pdf_dir(shared_data: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def pdfs(pdf_dir: Path) -> list[Path]:
-    return sorted(pdf_dir.glob("*.pdf"))  # the folder's README and manifest are not pages
+    # The folder's README and manifest are not pages.
+    return sorted(p for p in pdf_dir.glob("*.pdf") if not p.name.startswith(LONG_PDF_PREFIX))
 
 
 @pytest.fixture(scope="module")
@@ -166,20 +169,20 @@ def test_ray_ingest_equals_local_ingest(
         empty_db, pdfs, OPTIONS, progress=bar, encoders=2, cpus_per_encoder=0.5
     )
     assert report.exit_code == 0
-    assert report.pages_added == len(local_all) == 97
+    assert report.pages_added == len(local_all) == 36
     taken = sorted(Path(p).resolve() for p in report.files_taken_as["pdf"])
     assert taken == sorted(p.resolve() for p in pdfs)
-    assert bar.done == 97 and bar.files == 8
+    assert bar.done == 36 and bar.files == 7
     assert set(bar.statuses.values()) == {"ingested"}
     # Pages, texts, images, metadata, counts, encoder fingerprint; vectors to rounding.
     identical = assert_same_pages(stored(empty_db), local_all)
-    assert identical >= 90
+    assert identical >= 33
     # Both ingestions agree on what is current: a local re-run finds nothing to do...
     again = ingest_paths(empty_db, pdfs, OPTIONS)
-    assert (again.pages_unchanged, again.pages_written) == (97, 0)
+    assert (again.pages_unchanged, again.pages_written) == (36, 0)
     # ...and so does a distributed one.
     rerun = ray_ingest_paths(empty_db, pdfs, OPTIONS)
-    assert (rerun.pages_unchanged, rerun.pages_written, rerun.files_unchanged) == (97, 0, 8)
+    assert (rerun.pages_unchanged, rerun.pages_written, rerun.files_unchanged) == (36, 0, 7)
 
 
 def _encode_actor_pids() -> list[int]:

@@ -87,7 +87,7 @@ def test_jina_colbert_equals_pylate_tokens_and_transformers_backbone(tmp_path: P
         query_length=int(settings["query_length"]),
         document_length=int(settings["document_length"]),
     )
-    encoder = load_encoder(folder, device="cpu")
+    encoder = load_encoder(folder, device="cpu", windows=False)  # PyLate truncates: one window
     assert encoder.family == "colbert-jina"
     with np.load(case / "tokens.npz") as saved:
         tokens = {name: saved[name] for name in saved.files}
