@@ -8,7 +8,7 @@ import sqlite3
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
@@ -33,7 +33,15 @@ def sqlite_file(url: str) -> Path | None:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
-    return Path(parsed.database)
+    database = parsed.database
+    if str(parsed.query.get("uri", "")).lower() in ("true", "1") and database.startswith("file:"):
+        # A SQLite URI filename (``file:/path?mode=ro``): the file is its path part, or
+        # the derived index folder would land in a ``file:`` folder under the cwd.
+        path = unquote(urlsplit(database).path)
+        if path in ("", ":memory:") or parsed.query.get("mode") == "memory":
+            return None
+        return Path(path)
+    return Path(database)
 
 
 def default_index_dir(url: str) -> Path | None:

@@ -80,3 +80,22 @@ def test_torch_candidate_search_ranks_like_exhaustive(
                 assert [p for p, _ in got] == [p for p, _ in exact]
                 assert [s for _, s in got] == pytest.approx([s for _, s in exact], rel=1e-5)
         assert not {h.page_id for h in store.search(pages[0].vectors, k=300)} & set(ids[:30])
+
+
+def test_a_sqlite_uri_filename_keeps_the_vector_folder_beside_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sqlite:///file:/path?uri=true`` names the file at /path: its derived folder goes
+    beside that file, not into a ``file:`` folder under the working directory."""
+    db = tmp_path / "store.db"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    rng = np.random.default_rng(3)
+    with Store.open(f"sqlite:///file:{db}?uri=true", PrecomputedVectors(dim=8)) as store:
+        store.add_pages(clustered_pages(rng, 12, 8)[0])
+        assert store.sqlite_path == db
+    with Store.open(f"sqlite:///file:{db}?mode=ro&uri=true", PrecomputedVectors(dim=8)) as store:
+        assert store.count() == 12
+    assert (tmp_path / "store.db.index").is_dir()
+    assert list(cwd.iterdir()) == []
