@@ -16,6 +16,8 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from latestore.index.coarse_kmeans import coarse_centroids
+
 log = logging.getLogger(__name__)
 
 TOKEN_BITS = 20
@@ -145,8 +147,9 @@ class TokenIndex:
             codec = f"PQ{max(1, self.dim // 8)}"
         index = faiss.index_factory(self.dim, f"IVF{nlist},{codec}", faiss.METRIC_INNER_PRODUCT)
         ivf: Any = faiss.downcast_index(faiss.extract_index_ivf(index))
-        ivf.cp.seed = self.params.seed
-        ivf.cp.niter = 12
+        # Given nlist centroids, FAISS's own training skips the coarse k-means and
+        # trains only the codec on the residuals.
+        ivf.quantizer.add(coarse_centroids(sample, nlist, self.params.seed))
         if isinstance(ivf, faiss.IndexIVFPQ):
             # Polysemous training (on by default) only serves Hamming pre-filtering,
             # which we never use, and costs minutes on a laptop CPU.
