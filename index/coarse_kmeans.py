@@ -42,6 +42,7 @@ def coarse_centroids(
         niter=ITERATIONS,
         seed=seed,
         spherical=True,
+        min_points_per_centroid=1,
         max_points_per_centroid=2048,
     )
     first.train(sample)
@@ -88,6 +89,15 @@ def lists_per_group(sizes: npt.NDArray[np.int64], nlist: int) -> npt.NDArray[np.
 def _kmeans(points: npt.NDArray[np.float32], k: int, seed: int) -> npt.NDArray[np.float32]:
     if k >= len(points):
         return points[:k].copy()
-    kmeans = faiss.Kmeans(points.shape[1], k, niter=ITERATIONS, seed=seed, spherical=True)
+    kmeans = faiss.Kmeans(
+        points.shape[1],
+        k,
+        niter=ITERATIONS,
+        seed=seed,
+        spherical=True,
+        # A few dozen points per list are plenty for the coarse split; FAISS's warning
+        # below 39 would print once per group to the user's terminal.
+        min_points_per_centroid=1,
+    )
     kmeans.train(points)
     return np.asarray(kmeans.centroids, dtype=np.float32)
