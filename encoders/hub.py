@@ -111,7 +111,9 @@ def resolve(repo_id: str, revision: str | None = None) -> HubModel:
         try:
             folder = _download(repo_id, revision, cache)
         except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
-            raise EncoderError(f"the Hugging Face Hub has no model {repo_id!r}: {exc}") from exc
+            # The hub's own message runs to several lines of advice; its first names why.
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise EncoderError(f"the Hugging Face Hub has no model {repo_id!r}: {why}") from exc
         except LocalEntryNotFoundError as exc:  # network down
             raise ModelNotCachedError(
                 _not_cached(repo_id, revision, cache, f"the hub cannot be reached ({exc})")
