@@ -203,7 +203,31 @@ def window_options(
 def check_window_options(store: Store, requested: dict[str, Any], target: str) -> None:
     """Refuse window settings an existing store was not built with: its pages would be
     encoded two ways. (A new store was just created with them, so they match.)"""
-    recorded = store.encoding()["windowing"]
+    check_recorded_windowing(store.encoding()["windowing"], requested, target)
+
+
+def recorded_windowing_of(target: str) -> dict[str, Any] | None:
+    """An existing store's recorded window settings, read without loading its model
+    (None: no store there yet)."""
+    from latestore.internal import make_engine, migrate, stored_row
+
+    db_file = sqlite_file(to_url(target))
+    if db_file is not None and not db_file.exists():
+        return None
+    engine = make_engine(to_url(target))
+    try:
+        migrate(engine)
+        row = stored_row(engine)
+    finally:
+        engine.dispose()
+    if row is None:
+        return None
+    return WindowSettings.from_options(row.encoder_windowing or {"windows": False}).as_options()
+
+
+def check_recorded_windowing(
+    recorded: dict[str, Any], requested: dict[str, Any], target: str
+) -> None:
     differs = {k: v for k, v in requested.items() if recorded.get(k) != v}
     if recorded.get("windows") is False and requested.get("windows") is not True:
         differs = {}  # no windows: stride and cap mean nothing (and are refused above)

@@ -32,6 +32,7 @@ from latestore.cli.common import (
     JsonOption,
     SearchMode,
     StoreOption,
+    check_recorded_windowing,
     check_window_options,
     encoder_options,
     errors_as_json,
@@ -40,6 +41,7 @@ from latestore.cli.common import (
     open_existing,
     open_store,
     print_json,
+    recorded_windowing_of,
     reencode_settings,
     window_options,
     windows_flag,
@@ -209,15 +211,16 @@ def ingest(
         if ray_encoders:  # latestore.distributed (issue 16)
             from latestore.distributed.cli_ingest import ingest_on_ray
 
-            if requested:
-                fail("--windows, --window-stride and --max-page-tokens: not with --ray-encoders")
+            if requested and (recorded := recorded_windowing_of(store)) is not None:
+                check_recorded_windowing(recorded, requested, store)
             with ConsoleProgress(err) as progress:
                 report = ingest_on_ray(
                     store, paths, options, encoder=encoder, encoder_dtype=encoder_dtype,
                     progress=progress, encoders=ray_encoders, gpus_per_encoder=ray_gpus,
-                    address=ray_address, encoder_options=encoder_options(encoder_option),
+                    address=ray_address,
+                    encoder_options=encoder_options(encoder_option) | requested,
                 )  # fmt: skip
-            windowing = None
+            windowing = recorded_windowing_of(store)
         else:
             with loading(err, "loading the encoder"):
                 opened = open_store(

@@ -251,3 +251,24 @@ def test_cli_ingests_on_ray(ray_session: Any, empty_db: str, pdf_dir: Path) -> N
     local = runner.invoke(app, ["ingest", pdf, "--store", empty_db, "--dpi", "72", "--json"])
     assert local.exit_code == 0, local.output
     assert json.loads(local.stdout)["pages_unchanged"] == 2
+
+
+def test_cli_window_flags_on_ray(ray_session: Any, empty_db: str, tmp_path: Path) -> None:
+    """``--no-windows`` reaches the Ray encode actors: a new store truncates long pages;
+    asking that store for windows afterwards is refused before any Ray work."""
+    from typer.testing import CliRunner
+
+    from latestore.cli import app
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text(" ".join(f"word{i} stands for sentence {i}." for i in range(400)))
+    runner = CliRunner()
+    base = ["ingest", str(notes), "--store", empty_db, "--chunk-chars", "4000", "--json"]
+    truncating = runner.invoke(app, [*base, "--ray-encoders", "1", "--no-windows"])
+    assert truncating.exit_code == 0, truncating.output
+    summary = json.loads(truncating.stdout)
+    assert summary["page_windows"] == {"windows": False}
+    assert summary["pages_added"] >= 1 and summary["pages_truncated"] == summary["pages_added"]
+    refused = runner.invoke(app, [*base, "--ray-encoders", "1", "--windows"])
+    assert refused.exit_code != 0
+    assert "latestore reindex" in refused.output and "--re-encode" in refused.output
