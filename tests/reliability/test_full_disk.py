@@ -244,6 +244,31 @@ def test_an_add_that_cannot_grow_the_vector_folder_is_committed_and_searchable(
         assert ranking(store) == memory_ranking(db, tmp_path)
 
 
+def test_reindex_writes_the_vector_folder_again_once_there_is_room(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    db, index_dir = tmp_path / "store.db", small_disk / "index"
+    with disk_cache_store(db, index_dir) as store:
+        store.add_pages(batch(0))
+    with disk_cache_store(db, index_dir) as store:
+        ballast = fill(small_disk)
+        store.add_pages(batch(1))
+        with pytest.raises(IndexSnapshotError):  # no room yet: reindex says so
+            store.reindex()
+        assert store.stats().vector_cache_fallback is not None
+        ballast.unlink()
+        store.reindex()  # room again: the folder is mapped, replayed and published
+        assert store.stats().vector_cache == "disk"
+        assert store.stats().vector_cache_fallback is None
+        assert store._sync.vectors_from == "file+replay"
+        store.add_pages(batch(2))  # written to the folder again
+        assert store.count() == 18 and store._sync.index.consistent()
+        assert ranking(store) == memory_ranking(db, tmp_path)
+    with disk_cache_store(db, index_dir) as store:
+        assert store._sync.vectors_from == "file"
+        assert ranking(store) == memory_ranking(db, tmp_path)
+
+
 def remount(mount_point: Path, mode: str) -> None:
     subprocess.run(["mount", "-o", f"remount,{mode}", str(mount_point)], check=True)
 
