@@ -269,6 +269,26 @@ def test_reindex_writes_the_vector_folder_again_once_there_is_room(
         assert ranking(store) == memory_ranking(db, tmp_path)
 
 
+def test_scratch_vector_files_on_a_full_disk_are_held_in_memory(small_disk: Path) -> None:
+    """A disk cache without an index folder packs pages in unlinked scratch files; a
+    full scratch disk falls back to memory the same way."""
+    from latestore.index.vectors import VectorCache
+
+    rng = np.random.default_rng(5)
+    pages = {i: rng.standard_normal((int(rng.integers(1, 60)), DIM)) for i in range(30)}
+    disk = VectorCache(DIM, "float32", on_disk=True, directory=small_disk)
+    memory = VectorCache(DIM, "float32")
+    ballast = fill(small_disk)
+    for cache in (disk, memory):
+        for page_id, vectors in pages.items():
+            cache.put(page_id, vectors)
+    assert "No space left" in str(disk.fallback)
+    for page_id in pages:
+        np.testing.assert_array_equal(disk.get(page_id), memory.get(page_id))
+    disk.clear()
+    ballast.unlink()
+
+
 def remount(mount_point: Path, mode: str) -> None:
     subprocess.run(["mount", "-o", f"remount,{mode}", str(mount_point)], check=True)
 
