@@ -145,10 +145,13 @@ def test_reencode_on_a_full_disk_stops_and_resumes(small_disk: Path, minilm: Any
         assert {p.external_id: p.content_hash for p in store.pages()} == hashes
 
 
+@pytest.mark.parametrize("vector_cache", ["memory", "disk"])
 def test_postgresql_index_files_on_a_full_disk(
-    small_disk: Path, monkeypatch: pytest.MonkeyPatch
+    small_disk: Path, monkeypatch: pytest.MonkeyPatch, vector_cache: str
 ) -> None:
-    """PostgreSQL's own disk is the server's; its derived files live in ~/.cache."""
+    """PostgreSQL's own disk is the server's; its derived files (the snapshot, and with
+    the disk cache the vector folder) live in ~/.cache."""
+    config = CORPUS_CONFIG.model_copy(update={"vector_cache": vector_cache})
     from tests.conftest import PG_URL_ENV
     from tests.postgres import fresh_database
 
@@ -157,17 +160,18 @@ def test_postgresql_index_files_on_a_full_disk(
         pytest.skip(f"PostgreSQL variant: set {PG_URL_ENV}")
     monkeypatch.setenv("HOME", str(small_disk))
     with fresh_database(admin) as url:
-        with precomputed_store(url, DIM, config=CONFIG) as store:
+        with precomputed_store(url, DIM, config=config) as store:
             store.add_pages(batch(0))
             ballast = fill(small_disk)
             for number in range(1, 8):  # snapshots fail (logged): the writes do not
                 store.add_pages(batch(number))
             with pytest.raises(IndexSnapshotError, match="No space left"):
                 store.reindex()
-        with precomputed_store(url, DIM, config=CONFIG) as store:
+        with precomputed_store(url, DIM, config=config) as store:
             assert store.count() == 48 and store._sync.index.consistent()
             ballast.unlink()
             store.reindex()
+            assert store.stats().vector_cache == vector_cache
 
 
 # -- the persisted vector folder (vector_cache="disk", the default) on a disk that refuses
