@@ -3,16 +3,18 @@
 Starts ``latestore serve`` on a small store, reads its resident memory (VmRSS), sends a
 burst of large requests (``--kind upload``: multipart uploads of a file of a type
 ingestion does not read, so that what is measured is receiving it, not encoding it;
-``--kind pages``: JSON ``POST /pages`` of token vectors, stored), and reads it
+``--kind pages``: JSON ``POST /pages`` of token vectors as nested lists, stored;
+``--kind pages-base64``: the same with each page's vectors as base64 float32), and reads it
 again at its peak during the burst and a few seconds after. The figures are the
 server process's own (``/proc/PID/status``).
 
-    python -m bench.serve_memory [--kind upload|pages] [--requests 12] [--mib 26]
+    python -m bench.serve_memory [--kind upload|pages|pages-base64] [--requests 12] [--mib 26]
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import subprocess
@@ -47,15 +49,33 @@ def payload(kind: str, mib: float) -> dict[str, Any]:
         body = line * (size // len(line))
         return {"files": {"files": ("big.bin", body, "application/octet-stream")}}
     rng = np.random.default_rng(0)
-    # About 9 bytes a number in JSON: pages of 100 tokens until the body has ``size``.
-    n_pages = max(1, size // (100 * DIM * 9))
-    pages = [
-        {"vectors": np.round(rng.standard_normal((100, DIM)), 4).tolist(), "text": f"p{i}"}
-        for i in range(n_pages)
-    ]
+    if kind == "pages-base64":
+        # 4/3 of 4 bytes a number: pages of 100 tokens until the body has ``size``.
+        n_pages = max(1, size // (100 * DIM * 4 * 4 // 3))
+        pages = [
+            {"vectors": encoded(rng.standard_normal((100, DIM))), "text": f"p{i}"}
+            for i in range(n_pages)
+        ]
+    else:
+        # About 9 bytes a number in JSON: pages of 100 tokens until the body has ``size``.
+        n_pages = max(1, size // (100 * DIM * 9))
+        pages = [
+            {"vectors": np.round(rng.standard_normal((100, DIM)), 4).tolist(), "text": f"p{i}"}
+            for i in range(n_pages)
+        ]
     return {
         "content": json.dumps({"pages": pages}).encode(),
         "headers": {"content-type": "application/json"},
+    }
+
+
+def encoded(vectors: np.ndarray) -> dict[str, Any]:
+    """A page's vectors as POST /pages takes them in bytes: base64 little-endian float32."""
+    raw = np.ascontiguousarray(vectors, dtype="<f4").tobytes()
+    return {
+        "dtype": "float32",
+        "shape": list(vectors.shape),
+        "data": base64.b64encode(raw).decode(),
     }
 
 
@@ -141,7 +161,7 @@ def run(kind: str, requests: int, mib: float, concurrency: int, settle: float) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kind", choices=["upload", "pages"], default="upload")
+    parser.add_argument("--kind", choices=["upload", "pages", "pages-base64"], default="upload")
     parser.add_argument("--requests", type=int, default=12)
     parser.add_argument("--mib", type=float, default=26)
     parser.add_argument("--concurrency", type=int, default=4)

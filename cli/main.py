@@ -464,6 +464,11 @@ def info(
         "vector_dtype": stats.vector_dtype,
         "index": stats.index,
         "search_plan": stats.search_plan,
+        **(
+            {"vector_cache_fallback": stats.vector_cache_fallback}
+            if stats.vector_cache_fallback
+            else {}
+        ),
         "search_settings": {
             k: config[k]
             for k in (

@@ -255,6 +255,11 @@ class StoreStats(BaseModel):
     vector_dtype: str = Field(description="How vectors are stored in SQL.")
     memory_dtype: str = Field(description="How the rerank holds vectors in memory.")
     vector_cache: Literal["memory", "disk"] = Field(description="Where that copy lives.")
+    vector_cache_fallback: str | None = Field(
+        default=None,
+        description="Why a disk vector cache holds pages in memory instead (its folder "
+        "could not be written: full, read-only, no permission); None when it does not.",
+    )
     encoder: str = Field(description="The encoder's name.")
     encoder_fingerprint: str = Field(description="Identity of the encoder and its settings.")
     index: dict[str, Any] = Field(description="The candidate index: kind, tokens, pages, IVF.")

@@ -80,6 +80,7 @@ class VectorFolder:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._lock_fd: int | None = None
+        self.unusable: str | None = None  # why this process cannot write the folder
 
     @property
     def manifest_path(self) -> Path:
@@ -97,6 +98,9 @@ class VectorFolder:
             self.directory.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
+            self.unusable = (
+                f"cannot write {self.directory} ({exc.strerror or exc}); new pages held in memory"
+            )
             log.warning("latestore: vector folder %s unusable (%s)", self.directory, exc)
             return False
         try:
@@ -123,6 +127,11 @@ class VectorFolder:
             reserve(fd, n_rows * width * dtype.itemsize)
             with os.fdopen(os.dup(fd), "r+b") as handle:
                 return np.memmap(handle, dtype=dtype, mode="r+", shape=(n_rows, width))
+        except OSError:
+            # A full disk: leave no empty (or partly reserved) segment file behind.
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
         finally:
             os.close(fd)
 

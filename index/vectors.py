@@ -18,6 +18,7 @@ device_search.DeviceTokenSearch, which the fused kernel ranks from in place.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,6 +37,9 @@ from latestore.index.vector_file import VectorFolder, verify_segments
 log = logging.getLogger("latestore")
 
 MAX_REUSED_ROWS = 262_144
+# Errors of a folder that cannot take more rows (full, over quota, read-only, not ours):
+# the rows are derived from SQL, so the cache holds them in memory instead of failing.
+UNWRITABLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 def pack_pages(
@@ -112,6 +116,9 @@ class VectorCache(PageRows):
         self._damage_lock = threading.Lock()
         self._stop_verify = threading.Event()
         self._verifier: threading.Thread | None = None
+        # Why pages the arena should hold on disk are held in memory instead (None: they
+        # are not): the folder or scratch directory could not be written.
+        self.fallback: str | None = None
 
     def get(self, page_id: int) -> npt.NDArray[np.floating]:
         """The page's vectors as floats (int8 pages are dequantised)."""
@@ -137,9 +144,34 @@ class VectorCache(PageRows):
         """Hold ``rows`` (packed for int8) as the page; no other copy of it remains."""
         self.discard(page_id)
         if self.arena is not None and len(rows):
-            rows, segment, start = self.arena.store_at(rows)
+            try:
+                stored = self.arena.store_at(rows)
+            except OSError as exc:
+                if exc.errno not in UNWRITABLE:
+                    raise
+                self._fall_back(exc)
+                stored = self.arena.store_at(rows)  # now in the heap
+            rows, segment, start = stored
             self._place(page_id, segment, start)
         self._hold(page_id, read_only(rows))
+
+    def _fall_back(self, exc: OSError) -> None:
+        """The disk refused a new segment: keep the pages held so far (their files stay
+        mapped), hold new ones in memory, and stop writing the folder for this session.
+        The next open finds the folder's last published state and replays what SQL
+        changed since, or rebuilds it, so nothing is lost and searches go on."""
+        assert self.arena is not None
+        where = self.folder.directory if self.folder is not None else "the scratch directory"
+        self.fallback = f"cannot write {where} ({exc.strerror or exc}); new pages held in memory"
+        log.warning("latestore: %s", self.fallback)
+        if self.folder is not None and self.folder.writer:
+            # Give back the space reserved past the rows in use: the disk is full.
+            self.folder.trim(self.arena.items(), self.arena.row_bytes)
+        if self.folder is not None:
+            self.detach()
+        else:
+            self.arena.backing = HeapSegments()
+            self.arena.seal()
 
     def _place(self, page_id: int, segment: int, row: int) -> None:
         self._where[page_id] = (segment, row)
@@ -287,6 +319,7 @@ class VectorCache(PageRows):
         """
         self.clear()
         writer = folder.try_lock()
+        self.fallback = None if writer or folder.unusable is None else folder.unusable
         self.folder = folder
         self.arena = Arena(
             self.width,
@@ -348,6 +381,8 @@ class VectorCache(PageRows):
             self.arena.seal()
         for segment in self.arena.compactable():
             self._compact(segment)
+        if self.folder is None:  # a compaction that did not fit let go of the folder
+            return 0
         table = np.array(
             [(p, s, r, len(self._pages[p])) for p, (s, r) in self._where.items()], dtype=np.int64
         ).reshape(-1, 4)

@@ -37,6 +37,7 @@ from latestore.serve.schemas import (
 from latestore.serve.service import Service
 from latestore.serve.settings import ServeSettings
 from latestore.serve.summary import package_version, summary
+from latestore.serve.vector_json import PagesRoute
 
 if TYPE_CHECKING:
     from latestore.store import Store
@@ -252,11 +253,21 @@ def _routes(
         thumb = await reads.run(lambda: service.thumbnail(page_id, size))
         return Response(thumb, media_type="image/jpeg", headers=_private_cache())
 
-    @app.post("/pages", response_model=AddResponse, tags=["writes"])
     async def add(request: AddRequest) -> AddResponse:
         """Add (or replace, by external id) pages: one transaction, all or nothing."""
         pages = [p.to_page() for p in request.pages]
         return AddResponse(ids=await writes.run(lambda: store.upsert_pages(pages)))
+
+    # PagesRoute reads the JSON body with each page's vector rows as an array (not a
+    # Python float per number): memory stays near the body's size (serve/vector_json.py).
+    app.router.add_api_route(
+        "/pages",
+        add,
+        methods=["POST"],
+        response_model=AddResponse,
+        tags=["writes"],
+        route_class_override=PagesRoute,
+    )
 
     @app.post("/upload", tags=["writes"])
     async def upload(

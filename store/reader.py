@@ -191,7 +191,10 @@ def stats(ctx: StoreContext, encoder_name: str, encoder_fingerprint: str) -> Sto
         dim=ctx.dim,
         vector_dtype="none" if ctx.config.tier == "compact-only" else ctx.dtype,
         memory_dtype=str(index.vectors.dtype),
-        vector_cache="disk" if index.vectors.arena is not None else "memory",
+        vector_cache="disk"
+        if index.vectors.arena is not None and index.vectors.fallback is None
+        else "memory",
+        vector_cache_fallback=index.vectors.fallback,
         encoder=encoder_name,
         encoder_fingerprint=encoder_fingerprint,
         index=index.tokens.describe(),

@@ -576,6 +576,7 @@ class Store:
         self._ctx.check_open()
         with self._ctx.index_lock.write():
             self._ctx.sync.catch_up()
+            self._ctx.sync.retry_vector_folder()  # a folder a full disk had refused
             self._ctx.sync.index.rebuild()
             self._ctx.sync.snapshot_change = -1
             self._ctx.sync.save(strict=True)

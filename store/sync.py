@@ -141,6 +141,17 @@ class IndexSync:
             cache.put(page_id, vectors)
         return "sql"
 
+    def retry_vector_folder(self) -> None:
+        """Write the vector folder again after this session fell back to memory (a disk
+        that refused it): map its last published state and replay, or refill it from
+        SQL. Called by ``reindex``, the call that rebuilds derived data on request; if
+        the disk still refuses, the cache falls back to memory again, as at open."""
+        if self.index.vectors.fallback is None or self.vector_folder() is None:
+            return
+        self.vectors_change = -1
+        self.vectors_from = self._load_vectors(self.applied_change)
+        self.index.vectors.start_verifying()
+
     def _load_snapshot(self, head: int) -> str | None:
         path = self.snapshot_path
         if path is None or not path.exists():

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy import text as sql
 
-from latestore import Page
+from latestore import Page, Store
 from latestore.index.devices import gpu_nodes_present
+from latestore.store.sql import to_url
 from tests.cli.conftest import cli_command, run_cli
 from tests.helpers import precomputed_store, unit_vectors
 
@@ -76,18 +79,18 @@ def test_sigkill_then_rerun_ends_with_every_page_once(
 
 
 @pytest.mark.slow
-def test_two_ingests_of_one_folder_at_once_both_succeed(tmp_path: Path) -> None:
+def test_two_ingests_of_one_folder_at_once_both_succeed(tmp_path: Path, store_url: str) -> None:
     # Issue 13: the second of two concurrent runs into an existing store died with an
     # IntegrityError traceback. Small batches make their transactions interleave.
+    # Issue 26: the same against PostgreSQL.
     folder = tmp_path / "docs"
     folder.mkdir()
     texts = [f"Paragraph {i} on {topic}." for i, topic in enumerate("abcdefghijklmnop")]
     for i, text in enumerate(texts):
         (folder / f"doc{i:02d}.txt").write_text(text)
-    db = tmp_path / "store.db"
-    first = run_cli("ingest", str(folder / "doc00.txt"), "--store", str(db))
+    first = run_cli("ingest", str(folder / "doc00.txt"), "--store", store_url)
     assert first.returncode == 0, first.stderr
-    args = ["ingest", str(folder), "--store", str(db), "--batch-size", "2", "--json"]
+    args = ["ingest", str(folder), "--store", store_url, "--batch-size", "2", "--json"]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     runs = [
         subprocess.Popen(
@@ -107,11 +110,17 @@ def test_two_ingests_of_one_folder_at_once_both_succeed(tmp_path: Path) -> None:
     for report in reports:
         assert report["pages_updated"] == 0
         assert report["pages_added"] + report["pages_unchanged"] == len(texts)
-    with sqlite3.connect(db) as conn:
-        found = dict(conn.execute("SELECT external_id, id FROM ls_pages").fetchall())
+    engine = create_engine(to_url(store_url))
+    try:
+        with engine.connect() as conn:
+            found = dict(conn.execute(sql("SELECT external_id, id FROM ls_pages")).all())
+    finally:
+        engine.dispose()
     expected = {f"{(folder / f'doc{i:02d}.txt').as_posix()}#page=1" for i in range(len(texts))}
     assert found.keys() == expected
     assert found[f"{(folder / 'doc00.txt').as_posix()}#page=1"] == 1  # kept its id
+    with Store.open(store_url) as store:  # the recorded encoder, loaded only if needed
+        assert store.count() == len(texts) and store._sync.index.consistent()
 
 
 def page_count(path: Path) -> int:

@@ -41,6 +41,7 @@ def main() -> None:
     store = Store.open(target, PrecomputedVectors(dim))
     out["count"] = store.count()
     out["hits"] = [h.page_id for h in store.search(query, k=3)]
+    out["vector_cache_fallback"] = store.stats().vector_cache_fallback
     out["add"] = outcome(lambda: store.add_pages([Page(vectors=query)]).ids)
     out["delete"] = outcome(lambda: store.delete([1]))
     out["reindex"] = outcome(store.reindex)

@@ -125,6 +125,8 @@ SEEDERS: dict[str, Callable[[Connection], None]] = {
     "0005_compact_codes": seed_0003,
     # 0005 added ls_store.encoder_build: stores from before keep NULL (nothing recorded).
     "0006_encoder_build": seed_0003,
+    # 0007 replaced NUL in stored metadata (tests/store/test_metadata_nul_repair.py).
+    "0007_metadata_nul": seed_0003,
 }
 
 
