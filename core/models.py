@@ -440,6 +440,17 @@ class StoreConfig(BaseModel):
         "even sum).",
     )
     rrf_k: int = Field(default=60, ge=1, description="Hybrid: the RRF rank offset.")
+    window_scoring: Literal["best", "union"] | None = Field(
+        default=None,
+        description="How a page encoded in several windows scores. best: its best "
+        "window's exact MaxSim, over the rows the page stores for that window (no "
+        "long-page bias; docs/ranking-quality.md); union: MaxSim over all its windows' "
+        "rows. None: the store's recorded choice: best for a store created with this "
+        "release (full tier), union for older stores and the compact tiers. A store "
+        "records the value it is created with; a value given at open applies to that "
+        "session. Pages written before revision 0008 score as the union either way "
+        "until re-encoded.",
+    )
     hybrid_depth: int = Field(
         default=100,
         ge=1,

@@ -230,7 +230,13 @@ def _take(run: _Run, row: Mapping[str, Any]) -> None:
         source=info["metadata"]["source_path"],
         metadata=info["metadata"],
     )
-    counts = EncodedPage(vectors, encoded["text_tokens"], encoded["tokens_dropped"])
+    rows = encoded.get("window_rows")
+    counts = EncodedPage(
+        vectors,
+        encoded["text_tokens"],
+        encoded["tokens_dropped"],
+        None if rows is None else tuple(rows),
+    )
     run.batch.append(_Pending(page, state, encoded["key"], counts))
     if len(run.batch) >= run.options.batch_size:
         _flush(run)

@@ -232,6 +232,7 @@ class PageEncoder:
                     "n_tokens": int(array.shape[0]),
                     "text_tokens": page.text_tokens,
                     "tokens_dropped": page.tokens_dropped,
+                    "window_rows": page.window_rows,
                     "key": content_key(content.text, pixels),
                 }
             )

@@ -69,6 +69,7 @@ class ShardServer:
             candidate_search=self.config.candidate_search,
             device_budget_bytes=self.config.device_budget_mb << 20,
             device_memory_share=self.config.device_memory_share,
+            window_scoring=self.config.window_scoring or "union",
         )
         self.sync = ShardSync(
             self.engine,

@@ -73,11 +73,15 @@ class EncodedPage:
     ``text_tokens`` counts the tokens of the page's text (special tokens and markers
     excluded); ``tokens_dropped`` those of them that reached no vector, past the
     model length (windows off) or past ``max_page_tokens`` (windows on).
+    ``window_rows``: how many of ``vectors`` each window holds, in order, counted from
+    what the encoder kept (so a skiplist is accounted for); None for a page of one
+    window, or where the rows no longer map to windows (token pooling).
     """
 
     vectors: TokenVectors
     text_tokens: int
     tokens_dropped: int
+    window_rows: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -433,6 +437,19 @@ def encode_text_pages(
         device=device,
         dim=dim,
     )
+    rows: list[list[int]] = [[] for _ in texts]
+    for item in inputs:
+        rows[item.page].append(sum(item.keep))
     return [
-        EncodedPage(v, total, dropped) for v, (total, dropped) in zip(vectors, counts, strict=True)
+        EncodedPage(v, total, dropped, _window_rows(r, len(v)))
+        for v, (total, dropped), r in zip(vectors, counts, rows, strict=True)
     ]
+
+
+def _window_rows(rows: list[int], n_vectors: int) -> tuple[int, ...] | None:
+    """A page's rows per window, when it has several windows with rows (a window whose
+    every token a skiplist dropped holds none, and has no MaxSim of its own)."""
+    kept = tuple(r for r in rows if r > 0)
+    if len(kept) < 2 or sum(kept) != n_vectors:
+        return None
+    return kept

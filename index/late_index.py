@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,8 +78,14 @@ class LateInteractionIndex:
         device_budget_bytes: int = DEFAULT_BUDGET_BYTES,
         max_device_bytes: int | None = None,
         device_memory_share: float = DEVICE_MEMORY_SHARE,
+        window_scoring: str = "union",
     ) -> None:
         self.dim = dim
+        # "best": a page of several windows scores as its best window, whose rows
+        # ``windows`` holds (the store fills it from ls_pages.window_rows); "union":
+        # every page scores over all its rows.
+        self.window_scoring = window_scoring
+        self.windows: dict[int, npt.NDArray[np.int64]] = {}
         self.params = params
         # torch (seconds to import) loads here only on a GPU machine or when asked for a
         # device; on a CPU it waits for the first scoring call, so info and reindex skip it.
@@ -116,7 +123,21 @@ class LateInteractionIndex:
         if not self.maybe_train():
             self._add_to_search(page_ids)
 
+    def set_windows(self, rows: Mapping[int, Sequence[int] | None]) -> None:
+        """Record the rows per window of ``rows``' pages (None: one segment)."""
+        for page_id, found in rows.items():
+            if found is None or len(found) < 2:
+                self.windows.pop(page_id, None)
+            else:
+                self.windows[page_id] = np.asarray(found, dtype=np.int64)
+
+    @property
+    def best_window(self) -> bool:
+        return self.window_scoring == "best"
+
     def remove(self, page_ids: list[int]) -> None:
+        for page_id in page_ids:
+            self.windows.pop(page_id, None)
         self.tokens.remove(page_ids)
         if self.device_tokens is not None:
             self.device_tokens.remove(page_ids)
@@ -259,14 +280,15 @@ class LateInteractionIndex:
         from latestore.index.maxsim import block_tokens
         from latestore.index.scorers import GatherScorer, KernelScorer
 
+        windows = self.windows if self.best_window and self.windows else None
         if self.ranks_on_device:
             assert self.device_tokens is not None
-            return KernelScorer(self.device_tokens)
+            return KernelScorer(self.device_tokens, windows)
         if self.device_tokens is not None:
-            return GatherScorer(self._gather, self.vectors.page_ids)
+            return GatherScorer(self._gather, self.vectors.page_ids, windows=windows)
         # On the CPU, pages are scored where they lie, block by block: no per-query copy.
         blocks = functools.partial(self.vectors.blocks, max_tokens=block_tokens(self.dim))
-        return GatherScorer(self._gather, self.vectors.page_ids, blocks)
+        return GatherScorer(self._gather, self.vectors.page_ids, blocks, windows)
 
     def candidates(self) -> TokenCandidates:
         from latestore.index.scorers import FaissCandidates, TorchCandidates

@@ -20,6 +20,7 @@ import torch
 from latestore.index.maxsim import maxsim_blocks, maxsim_many, maxsim_packed
 from latestore.index.plan import PageIds, Queries
 from latestore.index.ranking import Ranking, top_k
+from latestore.index.segments import WindowRows, best_of, rows_for, split_blocks, window_lengths
 from latestore.index.token_index import TokenIndex, selector_for_pages
 from latestore.index.vectors import Block
 
@@ -61,22 +62,47 @@ class GatherScorer:
     """Exact MaxSim over pages of a cache; ``held`` lists every page it can score (for
     ``pages=None``). With ``blocks`` (the host cache), pages are scored where they lie,
     block by block (:func:`maxsim_blocks`); else they are copied out by ``gather``
-    (the device matrix)."""
+    (the device matrix). With ``windows`` (best-window scoring), a page of several
+    windows scores as its best window (:mod:`latestore.index.segments`)."""
 
     def __init__(
-        self, gather: Gather, held: Callable[[], PageIds], blocks: Blocks | None = None
+        self,
+        gather: Gather,
+        held: Callable[[], PageIds],
+        blocks: Blocks | None = None,
+        windows: WindowRows | None = None,
     ) -> None:
         self.gather = gather
         self.held = held
         self.blocks = blocks
+        self.windows = windows
 
     def _scores(self, queries: Queries, pages: list[int]) -> npt.NDArray[np.float32]:
+        if self.windows:
+            return self._window_scores(queries, pages)
         if self.blocks is not None:
             return maxsim_blocks(queries, self.blocks(pages))
         tokens, lengths = self.gather(pages)
         if len(queries) == 1 and not isinstance(tokens, torch.Tensor):
             return maxsim_packed(queries[0], tokens, lengths)[None, :]
         return maxsim_many(queries, tokens, lengths)
+
+    def _window_scores(self, queries: Queries, pages: list[int]) -> npt.NDArray[np.float32]:
+        """Every window of ``pages`` scored as a page of its own, then each page's best."""
+        assert self.windows is not None
+        rows = rows_for(self.windows, pages)
+        if self.blocks is not None:
+            per_block: list[npt.NDArray[np.int64]] = []
+            scores = maxsim_blocks(queries, split_blocks(self.blocks(pages), rows, per_block))
+            counts = np.concatenate(per_block) if per_block else np.zeros(0, np.int64)
+            return best_of(scores, counts)
+        tokens, lengths = self.gather(pages)
+        segment_lengths, counts = window_lengths(lengths, rows)
+        if len(queries) == 1 and not isinstance(tokens, torch.Tensor):
+            scores = maxsim_packed(queries[0], tokens, segment_lengths)[None, :]
+        else:
+            scores = maxsim_many(queries, tokens, segment_lengths)
+        return best_of(scores, counts)
 
     def top_pages(
         self, queries: Queries, k: int, pages: PageIds | None, exact: bool
@@ -105,6 +131,9 @@ class GatherScorer:
             if not len(pages):
                 out.append(np.zeros(0, dtype=np.float32))
                 continue
+            if self.windows:
+                out.append(self._window_scores([query], pages.tolist())[0])
+                continue
             if self.blocks is not None:
                 out.append(maxsim_blocks([query], self.blocks(pages.tolist()))[0])
                 continue
@@ -114,8 +143,9 @@ class GatherScorer:
 
 
 class KernelScorer:
-    def __init__(self, device: DeviceTokenSearch) -> None:
+    def __init__(self, device: DeviceTokenSearch, windows: WindowRows | None = None) -> None:
         self.device = device
+        self.windows = windows  # best-window scoring: pages of several windows
 
     def top_pages(
         self, queries: Queries, k: int, pages: PageIds | None, exact: bool
@@ -123,11 +153,11 @@ class KernelScorer:
         # Imported here: the kernel brings triton (seconds), which a CPU search never needs.
         from latestore.index.device_rank import exact_topk
 
-        return exact_topk(self.device, queries, k, pages, exact=exact)
+        return exact_topk(self.device, queries, k, pages, exact=exact, windows=self.windows)
 
     def score_pages(
         self, queries: Queries, candidates: list[PageIds], exact: bool
     ) -> list[npt.NDArray[np.float32]]:
         from latestore.index.device_rank import rerank_pairs
 
-        return rerank_pairs(self.device, queries, candidates, exact=exact)
+        return rerank_pairs(self.device, queries, candidates, exact=exact, windows=self.windows)

@@ -220,6 +220,7 @@ def _prepared(
         text_tokens=enc.text_tokens,
         tokens_dropped=enc.tokens_dropped,
         encoded_with=enc.encoded_with,
+        window_rows=enc.window_rows,
     )
 
 

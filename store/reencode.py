@@ -74,6 +74,8 @@ class PageEncoding:
     text_tokens: int | None
     tokens_dropped: int | None
     encoded_with: str
+    # Rows per window (EncodedPage.window_rows): None for one window, or unknown.
+    window_rows: tuple[int, ...] | None = None
 
     def checked(self, dim: int, dtype: str, label: str) -> PageEncoding:
         return replace(self, vectors=checked_vectors(self.vectors, dim, dtype, label))
@@ -95,7 +97,9 @@ def encode_counted(encoder: Encoder, contents: Sequence[PageContent]) -> list[Pa
     windowed = as_windowed(encoder)
     if windowed is not None:
         return [
-            PageEncoding(p.vectors, p.text_tokens, p.tokens_dropped, encoder.fingerprint)
+            PageEncoding(
+                p.vectors, p.text_tokens, p.tokens_dropped, encoder.fingerprint, p.window_rows
+            )
             for p in windowed.encode_pages_with_counts(contents)
         ]
     return [
@@ -323,6 +327,7 @@ def _write(
                 n_tokens=len(e.vectors),
                 text_tokens=e.text_tokens,
                 tokens_dropped=e.tokens_dropped,
+                window_rows=None if e.window_rows is None else list(e.window_rows),
                 encoded_with=e.encoded_with,
                 change_no=change_no,
             )

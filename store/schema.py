@@ -94,6 +94,10 @@ class PageRow(Base):
     # NULL where unknown (encoded before latestore counted, or vectors given by the caller).
     text_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     tokens_dropped: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Vector rows per window, in order, for a page encoded in several windows (so the
+    # index can score its best window, StoreConfig.window_scoring); NULL: one window,
+    # unknown (before revision 0008, the caller's vectors) or pooled.
+    window_rows: Mapped[list[int] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     # Encoder fingerprint of these vectors ("precomputed" for the caller's own); lets a
     # re-encode find the pages still to do after a crash. NULL: before revision 0003.
     encoded_with: Mapped[str | None] = mapped_column(String(64), nullable=True)

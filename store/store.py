@@ -38,6 +38,7 @@ from latestore.store.opening import (
     encoder_for,
     merged_config,
     migrate,
+    new_store_config,
     new_store_encoder,
     new_store_row,
     stored_row,
@@ -200,7 +201,7 @@ class Store:
             created = False
             if row is None:
                 resolved = new_store_encoder(encoder, encoder_options)
-                cfg = config or StoreConfig()
+                cfg = new_store_config(config)
                 mine = new_store_row(resolved, cfg)
                 row = create_row(engine, mine)
                 created = row.store_uuid == mine.store_uuid
@@ -644,6 +645,7 @@ def _load_index(
         candidate_search=config.candidate_search,
         device_budget_bytes=config.device_budget_mb << 20,
         device_memory_share=config.device_memory_share,
+        window_scoring=config.window_scoring or "union",
     )
     sync = sync_class(engine, index, row.store_uuid, row.vector_dtype, index_dir)
     return sync, sync.load()

@@ -15,7 +15,7 @@ from latestore.errors import IndexSnapshotError, StoreCorruptionError
 from latestore.index.codec import from_storage
 from latestore.index.vector_file import VectorFolder
 from latestore.store.head_probe import HeadProbe
-from latestore.store.schema import ChangeRow, PageVectorsRow, StoreRow
+from latestore.store.schema import ChangeRow, PageRow, PageVectorsRow, StoreRow
 from latestore.store.writes import chunks
 
 if TYPE_CHECKING:  # the index brings torch: loaded only when a store needs it
@@ -113,6 +113,7 @@ class IndexSync:
         if how is None:
             self.index.rebuild()
             how = "rebuilt"
+        self._refresh_windows()
         self.applied_change = head
         self.index.vectors.start_verifying()
         self.catch_up()
@@ -210,7 +211,31 @@ class IndexSync:
         fresh = dict(self._read_vectors(page_ids))
         ids = sorted(fresh)
         self.index.upsert(ids, [fresh[p] for p in ids])
+        self._refresh_windows(ids)
         self.tokens_since_snapshot += sum(len(v) for v in fresh.values())
+
+    def _refresh_windows(self, page_ids: list[int] | None = None) -> None:
+        """Read the rows per window of held pages (all, or ``page_ids``) from SQL, for
+        best-window scoring; nothing to do when the index scores the union."""
+        index = self.index
+        if not getattr(index, "best_window", False):
+            return
+        cache = index.vectors
+        found: dict[int, Any] = {}
+        query = select(PageRow.id, PageRow.window_rows).where(PageRow.window_rows.is_not(None))
+        with self.engine.connect() as conn:
+            if page_ids is None:
+                index.windows.clear()
+                for page_id, rows in conn.execution_options(yield_per=4096).execute(query):
+                    if page_id in cache:
+                        found[int(page_id)] = rows
+            else:
+                for chunk in chunks(page_ids):
+                    for page_id, rows in conn.execute(query.where(PageRow.id.in_(chunk))):
+                        found[int(page_id)] = rows
+        if page_ids is not None:
+            found = {p: found.get(p) if p in cache else None for p in page_ids}
+        index.set_windows(found)
 
     def behind(self) -> bool:
         """Has SQL seen changes this index has not applied, or did held vectors fail
@@ -248,6 +273,7 @@ class IndexSync:
             if page_id not in seen:
                 cache.discard(page_id)
         self.index.rebuild()
+        self._refresh_windows()
         self.snapshot_change = -1
         self.vectors_change = -1
         self.resyncs += 1
@@ -257,6 +283,7 @@ class IndexSync:
         if change_no == self.applied_change + 1:
             if vectors:
                 self.index.upsert(page_ids, vectors)
+                self._refresh_windows(page_ids)
             else:
                 self.index.remove(page_ids)
             self.applied_change = change_no

@@ -48,6 +48,7 @@ class PreparedPage:
     text_tokens: int | None = None
     tokens_dropped: int | None = None
     encoded_with: str | None = None
+    window_rows: tuple[int, ...] | None = None
 
 
 def next_change(session: Session) -> int:
@@ -140,6 +141,7 @@ def _row_fields(item: PreparedPage, change_no: int, now: Any) -> dict[str, Any]:
         "n_tokens": len(item.vectors),
         "text_tokens": item.text_tokens,
         "tokens_dropped": item.tokens_dropped,
+        "window_rows": None if item.window_rows is None else list(item.window_rows),
         "encoded_with": item.encoded_with,
         "change_no": change_no,
         "updated_at": now,

@@ -127,6 +127,8 @@ SEEDERS: dict[str, Callable[[Connection], None]] = {
     "0006_encoder_build": seed_0003,
     # 0007 replaced NUL in stored metadata (tests/store/test_metadata_nul_repair.py).
     "0007_metadata_nul": seed_0003,
+    # 0008 added ls_pages.window_rows: older pages keep NULL (scored over all rows).
+    "0008_window_rows": seed_0003,
 }
 
 
