@@ -8,6 +8,7 @@ of the total; the sum of the similarities is the page's score.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +73,9 @@ class Explanation:
     highlights: list[Highlight]
     heatmap: Heatmap | None
     words: list[WordScore] | None = None  # None when the query's tokens are not known
+    # Best-window scoring: the rows [start, end) of the window that gave the score (the
+    # matches come from it); None when the page scores over all its rows.
+    window: tuple[int, int] | None = None
 
 
 def explain(
@@ -84,14 +88,22 @@ def explain(
     words: list[QueryWord] | None = None,
     text: str | None = None,
     word: int | None = None,
+    windows: Sequence[int] | None = None,
 ) -> Explanation:
     """Explain the MaxSim score of ``page`` (n_page x dim) for ``query`` (n_query x dim).
 
     ``words`` group the query tokens (explain/words.py); ``text`` is the page text the
-    spans index; ``word`` picks one word for the heatmap (image pages).
+    spans index; ``word`` picks one word for the heatmap (image pages). ``windows``:
+    the page's rows per window when the store scores its best window
+    (``Store.scoring_windows``); the matches are then that window's.
     """
     # float32 accumulation, as the store scores: the total equals the hit's score.
     similarities = query.astype(np.float32) @ page.astype(np.float32).T
+    window = _best_window(similarities, windows)
+    if window is not None:  # other windows' rows cannot be a match
+        similarities = similarities.copy()
+        similarities[:, : window[0]] = -np.inf
+        similarities[:, window[1] :] = -np.inf
     best = similarities.argmax(axis=1)
     best_values = similarities[np.arange(len(query)), best]
     score = float(best_values.sum(dtype=np.float32))
@@ -143,7 +155,23 @@ def explain(
         highlights=_highlights(matches, text),
         heatmap=heatmap,
         words=None if words is None else _word_scores(words, matches),
+        window=window,
     )
+
+
+def _best_window(
+    similarities: npt.NDArray[np.float32], windows: Sequence[int] | None
+) -> tuple[int, int] | None:
+    """Rows of the window with the best MaxSim (the first on a tie), as the scorers
+    pick it; None for a page of one window, or rows that do not cover the page."""
+    if windows is None or len(windows) < 2 or sum(windows) != similarities.shape[1]:
+        return None
+    bounds = np.concatenate([[0], np.cumsum(windows)]).astype(np.int64)
+    per_window = np.maximum.reduceat(similarities, bounds[:-1], axis=1).sum(
+        axis=0, dtype=np.float32
+    )
+    w = int(per_window.argmax())
+    return int(bounds[w]), int(bounds[w + 1])
 
 
 def _where(

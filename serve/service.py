@@ -151,19 +151,26 @@ class Service:
             ids = [h.page_id for h in hits]
             pages = still_stored(self.store.get_many, ids)
             stored = still_stored(self.store.page_vectors_many, list(pages))
+            windows = self.store.scoring_windows(list(pages))
             explained: list[tuple[Any, Explanation | None]] = []
             for hit in hits:
                 page, page_vectors = pages.get(hit.page_id), stored.get(hit.page_id)
                 why = None
                 if page is not None and page_vectors is not None:
-                    why = self._explain(page, (vectors, labels, words), page_vectors)
+                    why = self._explain(
+                        page,
+                        (vectors, labels, words),
+                        page_vectors,
+                        windows=windows.get(hit.page_id),
+                    )
                 explained.append((hit, why))
             out.append(explained)
         return out
 
     def explain(self, query: QueryIn, page_id: int, word: int | None = None) -> Explanation:
         page = self.store.get(page_id)
-        return self._explain(page, self.query_vectors(query), word=word)
+        windows = self.store.scoring_windows([page_id]).get(page_id)
+        return self._explain(page, self.query_vectors(query), word=word, windows=windows)
 
     def _explain(
         self,
@@ -171,6 +178,7 @@ class Service:
         encoded: Encoded,
         page_vectors: npt.NDArray[np.float32] | None = None,
         word: int | None = None,
+        windows: list[int] | None = None,
     ) -> Explanation:
         query, labels, words = encoded
         if page_vectors is None:
@@ -184,7 +192,7 @@ class Service:
         positions = self.positions(page, len(page_vectors))
         return explain(
             page.page_id, query, page_vectors, positions, labels,
-            words=words, text=page.text, word=word,
+            words=words, text=page.text, word=word, windows=windows,
         )  # fmt: skip
 
     def positions(self, page: StoredPage, n_stored: int) -> Positions:

@@ -542,6 +542,17 @@ class Store:
         self._ctx.check_open()
         return reader.page_vectors(self._ctx, page_ids)  # type: ignore[arg-type]
 
+    def scoring_windows(self, page_ids: Iterable[int]) -> dict[int, list[int]]:
+        """Rows per window of the pages among ``page_ids`` that score as their best
+        window (``StoreConfig.window_scoring="best"``); the others score over all rows.
+        What ``latestore.explain.explain(windows=...)`` takes."""
+        self._ctx.check_open()
+        if self.config.window_scoring != "best":
+            return {}
+        from latestore.store.sync import window_rows_of
+
+        return window_rows_of(self._ctx.engine, list(page_ids))
+
     def encode_queries(self, queries: Sequence[str]) -> list[npt.NDArray[np.float32]]:
         """Query texts as search encodes them: checked float32 ``(n_tokens, dim)`` arrays,
         one batch. Pass them back to :meth:`search` to rank without encoding again."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -221,20 +221,13 @@ class IndexSync:
         if not getattr(index, "best_window", False):
             return
         cache = index.vectors
-        found: dict[int, Any] = {}
-        query = select(PageRow.id, PageRow.window_rows).where(PageRow.window_rows.is_not(None))
-        with self.engine.connect() as conn:
-            if page_ids is None:
-                index.windows.clear()
-                for page_id, rows in conn.execution_options(yield_per=4096).execute(query):
-                    if page_id in cache:
-                        found[int(page_id)] = rows
-            else:
-                for chunk in chunks(page_ids):
-                    for page_id, rows in conn.execute(query.where(PageRow.id.in_(chunk))):
-                        found[int(page_id)] = rows
-        if page_ids is not None:
-            found = {p: found.get(p) if p in cache else None for p in page_ids}
+        found: dict[int, list[int] | None]
+        if page_ids is None:
+            index.windows.clear()
+            found = {p: r for p, r in window_rows_of(self.engine).items() if p in cache}
+        else:
+            rows = window_rows_of(self.engine, page_ids)
+            found = {p: rows.get(p) if p in cache else None for p in page_ids}
         index.set_windows(found)
 
     def behind(self) -> bool:
@@ -336,3 +329,18 @@ class IndexSync:
 
 def _pruned_through(conn: Connection) -> int:
     return int(conn.execute(select(StoreRow.pruned_through).where(StoreRow.id == 1)).scalar_one())
+
+
+def window_rows_of(engine: Engine, page_ids: Sequence[int] | None = None) -> dict[int, list[int]]:
+    """``ls_pages.window_rows`` of the pages (all, or ``page_ids``) that have some."""
+    query = select(PageRow.id, PageRow.window_rows).where(PageRow.window_rows.is_not(None))
+    found: dict[int, list[int]] = {}
+    with engine.connect() as conn:
+        if page_ids is None:
+            for page_id, rows in conn.execution_options(yield_per=4096).execute(query):
+                found[int(page_id)] = list(rows or ())
+        else:
+            for chunk in chunks(list(page_ids)):
+                for page_id, rows in conn.execute(query.where(PageRow.id.in_(chunk))):
+                    found[int(page_id)] = list(rows or ())
+    return found

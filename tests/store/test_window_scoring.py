@@ -10,6 +10,7 @@ rows no longer map to windows (pooled) score as one segment.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +178,30 @@ def test_pooled_pages_score_as_one_segment(tmp_path: Path, windowed: MiniLMEncod
 def test_compact_tier_refuses_best_window(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="window_scoring"):
         Store.open(tmp_path / "c.db", config=StoreConfig(tier="compact", window_scoring="best"))
+
+
+def test_explanations_come_from_the_winning_window(tmp_path: Path, windowed: MiniLMEncoder) -> None:
+    from latestore.explain import explain
+    from latestore.explain.positions import Unknown
+
+    with Store.open(tmp_path / "e.db", windowed) as store:
+        store.add_pages(pages())
+        query = store.encode_queries(QUERIES[:1])[0]
+        hits = store.search(query, k=13, exhaustive=True)
+        windows = store.scoring_windows([h.page_id for h in hits])
+        assert len(windows) >= 6
+        for hit in hits:
+            vectors = store.page_vectors(hit.page_id)
+            rows = windows.get(hit.page_id)
+            why = explain(hit.page_id, query, vectors, Unknown("test"), windows=rows)
+            assert why.score == pytest.approx(hit.score, rel=1e-5)
+            if rows is None:
+                assert why.window is None
+                continue
+            assert why.window is not None
+            start, end = why.window
+            bounds = np.cumsum([0, *rows]).tolist()
+            assert (start, end) in list(itertools.pairwise(bounds))
+            assert all(start <= m.page_token < end for m in why.matches)
+    with Store.open(tmp_path / "e.db", config=StoreConfig(window_scoring="union")) as store:
+        assert store.scoring_windows(store.page_ids()) == {}
