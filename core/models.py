@@ -446,7 +446,7 @@ class StoreConfig(BaseModel):
         "window's exact MaxSim, over the rows the page stores for that window (no "
         "long-page bias; docs/ranking-quality.md); union: MaxSim over all its windows' "
         "rows. None: the store's recorded choice: best for a store created with this "
-        "release (full tier), union for older stores and the compact tiers. A store "
+        "release, union for older stores. A store "
         "records the value it is created with; a value given at open applies to that "
         "session. Pages written before revision 0008 score as the union either way "
         "until re-encoded.",

@@ -22,7 +22,7 @@ token at 2 bits), and the lists are rebuilt from them in one sort.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +147,7 @@ class CompactIndex:
         tier: str,
         read_books: Callable[[], list[Codebook]],
         fetch: FetchVectors | None = None,
+        window_scoring: str = "union",
     ) -> None:
         if tier not in TIERS:
             raise InvalidInputError(f"unknown compact tier {tier!r}; expected one of {TIERS}")
@@ -159,6 +160,9 @@ class CompactIndex:
         self.fetch = fetch
         self.books = Codebooks()
         self.vectors = CodeCache(dim, nbits)
+        # Best-window scoring, as in LateInteractionIndex: rows per window of split pages.
+        self.window_scoring = window_scoring
+        self.windows: dict[int, npt.NDArray[np.int64]] = {}
         self.tokens = _Described(self)
         self._searchable: _Searchable | None = None
         self._lock = threading.Lock()
@@ -174,7 +178,20 @@ class CompactIndex:
     def remove(self, page_ids: list[int]) -> None:
         for page_id in page_ids:
             self.vectors.discard(page_id)
+            self.windows.pop(page_id, None)
         self._changed()
+
+    @property
+    def best_window(self) -> bool:
+        return self.window_scoring == "best"
+
+    def set_windows(self, rows: Mapping[int, Sequence[int] | None]) -> None:
+        """Record the rows per window of ``rows``' pages (None: one segment)."""
+        for page_id, found in rows.items():
+            if found is None or len(found) < 2:
+                self.windows.pop(page_id, None)
+            else:
+                self.windows[page_id] = np.asarray(found, dtype=np.int64)
 
     def reindex_from_cache(self, page_ids: list[int]) -> None:
         self._changed()
@@ -226,11 +243,12 @@ class CompactIndex:
 
     def scorer(self, params: SearchParams | None = None) -> PageScorer:
         """Final scores: full precision from SQL (compact) or decoded codes."""
-        decoded = decoded_scorer(self._decode_pages, self.vectors.page_ids)
+        windows = self.windows if self.best_window and self.windows else None
+        decoded = decoded_scorer(self._decode_pages, self.vectors.page_ids, windows)
         if self.fetch is None:
             return decoded
         n_final = (params or SearchParams()).n_rerank
-        return FullPrecisionScorer(self.fetch, decoded, n_final)
+        return FullPrecisionScorer(self.fetch, decoded, n_final, windows)
 
     def candidates(self) -> CodeCandidates:
         return self._state().candidates

@@ -23,6 +23,7 @@ from latestore.index.plan import PageIds, Queries
 from latestore.index.ranking import Ranking, top_k
 from latestore.index.residual_codec import Codebooks
 from latestore.index.scorers import GatherScorer
+from latestore.index.segments import WindowRows, best_of, rows_for, window_lengths
 from latestore.index.token_index import TOKEN_BITS
 from latestore.index.vectors import pack_pages
 
@@ -118,9 +119,11 @@ def token_ids_of(page_ids: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]
 def decoded_scorer(
     decode: Callable[[list[int]], tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]],
     held: Callable[[], PageIds],
+    windows: WindowRows | None = None,
 ) -> GatherScorer:
-    """Exact MaxSim over the decoded codes (the fully compact tier's final scores)."""
-    return GatherScorer(decode, held)
+    """Exact MaxSim over the decoded codes (the fully compact tier's final scores);
+    with ``windows``, split pages score as their best window."""
+    return GatherScorer(decode, held, windows=windows)
 
 
 class FullPrecisionScorer:
@@ -130,10 +133,17 @@ class FullPrecisionScorer:
     on the decoded codes first and reads the best ``max(k, n_final)`` from SQL.
     """
 
-    def __init__(self, fetch: FetchVectors, decoded: GatherScorer, n_final: int) -> None:
+    def __init__(
+        self,
+        fetch: FetchVectors,
+        decoded: GatherScorer,
+        n_final: int,
+        windows: WindowRows | None = None,
+    ) -> None:
         self.fetch = fetch
         self.decoded = decoded
         self.n_final = n_final
+        self.windows = windows  # best-window scoring: split pages' rows per window
 
     def top_pages(
         self, queries: Queries, k: int, pages: PageIds | None, exact: bool
@@ -161,6 +171,12 @@ class FullPrecisionScorer:
                 tokens, lengths = pack_pages(
                     [np.asarray(found[int(pages[i])], dtype=np.float32) for i in present]
                 )
-                scores[present] = maxsim_packed(query, tokens, lengths)
+                if self.windows:
+                    ids = [int(pages[i]) for i in present]
+                    lengths, counts = window_lengths(lengths, rows_for(self.windows, ids))
+                    per_window = maxsim_packed(query, tokens, lengths)[None, :]
+                    scores[present] = best_of(per_window, counts)[0]
+                else:
+                    scores[present] = maxsim_packed(query, tokens, lengths)
             out.append(scores)
         return out

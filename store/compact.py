@@ -243,6 +243,7 @@ def load_compact_index(
         config.tier,
         read_books=lambda: read_books(engine),
         fetch=fetch if config.tier == "compact" else None,
+        window_scoring=config.window_scoring or "union",
     )
     sync = CompactSync(engine, index, store_uuid, dtype, index_dir)  # type: ignore[arg-type]
     holder["sync"] = sync

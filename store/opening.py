@@ -315,23 +315,12 @@ def merged_config(row: StoreRow, given: StoreConfig | None) -> StoreConfig:
     merged = given.model_copy(update={f: getattr(stored, f) for f in BUILD_TIME_FIELDS})
     if merged.window_scoring is None:  # stores from before the setting scored the union
         merged = merged.model_copy(update={"window_scoring": stored.window_scoring or "union"})
-    return checked_window_scoring(merged)
+    return merged
 
 
 def new_store_config(given: StoreConfig | None) -> StoreConfig:
     """A new store's settings, with the window scoring it records resolved."""
     config = given or StoreConfig()
     if config.window_scoring is None:
-        best = "best" if config.tier == "full" else "union"
-        config = config.model_copy(update={"window_scoring": best})
-    return checked_window_scoring(config)
-
-
-def checked_window_scoring(config: StoreConfig) -> StoreConfig:
-    """Refuse best-window scoring where a scorer cannot do it (the compact tiers)."""
-    if config.window_scoring == "best" and config.tier != "full":
-        raise InvalidInputError(
-            f"window_scoring='best' is not available for tier {config.tier!r}: its code "
-            "scorers rank over every row of a page; use window_scoring='union'"
-        )
+        config = config.model_copy(update={"window_scoring": "best"})
     return config

@@ -22,7 +22,6 @@ from latestore import Page, Store, StoreConfig
 from latestore.encoders.minilm import MiniLMEncoder
 from latestore.encoders.pooling import PooledEncoder
 from latestore.encoders.windows import WindowSettings, best_window_maxsim, window_vector_counts
-from latestore.errors import InvalidInputError
 from latestore.store.sql import to_url
 
 TOPICS = ["turbine blades", "nozzle flow", "boundary layer", "heat transfer", "shock waves"]
@@ -175,9 +174,31 @@ def test_pooled_pages_score_as_one_segment(tmp_path: Path, windowed: MiniLMEncod
         assert_ranks_by(store.search(query, k=13, exhaustive=True), want)
 
 
-def test_compact_tier_refuses_best_window(tmp_path: Path) -> None:
-    with pytest.raises(InvalidInputError, match="window_scoring"):
-        Store.open(tmp_path / "c.db", config=StoreConfig(tier="compact", window_scoring="best"))
+@pytest.mark.parametrize("tier", ["compact", "compact-only"])
+def test_compact_tiers_score_the_best_window(
+    tmp_path: Path, windowed: MiniLMEncoder, tier: str
+) -> None:
+    config = StoreConfig(tier=tier, window_scoring="best")
+    with Store.open(tmp_path / "c.db", windowed, config=config) as store:
+        store.add_pages(pages())
+        index: Any = store._ctx.sync.index
+        assert len(index.windows) >= 6
+        query = store.encode_queries(QUERIES[:1])[0]
+        hits = store.search(query, k=13, exhaustive=True)
+        assert len(hits) == 13
+        if tier == "compact":  # final scores: exact, over the full vectors in SQL
+            want = brute_force(store, windowed, query, best=True)
+        else:  # final scores: exact over the decoded codes
+            ids = store.page_ids()
+            tokens, lengths = index._decode_pages(ids)
+            bounds = np.cumsum([0, *lengths.tolist()])
+            want = {
+                p: best_window_maxsim(
+                    query, tokens[bounds[i] : bounds[i + 1]], counts_of(store, windowed, p)
+                )
+                for i, p in enumerate(ids)
+            }
+        assert_ranks_by(hits, want)
 
 
 def test_explanations_come_from_the_winning_window(tmp_path: Path, windowed: MiniLMEncoder) -> None:
