@@ -148,6 +148,8 @@ class ReencodeReport:
     pages_reencoded: int = 0
     pages_kept: int = 0  # vectors given by the caller, left as they are
     pages_skipped: int = 0  # changed or deleted by another writer meanwhile
+    # Pages from before revision 0008 whose window rows were derived and recorded.
+    pages_windows_recorded: int = 0
     tokens_before: int = 0
     tokens_after: int = 0
     fingerprint_before: str = ""

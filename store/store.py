@@ -610,6 +610,9 @@ class Store:
         self._ctx.check_open()
         target = target_encoder(self.encoder, windowing)
         report = reencode_store(self, target, batch_size=batch_size, on_progress=on_progress)
+        from latestore.store.window_backfill import record_window_rows
+
+        report.pages_windows_recorded = record_window_rows(self, target)
         with self._encoder_lock:
             self._encoder = target
         self.encoder_fingerprint = target.fingerprint

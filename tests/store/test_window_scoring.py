@@ -226,3 +226,30 @@ def test_explanations_come_from_the_winning_window(tmp_path: Path, windowed: Min
             assert all(start <= m.page_token < end for m in why.matches)
     with Store.open(tmp_path / "e.db", config=StoreConfig(window_scoring="union")) as store:
         assert store.scoring_windows(store.page_ids()) == {}
+
+
+def test_reencode_records_the_windows_of_pages_from_before_0008(
+    tmp_path: Path, windowed: MiniLMEncoder
+) -> None:
+    path = tmp_path / "b.db"
+    with Store.open(path, windowed) as store:
+        store.add_pages(pages())
+        recorded = dict(store.scoring_windows(store.page_ids()))
+    assert len(recorded) >= 6
+    engine = create_engine(to_url(str(path)))
+    with engine.begin() as conn:  # as pages were written before revision 0008
+        conn.execute(text("UPDATE ls_pages SET window_rows = NULL"))
+    engine.dispose()
+    with Store.open(path, windowed) as store:
+        query = store.encode_queries(QUERIES[:1])[0]
+        assert store._ctx.sync.index.windows == {}  # unknown windows: the union
+        union = brute_force(store, windowed, query, best=False)
+        assert_ranks_by(store.search(query, k=13, exhaustive=True), union)
+        report = store.reencode("current")
+        assert report.pages_reencoded == 0  # nothing to re-encode, only rows to derive
+        assert report.pages_windows_recorded == len(recorded)
+        assert store.scoring_windows(store.page_ids()) == recorded
+        want = brute_force(store, windowed, query, best=True)
+        assert_ranks_by(store.search(query, k=13, exhaustive=True), want)
+    with Store.open(path) as store:  # another process's index sees them too
+        assert_ranks_by(store.search(query, k=13, exhaustive=True), want)
