@@ -553,6 +553,14 @@ class Store:
 
         return window_rows_of(self._ctx.engine, list(page_ids))
 
+    def set_window_scoring(self, mode: Literal["best", "union"]) -> None:
+        """Record how pages of several windows score (``StoreConfig.window_scoring``):
+        later opens use it, and this store does from now on."""
+        self._ctx.check_open()
+        from latestore.store.window_backfill import record_window_scoring
+
+        record_window_scoring(self, mode)
+
     def encode_queries(self, queries: Sequence[str]) -> list[npt.NDArray[np.float32]]:
         """Query texts as search encodes them: checked float32 ``(n_tokens, dim)`` arrays,
         one batch. Pass them back to :meth:`search` to rank without encoding again."""

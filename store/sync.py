@@ -113,7 +113,7 @@ class IndexSync:
         if how is None:
             self.index.rebuild()
             how = "rebuilt"
-        self._refresh_windows()
+        self.refresh_windows()
         self.applied_change = head
         self.index.vectors.start_verifying()
         self.catch_up()
@@ -211,10 +211,10 @@ class IndexSync:
         fresh = dict(self._read_vectors(page_ids))
         ids = sorted(fresh)
         self.index.upsert(ids, [fresh[p] for p in ids])
-        self._refresh_windows(ids)
+        self.refresh_windows(ids)
         self.tokens_since_snapshot += sum(len(v) for v in fresh.values())
 
-    def _refresh_windows(self, page_ids: list[int] | None = None) -> None:
+    def refresh_windows(self, page_ids: list[int] | None = None) -> None:
         """Read the rows per window of held pages (all, or ``page_ids``) from SQL, for
         best-window scoring; nothing to do when the index scores the union."""
         index = self.index
@@ -266,7 +266,7 @@ class IndexSync:
             if page_id not in seen:
                 cache.discard(page_id)
         self.index.rebuild()
-        self._refresh_windows()
+        self.refresh_windows()
         self.snapshot_change = -1
         self.vectors_change = -1
         self.resyncs += 1
@@ -276,7 +276,7 @@ class IndexSync:
         if change_no == self.applied_change + 1:
             if vectors:
                 self.index.upsert(page_ids, vectors)
-                self._refresh_windows(page_ids)
+                self.refresh_windows(page_ids)
             else:
                 self.index.remove(page_ids)
             self.applied_change = change_no

@@ -17,6 +17,7 @@ process's index picks the windows up.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, update
@@ -107,3 +108,32 @@ def _write(store: Store, found: dict[int, list[int]]) -> None:
     if ctx.index_loaded:
         with ctx.index_lock.write():
             ctx.sync.catch_up()  # re-reads these pages, their window rows included
+
+
+def record_window_scoring(store: Store, mode: str) -> None:
+    """Record ``mode`` as the store's ``window_scoring`` (what later opens use) and
+    score with it from now on in this process."""
+    from latestore.errors import InvalidInputError
+    from latestore.store.schema import StoreRow
+
+    if mode not in ("best", "union"):
+        raise InvalidInputError(f"window_scoring must be 'best' or 'union', got {mode!r}")
+    ctx = store._ctx
+    with ctx.write_lock, Session(ctx.engine) as session, session.begin():
+        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+        row = session.get(StoreRow, 1)
+        assert row is not None
+        row.config = {**row.config, "window_scoring": mode}
+    store.config = store.config.model_copy(update={"window_scoring": mode})
+    ctx.config = store.config
+    if not ctx.index_loaded:
+        loader: Any = ctx.load_sync
+        # The index is built on first use from the settings given to its loader.
+        ctx.load_sync = functools.partial(
+            loader.func, *loader.args[:2], store.config, *loader.args[3:]
+        )
+        return
+    with ctx.index_lock.write():
+        index: Any = ctx.sync.index
+        index.window_scoring = mode
+        ctx.sync.refresh_windows()

@@ -142,13 +142,24 @@ def test_store_from_before_the_setting_keeps_the_union(
     with Store.open(path) as store:
         assert store.config.window_scoring == "union"
         query = store.encode_queries(QUERIES[:1])[0]
-        want = brute_force(store, windowed, query, best=False)
-        assert_ranks_by(store.search(query, k=13, exhaustive=True), want)
-        assert_ranks_by(store.search(query, k=5), want)
+        union_want = brute_force(store, windowed, query, best=False)
+        assert_ranks_by(store.search(query, k=13, exhaustive=True), union_want)
+        assert_ranks_by(store.search(query, k=5), union_want)
     with Store.open(path, config=StoreConfig(window_scoring="best")) as store:
         query = store.encode_queries(QUERIES[:1])[0]
         want = brute_force(store, windowed, query, best=True)
         assert_ranks_by(store.search(query, k=13, exhaustive=True), want)
+    with Store.open(path) as store:  # the choice given above was for that session only
+        assert store.config.window_scoring == "union"
+        assert_ranks_by(store.search(query, k=13, exhaustive=True), union_want)
+        store.set_window_scoring("best")  # recorded, and used at once
+        assert_ranks_by(store.search(query, k=13, exhaustive=True), want)
+    with Store.open(path, load_index=False) as store:
+        assert store.config.window_scoring == "best"
+        store.set_window_scoring("union")  # before the index loads
+        assert_ranks_by(store.search(query, k=13, exhaustive=True), union_want)
+    with Store.open(path) as store:
+        assert store.config.window_scoring == "union"
 
 
 def test_hybrid_rescoring_uses_the_best_window(tmp_path: Path, windowed: MiniLMEncoder) -> None:
