@@ -44,18 +44,23 @@ def window_lengths(
     >>> window_lengths(np.array([3, 5]), [None, np.array([2, 3])])
     (array([3, 2, 3]), array([1, 2]))
     """
-    parts: list[npt.NDArray[np.int64]] = []
+    lengths = np.asarray(lengths, dtype=np.int64)
     counts = np.ones(len(lengths), dtype=np.int64)
-    for i, (length, found) in enumerate(zip(lengths.tolist(), rows, strict=True)):
-        split = _windows_of(found, int(length))
-        if split is None:
-            parts.append(np.array([length], dtype=np.int64))
-        else:
-            parts.append(split)
-            counts[i] = len(split)
-    if not parts:
-        return np.zeros(0, dtype=np.int64), counts
-    return np.concatenate(parts).astype(np.int64, copy=False), counts
+    # Python touches the split pages only: most pages of most stores are one window.
+    split = [
+        (i, found)
+        for i, found in enumerate(rows)
+        if found is not None and _windows_of(found, int(lengths[i])) is not None
+    ]
+    if not split:
+        return lengths, counts
+    for i, found in split:
+        counts[i] = len(found)
+    segment_lengths = np.repeat(lengths, counts)
+    first = np.cumsum(counts) - counts
+    for i, found in split:
+        segment_lengths[first[i] : first[i] + len(found)] = found
+    return segment_lengths, counts
 
 
 def best_of(
