@@ -31,7 +31,7 @@ from latestore.errors import InvalidInputError, InvalidVectorError, StoreUnavail
 from latestore.models import Page, SearchHit, StoreConfig, StoredPage, StoreStats, WrittenPages
 from latestore.store import page_encoding, page_writer, reader, searcher
 from latestore.store.context import ProgressCallback, StoreContext
-from latestore.store.fulltext import LexicalSearch, engine_analyzer
+from latestore.store.fulltext import engine_analyzer, for_dialect
 from latestore.store.opening import (
     check_options,
     create_row,
@@ -103,7 +103,7 @@ class Store:
             row.dim,
             row.vector_dtype,
             lambda: self.encoder,
-            LexicalSearch(engine.dialect.name, config.text_analyzer),
+            for_dialect(engine.dialect.name, config.text_analyzer),
         )
         self._ctx.encoder_fingerprint = row.encoder_fingerprint
         self._engine = engine
