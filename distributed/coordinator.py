@@ -199,7 +199,8 @@ class ShardedStore(Store):
         in SQL, which the shards do not hold: they are refused here, not answered
         partially."""
         wanted = mode or deprecated.get("search_mode") or self.config.search_mode
-        if wanted != "maxsim" or phrase is not None or "exact" in deprecated or lexical_text:
+        exact = deprecated.get("exact")  # the old name of phrase=
+        if wanted != "maxsim" or phrase is not None or exact is not None or lexical_text:
             raise InvalidInputError(
                 "a ShardedStore ranks by MaxSim only: open a Store on the same database "
                 "for mode='lexical' or 'hybrid' and for phrase="
