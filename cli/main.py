@@ -397,7 +397,7 @@ def search(
                 filter=spec,
                 exhaustive=exhaustive,
                 mode=chosen,
-                exact=exact,
+                phrase=exact,
                 lexical_text=None if vectors is None else query,
             )
             # About three lines of the text column, whatever the terminal's width.

@@ -23,7 +23,8 @@ from latestore.encoders.base import (
     length_sorted_batches,
 )
 from latestore.encoders.device import pick_device
-from latestore.encoders.text_pages import WindowedTextPages
+from latestore.encoders.registry import register
+from latestore.encoders.text.pages import WindowedTextPages
 from latestore.encoders.windows import (
     DEFAULT_WINDOWS,
     WindowSettings,
@@ -78,8 +79,8 @@ class MiniLMEncoder(WindowedTextPages):
         window_stride: int | None = None,
         max_page_tokens: int | None = None,
     ) -> None:
-        from latestore.encoders.bert_lite import LiteBert, LiteTokenizer
-        from latestore.encoders.vision_common import pick_dtype
+        from latestore.encoders.text.bert_lite import LiteBert, LiteTokenizer
+        from latestore.encoders.vision.common import pick_dtype
 
         self.model_dir = model_dir or bundled_model_dir()
         self.device = pick_device(device)
@@ -175,3 +176,9 @@ class MiniLMEncoder(WindowedTextPages):
                 vectors = hidden[row, : lengths[row]].cpu().numpy()
                 out[index] = np.ascontiguousarray(vectors, dtype=np.float32)
         return [v for v in out if v is not None]
+
+
+@register("minilm")
+def load(**options: Any) -> MiniLMEncoder:
+    """The bundled MiniLM (``load_encoder("minilm", **options)``)."""
+    return MiniLMEncoder(**options)
