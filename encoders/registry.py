@@ -22,7 +22,9 @@ Examples
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -182,8 +184,32 @@ def _load_folder(model_dir: Path, options: dict[str, Any]) -> Encoder:
         raise EncoderError(
             f"no encoder family recognises {model_dir}: {_describe(model_dir, config)}"
         )
-    encoder: Encoder = family.load(model_dir, **options)
+    with _quiet_weight_bars():
+        encoder: Encoder = family.load(model_dir, **options)
     return encoder
+
+
+@contextmanager
+def _quiet_weight_bars() -> Iterator[None]:
+    """transformers draws a "Loading weights" bar for every checkpoint it loads; a
+    library call draws none unless asked with LATESTORE_VERBOSE=1, as the CLI does.
+    Both switches (transformers' and the hub's, which it also sets) are put back."""
+    if os.environ.get("LATESTORE_VERBOSE"):
+        yield
+        return
+    from huggingface_hub.utils.tqdm import are_progress_bars_disabled, disable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    bars_on = transformers_logging.is_progress_bar_enabled()
+    hub_off = are_progress_bars_disabled()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        if bars_on:
+            transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+        if hub_off:
+            disable_progress_bars()
 
 
 def _name_after(encoder: Encoder, folder_name: str, repo_id: str) -> None:
