@@ -208,9 +208,8 @@ class NumpyBert:
                         weights[f"{i}.{ours}.{leaf}"] = array
         except KeyError as exc:
             raise EncoderError(f"{model_dir} lacks BERT weights: {exc}") from exc
-        return cls(
-            config, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
-        )
+        # Transposed views, not copies: BLAS reads a transposed operand as it lies.
+        return cls(config, {k: v.astype(np.float32, copy=False) for k, v in weights.items()})
 
     def __call__(
         self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[Any]
