@@ -99,7 +99,7 @@ def commands(store: str, query: str) -> dict[str, list[str]]:
         "search --mode hybrid": ["search", query, "-s", store, "-k", "3", "--mode", "hybrid"],
         "info": ["info", "-s", store],
         "list": ["list", "-s", store, "--limit", "5"],
-        "--help": ["--help"],
+        "help": ["--help"],
     }
 
 
