@@ -110,8 +110,11 @@ def blas_threads(limit: int = 1) -> Iterator[None]:
     The numpy paths (a query through the numpy MiniLM, a rerank without torch) are many
     small matrix products. OpenBLAS splits each over every core and waits at a barrier:
     on the 2-core VM under load, a (5 x 384) @ (384 x 1536) product took 12 ms on two
-    threads and 0.7 ms on one. OpenBLAS's count is process-wide, so concurrent callers
-    share one limit: the first sets it, the last puts the original back.
+    threads and 0.7 ms on one. The limit is set on the BLAS libraries with their own
+    thread pool (numpy's wheels bring a pthreads OpenBLAS), whose count is process-wide,
+    so concurrent callers share it: the first sets it, the last puts the original back.
+    OpenMP builds (FAISS's OpenBLAS) keep a count per calling thread, which
+    search_threads sets for FAISS already; they are left alone here.
     """
     global _blas_users, _blas_limiter, _blas_controller
     with _blas_lock:
@@ -119,7 +122,13 @@ def blas_threads(limit: int = 1) -> Iterator[None]:
             from threadpoolctl import ThreadpoolController
 
             if _blas_controller is None:
-                _blas_controller = ThreadpoolController()
+                found = ThreadpoolController()
+                own_pool = [
+                    lib.filepath
+                    for lib in found.lib_controllers
+                    if lib.user_api == "blas" and getattr(lib, "threading_layer", "") == "pthreads"
+                ]
+                _blas_controller = found.select(filepath=own_pool)
             _blas_limiter = _blas_controller.limit(limits=limit, user_api="blas")
         _blas_users += 1
     try:

@@ -39,3 +39,41 @@ def test_counts_are_set_for_the_call_and_restored() -> None:
     assert seen == [(1, 1, 1)] * 5
     assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == before
     assert threads._in_flight == 0
+
+
+def blas_counts() -> list[int]:
+    """Threads of the BLAS libraries with a process-wide pool (numpy's pthreads OpenBLAS)."""
+    from threadpoolctl import threadpool_info
+
+    return [
+        pool["num_threads"]
+        for pool in threadpool_info()
+        if pool["user_api"] == "blas" and pool.get("threading_layer") == "pthreads"
+    ]
+
+
+def test_numpy_blas_is_held_to_one_thread_and_put_back() -> None:
+    import numpy as np
+
+    np.ones((2, 2)) @ np.ones((2, 2))  # numpy's BLAS is loaded
+    before = blas_counts()
+    assert before
+    entered = threading.Event()
+    leave = threading.Event()
+    inside: list[list[int]] = []
+
+    def hold() -> None:
+        with threads.blas_threads(1):
+            entered.set()
+            leave.wait(30)
+
+    other = threading.Thread(target=hold)
+    other.start()
+    entered.wait(30)
+    with threads.blas_threads(1):  # a second holder: the limit stays until both leave
+        inside.append(blas_counts())
+    inside.append(blas_counts())  # the other caller still holds it
+    leave.set()
+    other.join()
+    assert inside == [[1] * len(before)] * 2
+    assert blas_counts() == before
