@@ -112,7 +112,10 @@ def blas_threads(limit: int = 1) -> Iterator[None]:
     on the 2-core VM under load, a (5 x 384) @ (384 x 1536) product took 12 ms on two
     threads and 0.7 ms on one. The limit is set on the BLAS libraries with their own
     thread pool (numpy's wheels bring a pthreads OpenBLAS), whose count is process-wide,
-    so concurrent callers share it: the first sets it, the last puts the original back.
+    so callers share it: the first sets it, the last puts the original back. (OpenBLAS
+    0.3.31 ignored a count set from another thread once one thread had set it, so a
+    process searching from several threads at once may run some products on more
+    threads; the CLI and a single-threaded caller set and restore on one thread.)
     OpenMP builds (FAISS's OpenBLAS) keep a count per calling thread, which
     search_threads sets for FAISS already; they are left alone here.
     """
