@@ -7,6 +7,7 @@ bench/cold_start.py; this locks in the import graph that those seconds come from
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from latestore import Page, Store
 from latestore.index.devices import gpu_nodes_present
+from tests.cli.conftest import run_cli
 
 HEAVY = ("torch", "transformers", "faiss", "triton", "alembic", "latestore.evaluation")
 
@@ -85,3 +87,19 @@ def test_a_command_imports_only_what_it_uses(
 
 def test_help_imports_no_store_or_model() -> None:
     assert loaded(["--help"]) == set()
+
+
+@pytest.mark.parametrize("mode", ["maxsim", "hybrid"])
+def test_a_search_without_torch_ranks_as_the_torch_path(minilm_store: Path, mode: str) -> None:
+    # The CLI process takes the numpy query encoder and rerank; this one has torch.
+    query = "propeller slipstream over the wing"
+    done = run_cli("search", query, "--store", str(minilm_store), "--mode", mode, "--json")
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    with Store.open(minilm_store) as store:
+        want = store.search(query, k=10, mode=mode)
+    assert [hit["page_id"] for hit in got] == [hit.page_id for hit in want]
+    for hit, expected in zip(got, want, strict=True):
+        assert hit["score"] == pytest.approx(expected.score, rel=1e-5)
+        if expected.maxsim_score is not None:
+            assert hit["maxsim_score"] == pytest.approx(expected.maxsim_score, rel=1e-5)
