@@ -31,7 +31,9 @@ Examples
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -111,12 +113,22 @@ def register(
 
 
 def _discover() -> None:
-    # Importing a layout package imports its family modules, which register themselves.
+    # A layout package lists its family modules in the order a folder is tried; each
+    # registers itself when imported.
     global _discovered
     if not _discovered:
         for package in LAYOUT_PACKAGES:
-            importlib.import_module(package)
+            for module in importlib.import_module(package).FAMILIES:
+                importlib.import_module(f"{package}.{module}")
         _discovered = True
+
+
+def _import_named(key: str) -> None:
+    # A family looked up by name imports its own module only (the others import torch).
+    for package in LAYOUT_PACKAGES:
+        module = importlib.import_module(package).NAMED.get(key)
+        if module is not None:
+            importlib.import_module(f"{package}.{module}")
 
 
 def families() -> list[Family]:
@@ -137,6 +149,9 @@ def _named(key: str) -> Family | None:
     if "/" in key:  # a path or a hub id: no name has a '/'
         return None
     family = _FAMILIES.get(key)
+    if family is None and not _discovered:
+        _import_named(key)
+        family = _FAMILIES.get(key)
     if family is None and not _discovered:
         _discover()
         family = _FAMILIES.get(key)
@@ -242,8 +257,32 @@ def _load_folder(model_dir: Path, options: dict[str, Any]) -> Encoder:
         raise EncoderError(
             f"no encoder family recognises {model_dir}: {_describe(model_dir, config)}"
         )
-    encoder: Encoder = family.load(model_dir, **options)
+    with _quiet_weight_bars():
+        encoder: Encoder = family.load(model_dir, **options)
     return encoder
+
+
+@contextmanager
+def _quiet_weight_bars() -> Iterator[None]:
+    """transformers draws a "Loading weights" bar for every checkpoint it loads; a
+    library call draws none unless asked with LATESTORE_VERBOSE=1, as the CLI does.
+    Both switches (transformers' and the hub's, which it also sets) are put back."""
+    if os.environ.get("LATESTORE_VERBOSE"):
+        yield
+        return
+    from huggingface_hub.utils.tqdm import are_progress_bars_disabled, disable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    bars_on = transformers_logging.is_progress_bar_enabled()
+    hub_off = are_progress_bars_disabled()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        if bars_on:
+            transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+        if hub_off:
+            disable_progress_bars()
 
 
 def __getattr__(name: str) -> Any:

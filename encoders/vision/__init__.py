@@ -1,7 +1,8 @@
 """Vision-document encoders (page images, text queries), by checkpoint layout.
 
-Importing this package registers its families with :mod:`latestore.encoders.registry`
-(the registry does so on its first lookup), in the order a model folder is tried:
+Its family modules register themselves with :mod:`latestore.encoders.registry` when
+the registry imports them (:data:`FAMILIES`, on its first lookup), in the order a
+model folder is tried:
 
 - ``colmodernvbert_engine``, ``colidefics3``: colpali-engine's Idefics3-based
   checkpoints (``idefics`` holds their shared encoder). First: their folders also hold
@@ -15,26 +16,16 @@ Importing this package registers its families with :mod:`latestore.encoders.regi
 ``common`` holds what every vision family uses (strict loading, batching, images).
 """
 
-# The order below is the order a model folder is tried.
-# isort: off
-from latestore.encoders.vision import colmodernvbert_engine
-from latestore.encoders.vision import colidefics3
-from latestore.encoders.vision import transformers_native
-from latestore.encoders.vision import colpali_engine
-from latestore.encoders.vision import colgemma3
-from latestore.encoders.vision import colqwen35
-from latestore.encoders.vision import colqwen3
-from latestore.encoders.vision import colqwen2_engine
-
-# isort: on
-
-__all__ = [
-    "colgemma3",
-    "colidefics3",
+# The order a model folder is tried; the registry imports these modules (which
+# register themselves) on its first lookup.
+FAMILIES = (
     "colmodernvbert_engine",
-    "colpali_engine",
-    "colqwen2_engine",
-    "colqwen3",
-    "colqwen35",
+    "colidefics3",
     "transformers_native",
-]
+    "colpali_engine",
+    "colgemma3",
+    "colqwen35",
+    "colqwen3",
+    "colqwen2_engine",
+)
+NAMED: dict[str, str] = {}
