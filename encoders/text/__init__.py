@@ -2,8 +2,9 @@
 
 Its family modules register themselves with :mod:`latestore.encoders.registry` when
 the registry imports them (:data:`FAMILIES`, on its first lookup). The order is the
-order a model folder is tried: the specific layouts first; ``colbert`` registers itself as generic (any folder
-with a top-level projection), so it is tried after every other package's layouts too.
+order a model folder is tried: the specific layouts first; ``colbert`` registers
+itself as generic (any folder with a top-level projection), so it is tried after every
+other package's layouts too.
 
 - ``colbert``: colbert-ai's ``HF_ColBERT`` folders and Jina's (``jina`` holds its
   rotary XLM-RoBERTa); ``pylate``: PyLate / sentence-transformers folders; ``bgem3``:
