@@ -250,7 +250,7 @@ def _build_colpali(out: Path, device: str, dtype: torch.dtype, tiny: bool) -> Bu
         image_std=[0.5] * 3,
     )
     # One checkpoint for both sides: colpali-engine's ColPali saved in its own layout,
-    # which latestore reads (encoders/colpali_engine.py), so vectors can be compared too.
+    # which latestore reads (encoders/vision/colpali_engine.py), so vectors can be compared too.
     model = _on_device(
         engine.ColPali, PaliGemmaConfig(**_paligemma(tokenizer, tiny)), device, dtype
     )

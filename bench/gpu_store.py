@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from bench.search_bench import clustered, queries_for
-from latestore import PrecomputedVectors, Store, StoreConfig
+from latestore import PrecomputedVectors, SearchTuning, Store, StoreConfig
 from latestore.index.device_rank import exact_topk
 from latestore.index.device_search import DeviceTokenSearch
 
@@ -55,7 +55,9 @@ def store_figures(n_pages: int = 20_000, tokens: int = 100, dim: int = 128) -> d
             latencies = []
             for q in queries[:100]:
                 start = time.perf_counter()
-                store.search(q, k=10, device_exact=False, exhaustive_max_tokens=0)
+                store.search(
+                    q, k=10, tuning=SearchTuning(device_exact=False, exhaustive_max_tokens=0)
+                )
                 latencies.append(time.perf_counter() - start)
             out["search_candidates"] = _percentiles(latencies)
             out["search_many_256"] = _many(store, queries)

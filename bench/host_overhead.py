@@ -35,7 +35,7 @@ from latestore.index.late_index import LateInteractionIndex
 
 # (label, function names as cProfile names them, file suffix)
 SPANS = [
-    ("validate + settings + mode", ("plan",), "search_modes.py"),
+    ("validate + settings + mode", ("search_request",), "request.py"),
     ("query vectors checked", ("query_vectors",), "page_encoding.py"),
     ("SQL session (no filter)", ("__exit__",), "session.py"),
     ("change probe", ("behind",), "sync.py"),

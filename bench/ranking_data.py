@@ -141,7 +141,7 @@ def scifact_subset() -> Collection:
 
 def encode(collection: Collection, out: Path) -> None:
     """Encode pages (every window whole) and queries into ``out`` (a folder)."""
-    from latestore.encoders.minilm import MiniLMEncoder
+    from latestore.encoders.text.minilm import MiniLMEncoder
     from latestore.encoders.windows import encode_windows, text_token_ids, window_inputs
 
     encoder = MiniLMEncoder(windows=True)
@@ -215,7 +215,7 @@ def window_layout(collection: Collection) -> tuple[np.ndarray, np.ndarray]:
     ``collection``'s pages: from the tokenizer alone, without the model."""
     from transformers import AutoTokenizer
 
-    from latestore.encoders.minilm import bundled_model_dir
+    from latestore.encoders.text.minilm import bundled_model_dir
     from latestore.encoders.windows import (
         WindowSettings,
         special_template,

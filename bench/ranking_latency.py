@@ -20,11 +20,15 @@ from typing import Any
 import numpy as np
 
 from bench.ranking_data import read
+from latestore import HybridOptions
 
 MODES: dict[str, dict[str, Any]] = {
     "maxsim": {"mode": "maxsim"},
     "lexical": {"mode": "lexical"},
-    "hybrid before (rrf)": {"mode": "hybrid", "fusion": "rrf", "lexical_weight": 0.5},
+    "hybrid before (rrf)": {
+        "mode": "hybrid",
+        "hybrid": HybridOptions(fusion="rrf", lexical_weight=0.5),
+    },
     "hybrid after (convex)": {"mode": "hybrid"},
 }
 

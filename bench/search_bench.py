@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from latestore import Page, PrecomputedVectors, Store, StoreConfig
+from latestore import Page, PrecomputedVectors, SearchTuning, Store, StoreConfig
 from latestore.store.footprint import disk_footprint
 
 SWEEP = [  # (k_per_token, nprobe, n_rerank)
@@ -68,10 +68,9 @@ def sweep_store(
             hits = store.search(
                 query,
                 k=10,
-                k_per_token=k_tok,
-                nprobe=nprobe,
-                n_rerank=n_rerank,
-                exhaustive_max_tokens=0,
+                tuning=SearchTuning(
+                    k_per_token=k_tok, nprobe=nprobe, n_rerank=n_rerank, exhaustive_max_tokens=0
+                ),
             )
             latencies.append(time.perf_counter() - start)
             overlaps.append(len({h.page_id for h in hits} & set(truth)) / max(1, len(truth)))

@@ -23,7 +23,6 @@ from latestore.cli.common import (
 )
 from latestore.cli.progress import ConsoleProgress
 from latestore.errors import LatestoreError
-from latestore.evaluation import beir_pages, evaluate_store, load_beir
 
 # Cranfield's qrels codes run the other way (1 = complete answer ... 4 = minimum
 # interest, -1 = not relevant), so graded nDCG needs gain = 5 - code.
@@ -115,6 +114,10 @@ def evaluate(
     for name in ("corpus.jsonl", "queries.jsonl", "qrels.tsv"):
         if not (directory / name).is_file():
             fail(f"{directory} is not a BEIR folder: {name} is missing")
+    # Imported here, not at the top: every CLI command imports this module (it
+    # registers the command), and latestore.evaluation brings the pydantic models.
+    from latestore.evaluation import load_beir
+
     data = load_beir(directory, gain_function(gain_map), limit_docs)
     if not data.queries:
         fail(
@@ -160,6 +163,8 @@ def _run(
     windows: bool | None,
     modes: list[str],
 ) -> dict[str, Any]:
+    from latestore.evaluation import beir_pages
+
     pages = beir_pages(data.corpus)
     # By name or folder (loaded once, by the store), so the window option reaches it.
     spec = None if encoder is None else encoder_spec(encoder)
@@ -198,6 +203,8 @@ def _run(
 
 def _search(store: Any, data: Any, k: int, mode: str) -> Any:
     """``evaluate_store`` with a progress bar (or log lines) over its searches."""
+    from latestore.evaluation import evaluate_store
+
     with ConsoleProgress(Console(stderr=True), label=f"search ({mode})") as progress:
         began = time.perf_counter()
 

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
@@ -51,14 +51,15 @@ from latestore.cli.help_format import hide_flag_types
 from latestore.cli.progress import ConsoleProgress, loading
 from latestore.cli.snippets import snippets as hit_snippets
 from latestore.errors import LatestoreError
-from latestore.ingest import IngestOptions, Ingestor, IngestReport
-from latestore.ingest.selection import exclude_hint
 from latestore.internal import (
     DEFAULT_MAX_PAGE_TOKENS,
     WindowSettings,
     directory_bytes,
     sqlite_bytes,
 )
+
+if TYPE_CHECKING:
+    from latestore.ingest import IngestReport
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -192,6 +193,9 @@ def ingest(
     reasons and make the exit status 1; the others are ingested.
     """
     errors_as_json(json_output)
+    # The ingest pipeline (PDF, image and text readers) loads for this command only.
+    from latestore.ingest import IngestOptions, Ingestor
+
     requested = window_options(windows, window_stride, max_page_tokens)
     try:
         options = IngestOptions(
@@ -243,6 +247,8 @@ def ingest(
 
 
 def print_summary(report: IngestReport, windowing: dict[str, Any] | None, store: str) -> None:
+    from latestore.ingest.selection import exclude_hint
+
     out.print(
         f"{report.files_seen:,} files: {report.files_ingested:,} ingested, "
         f"{report.files_unchanged:,} unchanged, {report.files_skipped:,} skipped, "
@@ -311,6 +317,8 @@ def truncation_hint(windowing: dict[str, Any] | None, store: str) -> str:
 
 def print_plan(plan: Any, json_output: bool) -> None:
     """``ingest --dry-run``: one row per file, then what would be passed over."""
+    from latestore.ingest.selection import exclude_hint
+
     if json_output:
         print_json(out, plan.to_dict())
         return
@@ -397,7 +405,7 @@ def search(
                 filter=spec,
                 exhaustive=exhaustive,
                 mode=chosen,
-                exact=exact,
+                phrase=exact,
                 lexical_text=None if vectors is None else query,
             )
             # About three lines of the text column, whatever the terminal's width.

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         WrittenPages,
     )
     from latestore.store import Store
+    from latestore.store.request import HybridOptions, SearchTuning
 
 __version__ = "0.2.0"
 
@@ -68,6 +69,7 @@ __all__ = [
     "EncoderNotFoundError",
     "EncoderOptionConflictError",
     "FilterError",
+    "HybridOptions",
     "IndexSnapshotError",
     "InvalidInputError",
     "InvalidPageError",
@@ -81,6 +83,7 @@ __all__ = [
     "PrecomputedVectors",
     "SchemaVersionError",
     "SearchHit",
+    "SearchTuning",
     "ShardUnavailableError",
     "Store",
     "StoreBusyError",
@@ -112,6 +115,8 @@ _EXPORTS: dict[str, str] = {
     "Encoder": "latestore.encoders",
     "PageContent": "latestore.encoders",
     "PrecomputedVectors": "latestore.encoders",
+    "SearchTuning": "latestore.store.request",
+    "HybridOptions": "latestore.store.request",
 }
 
 

@@ -38,9 +38,9 @@ if TYPE_CHECKING:
     from latestore.store.page_encoding import Query, query_vectors
     from latestore.store.reader import still_stored
     from latestore.store.reencode import encode_counted
+    from latestore.store.request import MAX_K, check_k, search_request
     from latestore.store.rwlock import ReadWriteLock
     from latestore.store.schema import PageVectorsRow, StoreRow
-    from latestore.store.searcher import MAX_K, check_k, settings_for
     from latestore.store.sql import make_engine, sqlite_file, to_url
     from latestore.store.sync import IndexSync
     from latestore.store.validation import checked_vectors
@@ -63,7 +63,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "latestore.store.validation": ("checked_vectors",),
     "latestore.store.reader": ("still_stored",),
     "latestore.store.filters": ("any_of", "matching_page_ids"),
-    "latestore.store.searcher": ("MAX_K", "check_k", "settings_for"),
+    "latestore.store.request": ("MAX_K", "check_k", "search_request"),
     # The store's parts a sharded store reassembles (distributed/)
     "latestore.store.opening": (
         "encoder_for",
@@ -120,8 +120,8 @@ __all__ = [
     "new_store_encoder",
     "query_vectors",
     "registered_names",
+    "search_request",
     "search_threads",
-    "settings_for",
     "sqlite_bytes",
     "sqlite_file",
     "still_stored",

@@ -28,6 +28,7 @@ import ray
 from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
 from sqlalchemy.orm import Session
 
+from latestore import HybridOptions, SearchTuning
 from latestore.distributed.coordinator_sync import CoordinatorSync
 from latestore.distributed.placement import shard_of, split_by_shard
 from latestore.distributed.shard import SearchReply, ShardServer
@@ -37,11 +38,10 @@ from latestore.internal import (
     Query,
     Ranking,
     ReadWriteLock,
-    check_k,
     hydrate,
     matching_page_ids,
     query_vectors,
-    settings_for,
+    search_request,
 )
 from latestore.models import SearchHit, StoreConfig
 from latestore.store import Store
@@ -189,27 +189,40 @@ class ShardedStore(Store):
         *,
         exhaustive: bool = False,
         mode: str | None = None,
-        exact: str | None = None,
+        phrase: str | None = None,
         lexical_text: Sequence[str | None] | None = None,
-        **overrides: Any,
+        tuning: SearchTuning | None = None,
+        hybrid: HybridOptions | None = None,
+        **deprecated: Any,
     ) -> list[list[SearchHit]]:
         """MaxSim over the shards. The lexical and hybrid modes read the full-text index
         in SQL, which the shards do not hold: they are refused here, not answered
         partially."""
-        if (mode or self.config.search_mode) != "maxsim" or exact is not None or lexical_text:
+        wanted = mode or deprecated.get("search_mode") or self.config.search_mode
+        exact = deprecated.get("exact")  # the old name of phrase=
+        if wanted != "maxsim" or phrase is not None or exact is not None or lexical_text:
             raise InvalidInputError(
                 "a ShardedStore ranks by MaxSim only: open a Store on the same database "
-                "for mode='lexical' or 'hybrid' and for exact="
+                "for mode='lexical' or 'hybrid' and for phrase="
             )
         self._ctx.check_open()
-        k = check_k(k)
-        params = settings_for(self.config, overrides)
-        vectors = query_vectors(self._ctx, queries)
+        request = search_request(
+            self.config,
+            queries,
+            k,
+            filter,
+            exhaustive=exhaustive,
+            mode=mode,
+            tuning=tuning,
+            hybrid=hybrid,
+            legacy=deprecated,
+        )
+        vectors = query_vectors(self._ctx, request.queries)
         allowed = None
         if filter is not None:
             with Session(self._ctx.engine) as session:
                 allowed = np.asarray(matching_page_ids(session, filter), dtype=np.int64)
-        rankings = self.rank(vectors, k, params, allowed, exhaustive)
+        rankings = self.rank(vectors, request.k, request.settings, allowed, request.exhaustive)
         return hydrate(self._ctx.engine, rankings)
 
     def rank(

@@ -14,6 +14,10 @@ from latestore.encoders.base import (
     revised_fingerprint,
     superseded_by,
 )
+from latestore.encoders.moved import install as _serve_moved_paths
+
+# The family modules moved into text/ and vision/: their old paths forward (and warn).
+_serve_moved_paths()
 
 __all__ = [
     "Encoder",
@@ -30,6 +34,6 @@ __all__ = [
 
 def default_encoder() -> Encoder:
     """The offline MiniLM encoder (loaded on first use; ~1 s on a laptop)."""
-    from latestore.encoders.minilm import MiniLMEncoder
+    from latestore.encoders.text.minilm import MiniLMEncoder
 
     return MiniLMEncoder()

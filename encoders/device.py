@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from latestore.errors import EncoderError
 
+if TYPE_CHECKING:
+    import torch
+
 
 def pick_device(requested: str | None = None) -> str:
-    """``requested`` if given, else CUDA when present, else CPU."""
+    """``requested`` if given, else CUDA when present, else CPU (decided without
+    importing torch where no GPU device node exists: see latestore.index.devices)."""
     if requested:
         return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    from latestore.index.devices import default_device
+
+    return default_device()
 
 
 def pick_dtype(device: str, requested: torch.dtype | str | None = None) -> torch.dtype:
@@ -20,6 +26,8 @@ def pick_dtype(device: str, requested: torch.dtype | str | None = None) -> torch
     bf16 is what the published checkpoints were trained in; CPUs get fp32 because their
     half-precision matmuls are slow and the store's reference scores are fp32.
     """
+    import torch
+
     if isinstance(requested, torch.dtype):
         return requested
     if requested not in (None, "auto"):

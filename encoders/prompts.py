@@ -1,7 +1,7 @@
 """The prompt contracts of the served and local ColVision families, in one place.
 
 A contract is the text a checkpoint was trained to see around a query and beside a page
-image. The local encoders (:mod:`~latestore.encoders.colqwen`) and the vLLM client
+image. The local encoders (:mod:`~latestore.encoders.vision.qwen`) and the vLLM client
 (:mod:`~latestore.encoders.remote`) both read their contract from here, so the two can
 never drift apart. The values are those of the reference processors: colpali-engine
 0.3.18 for checkpoints saved by colpali-engine (and the ColQwen3/3.5 remote-code

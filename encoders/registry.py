@@ -1,14 +1,23 @@
 """Resolve an encoder from a registered name, a local model directory or a hub id.
 
-A directory is matched against a table of *family modules*, tried in the order of
-:data:`FAMILY_MODULES`. Each module exposes::
+Every encoder family registers itself, one way, with the :func:`register` decorator
+in its own module::
 
-    detect(model_dir: Path, config: dict) -> bool   # cheap: reads config and file names
-    load(model_dir: Path, **options) -> Encoder      # heavy: builds the model
+    @register("colidefics3", detect=detect)       # a checkpoint layout: found by folder
+    def load(model_dir: Path, **options) -> Encoder: ...
 
-so adding a model family is one new module and one line in :data:`FAMILY_MODULES`.
-More specific layouts come first (a bge-m3 folder also looks like a plain
-XLM-RoBERTa sentence-transformers folder).
+    @register("minilm")                            # no detector: loaded by its name
+    def load(**options) -> Encoder: ...
+
+``detect(model_dir, config)`` is cheap (it reads ``config.json`` and file names);
+``load`` builds the model. A folder is offered to the layout families in registration
+order, the ``generic=True`` ones (whose detector also matches other layouts, as
+ColBERT's takes any folder with a top-level ``linear`` projection) last.
+
+The built-in families live in the layout packages of :data:`LAYOUT_PACKAGES`
+(``encoders/text``, ``encoders/vision``), each of which imports its family modules,
+most specific first. They are imported on the first lookup, not with this module, so
+importing the registry (or :mod:`latestore.encoders`) loads no torch.
 
 Examples
 --------
@@ -22,67 +31,131 @@ Examples
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from latestore.encoders import hub
 from latestore.encoders.base import Encoder
 from latestore.encoders.build import RUNTIME_OPTIONS, build_options
-from latestore.encoders.colbert_loading import read_json
 from latestore.errors import EncoderError
 
 __all__ = [
-    "FAMILY_MODULES",
+    "LAYOUT_PACKAGES",
     "RUNTIME_OPTIONS",
+    "Family",
     "build_options",
+    "families",
     "load_encoder",
     "register",
     "registered_names",
 ]
 
+# The packages whose import registers the built-in families, in the order their
+# layouts are tried (within a package, the order its __init__ imports them).
+LAYOUT_PACKAGES: tuple[str, ...] = ("latestore.encoders.text", "latestore.encoders.vision")
 
-FAMILY_MODULES: list[str] = [
-    "latestore.encoders.colbert_bgem3",
-    "latestore.encoders.colbert_pylate",
-    # Idefics3 families: matched on their architectures; before colbert, which takes any folder
-    # with a `linear` projection.
-    "latestore.encoders.colmodernvbert_engine",
-    "latestore.encoders.colidefics3",
-    "latestore.encoders.colbert",
-    "latestore.encoders.colpali",
-    "latestore.encoders.colpali_engine",  # colpali-engine's ColPali
-    "latestore.encoders.colgemma3",  # colpali-engine's ColGemma3
-    "latestore.encoders.colqwen35",
-    "latestore.encoders.colqwen3",
-    "latestore.encoders.colqwen2_engine",
-]
-
-_FACTORIES: dict[str, Callable[..., Encoder]] = {}
+Detector = Callable[[Path, dict[str, Any]], bool]
+Loader = TypeVar("Loader", bound=Callable[..., Encoder])
 
 
-def register(name: str, factory: Callable[..., Encoder]) -> None:
-    """Make ``load_encoder(name, **options)`` call ``factory(**options)``.
+@dataclass(frozen=True)
+class Family:
+    """One registered encoder family.
 
-    Re-registering a name replaces its factory.
+    ``detect`` is None for a family loaded by its name (``load(**options)``); otherwise
+    ``load(model_dir, **options)`` builds it from a folder ``detect`` accepts.
+    """
+
+    name: str
+    load: Callable[..., Encoder]
+    detect: Detector | None = None
+    generic: bool = False
+
+
+_FAMILIES: dict[str, Family] = {}
+_discovered = False
+
+
+@overload
+def register(
+    name: str, factory: Loader, *, detect: Detector | None = None, generic: bool = False
+) -> Loader: ...
+@overload
+def register(
+    name: str, factory: None = None, *, detect: Detector | None = None, generic: bool = False
+) -> Callable[[Loader], Loader]: ...
+def register(
+    name: str,
+    factory: Loader | None = None,
+    *,
+    detect: Detector | None = None,
+    generic: bool = False,
+) -> Loader | Callable[[Loader], Loader]:
+    """Register an encoder family; a decorator, or a call with the factory.
+
+    Without ``detect``, ``load_encoder(name, **options)`` calls ``factory(**options)``.
+    With it, ``load_encoder(folder)`` calls ``factory(folder, **options)`` for the
+    first family whose ``detect(folder, config)`` is true. Re-registering a name
+    replaces its family (keeping its place in the order).
     """
     if not name or "/" in name:
         raise ValueError(f"encoder names must be non-empty and contain no '/': {name!r}")
-    _FACTORIES[name] = factory
+
+    def add(load: Loader) -> Loader:
+        _FAMILIES[name] = Family(name, load, detect, generic)
+        return load
+
+    return add if factory is None else add(factory)
+
+
+def _discover() -> None:
+    # A layout package lists its family modules in the order a folder is tried; each
+    # registers itself when imported.
+    global _discovered
+    if not _discovered:
+        for package in LAYOUT_PACKAGES:
+            for module in importlib.import_module(package).FAMILIES:
+                importlib.import_module(f"{package}.{module}")
+        _discovered = True
+
+
+def _import_named(key: str) -> None:
+    # A family looked up by name imports its own module only (the others import torch).
+    for package in LAYOUT_PACKAGES:
+        module = importlib.import_module(package).NAMED.get(key)
+        if module is not None:
+            importlib.import_module(f"{package}.{module}")
+
+
+def families() -> list[Family]:
+    """Every registered family: the named ones, then the layouts in the order tried."""
+    _discover()
+    every = list(_FAMILIES.values())
+    named = [f for f in every if f.detect is None]
+    layouts = [f for f in every if f.detect is not None]
+    return named + [f for f in layouts if not f.generic] + [f for f in layouts if f.generic]
 
 
 def registered_names() -> list[str]:
     """The names :func:`load_encoder` accepts besides directories."""
-    return sorted(_FACTORIES)
+    return sorted(f.name for f in families() if f.detect is None)
 
 
-def _minilm(**options: Any) -> Encoder:
-    from latestore.encoders.minilm import MiniLMEncoder
-
-    return MiniLMEncoder(**options)
-
-
-register("minilm", _minilm)
+def _named(key: str) -> Family | None:
+    if "/" in key:  # a path or a hub id: no name has a '/'
+        return None
+    family = _FAMILIES.get(key)
+    if family is None and not _discovered:
+        _import_named(key)
+        family = _FAMILIES.get(key)
+    if family is None and not _discovered:
+        _discover()
+        family = _FAMILIES.get(key)
+    return family if family is not None and family.detect is None else None
 
 
 def _describe(model_dir: Path, config: dict[str, Any]) -> str:
@@ -94,11 +167,10 @@ def _describe(model_dir: Path, config: dict[str, Any]) -> str:
     )
 
 
-def _family_of(model_dir: Path, config: dict[str, Any]) -> Any:
-    for module_name in FAMILY_MODULES:
-        module = importlib.import_module(module_name)
-        if module.detect(model_dir, config):
-            return module
+def _family_of(model_dir: Path, config: dict[str, Any]) -> Family | None:
+    for family in families():
+        if family.detect is not None and family.detect(model_dir, config):
+            return family
     return None
 
 
@@ -139,10 +211,11 @@ def load_encoder(spec: str | Path, **options: Any) -> Encoder:
     pool_factor = options.pop("pool_factor", None)
     key = str(spec)
     build: dict[str, Any] = {"source": "name"}
-    if isinstance(spec, str) and key in _FACTORIES:
+    named = _named(key) if isinstance(spec, str) else None
+    if named is not None:
         if revision is not None:
             raise EncoderError(f"revision= is for hub models, not the registered name {key!r}")
-        encoder = _FACTORIES[key](**options)
+        encoder = named.load(**options)
         if not hasattr(encoder, "spec"):
             # The spec is what a store records to reopen the model.
             encoder.spec = key  # type: ignore[attr-defined]
@@ -176,14 +249,53 @@ def load_encoder(spec: str | Path, **options: Any) -> Encoder:
 
 
 def _load_folder(model_dir: Path, options: dict[str, Any]) -> Encoder:
+    from latestore.encoders.checkpoint import read_json
+
     config = read_json(model_dir / "config.json")
     family = _family_of(model_dir, config)
     if family is None:
         raise EncoderError(
             f"no encoder family recognises {model_dir}: {_describe(model_dir, config)}"
         )
-    encoder: Encoder = family.load(model_dir, **options)
+    with _quiet_weight_bars():
+        encoder: Encoder = family.load(model_dir, **options)
     return encoder
+
+
+@contextmanager
+def _quiet_weight_bars() -> Iterator[None]:
+    """transformers draws a "Loading weights" bar for every checkpoint it loads; a
+    library call draws none unless asked with LATESTORE_VERBOSE=1, as the CLI does.
+    Both switches (transformers' and the hub's, which it also sets) are put back."""
+    if os.environ.get("LATESTORE_VERBOSE"):
+        yield
+        return
+    from huggingface_hub.utils.tqdm import are_progress_bars_disabled, disable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    bars_on = transformers_logging.is_progress_bar_enabled()
+    hub_off = are_progress_bars_disabled()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        if bars_on:
+            transformers_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+        if hub_off:
+            disable_progress_bars()
+
+
+def __getattr__(name: str) -> Any:
+    # The module list the registry read before families registered themselves.
+    if name == "FAMILY_MODULES":
+        from latestore.deprecation import warn_deprecated
+
+        warn_deprecated(
+            "registry.FAMILY_MODULES is deprecated (families register themselves with "
+            "@register); use registry.families(); it goes in latestore 0.3"
+        )
+        return [f.load.__module__ for f in families() if f.detect is not None]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _name_after(encoder: Encoder, folder_name: str, repo_id: str) -> None:

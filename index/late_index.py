@@ -277,7 +277,7 @@ class LateInteractionIndex:
     def scorer(self) -> PageScorer:
         """Exact MaxSim over the pages held: the kernel when they are resident with it,
         else gathered from the device copy or the host cache."""
-        from latestore.index.maxsim import block_tokens
+        from latestore.index.maxsim_numpy import block_tokens
         from latestore.index.scorers import GatherScorer, KernelScorer
 
         windows = self.windows if self.best_window and self.windows else None

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from latestore.index.maxsim_numpy import CPU_CHUNK_BYTES as _BLOCK_BYTES
 from latestore.index.vectors import Block, pack_pages
 
 __all__ = ["maxsim_blocks", "maxsim_many", "maxsim_packed", "maxsim_reference", "pack_pages"]
@@ -33,7 +34,7 @@ CHUNK_TOKENS = 65_536
 # Rapids, 4 MiB blocks (8k tokens at dim 128) cut the 1000x1024x128 float16 rerank from
 # 182 to about 110 ms, because MKL's skinny GEMM runs 1.5x faster on cache-hot operands
 # than on ones streamed from DRAM, and the half-to-float copy lands in cache.
-CPU_CHUNK_BYTES = 4 << 20
+CPU_CHUNK_BYTES = _BLOCK_BYTES
 # Mean tokens per page from which a block's pages are reduced one by one (see _segment_max).
 LONG_PAGES = 64
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from latestore.index.token_index import TOKEN_BITS
+from latestore.index.token_ids import TOKEN_BITS
 
 # Device temporaries of one search (similarity blocks, top-k buffers), whatever its
 # number of queries, query tokens or pages.

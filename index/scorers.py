@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
-from latestore.index.maxsim import maxsim_blocks, maxsim_many, maxsim_packed
+from latestore.index.maxsim_numpy import maxsim_blocks_numpy, torch_loaded
 from latestore.index.plan import PageIds, Queries
 from latestore.index.ranking import Ranking, top_k
 from latestore.index.segments import WindowRows, best_of, rows_for, split_blocks, window_lengths
@@ -25,15 +24,27 @@ from latestore.index.token_index import TokenIndex, selector_for_pages
 from latestore.index.vectors import Block
 
 if TYPE_CHECKING:
+    import torch
+
     from latestore.index.device_search import DeviceTokenSearch
 
-Gather = Callable[
-    [list[int]], tuple[npt.NDArray[np.floating] | torch.Tensor, npt.NDArray[np.int64]]
-]
+    Gather = Callable[
+        [list[int]], tuple[npt.NDArray[np.floating] | torch.Tensor, npt.NDArray[np.int64]]
+    ]
 Blocks = Callable[[list[int]], Iterable[Block]]
 
 # Pages scored per group by GatherScorer: memory stays flat however large the store.
 GATHER_GROUP = 4096
+
+
+def maxsim_host_blocks(queries: Queries, blocks: Iterable[Block]) -> npt.NDArray[np.float32]:
+    """Host blocks scored with torch's kernels once torch is loaded, else with numpy
+    (a one-off search need not import torch: see latestore.index.maxsim_numpy)."""
+    if torch_loaded():
+        from latestore.index.maxsim import maxsim_blocks
+
+        return maxsim_blocks(queries, blocks)
+    return maxsim_blocks_numpy(queries, blocks)
 
 
 class FaissCandidates:
@@ -81,9 +92,12 @@ class GatherScorer:
         if self.windows:
             return self._window_scores(queries, pages)
         if self.blocks is not None:
-            return maxsim_blocks(queries, self.blocks(pages))
+            return maxsim_host_blocks(queries, self.blocks(pages))
+        # Pages gathered from the device copy: torch is loaded already.
+        from latestore.index.maxsim import maxsim_many, maxsim_packed
+
         tokens, lengths = self.gather(pages)
-        if len(queries) == 1 and not isinstance(tokens, torch.Tensor):
+        if len(queries) == 1 and isinstance(tokens, np.ndarray):
             return maxsim_packed(queries[0], tokens, lengths)[None, :]
         return maxsim_many(queries, tokens, lengths)
 
@@ -135,8 +149,10 @@ class GatherScorer:
                 out.append(self._window_scores([query], pages.tolist())[0])
                 continue
             if self.blocks is not None:
-                out.append(maxsim_blocks([query], self.blocks(pages.tolist()))[0])
+                out.append(maxsim_host_blocks([query], self.blocks(pages.tolist()))[0])
                 continue
+            from latestore.index.maxsim import maxsim_packed
+
             tokens, lengths = self.gather(pages.tolist())
             out.append(maxsim_packed(query, tokens, lengths))
         return out

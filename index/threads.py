@@ -18,18 +18,22 @@ and a 84 ms search takes 800 ms. So:
 torch and FAISS keep their thread counts per OS thread (OpenMP's per-thread setting),
 so a call sets them for its own thread and restores them on the way out; a thread that
 starts using torch meanwhile inherits the last value set, which is why it is restored.
+
+torch is set only where it is loaded: a candidate search in a process that has not
+imported torch scores its few blocks with numpy (index/maxsim_numpy.py) rather than pay
+seconds for the import. An exhaustive scan is a large job, so it loads torch's kernels.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import faiss
-import torch
+from typing import Any
 
 _lock = threading.Lock()
 _in_flight = 0
@@ -68,18 +72,73 @@ def search_threads(exhaustive: bool = False) -> Iterator[int]:
         _in_flight += 1
         in_flight = _in_flight
     wanted = threads_for(exhaustive, in_flight)
-    before_torch = torch.get_num_threads()
+    import faiss
+
+    # An exhaustive scan loads torch for its faster CPU kernels (module docstring).
+    torch: Any = importlib.import_module("torch") if exhaustive else sys.modules.get("torch")
+    before_torch = torch.get_num_threads() if torch is not None else 0
     before_faiss = faiss.omp_get_max_threads()
     try:
-        if wanted != before_torch:
+        if torch is not None and wanted != before_torch:
             torch.set_num_threads(wanted)
         if wanted != before_faiss:
             faiss.omp_set_num_threads(wanted)
-        yield wanted
+        if torch is None:  # numpy scores the blocks (index/maxsim_numpy.py)
+            with blas_threads(wanted):
+                yield wanted
+        else:
+            yield wanted
     finally:
-        if torch.get_num_threads() != before_torch:
+        if torch is not None and torch.get_num_threads() != before_torch:
             torch.set_num_threads(before_torch)
         if faiss.omp_get_max_threads() != before_faiss:
             faiss.omp_set_num_threads(before_faiss)
         with _lock:
             _in_flight -= 1
+
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limiter: Any = None  # threadpoolctl's limiter while any caller holds the limit
+_blas_controller: Any = None
+
+
+@contextmanager
+def blas_threads(limit: int = 1) -> Iterator[None]:
+    """numpy's BLAS on at most ``limit`` threads for the body.
+
+    The numpy paths (a query through the numpy MiniLM, a rerank without torch) are many
+    small matrix products. OpenBLAS splits each over every core and waits at a barrier:
+    on the 2-core VM under load, a (5 x 384) @ (384 x 1536) product took 12 ms on two
+    threads and 0.7 ms on one. The limit is set on the BLAS libraries with their own
+    thread pool (numpy's wheels bring a pthreads OpenBLAS), whose count is process-wide,
+    so callers share it: the first sets it, the last puts the original back. (OpenBLAS
+    0.3.31 ignored a count set from another thread once one thread had set it, so a
+    process searching from several threads at once may run some products on more
+    threads; the CLI and a single-threaded caller set and restore on one thread.)
+    OpenMP builds (FAISS's OpenBLAS) keep a count per calling thread, which
+    search_threads sets for FAISS already; they are left alone here.
+    """
+    global _blas_users, _blas_limiter, _blas_controller
+    with _blas_lock:
+        if _blas_users == 0:
+            from threadpoolctl import ThreadpoolController
+
+            if _blas_controller is None:
+                found = ThreadpoolController()
+                own_pool = [
+                    lib.filepath
+                    for lib in found.lib_controllers
+                    if lib.user_api == "blas" and getattr(lib, "threading_layer", "") == "pthreads"
+                ]
+                _blas_controller = found.select(filepath=own_pool)
+            _blas_limiter = _blas_controller.limit(limits=limit, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None

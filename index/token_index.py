@@ -18,11 +18,14 @@ import numpy.typing as npt
 
 from latestore.index.coarse_kmeans import coarse_centroids
 
-log = logging.getLogger(__name__)
+# The id layout, re-exported where it was first defined.
+from latestore.index.token_ids import MAX_TOKENS_PER_PAGE as MAX_TOKENS_PER_PAGE
+from latestore.index.token_ids import TOKEN_BITS as TOKEN_BITS
+from latestore.index.token_ids import TOKEN_MASK as TOKEN_MASK
+from latestore.index.token_ids import pages_of as pages_of
+from latestore.index.token_ids import token_ids as token_ids
 
-TOKEN_BITS = 20
-MAX_TOKENS_PER_PAGE = 1 << TOKEN_BITS
-TOKEN_MASK = MAX_TOKENS_PER_PAGE - 1
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,14 +51,6 @@ def _gpu_resources() -> Any:
     if not _GPU_RESOURCES:
         _GPU_RESOURCES.append(faiss.StandardGpuResources())
     return _GPU_RESOURCES[0]
-
-
-def token_ids(page_id: int, n_tokens: int) -> npt.NDArray[np.int64]:
-    return (np.int64(page_id) << TOKEN_BITS) + np.arange(n_tokens, dtype=np.int64)
-
-
-def pages_of(ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    return ids >> TOKEN_BITS
 
 
 # The IVF is trained once, when the store first reaches ``ivf_min_tokens``, and never

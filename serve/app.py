@@ -180,7 +180,7 @@ def _routes(
         offset = request.offset if request.cursor is None else read_cursor(request.cursor, digest)
         options = {
             "mode": request.mode,
-            "exact": request.phrase,
+            "phrase": request.phrase,
             "lexical_text": request.lexical_texts(),
         }
         results = await reads.run(

@@ -109,7 +109,7 @@ class Service:
         offset: int = 0,
     ) -> list[list[tuple[Any, Explanation | None]]]:
         """Hits ``offset + 1`` to ``offset + k`` of each query, in any mode; ``options``
-        are Store.search_many's keyword arguments (mode, exact, lexical_text)."""
+        are Store.search_many's keyword arguments (mode, phrase, lexical_text)."""
         if len(queries) > self.settings.max_queries:
             raise InvalidInputError(
                 f"{len(queries)} queries in one request; the limit is {self.settings.max_queries}"

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect, Engine, Select, bindparam, or_, select
 
+from latestore.index.fusion import FusedHit
 from latestore.models import SearchHit, StoredPage
 from latestore.store.schema import PageRow
 from latestore.store.writes import chunks
@@ -112,6 +113,15 @@ def _raw_hit_rows(engine: Engine, ids: Sequence[int]) -> dict[int, dict[str, Any
     return rows
 
 
+def _hit_rows(engine: Engine, wanted: list[int]) -> dict[int, dict[str, Any]]:
+    if wanted and engine.dialect.name == "sqlite" and len(set(wanted)) <= RAW_MAX_IDS:
+        return _raw_hit_rows(engine, wanted)
+    if wanted:
+        with engine.connect() as conn:
+            return _rows_by_id(conn, _HIT_ROWS, wanted)
+    return {}
+
+
 def hydrate(
     engine: Engine,
     rankings: list[list[tuple[int, float]]],
@@ -122,13 +132,7 @@ def hydrate(
     ``extras``: more SearchHit fields per hit (aligned with ``rankings``), set when the
     record is made rather than copied in afterwards.
     """
-    wanted = [page_id for ranking in rankings for page_id, _ in ranking]
-    rows: dict[int, dict[str, Any]] = {}
-    if wanted and engine.dialect.name == "sqlite" and len(set(wanted)) <= RAW_MAX_IDS:
-        rows = _raw_hit_rows(engine, wanted)
-    elif wanted:
-        with engine.connect() as conn:
-            rows = _rows_by_id(conn, _HIT_ROWS, wanted)
+    rows = _hit_rows(engine, [page_id for ranking in rankings for page_id, _ in ranking])
     out = []
     for i, ranking in enumerate(rankings):
         hits: list[SearchHit] = []
@@ -137,5 +141,30 @@ def hydrate(
             if found is not None:
                 more = extras[i][j] if extras is not None else {}
                 hits.append(SearchHit(score=score, rank=len(hits) + 1, **found, **more))
+        out.append(hits)
+    return out
+
+
+def fused_hits(engine: Engine, rankings: list[list[FusedHit]]) -> list[list[SearchHit]]:
+    """SearchHits straight from a search plan's rankings (one conversion per hit), in
+    order, with each signal's score; pages deleted since ranking are skipped."""
+    rows = _hit_rows(engine, [f.page_id for ranking in rankings for f in ranking])
+    out = []
+    for ranking in rankings:
+        hits: list[SearchHit] = []
+        for f in ranking:
+            found = rows.get(f.page_id)
+            if found is not None:
+                hits.append(
+                    SearchHit(
+                        score=f.score,
+                        rank=len(hits) + 1,
+                        signals=f.signals,
+                        maxsim_score=f.maxsim_score,
+                        lexical_score=f.lexical_score,
+                        lexical_rank=f.lexical_rank,
+                        **found,
+                    )
+                )
         out.append(hits)
     return out

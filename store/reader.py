@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from latestore.errors import InvalidInputError, PageNotFoundError
 from latestore.models import StoredPage, StoreStats
-from latestore.store.compact import decoded_vectors
 from latestore.store.context import StoreContext
 from latestore.store.filters import filter_clause, matching_page_ids
 from latestore.store.hits import STORED_COLUMNS, record_fields, stored_pages
@@ -126,6 +125,8 @@ def page_vectors(
     found: dict[int, npt.NDArray[np.float32]] = {}
     valid = [i for i in dict.fromkeys(wanted) if 0 < i <= MAX_PAGE_ID]
     if ctx.config.tier == "compact-only":  # no full vectors: the decoded codes
+        from latestore.store.compact import decoded_vectors
+
         found = decoded_vectors(ctx.engine, valid, ctx.dim, ctx.config.compact_bits)
     else:
         found = _stored_vectors(ctx, valid)

@@ -31,7 +31,7 @@ from latestore.errors import InvalidInputError, InvalidVectorError, StoreUnavail
 from latestore.models import Page, SearchHit, StoreConfig, StoredPage, StoreStats, WrittenPages
 from latestore.store import page_encoding, page_writer, reader, searcher
 from latestore.store.context import ProgressCallback, StoreContext
-from latestore.store.fulltext import LexicalSearch, engine_analyzer
+from latestore.store.fulltext import engine_analyzer, for_dialect
 from latestore.store.opening import (
     check_options,
     create_row,
@@ -51,6 +51,7 @@ from latestore.store.reencode import (
     reencode_store,
     target_encoder,
 )
+from latestore.store.request import HybridOptions, SearchTuning, search_request
 from latestore.store.schema import StoreRow
 from latestore.store.sql import default_index_dir, make_engine, sqlite_file, to_url
 from latestore.store.sync import IndexSync
@@ -104,7 +105,7 @@ class Store:
             row.dim,
             row.vector_dtype,
             lambda: self.encoder,
-            LexicalSearch(engine.dialect.name, config.text_analyzer),
+            for_dialect(engine.dialect.name, config.text_analyzer),
         )
         self._ctx.encoder_fingerprint = row.encoder_fingerprint
         self._engine = engine
@@ -381,9 +382,11 @@ class Store:
         *,
         exhaustive: bool = False,
         mode: str | None = None,
-        exact: str | None = None,
+        phrase: str | None = None,
         lexical_text: str | None = None,
-        **overrides: Any,
+        tuning: SearchTuning | None = None,
+        hybrid: HybridOptions | None = None,
+        **deprecated: Any,
     ) -> list[SearchHit]: ...
 
     @overload
@@ -395,9 +398,11 @@ class Store:
         *,
         exhaustive: bool = False,
         mode: str | None = None,
-        exact: str | None = None,
+        phrase: str | None = None,
         lexical_text: Sequence[str | None] | None = None,
-        **overrides: Any,
+        tuning: SearchTuning | None = None,
+        hybrid: HybridOptions | None = None,
+        **deprecated: Any,
     ) -> list[list[SearchHit]]: ...
 
     def search(
@@ -408,25 +413,30 @@ class Store:
         *,
         exhaustive: bool = False,
         mode: str | None = None,
-        exact: str | None = None,
+        phrase: str | None = None,
         lexical_text: str | Sequence[str | None] | None = None,
-        **overrides: Any,
+        tuning: SearchTuning | None = None,
+        hybrid: HybridOptions | None = None,
+        **deprecated: Any,
     ) -> list[SearchHit] | list[list[SearchHit]]:
         """Rank pages for one query: its hits, best first.
 
         A query is text or an ``(n_tokens, dim)`` array. ``filter`` restricts the pages
         before ranking (see :mod:`latestore.store.filters`). ``exhaustive=True`` scores
         every allowed page exactly: the ground truth the approximate pipeline is tuned
-        against. ``overrides`` adjust query-time settings (``k_per_token``, ``nprobe``,
-        ``n_rerank``, ``exhaustive_max_tokens``, ``device_exact``,
-        ``device_precision``, and the hybrid settings ``search_mode``, ``fusion``,
-        ``lexical_weight``, ``rrf_k``, ``hybrid_depth``) for this call. Several queries
-        at once: :meth:`search_many` (a list here still works, deprecated).
+        against. ``mode`` is ``"maxsim"``, ``"lexical"`` (the full-text index) or
+        ``"hybrid"`` (both, fused); default: the ``search_mode`` setting. ``phrase`` is a
+        phrase every hit must contain. ``lexical_text`` gives the words of a query given
+        as vectors. See :mod:`latestore.store.search_modes`.
 
-        ``mode`` is ``"maxsim"``, ``"lexical"`` (the full-text index) or ``"hybrid"``
-        (both, fused); default: the ``search_mode`` setting. ``exact`` is a phrase every
-        hit must contain. ``lexical_text`` gives the words of a query given as vectors.
-        See :mod:`latestore.store.search_modes`.
+        ``tuning`` (:class:`~latestore.SearchTuning`: ``k_per_token``, ``nprobe``,
+        ``n_rerank``, ``widen_above_tokens``, ``exhaustive_max_tokens``,
+        ``device_exact``, ``device_precision``) and ``hybrid``
+        (:class:`~latestore.HybridOptions`: ``fusion``, ``lexical_weight``, ``rrf_k``,
+        ``depth``) change the store's query-time settings for this call. Several
+        queries at once: :meth:`search_many`. Deprecated spellings (``exact=``, the
+        settings as loose keywords, ``search_mode=``, a list of queries) still work,
+        with a warning (docs/deprecations.md).
         """
         if not isinstance(query, str | np.ndarray | Iterable):
             raise InvalidInputError(f"a query is text or an array of vectors, got {query!r:.80}")
@@ -435,15 +445,18 @@ class Store:
                 f"query vectors must be 2-D (tokens, dim), got shape {query.shape}"
             )
         texts = [lexical_text] if isinstance(lexical_text, str) else lexical_text
-        options: dict[str, Any] = {"mode": mode, "exact": exact, "lexical_text": texts}
+        options: dict[str, Any] = {
+            "exhaustive": exhaustive,
+            "mode": mode,
+            "phrase": phrase,
+            "lexical_text": texts,
+            "tuning": tuning,
+            "hybrid": hybrid,
+        }
         if isinstance(query, str) or (isinstance(query, np.ndarray) and query.ndim == 2):
-            return self.search_many(
-                [query], k, filter, exhaustive=exhaustive, **options, **overrides
-            )[0]
+            return self.search_many([query], k, filter, **options, **deprecated)[0]
         warn_deprecated("search() with several queries is deprecated; use search_many()")
-        return self.search_many(
-            list(query), k, filter, exhaustive=exhaustive, **options, **overrides
-        )
+        return self.search_many(list(query), k, filter, **options, **deprecated)
 
     def search_many(
         self,
@@ -453,30 +466,31 @@ class Store:
         *,
         exhaustive: bool = False,
         mode: str | None = None,
-        exact: str | None = None,
+        phrase: str | None = None,
         lexical_text: Sequence[str | None] | None = None,
-        **overrides: Any,
+        tuning: SearchTuning | None = None,
+        hybrid: HybridOptions | None = None,
+        **deprecated: Any,
     ) -> list[list[SearchHit]]:
         """Rank pages for each query, in one pass over the index: a list of hits per query.
 
         Arguments as :meth:`search`; ``lexical_text`` has one entry per query.
         """
-        if lexical_text is not None and not isinstance(lexical_text, list | tuple):
-            raise InvalidInputError(
-                f"lexical_text is text, or a list of texts for a list of queries; "
-                f"got {lexical_text!r:.80}"
-            )
-        return searcher.search_many(
-            self._ctx,
+        self._ctx.check_open()
+        request = search_request(
+            self._ctx.config,
             queries,
             k,
             filter,
-            exhaustive,
-            overrides,
+            exhaustive=exhaustive,
             mode=mode,
-            exact=exact,
+            phrase=phrase,
             lexical_text=lexical_text,
+            tuning=tuning,
+            hybrid=hybrid,
+            legacy=deprecated,
         )
+        return searcher.search(self._ctx, request)
 
     # -- reads -----------------------------------------------------------------
     def page_ids(self, filter: Mapping[str, Any] | None = None) -> list[int]:

@@ -17,7 +17,7 @@ from latestore.errors import (
     InvalidVectorError,
     NonFiniteVectorError,
 )
-from latestore.index.token_index import MAX_TOKENS_PER_PAGE
+from latestore.index.token_ids import MAX_TOKENS_PER_PAGE
 
 
 def checked_vectors(raw: Any, dim: int, dtype: str, what: str) -> npt.NDArray[np.floating]:

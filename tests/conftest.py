@@ -67,7 +67,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def minilm() -> object:
-    from latestore.encoders.minilm import MiniLMEncoder
+    from latestore.encoders.text.minilm import MiniLMEncoder
 
     return MiniLMEncoder()
 

@@ -53,6 +53,7 @@ def _loaded_after(statement: str) -> set[str]:
         ("import latestore.index.maxsim", {"torch"}),
         ("import latestore.index.late_index", {"faiss"}),
         ("import latestore.encoders", set()),
+        ("import latestore.encoders.registry", set()),
         ("import latestore.explain", set()),
     ],
 )

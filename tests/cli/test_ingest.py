@@ -14,8 +14,10 @@ from typer.testing import CliRunner
 from latestore.cli import app
 from tests.cli.conftest import PDF_PAGES, write_bad_files, write_images, write_text_files
 
-# One worker builds the module's corpus once; spread over workers, each built its own
-# (about 110 s apiece under CI load).
+# One worker runs this module and builds its corpus once: spread over workers, each
+# built its own (about 110 s apiece under CI load). The fixture is session-scoped
+# because xdist may interleave other modules' tests on that worker, and a module-scoped
+# fixture is torn down (and later rebuilt) whenever the next test is another module's.
 pytestmark = pytest.mark.xdist_group("cli_ingest_corpus")
 
 
@@ -24,7 +26,7 @@ def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def corpus(tmp_path_factory: pytest.TempPathFactory, pdf_files: list[Path]) -> dict[str, Any]:
     base = tmp_path_factory.mktemp("ingest")
     text_pages = write_text_files(base / "texts")

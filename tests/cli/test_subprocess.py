@@ -156,7 +156,7 @@ def test_model_loading_bars_only_when_asked(
     quiet = run_cli("search", "maxsim", "--store", db)
     assert quiet.returncode == 0 and "Loading weights" not in quiet.stderr
     # LATESTORE_VERBOSE=1 lets transformers draw its bar again; the default MiniLM no
-    # longer loads through transformers (encoders/bert_lite.py), so it has none to draw.
+    # longer loads through transformers (encoders/text/bert_lite.py), so it has none to draw.
 
 
 def test_usage_errors_under_json_are_one_json_document(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from latestore import Page
+from latestore import Page, SearchTuning
 from latestore.errors import InvalidInputError, ShardUnavailableError
 from tests.distributed.conftest import ranking_of, scifact_docs, scifact_queries
 
@@ -117,7 +117,7 @@ def test_approximate_mode_returns_exact_scores(
     # float32 rounding that separates the rerank kernel from the exhaustive one (as in
     # a single store); which pages surface can differ from the single store's.
     exact = single.search_many(query_vectors, k=50, exhaustive=True)
-    got = sharded.search_many(query_vectors, k=10, exhaustive_max_tokens=0)
+    got = sharded.search_many(query_vectors, k=10, tuning=SearchTuning(exhaustive_max_tokens=0))
     for hits, truth in zip(got, exact, strict=True):
         true_score = {h.page_id: h.score for h in truth}
         assert hits and hits[0].page_id == truth[0].page_id

@@ -187,7 +187,7 @@ def write_jina_colbert(
 ) -> Path:
     """jinaai/jina-colbert-v2 layout: rotary flash XLM-RoBERTa under ``roberta.``;
     ``extra_pieces`` join the vocabulary (``"▁("``: a word-start symbol, as XLM-R has)."""
-    from latestore.encoders.colbert_jina import JinaXLMRobertaConfig, JinaXLMRobertaModel
+    from latestore.encoders.text.jina import JinaXLMRobertaConfig, JinaXLMRobertaModel
 
     _seeded(1)
     tokenizer = xlmr_tokenizer(

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from latestore.encoders.bert_lite import LiteBert, LiteTokenizer
-from latestore.encoders.minilm import bundled_model_dir
+from latestore.encoders.text.bert_lite import LiteBert, LiteTokenizer
+from latestore.encoders.text.minilm import bundled_model_dir
 
 TEXTS = [
     "wing slipstream",
@@ -81,7 +81,7 @@ def test_hidden_states_match_transformers(model_dir: Path) -> None:
 def test_minilm_fingerprint_is_unchanged(model_dir: Path) -> None:
     """Stores built when MiniLM ran through transformers open with it as they were.
     (Those stores read pages truncated; windows, now the default, add to the print.)"""
-    from latestore.encoders.minilm import MiniLMEncoder
+    from latestore.encoders.text.minilm import MiniLMEncoder
 
     assert MiniLMEncoder(windows=False).fingerprint == "e9bbf7fc096c6ec528c78161b5d23462"
     assert MiniLMEncoder().fingerprint != "e9bbf7fc096c6ec528c78161b5d23462"

@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from latestore.encoders.base import PageContent
-from latestore.encoders.colpali_engine import ColPaliEngineEncoder
 from latestore.encoders.prompts import COLPALI_ENGINE, PromptContract
 from latestore.encoders.registry import load_encoder
+from latestore.encoders.vision.colpali_engine import ColPaliEngineEncoder
 from latestore.errors import EncoderError, LatestoreError
 from tests.encoders.vision_checkpoints import rename_weights, weight_names
 from tests.oracle.reference_gemma import build_engine_colpali

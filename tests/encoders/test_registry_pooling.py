@@ -36,7 +36,7 @@ class _FixedEncoder(PrecomputedVectors):
 
 def test_minilm_is_registered() -> None:
     assert "minilm" in registered_names()
-    assert registry.FAMILY_MODULES[0] == "latestore.encoders.colbert_bgem3"
+    assert registry.families()[0].name == "minilm"
 
 
 def test_register_named_factory_sets_spec() -> None:

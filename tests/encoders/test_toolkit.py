@@ -11,12 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from latestore.encoders import colbert_text, vision_common
 from latestore.encoders.checkpoint import weight_files
 from latestore.encoders.device import pick_dtype
 from latestore.encoders.prompts import PROMPT_PRESETS, QWEN_ENGINE
 from latestore.encoders.registry import load_encoder
 from latestore.encoders.remote import PROMPT_PRESETS as REMOTE_PRESETS
+from latestore.encoders.text import colbert_model as colbert_text
+from latestore.encoders.vision import common as vision_common
 from latestore.errors import EncoderError
 from tests.encoders.vision_checkpoints import build_colqwen3
 

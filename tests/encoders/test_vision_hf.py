@@ -11,8 +11,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from latestore.encoders.base import PageContent
-from latestore.encoders.colpali import ColVisionEncoder
 from latestore.encoders.registry import load_encoder
+from latestore.encoders.vision.transformers_native import ColVisionEncoder
 from latestore.errors import EncoderError
 from tests.encoders.vision_checkpoints import (
     build_colmodernvbert,

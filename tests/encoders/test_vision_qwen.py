@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from latestore.encoders.base import PageContent
-from latestore.encoders.colqwen3 import ColQwen3Encoder
-from latestore.encoders.colqwen35 import ColQwen35Encoder
 from latestore.encoders.registry import load_encoder
+from latestore.encoders.vision.colqwen3 import ColQwen3Encoder
+from latestore.encoders.vision.colqwen35 import ColQwen35Encoder
 from latestore.errors import EncoderError
 from tests.encoders.test_vision_hf import page_image
 from tests.encoders.vision_checkpoints import (

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from latestore.encoders import PageContent, fingerprint_of
-from latestore.encoders.minilm import MiniLMEncoder
 from latestore.encoders.pooling import PooledEncoder
+from latestore.encoders.text.minilm import MiniLMEncoder
 from latestore.encoders.windows import (
     WindowSettings,
     as_windowed,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import faiss
+import pytest
 import torch
 
 from latestore.index import threads
@@ -39,3 +40,32 @@ def test_counts_are_set_for_the_call_and_restored() -> None:
     assert seen == [(1, 1, 1)] * 5
     assert (torch.get_num_threads(), faiss.omp_get_max_threads()) == before
     assert threads._in_flight == 0
+
+
+def blas_counts() -> list[int]:
+    """Threads of numpy's own BLAS (a pthreads OpenBLAS in numpy.libs, in its wheels)."""
+    from threadpoolctl import threadpool_info
+
+    return [
+        pool["num_threads"]
+        for pool in threadpool_info()
+        if pool["user_api"] == "blas" and "numpy" in pool["filepath"]
+    ]
+
+
+def test_numpy_blas_is_held_to_one_thread_and_put_back() -> None:
+    import numpy as np
+
+    np.ones((2, 2)) @ np.ones((2, 2))  # numpy's BLAS is loaded
+    before = blas_counts()
+    if not before:
+        pytest.skip("numpy's BLAS is not a library of its own wheel here")
+    inside: list[list[int]] = []
+    with threads.blas_threads(1):
+        inside.append(blas_counts())
+        with threads.blas_threads(1):  # nested (a query, then its rerank): still held
+            inside.append(blas_counts())
+        inside.append(blas_counts())  # the outer caller still holds it
+    assert inside == [[1] * len(before)] * 3
+    assert blas_counts() == before
+    assert threads._blas_users == 0

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from latestore.encoders.base import PageContent
-from latestore.encoders.colgemma3 import ColGemma3Encoder
 from latestore.encoders.registry import load_encoder
+from latestore.encoders.vision.colgemma3 import ColGemma3Encoder
 from tests.oracle import inputs
 from tests.oracle.record import TOLERANCE, compare
 from tests.oracle.reference import ENGINE_VERSION

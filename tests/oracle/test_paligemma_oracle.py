@@ -17,10 +17,10 @@ import pytest
 import transformers
 
 from latestore.encoders.base import PageContent
-from latestore.encoders.colpali import ColVisionEncoder
-from latestore.encoders.colpali_engine import ColPaliEngineEncoder
 from latestore.encoders.prompts import COLPALI_ENGINE, PROMPT_PRESETS
 from latestore.encoders.registry import load_encoder
+from latestore.encoders.vision.colpali_engine import ColPaliEngineEncoder
+from latestore.encoders.vision.transformers_native import ColVisionEncoder
 from tests.oracle import inputs
 from tests.oracle.record import TOLERANCE, Comparison, compare, maxsim
 from tests.oracle.reference import ENGINE_VERSION

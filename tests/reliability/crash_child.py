@@ -136,7 +136,7 @@ def minilm() -> Any:
     """The text model, loaded once in this process (before forking) and shared."""
     global _MINILM
     if _MINILM is None:
-        from latestore.encoders.minilm import MiniLMEncoder
+        from latestore.encoders.text.minilm import MiniLMEncoder
 
         _MINILM = MiniLMEncoder()
         _MINILM.encode_queries(["warm the model up before any fork"])

@@ -497,10 +497,10 @@ CASES: list[tuple[str, Action, E | None, Check | None]] = [
         (f"hybrid-syntax-{i}", _lexical(words, "hybrid"), None, five_hits)
         for i, words in enumerate(hostile_inputs.LEXICAL_QUERIES)
     ],
-    ("exact-phrase-syntax", _lexical("pump", "hybrid", exact='"a" OR b*'), None, empty_result),
+    ("exact-phrase-syntax", _lexical("pump", "hybrid", phrase='"a" OR b*'), None, empty_result),
     ("mode-unknown", lambda c: c.query(k=5, mode="bm25"), InvalidInputError, None),
     ("mode-lexical-vectors-only", lambda c: c.query(k=5, mode="lexical"), InvalidInputError, None),
-    ("exact-blank", lambda c: c.query(k=5, exact=" "), InvalidInputError, None),
+    ("exact-blank", lambda c: c.query(k=5, phrase=" "), InvalidInputError, None),
     (
         "lexical-weight-past-one",
         lambda c: c.query(k=5, lexical_weight=1.5),

@@ -113,7 +113,7 @@ def test_phrase_filter_and_exhaustive(text_store: Any) -> None:
     hits = post(app, body).json()["hits"]
     assert hits and all("carbon dioxide" in h["text"] for h in hits)
     assert ids_scores(hits) == ids_scores(
-        store.search("bread", k=8, exact="carbon dioxide", exhaustive=True)
+        store.search("bread", k=8, phrase="carbon dioxide", exhaustive=True)
     )
     year = {"year": {"$gte": 2023}}
     filtered = post(app, {"query": QUERY, "k": 8, "filter": year, "mode": "hybrid"}).json()
@@ -168,8 +168,8 @@ def test_validation_is_the_stores(text_store: Any, rng: np.random.Generator) -> 
     vectors = rng.standard_normal((3, 384)).tolist()
     cases: list[tuple[dict[str, Any], int, str, dict[str, Any] | None]] = [
         ({"query": QUERY, "mode": "fuzzy"}, 400, "InvalidInputError", {"mode": "fuzzy"}),
-        ({"query": QUERY, "phrase": "  "}, 400, "InvalidInputError", {"exact": "  "}),
-        ({"query": QUERY, "phrase": "x" * 2001}, 400, "InvalidInputError", {"exact": "x" * 2001}),
+        ({"query": QUERY, "phrase": "  "}, 400, "InvalidInputError", {"phrase": "  "}),
+        ({"query": QUERY, "phrase": "x" * 2001}, 400, "InvalidInputError", {"phrase": "x" * 2001}),
         ({"query": QUERY, "k": 0}, 400, "InvalidInputError", {"k": 0}),
         ({"query": QUERY, "filter": {"nope": 1}}, 400, "UnknownFilterFieldError", None),
         ({"query": vectors, "mode": "lexical"}, 400, "InvalidInputError", None),

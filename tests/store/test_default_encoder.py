@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from latestore import Page, Store
-from latestore.encoders.minilm import MiniLMEncoder
+from latestore.encoders.text.minilm import MiniLMEncoder
 from latestore.encoders.windows import WindowSettings
 from latestore.errors import EncoderError, InvalidInputError
 

@@ -8,7 +8,7 @@ from datetime import date
 import numpy as np
 import pytest
 
-from latestore import Page, PrecomputedVectors, Store, StoreConfig
+from latestore import Page, PrecomputedVectors, SearchTuning, Store, StoreConfig
 from latestore.errors import FilterError, UnknownFilterFieldError, UnknownFilterOperatorError
 from tests.helpers import precomputed_store
 from tests.store.helpers import clustered_pages, query_from
@@ -82,7 +82,7 @@ def test_broad_filter_on_ivf_path_returns_k(store: Store, rng: np.random.Generat
     # 2/3 of the store: too many tokens for the exact shortcut, so FAISS runs with a selector.
     spec = {"lang": {"$ne": "fr"}}
     query = query_from(rng, store.centres)  # type: ignore[attr-defined]
-    hits = store.search(query, k=50, filter=spec, exhaustive_max_tokens=0)
+    hits = store.search(query, k=50, filter=spec, tuning=SearchTuning(exhaustive_max_tokens=0))
     assert len(hits) == 50
     assert all(h.metadata["lang"] != "fr" for h in hits)
 

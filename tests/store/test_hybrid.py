@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import create_engine, text
 
 import latestore.store.page_writer as store_module
-from latestore import Page, PrecomputedVectors, Store, StoreConfig
+from latestore import HybridOptions, Page, PrecomputedVectors, Store, StoreConfig
 from latestore.errors import InvalidInputError
 from latestore.index.fusion import default_weight, fuse
 from latestore.index.maxsim import maxsim_reference
@@ -143,7 +144,7 @@ def test_filters_apply_before_lexical_and_hybrid_ranking(filled: tuple[Store, li
         mode="hybrid",
         lexical_text="gasket",
         filter={"lang": "en"},
-        fusion="rrf",
+        hybrid=HybridOptions(fusion="rrf"),
     )
     assert {h.page_id for h in hybrid} == {1, 3, 5}
     assert hybrid[0].page_id == 1 and hybrid[0].signals == ("maxsim", "lexical")
@@ -156,7 +157,11 @@ def test_hybrid_scores_every_candidate_with_exact_maxsim(filled: tuple[Store, li
     by_maxsim = sorted(exact, key=lambda p: (-exact[p], p))
     assert by_maxsim.index(3) >= 2  # the words match page 3 only, which MaxSim ranks low
     hits = store.search(
-        query, k=2, mode="hybrid", lexical_text="reactor", hybrid_depth=1, fusion="rrf"
+        query,
+        k=2,
+        mode="hybrid",
+        lexical_text="reactor",
+        hybrid=HybridOptions(depth=1, fusion="rrf"),
     )
     # Candidates: MaxSim's top max(k, depth) = 2 pages, and the one lexical hit.
     union = [*by_maxsim[:2], 3]
@@ -177,14 +182,18 @@ def test_hybrid_fusion_rules_and_weight(filled: tuple[Store, list]) -> None:
     query = vectors[4][:3]
     words = "reactor night running"
 
-    def top(**settings: object) -> int:
-        return store.search(query, k=5, mode="hybrid", lexical_text=words, **settings)[0].page_id
+    def top(options: HybridOptions) -> int:
+        return store.search(query, k=5, mode="hybrid", lexical_text=words, hybrid=options)[
+            0
+        ].page_id
 
-    assert top(fusion="rrf", lexical_weight=0.0) == 5
-    assert top(fusion="rrf", lexical_weight=1.0) == 3
-    assert top(fusion="weighted", lexical_weight=0.0) == 5
-    assert top(fusion="weighted", lexical_weight=1.0) == 3
-    weighted = store.search(query, k=5, mode="hybrid", lexical_text=words, fusion="weighted")
+    assert top(HybridOptions(fusion="rrf", lexical_weight=0.0)) == 5
+    assert top(HybridOptions(fusion="rrf", lexical_weight=1.0)) == 3
+    assert top(HybridOptions(fusion="weighted", lexical_weight=0.0)) == 5
+    assert top(HybridOptions(fusion="weighted", lexical_weight=1.0)) == 3
+    weighted = store.search(
+        query, k=5, mode="hybrid", lexical_text=words, hybrid=HybridOptions(fusion="weighted")
+    )
     assert all(0.0 <= h.score <= 1.0 for h in weighted)
     assert weighted[0].score >= weighted[-1].score
 
@@ -230,7 +239,11 @@ def test_image_only_pages_rank_by_maxsim_alone(store_url: str) -> None:
             ]
         )
         hits = store.search(
-            image_vectors, k=2, mode="hybrid", lexical_text="pump chart", fusion="rrf"
+            image_vectors,
+            k=2,
+            mode="hybrid",
+            lexical_text="pump chart",
+            hybrid=HybridOptions(fusion="rrf"),
         )
         image_hit = next(h for h in hits if h.page_id == image_id)
         assert image_hit.signals == ("maxsim",) and image_hit.lexical_rank is None
@@ -243,9 +256,9 @@ def test_image_only_pages_rank_by_maxsim_alone(store_url: str) -> None:
 def test_exact_phrase_restricts_every_mode(filled: tuple[Store, list]) -> None:
     store, vectors = filled
     for mode in ("maxsim", "hybrid", "lexical"):
-        hits = store.search(vectors[1], k=5, mode=mode, lexical_text="pump", exact="new gasket")
+        hits = store.search(vectors[1], k=5, mode=mode, lexical_text="pump", phrase="new gasket")
         assert [h.page_id for h in hits] == [1], mode
-    assert store.search(vectors[1], k=5, exact="gasket new") == []  # a phrase, in order
+    assert store.search(vectors[1], k=5, phrase="gasket new") == []  # a phrase, in order
 
 
 @pytest.mark.parametrize("words", LEXICAL_QUERIES, ids=range(len(LEXICAL_QUERIES)))
@@ -254,10 +267,10 @@ def test_query_syntax_is_never_interpreted(filled: tuple[Store, list], words: st
     for mode in ("lexical", "hybrid"):
         store.search(vectors[0], k=5, mode=mode, lexical_text=words)
         if len(words) <= 2_000:
-            store.search(vectors[0], k=5, mode=mode, lexical_text="pump", exact=words)
+            store.search(vectors[0], k=5, mode=mode, lexical_text="pump", phrase=words)
         else:
-            with pytest.raises(InvalidInputError, match="exact must be a phrase"):
-                store.search(vectors[0], k=5, mode=mode, lexical_text="pump", exact=words)
+            with pytest.raises(InvalidInputError, match="phrase must be text of 1 to 2000"):
+                store.search(vectors[0], k=5, mode=mode, lexical_text="pump", phrase=words)
     # The words around the syntax still count: "pumps" finds both pump pages.
     assert {1, 2} <= set(lexical_ids(store, f"pumps {words}"))
 
@@ -270,10 +283,12 @@ def test_mode_arguments_are_checked(filled: tuple[Store, list]) -> None:
         store.search(vectors[0], mode="lexical")
     with pytest.raises(InvalidInputError, match="lexical_text has 1 entries for 2"):
         store.search_many([vectors[0], vectors[1]], mode="hybrid", lexical_text=["x"])
-    with pytest.raises(InvalidInputError, match="exact"):
-        store.search("pump", exact="   ")
+    with pytest.raises(InvalidInputError, match="phrase"):
+        store.search("pump", phrase="   ")
+    with pytest.raises(ValidationError, match="lexical_weight"):
+        HybridOptions(lexical_weight=2.0)
     with pytest.raises(InvalidInputError, match="bad search settings"):
-        store.search("pump", mode="hybrid", lexical_weight=2.0)
+        store.search("pump", mode="hybrid", hybrid={"lexical_weight": 2.0})  # type: ignore[arg-type]
 
 
 def test_default_mode_is_a_query_time_setting(store_url: str) -> None:

@@ -21,7 +21,7 @@ from latestore.migrations.runner import (
     head_revision,
     upgrade,
 )
-from latestore.store.fulltext import FTS_TABLE
+from latestore.store.fulltext_sqlite import FTS_TABLE
 from latestore.store.schema import Base
 from latestore.store.sql import to_url
 

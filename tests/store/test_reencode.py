@@ -11,7 +11,7 @@ from alembic import command
 from sqlalchemy import create_engine, text
 
 from latestore import Page, Store
-from latestore.encoders.minilm import MiniLMEncoder
+from latestore.encoders.text.minilm import MiniLMEncoder
 from latestore.encoders.windows import WindowSettings
 from latestore.errors import EncoderMismatchError
 from latestore.migrations.runner import alembic_config

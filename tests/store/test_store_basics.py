@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latestore import Page, PrecomputedVectors, Store, StoreConfig
+from latestore import Page, PrecomputedVectors, SearchTuning, Store, StoreConfig
 from latestore.errors import (
     DimensionMismatchError,
     DuplicateExternalIdError,
@@ -238,7 +238,8 @@ def test_float32_store_and_search_overrides(store_url: str, rng: np.random.Gener
     with open_store(store_url, config=config) as store:
         store.add_pages(pages)
         query = query_from(rng, centres)
-        wide = store.search(query, k=10, nprobe=64, k_per_token=256, n_rerank=300)
+        tuning = SearchTuning(nprobe=64, k_per_token=256, n_rerank=300)
+        wide = store.search(query, k=10, tuning=tuning)
         exact = store.search(query, k=10, exhaustive=True)
         assert ids_of(wide) == ids_of(exact)
         with pytest.raises(InvalidInputError):

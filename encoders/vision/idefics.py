@@ -27,10 +27,10 @@ from typing import Any, ClassVar
 
 import torch
 
-from latestore.encoders import vision_common as vision
 from latestore.encoders.base import PageContent, TokenVectors, fingerprint_of
 from latestore.encoders.checkpoint import read_json, read_tensors
 from latestore.encoders.prompts import PromptContract
+from latestore.encoders.vision import common as vision
 from latestore.errors import EncoderError
 
 __all__ = ["IdeficsEngineEncoder", "IdeficsRetriever"]

@@ -18,15 +18,16 @@ from typing import Any
 
 import torch
 
-from latestore.encoders import colbert_loading as loading
-from latestore.encoders import colbert_options as kit
 from latestore.encoders.checkpoint import read_json_value
-from latestore.encoders.colbert_jina import (
+from latestore.encoders.registry import register
+from latestore.encoders.text import loading
+from latestore.encoders.text import options as kit
+from latestore.encoders.text.colbert_model import ColBERTNet, Projection, PromptSettings
+from latestore.encoders.text.jina import (
     JinaXLMRobertaConfig,
     JinaXLMRobertaModel,
     is_jina_flash_checkpoint,
 )
-from latestore.encoders.colbert_text import ColBERTNet, Projection, PromptSettings
 from latestore.errors import EncoderError
 
 __all__ = ["FAMILY", "detect", "load"]
@@ -114,6 +115,7 @@ def _prompts(st_config: dict[str, Any], overrides: dict[str, Any]) -> PromptSett
     return PromptSettings(**settings)
 
 
+@register("pylate", detect=detect)
 def load(model_dir: Path, **options: Any) -> Any:
     """Load a PyLate ColBERT folder; every backbone and Dense tensor must be used.
 

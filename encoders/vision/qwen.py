@@ -29,9 +29,9 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from latestore.encoders import vision_common as vision
 from latestore.encoders.base import PageContent, TokenVectors, fingerprint_of
 from latestore.encoders.prompts import QWEN_ENGINE, QWEN_VISION_SPAN, PromptContract
+from latestore.encoders.vision import common as vision
 from latestore.errors import EncoderError
 
 # Most specific first: the first matching prefix is stripped.

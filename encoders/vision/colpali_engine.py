@@ -34,10 +34,11 @@ from typing import Any
 
 import torch
 
-from latestore.encoders import vision_common as vision
 from latestore.encoders.base import PageContent, TokenVectors, fingerprint_of
 from latestore.encoders.checkpoint import read_json
 from latestore.encoders.prompts import COLPALI_ENGINE, PromptContract
+from latestore.encoders.registry import register
+from latestore.encoders.vision import common as vision
 from latestore.errors import EncoderError
 
 __all__ = ["ENGINE_KEY_MAPPING", "ColPaliEngineEncoder", "detect", "load"]
@@ -69,6 +70,7 @@ def detect(model_dir: Path, config: dict[str, Any]) -> bool:
     return _is_engine_colpali(config) or (not config and _is_adapter(model_dir))
 
 
+@register("colpali-engine", detect=detect)
 def load(model_dir: Path, **options: Any) -> ColPaliEngineEncoder:
     return ColPaliEngineEncoder(model_dir, **options)
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from latestore.encoders.colqwen import QwenBackbone, QwenVLRetriever
-from latestore.encoders.vision_common import architectures
+from latestore.encoders.registry import register
+from latestore.encoders.vision.common import architectures
+from latestore.encoders.vision.qwen import QwenBackbone, QwenVLRetriever
 
 __all__ = ["ColQwen35Encoder", "detect", "load"]
 
@@ -33,6 +34,7 @@ def detect(model_dir: Path, config: dict[str, Any]) -> bool:
     )
 
 
+@register("colqwen3.5", detect=detect)
 def load(model_dir: Path, **options: Any) -> ColQwen35Encoder:
     return ColQwen35Encoder(model_dir, **options)
 
@@ -40,7 +42,7 @@ def load(model_dir: Path, **options: Any) -> ColQwen35Encoder:
 class ColQwen35Encoder(QwenVLRetriever):
     """Page-image and query vectors from a ColQwen3.5 checkpoint directory.
 
-    Parameters are those of :class:`~latestore.encoders.colqwen3.ColQwen3Encoder`;
+    Parameters are those of :class:`~latestore.encoders.vision.colqwen3.ColQwen3Encoder`;
     ``bidirectional`` defaults to off (causal), as in colpali-engine's ``ColQwen3_5``.
     """
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from latestore.encoders import colbert_loading as loading
-from latestore.encoders import colbert_options as kit
-from latestore.encoders.colbert_text import ColBERTNet, Projection, PromptSettings
+from latestore.encoders.registry import register
+from latestore.encoders.text import loading
+from latestore.encoders.text import options as kit
+from latestore.encoders.text.colbert_model import ColBERTNet, Projection, PromptSettings
 from latestore.errors import EncoderError
 
 __all__ = ["FAMILY", "detect", "load"]
@@ -41,6 +42,7 @@ def detect(model_dir: Path, config: dict[str, Any]) -> bool:
     return (model_dir / HEAD_FILE).is_file()
 
 
+@register("bge-m3", detect=detect)
 def load(model_dir: Path, **options: Any) -> Any:
     """Load a bge-m3 style folder; every backbone and head tensor must be used.
 

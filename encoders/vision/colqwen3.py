@@ -5,7 +5,7 @@ Checkpoints: TomoroAI/tomoro-colqwen3-embed-4b/8b (``model_type: colqwen3``, wei
 Ops-Colqwen3-4B (``ops_colqwen3``, unprefixed ``visual.*``/``language_model.*``, dim in
 ``dims``), nvidia/nemotron-colembed-vl-4b-v2 (``qwen3_vl_nemotron_embed``, ``model.*``)
 and colpali-engine's own ``ColQwen3`` saves (``qwen3_vl``, ``model.*``). The engine,
-weight mapping and strict checks live in :mod:`latestore.encoders.colqwen`.
+weight mapping and strict checks live in :mod:`latestore.encoders.vision.qwen`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from latestore.encoders.colqwen import QwenBackbone, QwenVLRetriever
 from latestore.encoders.prompts import PromptContract
-from latestore.encoders.vision_common import architectures, read_config
+from latestore.encoders.registry import register
+from latestore.encoders.vision.common import architectures, read_config
+from latestore.encoders.vision.qwen import QwenBackbone, QwenVLRetriever
 
 __all__ = ["ColQwen3Encoder", "detect", "load"]
 
@@ -34,6 +35,7 @@ def detect(model_dir: Path, config: dict[str, Any]) -> bool:
     )
 
 
+@register("colqwen3", detect=detect)
 def load(model_dir: Path, **options: Any) -> ColQwen3Encoder:
     return ColQwen3Encoder(model_dir, **options)
 

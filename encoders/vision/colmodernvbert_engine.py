@@ -7,7 +7,7 @@ names it loads from (``base_model.model.model.text_model.*``,
 ``base_model.model.custom_text_proj.*``) and the vision tower and connector under
 ``model.*``; both spellings are read. The transformers-native ``-hf`` checkpoints
 (ModernVBERT/colmodernvbert-merged, ``model_type: colmodernvbert``) go through
-:mod:`latestore.encoders.colpali` instead.
+:mod:`latestore.encoders.vision.transformers_native` instead.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from latestore.encoders.idefics_engine import IdeficsEngineEncoder
 from latestore.encoders.prompts import MODERNVBERT_ENGINE
-from latestore.encoders.vision_common import architectures
+from latestore.encoders.registry import register
+from latestore.encoders.vision.common import architectures
+from latestore.encoders.vision.idefics import IdeficsEngineEncoder
 
 __all__ = ["ColModernVBertEngineEncoder", "detect", "load"]
 
@@ -43,5 +44,6 @@ def detect(model_dir: Path, config: dict[str, Any]) -> bool:
     return "ColModernVBert" in architectures(config)
 
 
+@register("colmodernvbert-engine", detect=detect)
 def load(model_dir: Path, **options: Any) -> ColModernVBertEngineEncoder:
     return ColModernVBertEngineEncoder(model_dir, **options)

@@ -33,7 +33,7 @@ from latestore.encoders.base import (
     revised_fingerprint,
 )
 from latestore.encoders.device import pick_device, pick_dtype
-from latestore.encoders.text_pages import WindowedTextPages
+from latestore.encoders.text.pages import WindowedTextPages
 from latestore.encoders.windows import (
     WindowSettings,
     special_template,

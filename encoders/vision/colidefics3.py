@@ -12,9 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from latestore.encoders.idefics_engine import IdeficsEngineEncoder
 from latestore.encoders.prompts import IDEFICS3_ENGINE
-from latestore.encoders.vision_common import architectures
+from latestore.encoders.registry import register
+from latestore.encoders.vision.common import architectures
+from latestore.encoders.vision.idefics import IdeficsEngineEncoder
 
 __all__ = ["ColIdefics3Encoder", "detect", "load"]
 
@@ -40,5 +41,6 @@ def detect(model_dir: Path, config: dict[str, Any]) -> bool:
     return "ColIdefics3" in architectures(config)
 
 
+@register("colidefics3", detect=detect)
 def load(model_dir: Path, **options: Any) -> ColIdefics3Encoder:
     return ColIdefics3Encoder(model_dir, **options)

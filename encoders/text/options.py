@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from latestore.encoders.colbert_text import ColBERTEncoder, ColBERTNet, PromptSettings
+from latestore.encoders.text.colbert_model import ColBERTEncoder, ColBERTNet, PromptSettings
 from latestore.encoders.windows import WINDOW_OPTIONS, split_window_options
 from latestore.errors import EncoderError
 

@@ -15,12 +15,14 @@ from typing import Any
 
 import torch
 
-from latestore.encoders.colbert_jina import (
+from latestore.encoders.registry import register
+from latestore.encoders.text.colbert_model import ColBERTNet, Projection, PromptSettings
+from latestore.encoders.text.jina import (
     JinaXLMRobertaConfig,
     JinaXLMRobertaModel,
     is_jina_flash_checkpoint,
 )
-from latestore.encoders.colbert_loading import (
+from latestore.encoders.text.loading import (
     backbone_from_config,
     load_exact,
     read_json,
@@ -28,13 +30,12 @@ from latestore.encoders.colbert_loading import (
     strip_prefixes,
     weight_files,
 )
-from latestore.encoders.colbert_options import (
+from latestore.encoders.text.options import (
     build_encoder,
     hf_config,
     load_tokenizer,
     split_options,
 )
-from latestore.encoders.colbert_text import ColBERTNet, Projection, PromptSettings
 from latestore.errors import EncoderError
 
 __all__ = ["FAMILY", "detect", "load"]
@@ -106,6 +107,7 @@ def _prompts(meta: dict[str, Any], jina: bool, overrides: dict[str, Any]) -> Pro
     return PromptSettings(**settings)
 
 
+@register("colbert", detect=detect, generic=True)
 def load(model_dir: Path, **options: Any) -> Any:
     """Load an ``HF_ColBERT``-layout checkpoint directory.
 

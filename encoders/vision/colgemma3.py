@@ -23,9 +23,10 @@ from typing import Any
 
 import torch
 
-from latestore.encoders import vision_common as vision
 from latestore.encoders.base import PageContent, TokenVectors, fingerprint_of
 from latestore.encoders.prompts import COLGEMMA3_ENGINE, PromptContract
+from latestore.encoders.registry import register
+from latestore.encoders.vision import common as vision
 from latestore.errors import EncoderError
 
 __all__ = ["ColGemma3Encoder", "detect", "load"]
@@ -37,6 +38,7 @@ def detect(model_dir: Path, config: dict[str, Any]) -> bool:
     return "ColGemma3" in vision.architectures(config)
 
 
+@register("colgemma3", detect=detect)
 def load(model_dir: Path, **options: Any) -> ColGemma3Encoder:
     return ColGemma3Encoder(model_dir, **options)
 

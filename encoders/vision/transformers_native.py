@@ -23,7 +23,8 @@ from typing import Any
 import torch
 
 from latestore.encoders.base import PageContent, TokenVectors, revised_fingerprint
-from latestore.encoders.vision_common import (
+from latestore.encoders.registry import register
+from latestore.encoders.vision.common import (
     architectures,
     in_batches,
     load_strict,
@@ -71,6 +72,7 @@ def detect(model_dir: Path, config: dict[str, Any]) -> bool:
     return _family_of(config) is not None
 
 
+@register("colvision-hf", detect=detect)
 def load(model_dir: Path, **options: Any) -> ColVisionEncoder:
     return ColVisionEncoder(model_dir, **options)
 

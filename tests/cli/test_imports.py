@@ -1,0 +1,105 @@
+"""What each command imports: a command loads only what it uses (issue 23, cold starts).
+
+Each case runs the console script's code in a fresh interpreter and reports, at exit,
+which heavy modules ended up in ``sys.modules``. Seconds are measured in
+bench/cold_start.py; this locks in the import graph that those seconds come from.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from latestore import Page, Store
+from latestore.index.devices import gpu_nodes_present
+from tests.cli.conftest import run_cli
+
+HEAVY = ("torch", "transformers", "faiss", "triton", "alembic", "latestore.evaluation")
+
+_REPORT = (
+    "import atexit, sys\n"
+    f"heavy = {HEAVY!r}\n"
+    "atexit.register(lambda: print('LOADED=' + ','.join(m for m in heavy if m in sys.modules),"
+    " file=sys.stderr))\n"
+    "from latestore.cli.main import main\n"
+    "sys.argv = ['latestore', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+PAGES = [
+    "A propeller slipstream changes the lift distribution of the wing behind it.",
+    "Boundary layer transition on a flat plate at supersonic speeds.",
+    "Heat transfer to a blunt body in hypersonic flow.",
+]
+
+
+@pytest.fixture(scope="module")
+def minilm_store(tmp_path_factory: pytest.TempPathFactory, minilm: object) -> Path:
+    db = tmp_path_factory.mktemp("imports") / "store.db"
+    with Store.open(db, minilm) as store:  # type: ignore[arg-type]
+        store.add_pages([Page(text=text) for text in PAGES])
+        store.reindex()  # a snapshot, as after `latestore ingest`
+    return db
+
+
+def loaded(args: list[str]) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _REPORT, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stderr.splitlines() if x.startswith("LOADED="))
+    return set(filter(None, line.removeprefix("LOADED=").split(",")))
+
+
+pytestmark = pytest.mark.skipif(
+    gpu_nodes_present(), reason="on a GPU machine the index asks torch for CUDA"
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "allowed"),
+    [
+        # The full-text index alone: no model, no FAISS index, no kernels.
+        (["search", "slipstream", "--mode", "lexical"], set()),
+        # The default model's query and the CPU rerank without torch (numpy paths);
+        # the FAISS candidate index is what this search reads.
+        (["search", "wing slipstream"], {"faiss"}),
+        (["search", "wing slipstream", "--mode", "hybrid", "--json"], {"faiss"}),
+        (["info"], {"faiss"}),  # the index's description comes from the loaded index
+        (["list"], set()),
+        (["delete", "--id", "999", "--missing-ok"], set()),
+    ],
+)
+def test_a_command_imports_only_what_it_uses(
+    minilm_store: Path, command: list[str], allowed: set[str]
+) -> None:
+    found = loaded([*command, "--store", str(minilm_store)])
+    assert found <= allowed, f"{command} imported {sorted(found - allowed)}"
+
+
+def test_help_imports_no_store_or_model() -> None:
+    assert loaded(["--help"]) == set()
+
+
+@pytest.mark.parametrize("mode", ["maxsim", "hybrid"])
+def test_a_search_without_torch_ranks_as_the_torch_path(minilm_store: Path, mode: str) -> None:
+    # The CLI process takes the numpy query encoder and rerank; this one has torch.
+    query = "propeller slipstream over the wing"
+    done = run_cli("search", query, "--store", str(minilm_store), "--mode", mode, "--json")
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    with Store.open(minilm_store) as store:
+        want = store.search(query, k=10, mode=mode)
+    assert [hit["page_id"] for hit in got] == [hit.page_id for hit in want]
+    for hit, expected in zip(got, want, strict=True):
+        assert hit["score"] == pytest.approx(expected.score, rel=1e-5)
+        if expected.maxsim_score is not None:
+            assert hit["maxsim_score"] == pytest.approx(expected.maxsim_score, rel=1e-5)
