@@ -107,12 +107,15 @@ class GatherScorer:
         rows = rows_for(self.windows, pages)
         if self.blocks is not None:
             per_block: list[npt.NDArray[np.int64]] = []
-            scores = maxsim_blocks(queries, split_blocks(self.blocks(pages), rows, per_block))
+            windows = split_blocks(self.blocks(pages), rows, per_block)
+            scores = maxsim_host_blocks(queries, windows)  # numpy or torch, as above
             counts = np.concatenate(per_block) if per_block else np.zeros(0, np.int64)
             return best_of(scores, counts)
+        from latestore.index.maxsim import maxsim_many, maxsim_packed
+
         tokens, lengths = self.gather(pages)
         segment_lengths, counts = window_lengths(lengths, rows)
-        if len(queries) == 1 and not isinstance(tokens, torch.Tensor):
+        if len(queries) == 1 and isinstance(tokens, np.ndarray):
             scores = maxsim_packed(queries[0], tokens, segment_lengths)[None, :]
         else:
             scores = maxsim_many(queries, tokens, segment_lengths)

@@ -67,15 +67,19 @@ def test_window_lengths_and_best_of() -> None:
     assert best_of(scores, counts).tolist() == [[1.0, 5.0, 0.5]]
 
 
-@pytest.mark.parametrize("path", ["blocks", "gather"])
-def test_cpu_scorer_scores_the_best_window(rng: np.random.Generator, path: str) -> None:
+@pytest.mark.parametrize("path", ["blocks", "blocks-numpy", "gather"])
+def test_cpu_scorer_scores_the_best_window(
+    rng: np.random.Generator, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if path == "blocks-numpy":  # the path of a process that has not loaded torch
+        monkeypatch.setattr("latestore.index.scorers.torch_loaded", lambda: False)
     pages, windows = corpus(rng)
     cache = VectorCache(DIM, "float32")
     for p, v in pages.items():
         cache.put(p, v)
     ids = np.array(sorted(pages), np.int64)
     # Tiny blocks: windowed pages straddle many block boundaries.
-    blocks = (lambda p: cache.blocks(p, max_tokens=64)) if path == "blocks" else None
+    blocks = (lambda p: cache.blocks(p, max_tokens=64)) if path != "gather" else None
     scorer = GatherScorer(cache.gather, cache.page_ids, blocks, windows)
     queries = [unit(rng, n, DIM) for n in (1, 7, 20)]
     for query, got in zip(queries, scorer.top_pages(queries, 10, ids, True), strict=True):
