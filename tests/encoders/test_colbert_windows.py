@@ -98,3 +98,24 @@ def test_window_options_are_checked(checkpoints: dict[str, Path]) -> None:
     capped = load_encoder(path, device="cpu", windows=True, max_page_tokens=7)
     page = capped.encode_pages_with_counts([PageContent(text=TEXT)])[0]
     assert page.tokens_dropped == page.text_tokens - 7
+
+
+@pytest.mark.parametrize("family", list(WRITERS))
+def test_window_rows_count_what_each_window_kept(checkpoints: dict[str, Path], family: str) -> None:
+    """A skiplist drops tokens window by window: each window's recorded rows are what it
+    kept, so best-window scoring splits the page where the encoder did."""
+    encoder = load_encoder(
+        checkpoints[family], device="cpu", document_length=12, windows=True, window_stride=5
+    )
+    ids = encoder.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+    page = encoder.encode_pages_with_counts([PageContent(text=TEXT)])[0]
+    skip = encoder._skip_set
+    head, tail = _head_tail(encoder)
+    plan = plan_windows(len(ids), encoder._span, 5)
+    want = [
+        sum(1 for t in ids[w.own_start : w.own_end] if t not in skip) + head + tail for w in plan
+    ]
+    assert page.window_rows == tuple(n for n in want if n > 0)
+    assert sum(page.window_rows) == len(page.vectors)
+    short = encoder.encode_pages_with_counts([PageContent(text="hello world")])[0]
+    assert short.window_rows is None  # one window: nothing to split
