@@ -51,6 +51,7 @@ class CodeCache(PageRows):
     """Page id -> ``(n_tokens, row_bytes)`` code rows (the compact tier's cache)."""
 
     arena = None  # the figures ``stats`` reads: codes are always on the heap
+    fallback: str | None = None  # ...and held in memory by design, never as a fallback
 
     def __init__(self, dim: int, nbits: int) -> None:
         self.dim = dim
