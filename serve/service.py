@@ -264,16 +264,23 @@ class Service:
 
         Each file is written under a server-owned folder named by its content's digest,
         with a sanitised name: the same bytes always make the same document id, so
-        uploading a file again adds nothing. Pages are named relative to that folder
-        (``<digest>/<name>``): where the server keeps uploads is not the client's
-        business. The copies are removed afterwards; pages keep their rendered images.
+        uploading a file again adds nothing. Pages are named relative to the call's
+        staging folder (``<digest>/<name>``): where the server keeps uploads is not the
+        client's business. The copies are removed afterwards; pages keep their rendered
+        images.
         UploadRefusedError when files were sent and none could be read.
         """
         root = Path(self.settings.upload_dir or Path(tempfile.gettempdir()) / "latestore-uploads")
-        # Two uploads of the same bytes share a folder; one at a time, so neither removes
-        # the other's file. Ingestion is bound by encoding, which one call already fills.
+        root.mkdir(parents=True, exist_ok=True)
+        # Each call stages its files in a folder of its own: two servers on one machine
+        # (or two calls) uploading the same bytes never remove each other's copy. One
+        # call at a time: ingestion is bound by encoding, which one call already fills.
         with self._uploading:
-            report = self._ingest_files(root, files, replace(options, relative_to=root))
+            staging = Path(tempfile.mkdtemp(dir=root, prefix="upload-"))
+            try:
+                report = self._ingest_files(staging, files, replace(options, relative_to=staging))
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         read = report.files_ingested + report.files_unchanged + report.files_skipped
         if report.failed and not read:
             reasons = "; ".join(f"{f.path}: {f.reason}" for f in report.failed[:10])
@@ -286,27 +293,18 @@ class Service:
         from latestore.ingest import Ingestor
 
         paths: list[Path] = []
-        folders: list[Path] = []
-        try:
-            for name, data in files:
-                root.mkdir(parents=True, exist_ok=True)
-                # Copied in blocks while hashing: an upload is never held whole in memory.
-                handle, name_on_disk = tempfile.mkstemp(dir=root, prefix=".incoming-")
-                incoming = Path(name_on_disk)
-                with open(handle, "wb") as out:
-                    digest = _copy_hashing(data, out)
-                folder = root / digest[:24]
-                folder.mkdir(parents=True, exist_ok=True)
-                folders.append(folder)
-                path = folder / safe_file_name(name)
-                incoming.replace(path)
-                paths.append(path)
-            return Ingestor(self.store, options).run(paths)
-        finally:
-            for folder in folders:
-                shutil.rmtree(folder, ignore_errors=True)
-            for stray in root.glob(".incoming-*") if root.exists() else ():
-                stray.unlink(missing_ok=True)
+        for name, data in files:
+            # Copied in blocks while hashing: an upload is never held whole in memory.
+            handle, name_on_disk = tempfile.mkstemp(dir=root, prefix=".incoming-")
+            incoming = Path(name_on_disk)
+            with open(handle, "wb") as out:
+                digest = _copy_hashing(data, out)
+            folder = root / digest[:24]
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / safe_file_name(name)
+            incoming.replace(path)
+            paths.append(path)
+        return Ingestor(self.store, options).run(paths)
 
 
 class UploadRefusedError(InvalidInputError):
