@@ -131,12 +131,31 @@ def _import_named(key: str) -> None:
             importlib.import_module(f"{package}.{module}")
 
 
+def _declared_order() -> dict[str, int]:
+    """Each built-in family module's place in the order its layout package declares."""
+    modules = [
+        f"{package}.{module}"
+        for package in LAYOUT_PACKAGES
+        for module in importlib.import_module(package).FAMILIES
+    ]
+    return {module: place for place, module in enumerate(modules)}
+
+
 def families() -> list[Family]:
-    """Every registered family: the named ones, then the layouts in the order tried."""
+    """Every registered family: the named ones, then the layouts in the order tried.
+
+    Built-in layouts keep their packages' declared order (``FAMILIES``) however their
+    modules happened to be imported; families registered from elsewhere follow them in
+    registration order; generic layouts come last.
+    """
     _discover()
     every = list(_FAMILIES.values())
     named = [f for f in every if f.detect is None]
-    layouts = [f for f in every if f.detect is not None]
+    declared = _declared_order()
+    layouts = sorted(
+        (f for f in every if f.detect is not None),
+        key=lambda f: declared.get(f.load.__module__, len(declared)),
+    )
     return named + [f for f in layouts if not f.generic] + [f for f in layouts if f.generic]
 
 

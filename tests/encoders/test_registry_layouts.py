@@ -3,7 +3,9 @@ packages that hold the built-in families, and the old module paths that forward.
 
 from __future__ import annotations
 
+import ast
 import importlib
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,3 +91,21 @@ def test_the_old_family_list_warns_and_names_the_layout_modules() -> None:
         modules = registry.FAMILY_MODULES
     assert modules[0] == "latestore.encoders.text.bgem3"
     assert modules[-1] == "latestore.encoders.text.colbert"
+
+
+def test_the_order_folders_are_tried_in_does_not_depend_on_import_order() -> None:
+    code = (
+        "import latestore.encoders.vision.colqwen2_engine\n"  # a late family, imported first
+        "from latestore.encoders import registry\n"
+        "print([f.load.__module__ for f in registry.families() if f.detect is not None])\n"
+    )
+    late_first = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    plain = subprocess.run(
+        [sys.executable, "-c", code.split("\n", 1)[1]], capture_output=True, text=True, check=True
+    ).stdout
+    assert late_first == plain
+    order = ast.literal_eval(plain)
+    assert order[0] == "latestore.encoders.text.bgem3"
+    assert order[-1] == "latestore.encoders.text.colbert"  # the generic layout, last
