@@ -52,6 +52,12 @@ class ShardServer:
         snapshot_dir: str | None = None,
     ) -> None:
         started = time.perf_counter()
+        # A shard is a long-running server: it ranks with torch's kernels from its first
+        # search, as `serve` does. The torch-free numpy rerank (for one-off CLI calls)
+        # rounds differently in the last float32 bit, and a restarted shard must give
+        # the scores its predecessor gave.
+        import torch  # noqa: F401
+
         self.url = url
         self.snapshot_dir = snapshot_dir
         self.engine = make_engine(url)
