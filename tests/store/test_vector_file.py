@@ -191,7 +191,9 @@ def test_damaged_rows_fail_their_checksum_and_are_reloaded(
         assert opened(store) == "file"  # structure checks pass: the rows are checked later
         vectors = store._sync.index.vectors
         vectors.wait_verified()
-        assert vectors.damaged  # the pages of that segment
+        # The pages of that segment are listed, unless a catch-up already took them
+        # (under load the store's own catch-up can run first; it logs the reload).
+        assert vectors.damaged or "reloading" in caplog.text
         got = answers(store, queries)  # the search reloads them from SQL first
         assert not vectors.damaged
     assert "failed its checksum" in caplog.text
