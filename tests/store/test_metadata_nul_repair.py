@@ -57,6 +57,8 @@ def old_store(url: str, extra_keys: dict[str, str] | None = None) -> None:
                     text("INSERT INTO ls_metadata_keys (key, kinds) VALUES (:k, :v)"),
                     {"k": key, "v": kinds},
                 )
+            # Back to the schema 0006 left: 0007 changes data only, 0008 adds a column.
+            conn.execute(text("ALTER TABLE ls_pages DROP COLUMN window_rows"))
             conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '0006_encoder_build'"))
     finally:
         engine.dispose()
