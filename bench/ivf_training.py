@@ -24,6 +24,8 @@ from latestore.index.token_index import IndexParams, TokenIndex
 
 
 def clustered(rng: np.random.Generator, n: int, dim: int, topics: int) -> npt.NDArray[np.float32]:
+    """``n`` unit tokens around ``topics`` centres of uneven size (a few large, many
+    small), as a real corpus's words are."""
     centres = rng.standard_normal((topics, dim)).astype(np.float32)
     weights = rng.pareto(1.2, topics) + 0.05
     picks = rng.choice(topics, size=n, p=weights / weights.sum())

@@ -7,18 +7,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from bench.ivf_training import clustered
 from latestore.index.coarse_kmeans import TWO_LEVEL_MIN_LISTS, coarse_centroids, lists_per_group
 from latestore.index.token_index import IndexParams, TokenIndex
-
-
-def _clustered(rng: np.random.Generator, n: int, dim: int, topics: int) -> npt.NDArray[np.float32]:
-    centres = rng.standard_normal((topics, dim)).astype(np.float32)
-    # Uneven topics (a few large, many small), as a real corpus's words are.
-    weights = rng.pareto(1.2, topics) + 0.05
-    picks = rng.choice(topics, size=n, p=weights / weights.sum())
-    points = centres[picks] + 0.7 * rng.standard_normal((n, dim)).astype(np.float32)
-    points /= np.linalg.norm(points, axis=1, keepdims=True)
-    return points
 
 
 def _mean_best_similarity(
@@ -50,7 +41,7 @@ def test_lists_are_split_in_proportion_and_never_past_a_group_s_points() -> None
 def test_two_levels_give_exactly_nlist_unit_centroids_as_good_as_flat_kmeans() -> None:
     rng = np.random.default_rng(1)
     nlist = TWO_LEVEL_MIN_LISTS
-    points = _clustered(rng, nlist * 24 + 5_000, 32, topics=300)
+    points = clustered(rng, nlist * 24 + 5_000, 32, topics=300)
     sample, held_out = points[: nlist * 24], points[nlist * 24 :]
     two_level = coarse_centroids(sample, nlist, seed=7)
     assert two_level.shape == (nlist, 32)
@@ -68,7 +59,7 @@ def test_two_levels_give_exactly_nlist_unit_centroids_as_good_as_flat_kmeans() -
 def test_a_trained_ivf_finds_the_flat_index_s_neighbours() -> None:
     rng = np.random.default_rng(3)
     dim, nlist = 32, TWO_LEVEL_MIN_LISTS
-    tokens = _clustered(rng, nlist * 30 + 200, dim, topics=400)
+    tokens = clustered(rng, nlist * 30 + 200, dim, topics=400)
     tokens, queries = tokens[:-200], tokens[-200:]
     index = TokenIndex(dim, IndexParams(ivf_min_tokens=nlist * 24, ivf_codec="Flat"))
     index.train_ivf(tokens[: nlist * 24], len(tokens))
