@@ -209,7 +209,7 @@ def check_window_options(store: Store, requested: dict[str, Any], target: str) -
 def recorded_windowing_of(target: str) -> dict[str, Any] | None:
     """An existing store's recorded window settings, read without loading its model
     (None: no store there yet)."""
-    from latestore.internal import make_engine, migrate, stored_row
+    from latestore.internal import make_engine, migrate, recorded_windowing, stored_row
 
     db_file = sqlite_file(to_url(target))
     if db_file is not None and not db_file.exists():
@@ -222,7 +222,7 @@ def recorded_windowing_of(target: str) -> dict[str, Any] | None:
         engine.dispose()
     if row is None:
         return None
-    return WindowSettings.from_options(row.encoder_windowing or {"windows": False}).as_options()
+    return recorded_windowing(row).as_options()
 
 
 def check_recorded_windowing(

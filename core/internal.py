@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         merged_config,
         migrate,
         new_store_encoder,
+        recorded_windowing,
         stored_row,
     )
     from latestore.store.page_encoding import Query, query_vectors
@@ -70,6 +71,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "merged_config",
         "migrate",
         "new_store_encoder",
+        "recorded_windowing",
         "stored_row",
     ),
     "latestore.store.page_encoding": ("Query", "query_vectors"),
@@ -119,6 +121,7 @@ __all__ = [
     "migrate",
     "new_store_encoder",
     "query_vectors",
+    "recorded_windowing",
     "registered_names",
     "search_request",
     "search_threads",
