@@ -51,6 +51,7 @@ from latestore.ingest.pipeline import (
     count_cuts,
     discover,
 )
+from latestore.ingest.selection import project_file_reason
 from latestore.ingest.sources import estimate_pages
 from latestore.internal import EncodedPage, to_url
 from latestore.models import Page, WrittenPages
@@ -246,6 +247,12 @@ def _planned(run: _Run, state: _FileState, plan: dict[str, Any]) -> None:
     state.planned = True
     if "file_type" in plan:  # the file was opened (its type is known)
         run.report.files_taken_as.setdefault(plan["file_type"], []).append(state.path)
+        # As the local ingest: a README or a corpus file read as pages is named in the
+        # summary, with the --exclude that leaves it out.
+        if plan["file_type"] in ("text", "jsonl") and (
+            why := project_file_reason(Path(state.path))
+        ):
+            run.report.project_files[state.path] = why
     if plan["status"] == "failed":
         _fail(run, state, plan["reason"])
     if plan.get("stale") and not state.stale_deleted:

@@ -122,8 +122,17 @@ def pdfs(pdf_dir: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def local_all(pg_admin: str, pdfs: list[Path]) -> Iterator[dict[str, tuple[Any, ...]]]:
-    yield from local_copy(pg_admin, pdfs)
+def corpus(pdfs: list[Path], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The PDFs and a README beside them, which both ingestions must name as a project's
+    own file in their summaries."""
+    readme = tmp_path_factory.mktemp("readme") / "README.md"
+    readme.write_text("# Corpus notes\nThese PDFs come from public agencies.\n")
+    return [*pdfs, readme]
+
+
+@pytest.fixture(scope="module")
+def local_all(pg_admin: str, corpus: list[Path]) -> Iterator[dict[str, tuple[Any, ...]]]:
+    yield from local_copy(pg_admin, corpus)
 
 
 @pytest.fixture(scope="module")
@@ -162,28 +171,34 @@ class Bar:
 
 
 def test_ray_ingest_equals_local_ingest(
-    ray_session: Any, empty_db: str, pdfs: list[Path], local_all: dict[str, tuple[Any, ...]]
+    ray_session: Any,
+    empty_db: str,
+    pdfs: list[Path],
+    corpus: list[Path],
+    local_all: dict[str, tuple[Any, ...]],
 ) -> None:
     bar = Bar()
     # Two encode actors of half a CPU each leave the local cluster's other CPU to render.
     report = ray_ingest_paths(
-        empty_db, pdfs, OPTIONS, progress=bar, encoders=2, cpus_per_encoder=0.5
+        empty_db, corpus, OPTIONS, progress=bar, encoders=2, cpus_per_encoder=0.5
     )
     assert report.exit_code == 0
-    assert report.pages_added == len(local_all) == 21
+    assert report.pages_added == len(local_all) == 22
     taken = sorted(Path(p).resolve() for p in report.files_taken_as["pdf"])
     assert taken == sorted(p.resolve() for p in pdfs)
-    assert bar.done == 21 and bar.files == 6
+    assert [Path(p).name for p in report.project_files] == ["README.md"]
+    assert bar.done == 22 and bar.files == 7
     assert set(bar.statuses.values()) == {"ingested"}
     # Pages, texts, images, metadata, counts, encoder fingerprint; vectors to rounding.
     identical = assert_same_pages(stored(empty_db), local_all)
-    assert identical >= 19
+    assert identical >= 20
     # Both ingestions agree on what is current: a local re-run finds nothing to do...
-    again = ingest_paths(empty_db, pdfs, OPTIONS)
-    assert (again.pages_unchanged, again.pages_written) == (21, 0)
+    again = ingest_paths(empty_db, corpus, OPTIONS)
+    assert (again.pages_unchanged, again.pages_written) == (22, 0)
+    assert [Path(p).name for p in again.project_files] == ["README.md"]
     # ...and so does a distributed one.
-    rerun = ray_ingest_paths(empty_db, pdfs, OPTIONS)
-    assert (rerun.pages_unchanged, rerun.pages_written, rerun.files_unchanged) == (21, 0, 6)
+    rerun = ray_ingest_paths(empty_db, corpus, OPTIONS)
+    assert (rerun.pages_unchanged, rerun.pages_written, rerun.files_unchanged) == (22, 0, 7)
 
 
 def _encode_actor_pids() -> list[int]:
