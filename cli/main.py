@@ -101,6 +101,11 @@ def _root(
     ] = False,
 ) -> None:
     """Late-interaction retrieval store: ingest files, search, list, inspect and evaluate."""
+    from latestore.torch_use import declare_one_shot_process
+
+    # Each command runs once and exits: a search need not import torch (serve and
+    # ingest load it anyway).
+    declare_one_shot_process()
 
 
 def parse_metadata(items: list[str]) -> dict[str, Any]:

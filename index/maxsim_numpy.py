@@ -5,8 +5,9 @@ model (docs/cold-start.md). The CPU rerank's torch kernels (:func:`~latestore.in
 maxsim.maxsim_blocks`) are faster per block (torch converts float16 blocks to float32
 several times faster than numpy), which pays off in a process that searches many times
 or scans a whole store, not in one that searches once. So the scorer
-(:mod:`latestore.index.scorers`) takes this path while torch is not loaded, and torch's
-as soon as anything has loaded it; an exhaustive scan loads it (index/threads.py).
+(:mod:`latestore.index.scorers`) takes this path only in a one-off command that has not
+loaded torch (:mod:`latestore.torch_use`); an exhaustive scan loads it anyway
+(index/threads.py).
 
 The arithmetic is the same: float32 products of each block with every query token, the
 max over each page's rows, the sum over each query's tokens. The two paths agree to
@@ -16,7 +17,6 @@ products are different BLAS kernels.
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterable, Sequence
 
@@ -25,17 +25,12 @@ import numpy.typing as npt
 
 from latestore.index.vectors import Block
 
-__all__ = ["CPU_CHUNK_BYTES", "block_tokens", "maxsim_blocks_numpy", "torch_loaded"]
+__all__ = ["CPU_CHUNK_BYTES", "block_tokens", "maxsim_blocks_numpy"]
 
 # A float32 block (tokens x dim) that stays in L2; see latestore.index.maxsim.
 CPU_CHUNK_BYTES = 4 << 20
 
 _SCRATCH = threading.local()
-
-
-def torch_loaded() -> bool:
-    """Has this process imported torch (so its kernels cost nothing more to use)?"""
-    return "torch" in sys.modules
 
 
 def block_tokens(dim: int) -> int:

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from latestore.index.maxsim_numpy import maxsim_blocks_numpy, torch_loaded
+from latestore.index.maxsim_numpy import maxsim_blocks_numpy
 from latestore.index.plan import PageIds, Queries
 from latestore.index.ranking import Ranking, top_k
 from latestore.index.segments import WindowRows, best_of, rows_for, split_blocks, window_lengths
 from latestore.index.token_index import TokenIndex, selector_for_pages
 from latestore.index.vectors import Block
+from latestore.torch_use import skip_torch
 
 if TYPE_CHECKING:
     import torch
@@ -38,13 +39,13 @@ GATHER_GROUP = 4096
 
 
 def maxsim_host_blocks(queries: Queries, blocks: Iterable[Block]) -> npt.NDArray[np.float32]:
-    """Host blocks scored with torch's kernels once torch is loaded, else with numpy
-    (a one-off search need not import torch: see latestore.index.maxsim_numpy)."""
-    if torch_loaded():
-        from latestore.index.maxsim import maxsim_blocks
+    """Host blocks scored with torch's kernels, or with numpy in a one-off command that
+    has not loaded torch (latestore.torch_use)."""
+    if skip_torch():
+        return maxsim_blocks_numpy(queries, blocks)
+    from latestore.index.maxsim import maxsim_blocks
 
-        return maxsim_blocks(queries, blocks)
-    return maxsim_blocks_numpy(queries, blocks)
+    return maxsim_blocks(queries, blocks)
 
 
 class FaissCandidates:

@@ -19,9 +19,10 @@ torch and FAISS keep their thread counts per OS thread (OpenMP's per-thread sett
 so a call sets them for its own thread and restores them on the way out; a thread that
 starts using torch meanwhile inherits the last value set, which is why it is restored.
 
-torch is set only where it is loaded: a candidate search in a process that has not
-imported torch scores its few blocks with numpy (index/maxsim_numpy.py) rather than pay
-seconds for the import. An exhaustive scan is a large job, so it loads torch's kernels.
+A candidate search in a one-off command that has not imported torch (the CLI:
+latestore.torch_use) scores its few blocks with numpy (index/maxsim_numpy.py) rather
+than pay seconds for the import; every other search, and an exhaustive scan anywhere,
+loads torch's kernels.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from latestore.torch_use import skip_torch
 
 _lock = threading.Lock()
 _in_flight = 0
@@ -74,8 +77,13 @@ def search_threads(exhaustive: bool = False) -> Iterator[int]:
     wanted = threads_for(exhaustive, in_flight)
     import faiss
 
-    # An exhaustive scan loads torch for its faster CPU kernels (module docstring).
-    torch: Any = importlib.import_module("torch") if exhaustive else sys.modules.get("torch")
+    # Only a one-off command's search goes without torch (latestore.torch_use); an
+    # exhaustive scan loads it for its faster CPU kernels even there.
+    torch: Any = (
+        sys.modules.get("torch")
+        if skip_torch() and not exhaustive
+        else importlib.import_module("torch")
+    )
     before_torch = torch.get_num_threads() if torch is not None else 0
     before_faiss = faiss.omp_get_max_threads()
     try:

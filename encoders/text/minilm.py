@@ -5,16 +5,16 @@ all-MiniLM-L6-v2), so a store works with no model hub. Each token's last hidden 
 L2-normalised, is its vector; padding is dropped. Pages longer than the model length
 can be encoded in overlapping windows (:mod:`latestore.encoders.windows`).
 
-torch loads with the first page encoded, not with the encoder: while a process has not
-imported torch, small query batches on the CPU go through a numpy copy of the same
-network (:mod:`latestore.encoders.text.bert_numpy`, equal to float32 rounding), which is
-what lets a one-off ``latestore search`` skip the seconds torch takes to import.
+torch loads with the first page or query encoded, not with the encoder. In a one-off
+command that has not imported torch (the CLI: :mod:`latestore.torch_use`), small query
+batches on the CPU go through a numpy copy of the same network
+(:mod:`latestore.encoders.text.bert_numpy`, equal to float32 rounding), which is what
+lets a one-off ``latestore search`` skip the seconds torch takes to import.
 """
 
 from __future__ import annotations
 
 import copy
-import sys
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +37,7 @@ from latestore.encoders.windows import (
     special_template,
 )
 from latestore.errors import EncoderError
+from latestore.torch_use import skip_torch
 
 if TYPE_CHECKING:
     import torch
@@ -137,7 +138,7 @@ class MiniLMEncoder(WindowedTextPages):
     def _numpy_queries(self, count: int) -> bool:
         """Should ``count`` queries skip torch (see the module docstring)?"""
         return (
-            "torch" not in sys.modules
+            skip_torch()
             and self.device == "cpu"
             and self._dtype_asked in (None, "auto", "float32")
             and count <= NUMPY_QUERY_BATCH
