@@ -101,7 +101,7 @@ def _root(
     ] = False,
 ) -> None:
     """Late-interaction retrieval store: ingest files, search, list, inspect and evaluate."""
-    from latestore.torch_use import declare_one_shot_process
+    from latestore.internal import declare_one_shot_process
 
     # Each command runs once and exits: a search need not import torch (serve and
     # ingest load it anyway).

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from latestore.store.sql import make_engine, sqlite_file, to_url
     from latestore.store.sync import IndexSync
     from latestore.store.validation import checked_vectors
+    from latestore.torch_use import declare_one_shot_process
 
 # home module -> the names it lends the front ends (grouped as docs/boundary.md is)
 _HOMES: dict[str, tuple[str, ...]] = {
@@ -84,6 +85,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "latestore.index.plan": ("PageIds", "Queries"),
     "latestore.index.ranking": ("Ranking", "SearchParams"),
     "latestore.index.threads": ("search_threads",),
+    "latestore.torch_use": ("declare_one_shot_process",),
 }
 
 _HOME_OF: dict[str, str] = {name: home for home, names in _HOMES.items() for name in names}
@@ -109,6 +111,7 @@ __all__ = [
     "as_windowed",
     "check_k",
     "checked_vectors",
+    "declare_one_shot_process",
     "directory_bytes",
     "encode_counted",
     "encoder_for",
