@@ -62,7 +62,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def drive(clients: int, requests: int, call: Callable[[int], None]) -> dict[str, float]:
+def drive(clients: int, requests: int, call: Callable[[int], object]) -> dict[str, float]:
     """``requests`` calls spread over ``clients`` threads; seconds per call and overall."""
     latencies: list[float] = []
     lock = threading.Lock()
@@ -183,6 +183,10 @@ def main() -> None:
     )
     base = f"http://127.0.0.1:{port}"
     rows: list[dict[str, Any]] = []
+    # The direct store is opened beside the running server and each HTTP row is
+    # followed at once by its direct row, so both see the same machine load (on a
+    # shared machine the load moves between minutes).
+    store = Store.open(store_path)
     try:
         for _ in range(600):
             try:
@@ -201,18 +205,6 @@ def main() -> None:
 
             return call
 
-        http_call("maxsim", "text")(0)  # the server loads its model on the first text query
-        for mode, kind in runs:
-            for clients in args.clients:
-                measured = drive(clients, args.requests, http_call(mode, kind))
-                rows.append({"via": "http", "mode": mode, "query": kind, **measured})
-                print(json.dumps(rows[-1]), flush=True)  # a long run's rows, as they come
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
-
-    with Store.open(store_path) as store:
-        store.search(queries[0], k=args.k)
         # The server's own code path for explanations, in this process, without HTTP.
         from latestore.serve import ServeSettings
         from latestore.serve.service import Service
@@ -231,11 +223,18 @@ def main() -> None:
 
             return call
 
+        http_call("maxsim", "text")(0)  # the server loads its model on the first text query
+        store.search(queries[0], k=args.k)  # and this process its model and torch
         for mode, kind in runs:
             for clients in args.clients:
-                measured = drive(clients, args.requests, direct_call(mode, kind))
-                rows.append({"via": "Store.search", "mode": mode, "query": kind, **measured})
-                print(json.dumps(rows[-1]), flush=True)
+                for via, make in (("http", http_call), ("Store.search", direct_call)):
+                    measured = drive(clients, args.requests, make(mode, kind))
+                    rows.append({"via": via, "mode": mode, "query": kind, **measured})
+                    print(json.dumps(rows[-1]), flush=True)  # a long run's rows, as they come
+    finally:
+        store.close()
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
 
     explained = ", explained" if args.explain else ""
     print(
