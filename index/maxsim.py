@@ -20,13 +20,24 @@ from latestore.index.vectors import Block, pack_pages
 
 __all__ = ["maxsim_blocks", "maxsim_many", "maxsim_packed", "maxsim_reference", "pack_pages"]
 
-FloatArray = npt.NDArray[np.floating]
 
-# Pages are read-only views (of mapped files, or protected heap arrays); torch only
-# reads them here, so its warning about non-writable arrays is noise for this module.
-warnings.filterwarnings(
-    "ignore", message="The given NumPy array is not writable", module=r"latestore\.index\.maxsim"
-)
+def _consume_read_only_warning() -> None:
+    """Blocks are often views of read-only memory (a mapped vector file or snapshot, a
+    SQL blob) that torch only reads, but ``torch.from_numpy`` warns about any read-only
+    array, once per process, from the first search that meets one. That warning is
+    torch's "warn once" (a C++ static set by its first emission), so emitting it here at
+    import, under an ignore filter, spends it: no search prints it, and no warnings
+    filter has to be changed per call (``catch_warnings`` is not thread-safe)."""
+    read_only = np.zeros(1, dtype=np.float32)
+    read_only.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        torch.from_numpy(read_only)
+
+
+_consume_read_only_warning()
+
+FloatArray = npt.NDArray[np.floating]
 
 # Tokens scored per matmul on GPU, where the chunk only bounds temporary memory.
 CHUNK_TOKENS = 65_536

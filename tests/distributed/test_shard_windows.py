@@ -14,7 +14,7 @@ import pytest
 
 from latestore import Store
 from latestore.distributed.shard import ShardServer
-from latestore.encoders.minilm import MiniLMEncoder
+from latestore.encoders.text.minilm import MiniLMEncoder
 from latestore.encoders.windows import WindowSettings
 from latestore.index.ranking import SearchParams
 from latestore.store.sql import to_url

@@ -58,6 +58,11 @@ class Ctx:
     def query(self, **kwargs: Any) -> Any:
         return self.store.search(kwargs.pop("q", self.vec(4)), **kwargs)
 
+    def old_query(self, **kwargs: Any) -> Any:
+        """A search in a deprecated spelling (validated as the typed options are)."""
+        with pytest.warns(DeprecationWarning, match="is deprecated"):
+            return self.query(**kwargs)
+
     def source(self, name: str, data: bytes) -> Any:
         path = self.tmp / name
         path.write_bytes(data)
@@ -487,7 +492,7 @@ CASES: list[tuple[str, Action, E | None, Check | None]] = [
         None,
     ),
     ("query-search-setting-typo", lambda c: c.query(k=5, nprobes=4), InvalidInputError, None),
-    ("query-negative-nprobe", lambda c: c.query(k=5, nprobe=-1), InvalidInputError, None),
+    ("query-negative-nprobe", lambda c: c.old_query(k=5, nprobe=-1), InvalidInputError, None),
     # -- lexical and hybrid query text: never read as FTS5 or tsquery syntax ------
     *[
         (f"lexical-syntax-{i}", _lexical(words, "lexical"), None, empty_result)
@@ -503,7 +508,7 @@ CASES: list[tuple[str, Action, E | None, Check | None]] = [
     ("exact-blank", lambda c: c.query(k=5, phrase=" "), InvalidInputError, None),
     (
         "lexical-weight-past-one",
-        lambda c: c.query(k=5, lexical_weight=1.5),
+        lambda c: c.old_query(k=5, lexical_weight=1.5),
         InvalidInputError,
         None,
     ),

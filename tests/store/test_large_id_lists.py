@@ -40,7 +40,7 @@ def test_get_upsert_and_delete_by_external_id_past_the_parameter_limit(
         got = store.get_many(ids)
         assert [p.page_id for p in got] == ids
         # Every page changed: one lookup, one replacement of all their vectors.
-        assert store.add_pages(_pages(MANY, 1)) == ids
+        assert store.upsert_pages(_pages(MANY, 1)) == ids
         assert store.page_ids({"group": 1}) == ids
         assert store.delete(external_ids=[f"p{i}" for i in range(MANY)]) == MANY
         assert store.count() == 0 == store.stats().pages

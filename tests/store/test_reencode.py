@@ -143,7 +143,7 @@ def test_pages_cut_by_the_cap_are_counted(store_url: str) -> None:
         assert summary["pages_truncated"] == 2 and summary["pages_uncounted"] == 0
         cut = {
             row.external_id: row.n_tokens
-            for row in store.get(store.page_ids())
+            for row in store.get_many(store.page_ids())
             if row.external_id.startswith("long")
         }
         assert cut == {"long-0": 300 + 2 * 2, "long-1": 300 + 2 * 2}
