@@ -9,7 +9,7 @@ the full-text index matched it. Three rules, each with the lexical share ``weigh
 
   where ``maxsim_rank`` is the page's rank among all candidates by exact MaxSim and
   the lexical term is 0 for a page the lexical ranking did not return. ``weight=0.5``
-  is plain RRF. Only ranks count, so the scales of MaxSim, bm25() and ts_rank do
+  is plain RRF. Only ranks count, so the scales of MaxSim and the BM25 scores do
   not matter.
 * ``"weighted"``: MaxSim min-max normalised to [0, 1] over the candidates (a constant
   score normalises to 1), the lexical score divided by the best one (both engines'

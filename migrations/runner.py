@@ -18,7 +18,7 @@ SCRIPT_LOCATION = Path(__file__).resolve().parent
 # The newest revision in versions/ (a test checks it against Alembic's own head). Opening
 # a store that is already there reads one row, without importing Alembic and Mako
 # (about a second of a CLI command's start).
-HEAD_REVISION = "0008_window_rows"
+HEAD_REVISION = "0009_fulltext_statistics"
 
 
 def at_head(connection: Connection) -> bool:

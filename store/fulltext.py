@@ -17,7 +17,8 @@ quoted tsquery lexeme, and they are ORed, so quotes, ``AND``/``OR``/``NEAR``, ``
 quoted FTS5 string, or ``phraseto_tsquery``.
 
 One class per dialect implements :class:`LexicalSearch`: :class:`Fts5Search`
-(``fulltext_sqlite.py``) and :class:`TsvectorSearch` (``fulltext_postgres.py``).
+(``fulltext_sqlite.py``) and :class:`TsvectorSearch` (``fulltext_postgres.py``), both
+ranking by Okapi BM25 (FTS5's ``bm25()``; on PostgreSQL the same formula in SQL).
 :func:`for_dialect` is the one place that picks between them; this module holds what
 they share (the query's words, the order of a ranking, the analyzer name's check).
 """
@@ -61,7 +62,7 @@ WORD = re.compile(r"\w+")
 @dataclass(frozen=True)
 class LexicalHit:
     page_id: int
-    score: float  # higher is better: -bm25() on SQLite, ts_rank on PostgreSQL
+    score: float  # higher is better: -bm25() on SQLite, BM25 computed in SQL on PostgreSQL
 
 
 class LexicalSearch(ABC):
@@ -125,7 +126,10 @@ class LexicalSearch(ABC):
         phrase = WORD.findall(exact) if exact is not None else []
         if not terms or (exact is not None and not phrase):
             return []
-        statement = self._restricted(self._ranked(terms, phrase), allowed)
+        ranked = self._ranked(session, terms, phrase)
+        if ranked is None:
+            return []
+        statement = self._restricted(ranked, allowed)
         rows = session.execute(statement.limit(n))
         return [LexicalHit(int(page_id), float(score)) for page_id, score in rows]
 
@@ -140,9 +144,10 @@ class LexicalSearch(ABC):
         return sorted(int(i) for i in session.execute(statement).scalars())
 
     @abstractmethod
-    def _ranked(self, terms: list[str], phrase: list[str]) -> Select[Any]:
+    def _ranked(self, session: Session, terms: list[str], phrase: list[str]) -> Select[Any] | None:
         """(page id, score) of the pages matching any term (and the phrase, if any),
-        best first, ties by smaller page id."""
+        best first, ties by smaller page id; None where no term can match. ``session``
+        is for the corpus statistics a backend reads before ranking."""
 
     @abstractmethod
     def _containing(self, words: list[str]) -> Select[Any]:

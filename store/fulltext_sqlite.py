@@ -15,6 +15,7 @@ from sqlalchemy import (
     select,
     table,
 )
+from sqlalchemy.orm import Session
 
 from latestore.errors import InvalidInputError
 from latestore.store.fulltext import INDEXED_CHARS, LexicalSearch
@@ -85,7 +86,7 @@ class Fts5Search(LexicalSearch):
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {FTS_TABLE}")
 
-    def _ranked(self, terms: list[str], phrase: list[str]) -> Select[Any]:
+    def _ranked(self, session: Session, terms: list[str], phrase: list[str]) -> Select[Any]:
         expression = f"({fts5_any(terms)})"
         if phrase:
             expression += f" AND {_fts5_string(' '.join(phrase))}"

@@ -3,7 +3,7 @@
 ``"maxsim"``
     Exact MaxSim over the index's candidates (the store's original ranking).
 ``"lexical"``
-    The full-text index alone: bm25() on SQLite, ts_rank on PostgreSQL (see
+    The full-text index alone, ranked by BM25 (FTS5 on SQLite, in SQL on PostgreSQL; see
     :mod:`latestore.store.fulltext`); the query is never encoded.
 ``"hybrid"``
     The union of the top ``max(k, hybrid_depth)`` MaxSim pages and the top

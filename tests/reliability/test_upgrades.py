@@ -129,6 +129,9 @@ SEEDERS: dict[str, Callable[[Connection], None]] = {
     "0007_metadata_nul": seed_0003,
     # 0008 added ls_pages.window_rows: older pages keep NULL (scored over all rows).
     "0008_window_rows": seed_0003,
+    # 0009 added BM25's page lengths and corpus statistics (PostgreSQL): counted from
+    # the stored pages at the upgrade, by triggers from then on.
+    "0009_fulltext_statistics": seed_0003,
 }
 
 
@@ -185,5 +188,8 @@ def test_database_at_revision_upgrades_to_head_with_data(store_url: str, revisio
     try:
         with engine.connect() as conn:
             assert current_revision(conn) == head_revision()
+            if conn.dialect.name == "postgresql":  # BM25's statistics count every page
+                counted = conn.execute(text("SELECT sum(pages) FROM ls_fulltext_stats"))
+                assert counted.scalar_one() == N_PAGES + 1
     finally:
         engine.dispose()

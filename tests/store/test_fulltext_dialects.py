@@ -44,5 +44,5 @@ def test_descriptions_name_what_each_engine_runs() -> None:
         "simple (FTS5 tokenize='unicode61 remove_diacritics 2', bm25)"
     )
     assert fulltext.describe("postgresql", "english") == (
-        "english (PostgreSQL regconfig english, ts_rank normalisation 1)"
+        "english (PostgreSQL regconfig english, bm25)"
     )

@@ -125,7 +125,7 @@ def test_other_languages_where_the_backend_has_them(store_url: str) -> None:
     with Store.open(store_url, PrecomputedVectors(dim=DIM), config=german) as store:
         store.add_pages([Page(text="Die Pumpen laufen", vectors=unit(rng, 3))])
         assert lexical_ids(store, "pumpe") == [1]  # German stemming: Pumpen -> pump
-        assert "regconfig german, ts_rank" in store.text_analyzer()
+        assert "regconfig german, bm25" in store.text_analyzer()
 
 
 def test_filters_apply_before_lexical_and_hybrid_ranking(filled: tuple[Store, list]) -> None:
