@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
 
-from latestore.internal import IndexSync, LateInteractionIndex, StoreRow
+from latestore.internal import IndexSync, StoreRow
 from latestore.models import StoreStats
 from latestore.store import Store
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch: the ingest writer (SqlOnlyStore) never loads it
     from latestore.distributed.sharded_index import ShardedIndex, ShardRanker
+    from latestore.internal import LateInteractionIndex
 
 
 class CoordinatorSync(IndexSync):

@@ -34,7 +34,6 @@ from latestore.distributed.shard import SearchReply, ShardServer
 from latestore.distributed.shard_calls import ShardCalls
 from latestore.errors import InvalidInputError
 from latestore.internal import (
-    LateInteractionIndex,
     PageIds,
     Queries,
     Ranking,
@@ -100,6 +99,7 @@ class ShardedIndex:
         """Start the shards for the store at ``engine`` and wait until each has loaded
         its slice. ``index_dir`` is unused: the coordinator holds no vectors."""
         from latestore.distributed.coordinator_sync import ShardedSync
+        from latestore.internal import LateInteractionIndex  # torch: when the store loads
 
         if self.url is not None:
             raise InvalidInputError("a ShardedIndex serves one store: make one per Store.open")
