@@ -127,7 +127,7 @@ def measure(
     started = time.perf_counter()
     with ShardedStore.open(url, shards=shards, timeout_s=600) as store:
         build = time.perf_counter() - started
-        stats = store.stats()
+        shard_stats = store.shards.stats()
         timed(store, qs[:2])  # warm-up
         plain, _ = timed(store, qs)
         filtered, _ = timed(store, qs[: args.exact_queries * 2], filter={"bucket": 3})
@@ -154,7 +154,7 @@ def measure(
                 "rss_mb": round(s["rss_bytes"] / 2**20),
                 "load_s": s["load_seconds"],
             }
-            for s in stats["shards"]
+            for s in shard_stats
         ],
         "exhaustive_rankings": [[(h.page_id, h.score) for h in hits] for hits in exact_hits],
     }

@@ -23,10 +23,8 @@ if TYPE_CHECKING:
     from latestore.index.late_index import LateInteractionIndex
     from latestore.index.plan import PageIds, Queries
     from latestore.index.ranking import Ranking, SearchParams
-    from latestore.index.threads import search_threads
-    from latestore.store.filters import any_of, matching_page_ids
+    from latestore.store.filters import any_of
     from latestore.store.footprint import directory_bytes, sqlite_bytes
-    from latestore.store.hits import hydrate
     from latestore.store.images import MAX_IMAGE_PIXELS, UnreadableImageError, load_image
     from latestore.store.opening import (
         encoder_for,
@@ -39,7 +37,7 @@ if TYPE_CHECKING:
     from latestore.store.page_encoding import Query, query_vectors
     from latestore.store.reader import still_stored
     from latestore.store.reencode import encode_counted
-    from latestore.store.request import MAX_K, check_k, search_request
+    from latestore.store.request import MAX_K
     from latestore.store.rwlock import ReadWriteLock
     from latestore.store.schema import PageVectorsRow, StoreRow
     from latestore.store.sql import make_engine, sqlite_file, to_url
@@ -64,9 +62,9 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "latestore.store.images": ("MAX_IMAGE_PIXELS", "UnreadableImageError", "load_image"),
     "latestore.store.validation": ("checked_vectors",),
     "latestore.store.reader": ("still_stored",),
-    "latestore.store.filters": ("any_of", "matching_page_ids"),
-    "latestore.store.request": ("MAX_K", "check_k", "search_request"),
-    # The store's parts a sharded store reassembles (distributed/)
+    "latestore.store.filters": ("any_of",),
+    "latestore.store.request": ("MAX_K",),
+    # What the Ray workers and shards build on (distributed/)
     "latestore.store.opening": (
         "encoder_for",
         "merged_config",
@@ -76,7 +74,6 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "stored_row",
     ),
     "latestore.store.page_encoding": ("Query", "query_vectors"),
-    "latestore.store.hits": ("hydrate",),
     "latestore.store.reencode": ("encode_counted",),
     "latestore.store.rwlock": ("ReadWriteLock",),
     "latestore.store.schema": ("PageVectorsRow", "StoreRow"),
@@ -84,7 +81,6 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "latestore.index.late_index": ("LateInteractionIndex",),
     "latestore.index.plan": ("PageIds", "Queries"),
     "latestore.index.ranking": ("Ranking", "SearchParams"),
-    "latestore.index.threads": ("search_threads",),
     "latestore.torch_use": ("declare_one_shot_process",),
 }
 
@@ -109,25 +105,20 @@ __all__ = [
     "WindowSettings",
     "any_of",
     "as_windowed",
-    "check_k",
     "checked_vectors",
     "declare_one_shot_process",
     "directory_bytes",
     "encode_counted",
     "encoder_for",
-    "hydrate",
     "load_encoder",
     "load_image",
     "make_engine",
-    "matching_page_ids",
     "merged_config",
     "migrate",
     "new_store_encoder",
     "query_vectors",
     "recorded_windowing",
     "registered_names",
-    "search_request",
-    "search_threads",
     "sqlite_bytes",
     "sqlite_file",
     "still_stored",

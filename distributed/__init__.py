@@ -1,6 +1,6 @@
 """Scale-out on Ray: sharded exact search and distributed ingestion over one SQL store.
 
->>> from latestore.distributed import ShardedStore, shard_of     # doctest: +SKIP
+>>> from latestore.distributed import ShardedIndex, ShardedStore  # doctest: +SKIP
 
 Ray is an optional dependency (``pip install 'latestore[ray]'``); importing this
 package does not import it, the names below do.
@@ -19,9 +19,11 @@ from latestore.errors import ShardUnavailableError
 if TYPE_CHECKING:
     from latestore.distributed.coordinator import ShardedStore
     from latestore.distributed.ingest import ray_ingest_paths
+    from latestore.distributed.sharded_index import ShardedIndex
 
 __all__ = [
     "ShardUnavailableError",
+    "ShardedIndex",
     "ShardedStore",
     "ray_ingest_paths",
     "shard_of",
@@ -34,6 +36,10 @@ def __getattr__(name: str) -> Any:
         from latestore.distributed.coordinator import ShardedStore
 
         return ShardedStore
+    if name == "ShardedIndex":
+        from latestore.distributed.sharded_index import ShardedIndex
+
+        return ShardedIndex
     if name == "ray_ingest_paths":
         from latestore.distributed.ingest import ray_ingest_paths
 

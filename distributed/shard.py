@@ -124,18 +124,16 @@ class ShardServer:
         self,
         queries: list[npt.NDArray[np.float32]],
         pages: list[npt.NDArray[np.int64]],
-        exact: bool,
+        params: SearchParams,
         min_change: int,
         layout: tuple[int, int],
-    ) -> list[npt.NDArray[np.float32]]:
-        """Exact MaxSim of each query against its own pages of this shard, in order:
-        the shard's half of the plan's ``PageScorer.score_pages``."""
+    ) -> list[Ranking]:
+        """Exact MaxSim of each query against its own pages of this shard, in order
+        (pages it does not hold left out): the shard's half of ``score_pages``."""
         queries = self._prepare(queries, min_change, layout)
         pages = [np.array(p, dtype=np.int64) for p in pages]
-        from latestore.internal import search_threads
-
-        with self.lock.read(), search_threads():
-            return self.sync.index.scorer().score_pages(queries, pages, exact)
+        with self.lock.read():
+            return self.sync.index.score_pages(queries, pages, params)
 
     def _prepare(
         self,

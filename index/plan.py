@@ -65,6 +65,29 @@ class PageScorer(Protocol):
         ...
 
 
+class RankingIndex(Protocol):
+    """What a store's search ranks with: the local derived index (``LateInteractionIndex``,
+    ``CompactIndex``), or the shards of a sharded store (latestore.distributed)."""
+
+    def search(
+        self,
+        queries: Queries,
+        k: int,
+        params: SearchParams,
+        allowed: PageIds | None = None,
+        exhaustive: bool = False,
+    ) -> list[Ranking]:
+        """Top ``k`` pages per query, best first, ties by smaller page id."""
+        ...
+
+    def score_pages(
+        self, queries: Queries, pages: list[PageIds], params: SearchParams
+    ) -> list[Ranking]:
+        """Exact MaxSim of each query against its own pages, in their order; pages the
+        index does not hold (deleted since they were named) are left out."""
+        ...
+
+
 @dataclass(frozen=True)
 class Universe:
     """The pages a query may see: their ids (ascending), token total, and whether a

@@ -32,7 +32,7 @@ from latestore.store.hits import fused_hits
 from latestore.store.request import MAX_PHRASE_CHARS, SEARCH_MODES, SearchRequest
 
 if TYPE_CHECKING:  # the index brings torch; lexical searches never load it
-    from latestore.index.late_index import LateInteractionIndex
+    from latestore.index.plan import RankingIndex
 
 __all__ = ["MAX_PHRASE_CHARS", "SEARCH_MODES", "ModeSearch", "as_hits"]
 
@@ -71,7 +71,7 @@ class ModeSearch:
 
     def rank(
         self,
-        index: LateInteractionIndex | None,
+        index: RankingIndex | None,
         vectors: list[npt.NDArray[np.float32]],
         allowed: npt.NDArray[np.int64] | None,
         lexical: list[list[LexicalHit]],

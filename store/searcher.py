@@ -44,5 +44,5 @@ def search(ctx: StoreContext, request: SearchRequest) -> list[list[SearchHit]]:
     # Ranking shares the lock: concurrent searches run in parallel.
     with ctx.index_lock.read():
         ctx.check_open()
-        rankings = plan.rank(ctx.sync.index, vectors, allowed, lexical)
+        rankings = plan.rank(ctx.sync.ranker(), vectors, allowed, lexical)
     return as_hits(ctx.engine, rankings)

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, overload
+from typing import Any, Literal, Protocol, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -88,6 +88,7 @@ class Store:
         index_dir: Path | None,
         *,
         load_index: bool = True,
+        index: IndexSource | None = None,
     ) -> None:
         # A store opened without an encoder loads its recorded one on first use: deleting,
         # listing or searching by vectors never pays for a (possibly multi-GB) model.
@@ -100,7 +101,9 @@ class Store:
         self.store_uuid = row.store_uuid
         self._ctx = StoreContext(
             engine,
-            functools.partial(_load_index, engine, row, config, index_dir, self.sync_class),
+            functools.partial(index.load, engine, row, config, index_dir)
+            if index is not None
+            else functools.partial(_load_index, engine, row, config, index_dir, self.sync_class),
             config,
             row.dim,
             row.vector_dtype,
@@ -176,6 +179,7 @@ class Store:
         index_dir: str | Path | None = None,
         encoder_options: Mapping[str, Any] | None = None,
         load_index: bool = True,
+        index: IndexSource | None = None,
     ) -> Store:
         """Open (creating if needed) the store at a SQLite path or SQLAlchemy URL.
 
@@ -190,6 +194,9 @@ class Store:
         a snapshot) to the first call that needs it: a search, ``stats`` or
         ``reindex``. Adds, deletes and reads by id then touch SQL only, which is what
         the CLI's delete does.
+
+        ``index`` builds the derived index in place of the local one: a
+        ``latestore.distributed.ShardedIndex`` keeps it on Ray shard actors.
         """
         url = to_url(target)
         engine = make_engine(url)
@@ -217,7 +224,7 @@ class Store:
                 )
                 cfg = merged_config(row, config)
             directory = Path(index_dir) if index_dir is not None else default_index_dir(url)
-            return cls(engine, resolved, row, cfg, directory, load_index=load_index)
+            return cls(engine, resolved, row, cfg, directory, load_index=load_index, index=index)
         except (DatabaseError, InterfaceError) as exc:
             engine.dispose()
             shown = make_url(url).render_as_string(hide_password=True)
@@ -240,8 +247,7 @@ class Store:
             finally:
                 ctx.closed = True
                 if ctx.index_loaded:
-                    ctx.sync.index.vectors.clear()  # a closed store may live on: free them
-                    ctx.sync.head.close()
+                    ctx.sync.close()
                 ctx.engine.dispose()
 
     @property
@@ -598,7 +604,8 @@ class Store:
         self._ctx.check_open()
         with self._ctx.index_lock.write():
             self._ctx.sync.catch_up()
-            return reader.stats(self._ctx, self.encoder_name, self.encoder_fingerprint)
+            stats = reader.stats(self._ctx, self.encoder_name, self.encoder_fingerprint)
+            return self._ctx.sync.describe(stats)
 
     # -- maintenance -----------------------------------------------------------
     def reindex(self) -> None:
@@ -610,9 +617,7 @@ class Store:
         self._ctx.check_open()
         with self._ctx.index_lock.write():
             self._ctx.sync.catch_up()
-            self._ctx.sync.retry_vector_folder()  # a folder a full disk had refused
-            self._ctx.sync.index.rebuild()
-            self._ctx.sync.snapshot_change = -1
+            self._ctx.sync.rebuild()
             self._ctx.sync.save(strict=True)
 
     def reencode(
@@ -654,6 +659,16 @@ class Store:
         loaded = self._encoder.fingerprint if self._encoder is not None else None
         with Session(self._ctx.engine) as session:
             return encoding_summary(session, loaded)
+
+
+class IndexSource(Protocol):
+    """Builds a store's derived index and fills it (``Store.open(..., index=...)``)."""
+
+    def load(
+        self, engine: Engine, row: StoreRow, config: StoreConfig, index_dir: Path | None
+    ) -> tuple[IndexSync, str]:
+        """The synced index, and how it was loaded (as ``Store.opened_from`` reports)."""
+        ...
 
 
 def _load_index(

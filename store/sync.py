@@ -20,6 +20,8 @@ from latestore.store.writes import chunks
 
 if TYPE_CHECKING:  # the index brings torch: loaded only when a store needs it
     from latestore.index.late_index import LateInteractionIndex
+    from latestore.index.plan import RankingIndex
+    from latestore.models import StoreStats
 
 log = logging.getLogger("latestore")
 
@@ -229,6 +231,27 @@ class IndexSync:
             rows = window_rows_of(self.engine, page_ids)
             found = {p: rows.get(p) if p in cache else None for p in page_ids}
         index.set_windows(found)
+
+    def ranker(self) -> RankingIndex:
+        """What a search ranks with, once caught up: this index. (A sharded store's sync
+        answers with its shards, as of the change it caught up to.)"""
+        return self.index
+
+    def rebuild(self) -> None:
+        """Rebuild the candidate index from the held vectors (``Store.reindex``; the
+        caller catches up first and saves after)."""
+        self.retry_vector_folder()  # a folder a full disk had refused
+        self.index.rebuild()
+        self.snapshot_change = -1
+
+    def describe(self, stats: StoreStats) -> StoreStats:
+        """``Store.stats`` as this index sees it (a sharded one adds its shards)."""
+        return stats
+
+    def close(self) -> None:
+        """Release what the index holds; the store is closing (after the last save)."""
+        self.index.vectors.clear()  # a closed store may live on: free them
+        self.head.close()
 
     def behind(self) -> bool:
         """Has SQL seen changes this index has not applied, or did held vectors fail

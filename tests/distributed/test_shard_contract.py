@@ -42,4 +42,4 @@ class TestShardScorerContract(contract.TestPageScorerContract):
 
     @pytest.fixture
     def scorer(self, sharded_pages: tuple[ShardedStore, Any]) -> PageScorer:
-        return ShardScorer(sharded_pages[0])
+        return ShardScorer(sharded_pages[0].shards)

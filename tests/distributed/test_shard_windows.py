@@ -35,8 +35,12 @@ def test_shards_score_the_best_window(tmp_path: Path, minilm: MiniLMEncoder) -> 
         (ranking,), _ = server.search([query], 20, SearchParams(), None, True, 0, (shard, 2))
         owned = {p: s for p, s in ranking}
         assert owned and not set(owned) & set(found)
-        (rescored,) = server.score([query], [np.array(sorted(owned))], True, 0, (shard, 2))
-        np.testing.assert_allclose(rescored, [owned[p] for p in sorted(owned)], rtol=1e-6)
+        exact = SearchParams(device_precision="exact")
+        (rescored,) = server.score([query], [np.array(sorted(owned))], exact, 0, (shard, 2))
+        assert [p for p, _ in rescored] == sorted(owned)
+        np.testing.assert_allclose(
+            [s for _, s in rescored], [owned[p] for p in sorted(owned)], rtol=1e-6
+        )
         found.update(owned)
         server.sync.index.vectors.clear()
         server.engine.dispose()

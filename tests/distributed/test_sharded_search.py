@@ -18,14 +18,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from latestore import Page, SearchTuning
+from latestore import Page, SearchHit, SearchTuning
 from latestore.errors import InvalidInputError, ShardUnavailableError
 from tests.distributed.conftest import ranking_of, scifact_docs, scifact_queries
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.xdist_group("ray")
 
-from latestore.distributed import ShardedStore, shard_of  # noqa: E402
+from latestore.distributed import ShardedIndex, ShardedStore, shard_of  # noqa: E402
+from latestore.distributed.coordinator_sync import ShardedStats  # noqa: E402
 from latestore.store import Store  # noqa: E402
 
 N_DOCS = 1000
@@ -67,12 +68,14 @@ def sharded(ray_session: Any, scifact_url: str, minilm: Any) -> Iterator[Sharded
 
 def test_pages_are_split_across_shards(sharded: ShardedStore, single: Store) -> None:
     stats = sharded.stats()
+    assert isinstance(stats, ShardedStats)
     ids = single.page_ids()
     expected = np.bincount(shard_of(ids, 3), minlength=3).tolist()
-    assert [s["pages"] for s in stats["shards"]] == expected
-    assert stats["pages"] == single.count() == N_DOCS
-    assert stats["tokens"] == single.stats().tokens
-    assert all(s["rss_bytes"] > 0 for s in stats["shards"])
+    assert [s["pages"] for s in stats.shards] == expected
+    assert stats.n_shards == 3
+    assert stats.pages == single.count() == N_DOCS
+    assert stats.tokens == single.stats().tokens
+    assert all(s["rss_bytes"] > 0 for s in stats.shards)
 
 
 @pytest.mark.parametrize("exhaustive", [True, False])
@@ -94,10 +97,95 @@ def test_reindex_rebuilds_every_shard_and_keeps_results(
     sharded.reindex()
     after = sharded.search_many(query_vectors[:5], k=10, exhaustive=True)
     assert [ranking_of(h) for h in after] == [ranking_of(h) for h in before]
-    with pytest.raises(InvalidInputError, match="ranks by MaxSim only"):
-        sharded.search("vitamin D", k=5, mode="hybrid")
-    with pytest.raises(InvalidInputError, match="re-encode through a Store"):
-        sharded.reencode()
+
+
+def full(hits: list[SearchHit]) -> list[tuple[Any, ...]]:
+    """Everything a hit says about its ranking: order, scores of each signal, origin."""
+    return [
+        (h.page_id, h.rank, h.score, h.maxsim_score, h.lexical_score, h.lexical_rank, h.signals)
+        for h in hits
+    ]
+
+
+TEXTS = [
+    "vitamin D deficiency and bone density",
+    "protein folding in the endoplasmic reticulum",
+    "microRNA regulates gene expression in cancer cells",
+    "antibiotic resistance of bacteria",
+]
+
+
+@pytest.mark.parametrize("mode", ["lexical", "hybrid"])
+def test_lexical_and_hybrid_modes_match_single_store(
+    sharded: ShardedStore, single: Store, mode: str
+) -> None:
+    # The store's own search path: full-text in SQL, MaxSim on the shards, fused here.
+    spec = {"bucket": {"$in": [0, 2, 4]}}
+    for filter_ in (None, spec):
+        expected = single.search_many(TEXTS, k=10, filter=filter_, mode=mode)
+        got = sharded.search_many(TEXTS, k=10, filter=filter_, mode=mode)
+        assert [full(h) for h in got] == [full(h) for h in expected]
+        assert all(got), "every query finds pages"
+    if mode == "hybrid":
+        # Some fused hits came from one ranking only: the lexical hits MaxSim did not
+        # return were scored on their owning shards (ShardedIndex.score_pages).
+        signals = {h.signals for hits in got for h in hits}
+        assert ("maxsim", "lexical") in signals and len(signals) > 1
+
+
+@pytest.mark.parametrize("mode", ["maxsim", "hybrid"])
+def test_phrase_and_exhaustive_match_single_store(
+    sharded: ShardedStore, single: Store, mode: str
+) -> None:
+    for exhaustive in (False, True):
+        expected = single.search(TEXTS[0], k=10, mode=mode, phrase="vitamin", exhaustive=exhaustive)
+        got = sharded.search(TEXTS[0], k=10, mode=mode, phrase="vitamin", exhaustive=exhaustive)
+        assert full(got) == full(expected)
+        assert got and all("vitamin" in (h.text or "").lower() for h in got)
+
+
+def test_search_many_equals_search_per_query(sharded: ShardedStore, single: Store) -> None:
+    # Query vectors encoded once (a batch of texts pads, so encodes a little apart).
+    # Several queries scored in one batch round apart from one at a time in the last
+    # float32 bit, in a local store as well: equal hits, scores to that rounding; and
+    # each way bitwise equal to the local store's same way.
+    vectors = sharded.encode_queries(TEXTS)
+    for mode in ("maxsim", "lexical", "hybrid"):
+        together = sharded.search_many(vectors, k=7, mode=mode, lexical_text=TEXTS)
+        one_by_one = [
+            sharded.search(v, k=7, mode=mode, lexical_text=text)
+            for v, text in zip(vectors, TEXTS, strict=True)
+        ]
+        for many, one in zip(together, one_by_one, strict=True):
+            assert [(h.page_id, h.rank, h.signals) for h in many] == [
+                (h.page_id, h.rank, h.signals) for h in one
+            ]
+            assert [h.score for h in many] == pytest.approx([h.score for h in one], rel=1e-6)
+        assert [full(h) for h in together] == [
+            full(h) for h in single.search_many(vectors, k=7, mode=mode, lexical_text=TEXTS)
+        ]
+        assert [full(h) for h in one_by_one] == [
+            full(single.search(v, k=7, mode=mode, lexical_text=text))
+            for v, text in zip(vectors, TEXTS, strict=True)
+        ]
+
+
+def test_a_plain_store_with_a_sharded_index(
+    ray_session: Any, scifact_url: str, minilm: Any, single: Store
+) -> None:
+    with Store.open(scifact_url, minilm, index=ShardedIndex(shards=2)) as store:
+        assert type(store) is Store
+        assert store.opened_from == "shards"
+        stats = store.stats()
+        assert isinstance(stats, ShardedStats)
+        assert (stats.pages, stats.n_shards) == (N_DOCS, 2)
+        for mode in ("maxsim", "lexical", "hybrid"):
+            got = store.search_many(TEXTS, k=10, mode=mode)
+            assert [full(h) for h in got] == [
+                full(h) for h in single.search_many(TEXTS, k=10, mode=mode)
+            ]
+    with pytest.raises(InvalidInputError, match="shards"):
+        ShardedIndex(shards=0)
 
 
 def test_text_query_and_filter_match_single_store(sharded: ShardedStore, single: Store) -> None:
@@ -196,7 +284,7 @@ def test_resize_moves_stored_vectors_only(
         new_share = int((shard_of(ids, 4) == 3).sum())
         # Jump hashing: growing moves pages only onto the new shard.
         assert moved == {"dropped": new_share, "loaded": 0, "shards": 4}
-        assert [s["pages"] for s in sharded.stats()["shards"]][3] == new_share
+        assert [s["pages"] for s in sharded.stats().shards][3] == new_share
         got = sharded.search_many(query_vectors, k=10, exhaustive=True)
         assert [ranking_of(h) for h in got] == expected
     finally:
@@ -223,9 +311,9 @@ def test_shards_reload_from_their_snapshots(
 ) -> None:
     expected = [ranking_of(h) for h in single.search_many(query_vectors[:5], k=10)]
     with ShardedStore.open(scifact_url, minilm, shards=2, snapshot_dir=tmp_path) as first:
-        assert {s["opened_from"] for s in first.stats()["shards"]} == {"rebuilt"}
+        assert {s["opened_from"] for s in first.stats().shards} == {"rebuilt"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shard-0-of-2", "shard-1-of-2"]
     with ShardedStore.open(scifact_url, minilm, shards=2, snapshot_dir=tmp_path) as second:
-        assert {s["opened_from"] for s in second.stats()["shards"]} == {"snapshot"}
+        assert {s["opened_from"] for s in second.stats().shards} == {"snapshot"}
         got = [ranking_of(h) for h in second.search_many(query_vectors[:5], k=10)]
     assert got == expected
