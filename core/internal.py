@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from latestore.index.plan import PageIds, Queries
     from latestore.index.ranking import Ranking, SearchParams
     from latestore.index.threads import search_threads
+    from latestore.store.encoded import encode_counted
     from latestore.store.filters import any_of, matching_page_ids
     from latestore.store.footprint import directory_bytes, sqlite_bytes
     from latestore.store.hits import hydrate
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     )
     from latestore.store.page_encoding import Query, query_vectors
     from latestore.store.reader import still_stored
-    from latestore.store.reencode import encode_counted
     from latestore.store.request import MAX_K, check_k, search_request
     from latestore.store.rwlock import ReadWriteLock
     from latestore.store.schema import PageVectorsRow, StoreRow
@@ -76,7 +76,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     ),
     "latestore.store.page_encoding": ("Query", "query_vectors"),
     "latestore.store.hits": ("hydrate",),
-    "latestore.store.reencode": ("encode_counted",),
+    "latestore.store.encoded": ("encode_counted",),
     "latestore.store.rwlock": ("ReadWriteLock",),
     "latestore.store.schema": ("PageVectorsRow", "StoreRow"),
     "latestore.store.sync": ("IndexSync",),

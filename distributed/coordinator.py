@@ -158,7 +158,7 @@ class ShardedStore(Store):
         moved away (with jump hashing, growing moves pages only onto new shards).
         Searches wait for the change. Returns counts of pages dropped and loaded.
         """
-        self._ctx.check_open()
+        self._db.check_open()
         if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
             raise InvalidInputError(f"shards must be a positive integer, got {shards!r}")
         with self._layout_lock.write():
@@ -205,7 +205,7 @@ class ShardedStore(Store):
                 "a ShardedStore ranks by MaxSim only: open a Store on the same database "
                 "for mode='lexical' or 'hybrid' and for phrase="
             )
-        self._ctx.check_open()
+        self._db.check_open()
         request = search_request(
             self.config,
             queries,
@@ -217,13 +217,13 @@ class ShardedStore(Store):
             hybrid=hybrid,
             legacy=deprecated,
         )
-        vectors = query_vectors(self._ctx, request.queries)
+        vectors = query_vectors(self._encoders, self.dim, request.queries)
         allowed = None
         if filter is not None:
-            with Session(self._ctx.engine) as session:
+            with Session(self._db.engine) as session:
                 allowed = np.asarray(matching_page_ids(session, filter), dtype=np.int64)
         rankings = self.rank(vectors, request.k, request.settings, allowed, request.exhaustive)
-        return hydrate(self._ctx.engine, rankings)
+        return hydrate(self._db.engine, rankings)
 
     def rank(
         self,
@@ -344,7 +344,7 @@ class ShardedStore(Store):
 
     def stats(self) -> dict[str, Any]:  # type: ignore[override]
         """The store's description, with one entry per shard (pages, tokens, memory)."""
-        self._ctx.check_open()
+        self._db.check_open()
         with self._layout_lock.read():
             shards = self._call_all(
                 self._actors, lambda _i, a: a.stats.remote(), shards=range(self.n_shards)
@@ -364,7 +364,7 @@ class ShardedStore(Store):
 
     def reindex(self) -> None:
         """Rebuild every shard's candidate index from its vectors (and snapshot it)."""
-        self._ctx.check_open()
+        self._db.check_open()
         with self._layout_lock.read():
             self._call_all(
                 self._actors, lambda _i, a: a.reindex.remote(), shards=range(self.n_shards)

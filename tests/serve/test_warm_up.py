@@ -22,7 +22,7 @@ def test_warm_up_loads_the_recorded_encoder_and_searches(tmp_path: Path, minilm:
         assert store._encoder is None
         assert warm_up(store) > 0
         assert store._encoder is not None
-        assert store._ctx.index_loaded
+        assert store._db.derived.loaded
 
 
 def test_warm_up_of_a_store_without_a_model(tmp_path: Path) -> None:
