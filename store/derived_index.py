@@ -7,7 +7,7 @@ database applies each committed write to it (:meth:`DerivedIndex.apply`) after t
 commit, never before: the index only ever holds what SQL holds.
 
 What is loaded is the loader's business: ``Store`` gives the loader, and a store whose
-index lives elsewhere (a sharded store) gives its own (see ``Store.derived_index``).
+index lives elsewhere (a sharded store) gives its own (see ``Store._derived_index``).
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ class Store:
             row.dim,
             row.vector_dtype,
             for_dialect(engine.dialect.name, config.text_analyzer),
-            self.derived_index(engine, row, config, index_dir),
+            self._derived_index(engine, row, config, index_dir),
         )
         self.encoder_name = row.encoder_name
         self.dim = row.dim
@@ -111,7 +111,7 @@ class Store:
             self._db.derived.sync  # noqa: B018 - load now: open reports damage, searches start warm
 
     @classmethod
-    def derived_index(
+    def _derived_index(
         cls, engine: Engine, row: StoreRow, config: StoreConfig, index_dir: Path | None
     ) -> DerivedIndex:
         """The derived index this store ranks with, not loaded yet (it loads on first

@@ -106,10 +106,10 @@ class CountingStore(Store):
     loads: ClassVar[list[StoreConfig]] = []
 
     @classmethod
-    def derived_index(
+    def _derived_index(
         cls, engine: Any, row: Any, config: StoreConfig, index_dir: Path | None
     ) -> DerivedIndex:
-        default = super().derived_index(engine, row, config, index_dir)
+        default = super()._derived_index(engine, row, config, index_dir)
 
         def load(settings: StoreConfig) -> tuple[IndexSync, str]:
             cls.loads.append(settings)
