@@ -79,7 +79,7 @@ def host_split(store: Store, queries: list[np.ndarray], calls: int = 200) -> dic
 
     from latestore.index import maxsim_launch
 
-    index = store._ctx.sync.index
+    index = store._sync.index
     device = index.device_tokens
     assert device is not None, "the pages are not resident on the device"
     params = store.config.search_params()

@@ -82,7 +82,7 @@ def main() -> None:
     picked = [i for i, q in enumerate(cached.queries) if not q.startswith("train:")]
     out: dict[str, Any] = {"collection": args.name, "cpus": os.cpu_count()}
     with Store.open(args.db, config=StoreConfig(window_scoring="best")) as store:
-        index = store._ctx.sync.index  # loads it: both scorings share it
+        index = store._sync.index  # loads it: both scorings share it
         stats = store.stats()
         out.update(pages=stats.pages, tokens=stats.tokens, split_pages=len(index.windows))
 

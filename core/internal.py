@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from latestore.index.late_index import LateInteractionIndex
     from latestore.index.plan import PageIds, Queries
     from latestore.index.ranking import Ranking, SearchParams
+    from latestore.store.encoded import encode_counted
     from latestore.store.filters import any_of
     from latestore.store.footprint import directory_bytes, sqlite_bytes
     from latestore.store.images import MAX_IMAGE_PIXELS, UnreadableImageError, load_image
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     )
     from latestore.store.page_encoding import Query, query_vectors
     from latestore.store.reader import still_stored
-    from latestore.store.reencode import encode_counted
     from latestore.store.request import MAX_K
     from latestore.store.rwlock import ReadWriteLock
     from latestore.store.schema import PageVectorsRow, StoreRow
@@ -74,7 +74,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "stored_row",
     ),
     "latestore.store.page_encoding": ("Query", "query_vectors"),
-    "latestore.store.reencode": ("encode_counted",),
+    "latestore.store.encoded": ("encode_counted",),
     "latestore.store.rwlock": ("ReadWriteLock",),
     "latestore.store.schema": ("PageVectorsRow", "StoreRow"),
     "latestore.store.sync": ("IndexSync",),

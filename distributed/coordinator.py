@@ -109,12 +109,12 @@ class ShardedStore(Store):
 
     def resize(self, shards: int) -> dict[str, int]:
         """Change the number of shards (:meth:`ShardedIndex.resize`)."""
-        self._ctx.check_open()
+        self._db.check_open()
         self.opened_from  # noqa: B018 - starts the shards if open() deferred them
         return self._shards.resize(shards)
 
     def shard_pids(self) -> list[int]:
         """Process ids of the shard actors (tests kill one to exercise restarts)."""
-        self._ctx.check_open()
+        self._db.check_open()
         self.opened_from  # noqa: B018 - starts the shards if open() deferred them
         return self._shards.shard_pids()

@@ -36,8 +36,9 @@ from latestore.index.residual_codec import (
     train,
 )
 from latestore.store.schema import CodebookRow, PageCodesRow, PageVectorsRow
+from latestore.store.sql import chunks
 from latestore.store.sync import IndexSync, decode
-from latestore.store.writes import VECTOR_ROWS_PER_INSERT, PreparedPage, chunks
+from latestore.store.writes import VECTOR_ROWS_PER_INSERT, PreparedPage
 
 if TYPE_CHECKING:
     from latestore.index.compact_index import CompactIndex

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Dialect, Engine, Select, bindparam, or_, sele
 from latestore.index.fusion import FusedHit
 from latestore.models import SearchHit, StoredPage
 from latestore.store.schema import PageRow
-from latestore.store.writes import chunks
+from latestore.store.sql import chunks
 
 RECORD_COLUMNS: tuple[Any, ...] = (
     PageRow.id.label("page_id"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -16,15 +17,19 @@ import numpy.typing as npt
 from latestore.encoders import PageContent
 from latestore.errors import EncoderError
 from latestore.models import Page
-from latestore.store.context import ProgressCallback, StoreContext
-from latestore.store.reencode import PRECOMPUTED, PageEncoding, encode_counted
+from latestore.store.encoded import PRECOMPUTED, PageEncoding, ProgressCallback, encode_counted
+from latestore.store.encoder_slot import EncoderSlot
 from latestore.store.validation import check_query_texts, checked_vectors
+
+if TYPE_CHECKING:
+    from latestore.store.database import Database
 
 Query = str | npt.NDArray[np.floating]
 
 
 def encode_missing(
-    ctx: StoreContext,
+    db: Database,
+    encoders: EncoderSlot,
     vectors: dict[int, PageEncoding],
     items: list[Page],
     todo: list[int],
@@ -34,12 +39,13 @@ def encode_missing(
     """Add to ``vectors`` the encoding of ``items[i]`` for each ``i`` in ``todo`` not there."""
     missing = [i for i in todo if i not in vectors]
     if missing:
-        encoded = encode_pages(ctx, [items[i] for i in missing], batch_size, on_progress)
+        encoded = encode_pages(db, encoders, [items[i] for i in missing], batch_size, on_progress)
         vectors.update(zip(missing, encoded, strict=True))
 
 
 def encode_pages(
-    ctx: StoreContext,
+    db: Database,
+    encoders: EncoderSlot,
     pages: list[Page],
     batch_size: int | None,
     on_progress: ProgressCallback | None,
@@ -49,7 +55,7 @@ def encode_pages(
     need = []
     for i, page in enumerate(pages):
         if page.vectors is not None:
-            given = checked_vectors(page.vectors, ctx.dim, ctx.dtype, page_label(page, i))
+            given = checked_vectors(page.vectors, db.dim, db.dtype, page_label(page, i))
             if page.image is not None:
                 # Nothing decodes a stored image whose vectors are given; garbage bytes
                 # would be served later as a broken image (and fail every thumbnail).
@@ -63,7 +69,7 @@ def encode_pages(
     if done and on_progress is not None:
         on_progress(done, len(pages))
     if need:
-        encoder = ctx.encoder()
+        encoder = encoders.get()
         size = batch_size or encoder.batch_size
         for start in range(0, len(need), size):
             chunk = need[start : start + size]
@@ -73,25 +79,27 @@ def encode_pages(
                     f"encoder returned {len(encoded)} results for {len(chunk)} pages"
                 )
             for i, page_encoding in zip(chunk, encoded, strict=True):
-                out[i] = page_encoding.checked(ctx.dim, ctx.dtype, page_label(pages[i], i))
+                out[i] = page_encoding.checked(db.dim, db.dtype, page_label(pages[i], i))
             done += len(chunk)
             if on_progress is not None:
                 on_progress(done, len(pages))
     return [v for v in out if v is not None]
 
 
-def query_vectors(ctx: StoreContext, queries: Sequence[Query]) -> list[npt.NDArray[np.float32]]:
+def query_vectors(
+    encoders: EncoderSlot, dim: int, queries: Sequence[Query]
+) -> list[npt.NDArray[np.float32]]:
     """Checked float32 vectors per query: text is encoded in one batch, arrays checked."""
     texts = [(i, q) for i, q in enumerate(queries) if isinstance(q, str)]
     out: list[npt.NDArray[np.float32] | None] = [None] * len(queries)
     if texts:
         check_query_texts([q for _, q in texts])
-        encoded = ctx.encoder().encode_queries([q for _, q in texts])
+        encoded = encoders.get().encode_queries([q for _, q in texts])
         for (i, _), v in zip(texts, encoded, strict=True):
-            out[i] = checked_vectors(v, ctx.dim, "float32", f"query {i}")
+            out[i] = checked_vectors(v, dim, "float32", f"query {i}")
     for i, q in enumerate(queries):
         if out[i] is None:
-            out[i] = checked_vectors(q, ctx.dim, "float32", f"query {i}")
+            out[i] = checked_vectors(q, dim, "float32", f"query {i}")
     return [v for v in out if v is not None]
 
 

@@ -18,19 +18,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from latestore.deprecation import warn_deprecated
-from latestore.encoders import superseded_by
 from latestore.errors import DuplicateExternalIdError, InvalidInputError
 from latestore.index.codec import as_stored
 from latestore.models import Page, WrittenPages
 from latestore.store.compact import write_codes
-from latestore.store.context import ProgressCallback, StoreContext
+from latestore.store.database import Database, WriteTransaction
+from latestore.store.encoded import PRECOMPUTED, PageEncoding, ProgressCallback
+from latestore.store.encoder_slot import EncoderSlot
 from latestore.store.filters import matching_page_ids
-from latestore.store.maintenance import maybe_prune_changes, maybe_snapshot
 from latestore.store.page_encoding import encode_missing
-from latestore.store.reencode import PRECOMPUTED, PageEncoding, check_encoded_with
 from latestore.store.schema import PageRow
+from latestore.store.sql import chunks
 from latestore.store.validation import check_unique_external_ids, storable
-from latestore.store.writes import PreparedPage, chunks, delete_pages, next_change, write_pages
+from latestore.store.writes import PreparedPage, delete_pages, write_pages
 
 # Pages per transaction when add_pages streams an iterable.
 STREAM_BATCH = 256
@@ -88,7 +88,8 @@ def refuse_stored(plan: UpsertPlan) -> None:
 
 
 def add_stream(
-    ctx: StoreContext,
+    db: Database,
+    encoders: EncoderSlot,
     pages: Iterator[Page],
     size: int,
     batch_size: int | None,
@@ -112,25 +113,26 @@ def add_stream(
         if on_progress is not None:
             base, read = len(ids), len(ids) + len(chunk)
             progress = functools.partial(_shifted, on_progress, base, read)
-        ids.extend_with(add_batch(ctx, chunk, batch_size, progress, upsert))
+        ids.extend_with(add_batch(db, encoders, chunk, batch_size, progress, upsert))
     return ids
 
 
 def add_batch(
-    ctx: StoreContext,
+    db: Database,
+    encoders: EncoderSlot,
     items: list[Page],
     batch_size: int | None,
     on_progress: ProgressCallback | None,
     upsert: bool | None,
 ) -> WrittenPages:
     """One transaction: all of ``items`` or nothing. Returns their page ids in order."""
-    ctx.check_open()
+    db.check_open()
     for item in items:
         if not isinstance(item, Page):
             raise InvalidInputError(f"add_pages takes Page objects, got {type(item).__name__}")
     check_unique_external_ids([p.external_id for p in items])
     hashes = [p.content_hash() for p in items]
-    with Session(ctx.engine) as session:
+    with db.session() as session:
         plan = plan_upsert(session, items, hashes)
     if upsert is False:
         refuse_stored(plan)
@@ -146,51 +148,50 @@ def add_batch(
             on_progress(len(items), len(items))
         return _written(plan, items)
     vectors: dict[int, PageEncoding] = {}
-    compact = ctx.config.tier != "full"  # code rows written beside the pages
     while True:
-        encode_missing(ctx, vectors, items, plan.to_write, batch_size, on_progress)
-        with ctx.write_lock, Session(ctx.engine) as session:
-            session.begin()
-            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-            change_no = next_change(session)  # the write lock, on PostgreSQL too
-            plan = plan_upsert(session, items, hashes)
+        encode_missing(db, encoders, vectors, items, plan.to_write, batch_size, on_progress)
+        with db.write() as tx:
+            plan = plan_upsert(tx.session, items, hashes)
             if upsert is False:
                 refuse_stored(plan)
-            if any(i not in vectors for i in plan.to_write):
-                continue  # pages changed meanwhile: encode them with the lock released
             ids = plan.page_ids(items)
-            if not plan.to_write:
-                break  # everything is stored already; the rollback returns the change no
-            prepared = [
-                _prepared(ctx, items[i], hashes[i], ids[i], vectors[i]) for i in plan.to_write
-            ]
-            fingerprints = {p.encoded_with or "" for p in prepared} - {PRECOMPUTED}
-            # The encoder made these vectors, so it is loaded: its earlier revisions.
-            earlier = superseded_by(ctx.encoder()) if fingerprints else ()
-            adopted = check_encoded_with(session, fingerprints, earlier)
-            new_ids = write_pages(session, prepared, change_no)
-            codes = write_codes(session, ctx.config, new_ids, prepared) if compact else None
-            session.commit()
-        if adopted is not None:
-            ctx.encoder_fingerprint = adopted
-        for i, page_id in zip(plan.to_write, new_ids, strict=True):
-            ids[i] = page_id
-        if ctx.index_loaded:  # else the index reads these rows when it loads
-            with ctx.index_lock.write():
-                # The index must hold what SQL holds (int8 is lossy), exactly as a
-                # reopen would load it, or results would shift after a restart.
-                stored: list[Any] = (
-                    codes
-                    if codes is not None
-                    else [as_stored(p.vectors, ctx.dtype) for p in prepared]
-                )
-                ctx.sync.applied_own(change_no, new_ids, stored)
-                maybe_snapshot(ctx)
-        maybe_prune_changes(ctx)
+            if not plan.to_write or any(i not in vectors for i in plan.to_write):
+                tx.discard()  # nothing left to write, or pages changed meanwhile
+            else:
+                _write(db, encoders, tx, items, hashes, plan.to_write, ids, vectors)
+        if plan.to_write and tx.discarded:
+            continue  # pages changed meanwhile: encode them with the lock released
         break
     if on_progress is not None:
         on_progress(len(items), len(items))
     return _written(plan, items, ids)
+
+
+def _write(
+    db: Database,
+    encoders: EncoderSlot,
+    tx: WriteTransaction,
+    items: list[Page],
+    hashes: list[str],
+    to_write: list[int],
+    ids: list[int | None],
+    vectors: dict[int, PageEncoding],
+) -> None:
+    """Write ``items[i]`` for each ``i`` in ``to_write`` in ``tx``; fills in their ids."""
+    prepared = [_prepared(db, items[i], hashes[i], ids[i], vectors[i]) for i in to_write]
+    encoders.adopt(tx, {p.encoded_with or "" for p in prepared} - {PRECOMPUTED})
+    new_ids = write_pages(tx.session, prepared, tx.change_no)
+    compact = db.config.tier != "full"  # code rows written beside the pages
+    codes = write_codes(tx.session, db.config, new_ids, prepared) if compact else None
+    for i, page_id in zip(to_write, new_ids, strict=True):
+        ids[i] = page_id
+
+    def stored() -> list[Any]:
+        # The index must hold what SQL holds (int8 is lossy), exactly as a reopen would
+        # load it, or results would shift after a restart.
+        return codes if codes is not None else [as_stored(p.vectors, db.dtype) for p in prepared]
+
+    tx.changed(new_ids, stored)
 
 
 def _written(
@@ -208,7 +209,7 @@ def _written(
 
 
 def _prepared(
-    ctx: StoreContext, page: Page, content_hash: str, existing_id: int | None, enc: PageEncoding
+    db: Database, page: Page, content_hash: str, existing_id: int | None, enc: PageEncoding
 ) -> PreparedPage:
     return PreparedPage(
         page=page,
@@ -216,7 +217,7 @@ def _prepared(
         content_hash=content_hash,
         existing_id=existing_id,
         # compact-only keeps no full-precision copy: the code rows are all there is
-        storage_dtype="none" if ctx.config.tier == "compact-only" else ctx.dtype,
+        storage_dtype="none" if db.config.tier == "compact-only" else db.dtype,
         text_tokens=enc.text_tokens,
         tokens_dropped=enc.tokens_dropped,
         encoded_with=enc.encoded_with,
@@ -225,7 +226,7 @@ def _prepared(
 
 
 def delete_selected(
-    ctx: StoreContext,
+    db: Database,
     page_ids: list[int],
     external_ids: list[str],
     filter: Mapping[str, Any] | None,
@@ -235,28 +236,18 @@ def delete_selected(
     The filter and external ids are resolved inside the transaction, after the write
     lock is taken, so the pages removed are those that match when the delete commits.
     """
-    with ctx.write_lock, Session(ctx.engine) as session:
-        session.begin()
-        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-        # The write lock first (PostgreSQL's is the ls_store row), so the selection
-        # below sees every write committed before this delete.
-        change_no = next_change(session)
+    with db.write() as tx:
         selected = list(page_ids)
         # An id with NUL was never stored (and PostgreSQL cannot be asked about it).
         for chunk in chunks([e for e in external_ids if storable(e)]):
             query = select(PageRow.id).where(PageRow.external_id.in_(chunk))
-            selected += session.execute(query).scalars().all()
+            selected += tx.session.execute(query).scalars().all()
         if filter is not None:
-            selected += matching_page_ids(session, filter)
-        removed = delete_pages(session, sorted(set(selected)), change_no)
+            selected += matching_page_ids(tx.session, filter)
+        removed = delete_pages(tx.session, sorted(set(selected)), tx.change_no)
         if not removed:
-            return 0  # nothing to delete: closing rolls the change number back
-        session.commit()
-    if ctx.index_loaded:  # else the index never held these pages
-        with ctx.index_lock.write():
-            ctx.sync.applied_own(change_no, removed, [])
-            maybe_snapshot(ctx)
-    maybe_prune_changes(ctx)
+            tx.discard()  # nothing to delete: the change number rolls back too
+        tx.changed(removed)
     return len(removed)
 
 

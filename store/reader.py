@@ -8,14 +8,14 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import distinct, func, select
-from sqlalchemy.orm import Session
 
 from latestore.errors import InvalidInputError, PageNotFoundError
 from latestore.models import StoredPage, StoreStats
-from latestore.store.context import StoreContext
+from latestore.store.database import Database
 from latestore.store.filters import filter_clause, matching_page_ids
 from latestore.store.hits import STORED_COLUMNS, record_fields, stored_pages
 from latestore.store.schema import PageRow, PageVectorsRow
+from latestore.store.sql import chunks
 from latestore.store.sync import decode
 from latestore.store.validation import (
     MAX_PAGE_ID,
@@ -24,7 +24,6 @@ from latestore.store.validation import (
     checked_ids,
     storable,
 )
-from latestore.store.writes import chunks
 
 T = TypeVar("T")
 
@@ -45,33 +44,33 @@ def still_stored(read: Callable[[list[int]], list[T]], page_ids: Sequence[int]) 
     return {}
 
 
-def get_many(ctx: StoreContext, ids: Sequence[int], what: str = "get_many") -> list[StoredPage]:
+def get_many(db: Database, ids: Sequence[int], what: str = "get_many") -> list[StoredPage]:
     """Pages by id, in the order asked; PageNotFoundError naming every missing id."""
     wanted = checked_ids(ids, what)
-    found = stored_pages(ctx.engine, [i for i in wanted if 0 < i <= MAX_PAGE_ID])
+    found = stored_pages(db.engine, [i for i in wanted if 0 < i <= MAX_PAGE_ID])
     missing = [i for i in wanted if i not in found]
     if missing:
         raise PageNotFoundError(f"no page with id {missing[:10]}", page_ids=missing)
     return [found[i] for i in wanted]
 
 
-def get_by_external_ids(ctx: StoreContext, external_ids: Sequence[str]) -> list[StoredPage]:
+def get_by_external_ids(db: Database, external_ids: Sequence[str]) -> list[StoredPage]:
     """Pages by external id, in the order asked; PageNotFoundError naming every missing one."""
     wanted = checked_external_ids(external_ids, "get_by_external_ids")
     ids: dict[str, int] = {}
-    with Session(ctx.engine) as session:
+    with db.session() as session:
         for chunk in chunks([e for e in wanted if storable(e)]):
             query = select(PageRow.external_id, PageRow.id).where(PageRow.external_id.in_(chunk))
             ids.update((e, int(i)) for e, i in session.execute(query) if e is not None)
     missing = [e for e in wanted if e not in ids]
     if missing:
         raise PageNotFoundError(f"no page with external id {missing[:10]}", external_ids=missing)
-    pages = stored_pages(ctx.engine, list(ids.values()))
+    pages = stored_pages(db.engine, list(ids.values()))
     return [pages[ids[e]] for e in wanted]
 
 
 def list_pages(
-    ctx: StoreContext,
+    db: Database,
     filter: Mapping[str, Any] | None,
     document_id: str | None,
     limit: int | None,
@@ -94,7 +93,7 @@ def list_pages(
     if limit is not None and limit > MAX_PAGE_ID:
         limit = None
     query = select(*STORED_COLUMNS).order_by(PageRow.id).offset(offset).limit(limit)
-    with Session(ctx.engine) as session:
+    with db.session() as session:
         if filter is not None:
             query = query.where(filter_clause(session, filter))
         if document_id is not None:
@@ -107,8 +106,8 @@ def _check_at_least(name: str, value: Any, least: int) -> None:
         raise InvalidInputError(f"{name} must be an integer >= {least}, got {value!r}")
 
 
-def page_ids(ctx: StoreContext, filter: Mapping[str, Any] | None) -> list[int]:
-    with Session(ctx.engine) as session:
+def page_ids(db: Database, filter: Mapping[str, Any] | None) -> list[int]:
+    with db.session() as session:
         if filter is None:
             query = select(PageRow.id).order_by(PageRow.id)
             return [int(i) for i in session.execute(query).scalars()]
@@ -116,7 +115,7 @@ def page_ids(ctx: StoreContext, filter: Mapping[str, Any] | None) -> list[int]:
 
 
 def page_vectors(
-    ctx: StoreContext, page_ids: Sequence[int], what: str = "page_vectors_many"
+    db: Database, page_ids: Sequence[int], what: str = "page_vectors_many"
 ) -> list[npt.NDArray[np.float32]]:
     """Pages' token vectors as stored in SQL, float32 ``(n_tokens, dim)`` each, in the
     order asked, read in one query per chunk of ids; PageNotFoundError naming every
@@ -124,21 +123,21 @@ def page_vectors(
     wanted = checked_ids(page_ids, what)
     found: dict[int, npt.NDArray[np.float32]] = {}
     valid = [i for i in dict.fromkeys(wanted) if 0 < i <= MAX_PAGE_ID]
-    if ctx.config.tier == "compact-only":  # no full vectors: the decoded codes
+    if db.config.tier == "compact-only":  # no full vectors: the decoded codes
         from latestore.store.compact import decoded_vectors
 
-        found = decoded_vectors(ctx.engine, valid, ctx.dim, ctx.config.compact_bits)
+        found = decoded_vectors(db.engine, valid, db.dim, db.config.compact_bits)
     else:
-        found = _stored_vectors(ctx, valid)
+        found = _stored_vectors(db, valid)
     missing = [i for i in wanted if i not in found]
     if missing:
         raise PageNotFoundError(f"no page with id {missing[:10]}", page_ids=missing)
     return [found[i] for i in wanted]
 
 
-def _stored_vectors(ctx: StoreContext, valid: list[int]) -> dict[int, npt.NDArray[np.float32]]:
+def _stored_vectors(db: Database, valid: list[int]) -> dict[int, npt.NDArray[np.float32]]:
     found: dict[int, npt.NDArray[np.float32]] = {}
-    with Session(ctx.engine) as session:
+    with db.session() as session:
         for chunk in chunks(valid):
             rows = session.execute(
                 select(PageVectorsRow.page_id, PageVectorsRow.n_tokens, PageVectorsRow.data).where(
@@ -147,15 +146,15 @@ def _stored_vectors(ctx: StoreContext, valid: list[int]) -> dict[int, npt.NDArra
             )
             for row in rows:
                 page_id = int(row.page_id)
-                vectors = decode(page_id, row.data, row.n_tokens, ctx.dim, ctx.dtype)
+                vectors = decode(page_id, row.data, row.n_tokens, db.dim, db.dtype)
                 # A copy: the blob's buffer is read-only.
                 found[page_id] = np.array(vectors, dtype=np.float32)
     return found
 
 
-def image(ctx: StoreContext, page_id: int) -> bytes | None:
+def image(db: Database, page_id: int) -> bytes | None:
     (page_id,) = checked_ids([page_id], "image")
-    with Session(ctx.engine) as session:
+    with db.session() as session:
         found = (
             session.execute(select(PageRow.id, PageRow.image).where(PageRow.id == page_id)).first()
             if 0 < page_id <= MAX_PAGE_ID
@@ -167,15 +166,15 @@ def image(ctx: StoreContext, page_id: int) -> bytes | None:
     return blob
 
 
-def count(ctx: StoreContext) -> int:
-    with Session(ctx.engine) as session:
+def count(db: Database) -> int:
+    with db.session() as session:
         return int(session.execute(select(func.count(PageRow.id))).scalar_one())
 
 
-def stats(ctx: StoreContext, encoder_name: str, encoder_fingerprint: str) -> StoreStats:
+def stats(db: Database, encoder_name: str, encoder_fingerprint: str) -> StoreStats:
     """Call with the index lock held: the figures come from the synced index."""
-    index = ctx.sync.index
-    with Session(ctx.engine) as session:
+    index = db.derived.sync.index
+    with db.session() as session:
         documents, with_image, image_bytes = session.execute(
             select(
                 func.count(distinct(PageRow.document_id)),
@@ -189,8 +188,8 @@ def stats(ctx: StoreContext, encoder_name: str, encoder_fingerprint: str) -> Sto
         pages_with_image=int(with_image),
         image_bytes=int(image_bytes),
         tokens=index.vectors.total_tokens,
-        dim=ctx.dim,
-        vector_dtype="none" if ctx.config.tier == "compact-only" else ctx.dtype,
+        dim=db.dim,
+        vector_dtype="none" if db.config.tier == "compact-only" else db.dtype,
         memory_dtype=str(index.vectors.dtype),
         vector_cache="disk"
         if index.vectors.arena is not None and index.vectors.fallback is None
@@ -200,17 +199,17 @@ def stats(ctx: StoreContext, encoder_name: str, encoder_fingerprint: str) -> Sto
         encoder_fingerprint=encoder_fingerprint,
         index=index.tokens.describe(),
         candidate_search="torch" if index.torch_candidates else "faiss",
-        search_plan=index.plan(ctx.config.search_params()),
-        **_device_footprint(ctx),
-        change_no=ctx.sync.applied_change,
-        change_log_pruned_through=ctx.sync.pruned_through,
-        index_dir=None if ctx.sync.index_dir is None else str(ctx.sync.index_dir),
+        search_plan=index.plan(db.config.search_params()),
+        **_device_footprint(db),
+        change_no=db.derived.sync.applied_change,
+        change_log_pruned_through=db.derived.sync.pruned_through,
+        index_dir=None if db.derived.sync.index_dir is None else str(db.derived.sync.index_dir),
     )
 
 
-def _device_footprint(ctx: StoreContext) -> dict[str, Any]:
+def _device_footprint(db: Database) -> dict[str, Any]:
     """Where ranking runs and what the resident pages cost there."""
-    index = ctx.sync.index
+    index = db.derived.sync.index
     device = index.device_tokens
     if device is None:
         return {"device": "cpu" if not index.device_fallback else index.device}

@@ -14,11 +14,11 @@ windows: off, pages truncated to one window). :func:`reencode_store` switches th
 * the store's recorded fingerprint and window settings change last, in the
   transaction that finds no page left to do. Until then the store opens with its old
   settings; a writer that opened it before the switch is refused afterwards
-  (:func:`check_encoded_with`) instead of mixing settings.
+  (:func:`~latestore.store.encoder_slot.check_encoded_with`) instead of mixing settings.
 
 A store recorded with an earlier *revision* of its encoder (a latestore fix changed the
 vectors of that model, see ``encoders.base.revised_fingerprint``) opens with the new
-one, which records its fingerprint with the first write (:func:`check_encoded_with`,
+one, which records its fingerprint with the first write (``EncoderSlot.adopt``,
 in that write's transaction) or re-encode; its older pages are the pages a re-encode
 does (``pages_pending_reencode`` until then).
 
@@ -29,56 +29,30 @@ text for a text model) is kept and marked, and one it can read is re-encoded.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, NamedTuple
 
-import numpy as np
-import numpy.typing as npt
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from latestore.encoders import Encoder, PageContent
 from latestore.encoders.windows import WindowSettings, as_windowed
 from latestore.errors import EncoderError, EncoderMismatchError, InvalidInputError
 from latestore.index.codec import as_stored, to_storage
-from latestore.store.maintenance import maybe_snapshot
+from latestore.store.database import Database, WriteTransaction
+from latestore.store.encoded import PRECOMPUTED, PageEncoding, encode_counted, not_encoded_by
 from latestore.store.schema import ChangeRow, PageRow, PageVectorsRow, StoreRow
-from latestore.store.validation import checked_vectors
-from latestore.store.writes import next_change
-
-if TYPE_CHECKING:
-    from latestore.store import Store
 
 __all__ = [
-    "PRECOMPUTED",
-    "PageEncoding",
     "ReencodeReport",
-    "check_encoded_with",
-    "encode_counted",
     "encoding_summary",
-    "pages_not_encoded_by",
     "reencode_store",
+    "target_encoder",
 ]
 
-PRECOMPUTED = "precomputed"
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class PageEncoding:
-    """A page's vectors, what its encoder cut (None: unknown) and whose vectors they are."""
-
-    vectors: npt.NDArray[np.floating]
-    text_tokens: int | None
-    tokens_dropped: int | None
-    encoded_with: str
-    # Rows per window (EncodedPage.window_rows): None for one window, or unknown.
-    window_rows: tuple[int, ...] | None = None
-
-    def checked(self, dim: int, dtype: str, label: str) -> PageEncoding:
-        return replace(self, vectors=checked_vectors(self.vectors, dim, dtype, label))
 
 
 # What re-encoding a page reads: its content, and what tells a later change apart.
@@ -90,55 +64,6 @@ _SOURCE_COLUMNS = (
     PageRow.content_hash,
     PageRow.n_tokens,
 )
-
-
-def encode_counted(encoder: Encoder, contents: Sequence[PageContent]) -> list[PageEncoding]:
-    """Encode pages, with cut counts where the encoder reads in windows."""
-    windowed = as_windowed(encoder)
-    if windowed is not None:
-        return [
-            PageEncoding(
-                p.vectors, p.text_tokens, p.tokens_dropped, encoder.fingerprint, p.window_rows
-            )
-            for p in windowed.encode_pages_with_counts(contents)
-        ]
-    return [
-        PageEncoding(v, None, None, encoder.fingerprint) for v in encoder.encode_pages(contents)
-    ]
-
-
-def check_encoded_with(
-    session: Session, fingerprints: set[str], supersedes: tuple[str, ...] = ()
-) -> str | None:
-    """Refuse to write vectors from an encoder the store no longer records.
-
-    Called inside a write transaction, after the store's write lock is taken: another
-    process may have re-encoded the store with new settings since this one opened it.
-    Vectors of a later revision of the recorded encoder (whose ``supersedes`` lists the
-    recorded fingerprint) are written, and the store records that revision in the same
-    transaction; its fingerprint is returned then (None otherwise).
-    """
-    if not fingerprints:
-        return None
-    recorded = session.execute(
-        select(StoreRow.encoder_fingerprint).where(StoreRow.id == 1)
-    ).scalar_one()
-    if len(fingerprints) == 1 and recorded in supersedes:
-        (later,) = fingerprints
-        session.execute(update(StoreRow).where(StoreRow.id == 1).values(encoder_fingerprint=later))
-        return later
-    if fingerprints - {recorded}:
-        raise EncoderMismatchError(
-            f"the store's encoder settings changed (fingerprint {recorded}) since it was "
-            "opened here, probably by `latestore reindex --re-encode`; reopen the store"
-        )
-    return None
-
-
-def pages_not_encoded_by(session: Session, fingerprint: str) -> int:
-    """Pages whose vectors ``fingerprint``'s encoder did not make (caller-given kept)."""
-    pending = _pending(fingerprint)
-    return int(session.execute(select(func.count(PageRow.id)).where(pending)).scalar_one())
 
 
 @dataclass
@@ -159,13 +84,6 @@ class ReencodeReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _pending(fingerprint: str) -> Any:
-    return or_(
-        PageRow.encoded_with.is_(None),
-        (PageRow.encoded_with != fingerprint) & (PageRow.encoded_with != PRECOMPUTED),
-    )
 
 
 def target_encoder(
@@ -194,8 +112,9 @@ def _content(text: str | None, image: bytes | None, image_path: str | None) -> P
 
 
 def reencode_store(
-    store: Store,
+    db: Database,
     target: Encoder,
+    fingerprint_before: str,
     *,
     batch_size: int,
     on_progress: Progress | None = None,
@@ -204,15 +123,15 @@ def reencode_store(
 
     ``target`` must be the store's model (same dim); only its settings may differ.
     """
-    if target.dim != store.dim:
-        raise EncoderMismatchError(f"re-encoding needs dim {store.dim}, got {target.dim}")
-    if store.config.tier != "full":
+    if target.dim != db.dim:
+        raise EncoderMismatchError(f"re-encoding needs dim {db.dim}, got {target.dim}")
+    if db.config.tier != "full":
         # The batches below rewrite ls_page_vectors only; a compact store's code rows
         # would go stale (not yet supported: see docs/compact-tier.md).
-        raise InvalidInputError(f"re-encoding a {store.config.tier!r}-tier store is not supported")
-    report = ReencodeReport(fingerprint_before=store.encoder_fingerprint)
-    pending = _pending(target.fingerprint)
-    with Session(store._ctx.engine) as session:
+        raise InvalidInputError(f"re-encoding a {db.config.tier!r}-tier store is not supported")
+    report = ReencodeReport(fingerprint_before=fingerprint_before)
+    pending = not_encoded_by(target.fingerprint)
+    with db.session() as session:
         total = int(session.execute(select(func.count(PageRow.id)).where(pending)).scalar_one())
         report.pages_kept = int(
             session.execute(
@@ -221,7 +140,7 @@ def reencode_store(
         )
     last_id = 0
     while True:
-        with Session(store._ctx.engine) as session:
+        with db.session() as session:
             rows = session.execute(
                 select(*_SOURCE_COLUMNS)
                 .where(pending, PageRow.id > last_id)
@@ -231,50 +150,53 @@ def reencode_store(
         if not rows:
             break
         last_id = int(rows[-1].id)
-        _reencode_batch(store, target, [tuple(r) for r in rows], report, final=False)
+        # Encoded before the write lock is taken: other writers do not wait for it.
+        encoded = _encode_batch(db, target, [tuple(r) for r in rows])
+        with db.write() as tx:
+            _write_batch(tx, db.dtype, encoded, report, apply=True)
         if on_progress is not None:
             on_progress(min(report.pages_reencoded + report.pages_skipped, total), total)
-    _finish(store, target, report)
+    _finish(db, target, report)
     return report
 
 
-def _reencode_batch(
-    store: Store,
-    target: Encoder,
-    rows: list[tuple[Any, ...]],
-    report: ReencodeReport,
-    *,
-    final: bool,
-    session: Session | None = None,
-) -> None:
-    """Encode ``rows`` (id, text, image, image_path, content_hash, n_tokens) and write
-    them in one transaction, or in ``session`` when the caller holds one."""
-    dtype = store._ctx.sync.dtype
+class _Encoded(NamedTuple):
+    """A batch encoded: the rows the encoder read, their encodings, and the pages it
+    could not read (caller-given vectors, kept)."""
+
+    rows: list[tuple[Any, ...]]
+    encodings: list[PageEncoding]
+    given: list[int]
+
+
+def _encode_batch(db: Database, target: Encoder, rows: list[tuple[Any, ...]]) -> _Encoded:
+    """Encode ``rows`` (id, text, image, image_path, content_hash, n_tokens)."""
     encoded = _encode_readable(target, [_content(r[1], r[2], r[3]) for r in rows])
     given = [int(r[0]) for r, e in zip(rows, encoded, strict=True) if e is None]
     rows = [r for r, e in zip(rows, encoded, strict=True) if e is not None]
     encodings = [
-        e.checked(store.dim, dtype, f"page {r[0]}")
+        e.checked(db.dim, db.dtype, f"page {r[0]}")
         for e, r in zip([e for e in encoded if e is not None], rows, strict=True)
     ]
-    if session is not None:
-        written = _write(session, rows, encodings, dtype, next_change(session))
-        _mark_given(session, given)
-        change_no = written[0]
-    else:
-        with store._ctx.write_lock, Session(store._ctx.engine) as own, own.begin():
-            own.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-            written = _write(own, rows, encodings, dtype, next_change(own))
-            _mark_given(own, given)
-            change_no = written[0]
-    report.pages_kept += len(given)
-    ids, before, after = written[1], written[2], written[3]
+    return _Encoded(rows, encodings, given)
+
+
+def _write_batch(
+    tx: WriteTransaction, dtype: str, batch: _Encoded, report: ReencodeReport, *, apply: bool
+) -> None:
+    """Write an encoded batch in ``tx``. ``apply``: the derived index takes the new
+    vectors as they are; else it reads the transaction's changes back from SQL."""
+    ids, before, after = _write(tx.session, batch.rows, batch.encodings, dtype, tx.change_no)
+    _mark_given(tx.session, batch.given)
+    report.pages_kept += len(batch.given)
     report.pages_reencoded += len(ids)
-    report.pages_skipped += len(rows) - len(ids)
+    report.pages_skipped += len(batch.rows) - len(ids)
     report.tokens_before += before
     report.tokens_after += after
-    if not final:
-        _apply(store, change_no, ids, encodings, rows)
+    if apply:
+        by_id = {int(r[0]): e for r, e in zip(batch.rows, batch.encodings, strict=True)}
+        # The index holds exactly what SQL holds (int8 is lossy).
+        tx.changed(ids, lambda: [as_stored(by_id[p].vectors, dtype) for p in ids])
 
 
 def _encode_readable(target: Encoder, contents: list[PageContent]) -> list[PageEncoding | None]:
@@ -309,8 +231,9 @@ def _write(
     encodings: list[PageEncoding],
     dtype: str,
     change_no: int,
-) -> tuple[int, list[int], int, int]:
-    """Replace the vectors of the rows still as they were read; (change, ids, tokens)."""
+) -> tuple[list[int], int, int]:
+    """Replace the vectors of the rows still as they were read; (ids, tokens before,
+    tokens after)."""
     ids = [int(r[0]) for r in rows]
     current = dict(
         session.execute(select(PageRow.id, PageRow.content_hash).where(PageRow.id.in_(ids))).all()
@@ -319,7 +242,7 @@ def _write(
     keep = [i for i, r in enumerate(rows) if current.get(int(r[0])) == r[4]]
     done = [ids[i] for i in keep]
     if not done:
-        return change_no, [], 0, 0
+        return [], 0, 0
     for i in keep:
         e = encodings[i]
         session.execute(
@@ -356,47 +279,28 @@ def _write(
     )
     before = sum(int(rows[i][5]) for i in keep)
     after = sum(len(encodings[i].vectors) for i in keep)
-    return change_no, done, before, after
+    return done, before, after
 
 
-def _apply(
-    store: Store,
-    change_no: int,
-    ids: list[int],
-    encodings: list[PageEncoding],
-    rows: list[tuple[Any, ...]],
-) -> None:
-    by_id = {int(r[0]): e for r, e in zip(rows, encodings, strict=True)}
-    with store._ctx.index_lock.write():
-        # As add_pages does: the index holds exactly what SQL holds (int8 is lossy).
-        stored = [as_stored(by_id[p].vectors, store._ctx.sync.dtype) for p in ids]
-        store._ctx.sync.applied_own(change_no, ids, stored)
-        maybe_snapshot(store._ctx)
-
-
-def _finish(store: Store, target: Encoder, report: ReencodeReport) -> None:
+def _finish(db: Database, target: Encoder, report: ReencodeReport) -> None:
     """Re-encode what other writers added meanwhile, and record ``target``, atomically."""
-    pending = _pending(target.fingerprint)
+    pending = not_encoded_by(target.fingerprint)
     record = None
     windowed = as_windowed(target)
     if windowed is not None:
         record = windowed.windowing.as_options()
-    with store._ctx.write_lock, Session(store._ctx.engine) as session, session.begin():
-        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-        rows = session.execute(select(*_SOURCE_COLUMNS).where(pending)).all()
+    with db.write() as tx:
+        rows = tx.session.execute(select(*_SOURCE_COLUMNS).where(pending)).all()
         if rows:
-            _reencode_batch(
-                store, target, [tuple(r) for r in rows], report, final=True, session=session
-            )
-        session.execute(
+            # Changes made in this final transaction are read back from SQL once it
+            # commits (no tx.changed): the index catches up.
+            encoded = _encode_batch(db, target, [tuple(r) for r in rows])
+            _write_batch(tx, db.dtype, encoded, report, apply=False)
+        tx.session.execute(
             update(StoreRow)
             .where(StoreRow.id == 1)
             .values(encoder_fingerprint=target.fingerprint, encoder_windowing=record)
         )
-    with store._ctx.index_lock.write():
-        # Changes made inside the final transaction are read back from SQL.
-        store._ctx.sync.catch_up()
-        maybe_snapshot(store._ctx)
     report.fingerprint_after = target.fingerprint
     report.windowing = record
 

@@ -6,8 +6,9 @@ import hashlib
 import os
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from sqlalchemy import Engine, create_engine, event
@@ -17,6 +18,16 @@ from sqlalchemy.pool import StaticPool
 from latestore.errors import StoreBusyError, StoreFullError, StoreReadOnlyError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Values per IN (...) list. PostgreSQL refuses a statement with more than 65,535 bound
+# parameters, and SQLite builds before 3.32 more than 999; a list of ids can be longer.
+SQL_CHUNK = 500
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int = SQL_CHUNK) -> Iterator[Sequence[T]]:
+    """``items`` in slices of ``size``: one IN (...) list each (readers and writers alike)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def to_url(target: str | Path) -> str:

@@ -1,7 +1,10 @@
 """The public Store: add, search, update and delete pages of late-interaction vectors.
 
-A thin facade. The work is done by modules with one job each:
-:mod:`~latestore.store.page_writer` (adds, upserts, deletes),
+A thin facade over three owners of state: the :class:`~latestore.store.database.Database`
+(SQL, and the one write entry point that applies each commit to the derived index),
+the :class:`~latestore.store.derived_index.DerivedIndex` and the
+:class:`~latestore.store.encoder_slot.EncoderSlot`. The work is done by modules with
+one job each: :mod:`~latestore.store.page_writer` (adds, upserts, deletes),
 :mod:`~latestore.store.searcher` (one search call), :mod:`~latestore.store.reader`
 (reading pages back), :mod:`~latestore.store.page_encoding` (pages and queries into
 vectors), :mod:`~latestore.store.sync` and :mod:`~latestore.store.maintenance` (the
@@ -12,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +24,6 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import DatabaseError, InterfaceError
-from sqlalchemy.orm import Session
 
 from latestore.deprecation import warn_deprecated
 from latestore.encoders import Encoder
@@ -30,7 +31,10 @@ from latestore.encoders.windows import WindowSettings
 from latestore.errors import InvalidInputError, InvalidVectorError, StoreUnavailableError
 from latestore.models import Page, SearchHit, StoreConfig, StoredPage, StoreStats, WrittenPages
 from latestore.store import page_encoding, page_writer, reader, searcher
-from latestore.store.context import ProgressCallback, StoreContext
+from latestore.store.database import Database
+from latestore.store.derived_index import DerivedIndex
+from latestore.store.encoded import ProgressCallback
+from latestore.store.encoder_slot import EncoderSlot
 from latestore.store.fulltext import engine_analyzer, for_dialect
 from latestore.store.opening import (
     check_options,
@@ -47,7 +51,6 @@ from latestore.store.page_encoding import Query
 from latestore.store.reencode import (
     ReencodeReport,
     encoding_summary,
-    pages_not_encoded_by,
     reencode_store,
     target_encoder,
 )
@@ -90,43 +93,66 @@ class Store:
         load_index: bool = True,
         index: IndexSource | None = None,
     ) -> None:
-        # A store opened without an encoder loads its recorded one on first use: deleting,
-        # listing or searching by vectors never pays for a (possibly multi-GB) model.
-        self._encoder = encoder if isinstance(encoder, Encoder) else None
-        self._load_encoder = encoder if not isinstance(encoder, Encoder) else None
-        self._encoder_lock = threading.Lock()
-        self.encoder_name = row.encoder_name
-        self.config = config
-        self.dim = row.dim
-        self.store_uuid = row.store_uuid
-        self._ctx = StoreContext(
+        # Three owners of the store's state: the encoder slot, the derived index, and the
+        # database (whose one write entry point applies each commit to the index).
+        self._encoders = EncoderSlot(engine, encoder, row.encoder_fingerprint)
+        self._db = Database(
             engine,
-            functools.partial(index.load, engine, row, config, index_dir)
-            if index is not None
-            else functools.partial(_load_index, engine, row, config, index_dir, self.sync_class),
             config,
             row.dim,
             row.vector_dtype,
-            lambda: self.encoder,
             for_dialect(engine.dialect.name, config.text_analyzer),
+            self._derived_index(engine, row, config, index_dir, index),
         )
-        self._ctx.encoder_fingerprint = row.encoder_fingerprint
+        self.encoder_name = row.encoder_name
+        self.dim = row.dim
+        self.store_uuid = row.store_uuid
         self._engine = engine
-        if self._encoder is not None:
-            self._take_encoder(self._encoder)
         if load_index:
-            self._ctx.sync  # noqa: B018 - load now: open reports damage, searches start warm
+            self._db.derived.sync  # noqa: B018 - load now: open reports damage, searches start warm
+
+    @classmethod
+    def _derived_index(
+        cls,
+        engine: Engine,
+        row: StoreRow,
+        config: StoreConfig,
+        index_dir: Path | None,
+        source: IndexSource | None = None,
+    ) -> DerivedIndex:
+        """The derived index this store ranks with, not loaded yet (it loads on first
+        use): the local one, or what ``source`` builds (``Store.open(index=...)``, e.g. a
+        ``latestore.distributed.ShardedIndex``)."""
+        if source is None:
+            return DerivedIndex(
+                functools.partial(_load_index, engine, row, index_dir, cls.sync_class), config
+            )
+
+        def load(settings: StoreConfig) -> tuple[IndexSync, str]:
+            return source.load(engine, row, settings, index_dir)
+
+        return DerivedIndex(load, config)
+
+    @property
+    def config(self) -> StoreConfig:
+        """The store's settings (recorded ones merged with those given at open)."""
+        return self._db.config
+
+    @config.setter
+    def config(self, value: StoreConfig) -> None:
+        self._db.config = value
 
     @property
     def opened_from(self) -> str:
         """How the derived index was loaded: "snapshot", "snapshot+replay" or "rebuilt"."""
-        self._ctx.sync  # noqa: B018 - loads it if the store was opened without it
-        assert self._ctx.opened_from is not None
-        return self._ctx.opened_from
+        derived = self._db.derived
+        derived.sync  # noqa: B018 - loads it if the store was opened without it
+        assert derived.opened_from is not None
+        return derived.opened_from
 
     @property
     def _sync(self) -> IndexSync:
-        return self._ctx.sync
+        return self._db.derived.sync
 
     @property
     def encoder(self) -> Encoder:
@@ -135,38 +161,16 @@ class Store:
         Raises EncoderMismatchError if the recorded encoder cannot be loaded or no
         longer matches the store's fingerprint.
         """
-        with self._encoder_lock:
-            if self._encoder is None:
-                assert self._load_encoder is not None
-                self._encoder = self._take_encoder(self._load_encoder())
-            return self._encoder
+        return self._encoders.get()
 
     @property
     def encoder_fingerprint(self) -> str:
         """The encoder fingerprint the store records."""
-        return self._ctx.encoder_fingerprint
+        return self._encoders.fingerprint
 
     @encoder_fingerprint.setter
     def encoder_fingerprint(self, value: str) -> None:
-        self._ctx.encoder_fingerprint = value
-
-    def _take_encoder(self, encoder: Encoder) -> Encoder:
-        """Warn if ``encoder`` is a later revision of the store's (encoder_for let it
-        through). Nothing is written: queries encode alike in both revisions, and the
-        store records the new one with its first write (check_encoded_with) or re-encode."""
-        if encoder.fingerprint != self.encoder_fingerprint:
-            with Session(self._ctx.engine) as session:
-                pending = pages_not_encoded_by(session, encoder.fingerprint)
-            note = getattr(encoder, "revision_note", "") or "a latestore fix changed its vectors"
-            log.warning(
-                "latestore: this store was encoded by an earlier revision of %s (%s); %d "
-                "pages keep their old vectors until `latestore reindex --re-encode` "
-                "(Store.reencode, with the store's window settings) re-encodes them",
-                encoder.name,
-                note,
-                pending,
-            )
-        return encoder
+        self._encoders.fingerprint = value
 
     # -- lifecycle -------------------------------------------------------------
     @classmethod
@@ -237,32 +241,21 @@ class Store:
 
     def close(self) -> None:
         """Snapshot the derived index and release the database."""
-        ctx = self._ctx
-        with ctx.index_lock.write():
-            if ctx.closed:
-                return
-            try:
-                if ctx.index_loaded:
-                    ctx.sync.save()
-            finally:
-                ctx.closed = True
-                if ctx.index_loaded:
-                    ctx.sync.close()
-                ctx.engine.dispose()
+        self._db.close()
 
     @property
     def closed(self) -> bool:
-        return self._ctx.closed
+        return self._db.closed
 
     @property
     def url(self) -> str:
         """The database's SQLAlchemy URL, its password hidden."""
-        return self._ctx.engine.url.render_as_string(hide_password=True)
+        return self._db.engine.url.render_as_string(hide_password=True)
 
     @property
     def sqlite_path(self) -> Path | None:
         """The SQLite database file, or None for a server database."""
-        return sqlite_file(self._ctx.engine.url.render_as_string(hide_password=False))
+        return sqlite_file(self._db.engine.url.render_as_string(hide_password=False))
 
     def __enter__(self) -> Store:
         return self
@@ -331,7 +324,7 @@ class Store:
         upsert: bool | None,
         commit_every: int | None,
     ) -> WrittenPages:
-        self._ctx.check_open()
+        self._db.check_open()
         if commit_every is not None and (
             isinstance(commit_every, bool) or not isinstance(commit_every, int) or commit_every < 1
         ):
@@ -339,13 +332,17 @@ class Store:
                 f"commit_every must be a positive integer, got {commit_every!r}"
             )
         if isinstance(pages, list | tuple) and commit_every is None:
-            return page_writer.add_batch(self._ctx, list(pages), batch_size, on_progress, upsert)
+            return page_writer.add_batch(
+                self._db, self._encoders, list(pages), batch_size, on_progress, upsert
+            )
         try:
             stream = iter(pages)
         except TypeError as exc:
             raise InvalidInputError(f"add_pages takes an iterable of Page objects: {exc}") from exc
         size = commit_every or STREAM_BATCH
-        return page_writer.add_stream(self._ctx, stream, size, batch_size, on_progress, upsert)
+        return page_writer.add_stream(
+            self._db, self._encoders, stream, size, batch_size, on_progress, upsert
+        )
 
     def delete(
         self,
@@ -359,13 +356,13 @@ class Store:
         One transaction. Ids that are not stored are ignored. ``filter`` is
         deprecated here: use :meth:`delete_where`.
         """
-        self._ctx.check_open()
+        self._db.check_open()
         page_ids = [i for i in checked_ids(ids, "delete") if 0 < i <= MAX_PAGE_ID]
         wanted_external = checked_external_ids(external_ids, "delete")
         if filter is not None:
             warn_deprecated("delete(filter=...) is deprecated; use delete_where(filter)")
             _check_filter_for_delete(filter)
-        return page_writer.delete_selected(self._ctx, page_ids, wanted_external, filter)
+        return page_writer.delete_selected(self._db, page_ids, wanted_external, filter)
 
     def delete_where(self, filter: Mapping[str, Any]) -> int:
         """Delete the pages matching ``filter``; returns how many are gone.
@@ -374,9 +371,9 @@ class Store:
         match it when the delete commits are the ones removed. An empty filter is
         refused rather than taken to mean every page.
         """
-        self._ctx.check_open()
+        self._db.check_open()
         _check_filter_for_delete(filter)
-        return page_writer.delete_selected(self._ctx, [], [], filter)
+        return page_writer.delete_selected(self._db, [], [], filter)
 
     # -- search ----------------------------------------------------------------
     @overload
@@ -482,9 +479,9 @@ class Store:
 
         Arguments as :meth:`search`; ``lexical_text`` has one entry per query.
         """
-        self._ctx.check_open()
+        self._db.check_open()
         request = search_request(
-            self._ctx.config,
+            self._db.config,
             queries,
             k,
             filter,
@@ -496,13 +493,13 @@ class Store:
             hybrid=hybrid,
             legacy=deprecated,
         )
-        return searcher.search(self._ctx, request)
+        return searcher.search(self._db, self._encoders, request)
 
     # -- reads -----------------------------------------------------------------
     def page_ids(self, filter: Mapping[str, Any] | None = None) -> list[int]:
         """Ids of the stored pages matching ``filter`` (every page without one), ascending."""
-        self._ctx.check_open()
-        return reader.page_ids(self._ctx, filter)
+        self._db.check_open()
+        return reader.page_ids(self._db, filter)
 
     def pages(
         self,
@@ -514,8 +511,8 @@ class Store:
     ) -> list[StoredPage]:
         """Stored pages in page-id order: those matching ``filter`` and ``document_id``,
         ``limit`` of them after skipping ``offset``. Selected and paged in SQL."""
-        self._ctx.check_open()
-        return reader.list_pages(self._ctx, filter, document_id, limit, offset)
+        self._db.check_open()
+        return reader.list_pages(self._db, filter, document_id, limit, offset)
 
     @overload
     def get(self, page_id: int) -> StoredPage: ...
@@ -528,84 +525,85 @@ class Store:
 
         A list of ids still works, deprecated: use :meth:`get_many`.
         """
-        self._ctx.check_open()
+        self._db.check_open()
         if not isinstance(page_id, Iterable) or isinstance(page_id, str | bytes):
-            return reader.get_many(self._ctx, [page_id], "get")[0]  # type: ignore[list-item]
+            return reader.get_many(self._db, [page_id], "get")[0]  # type: ignore[list-item]
         warn_deprecated("get() with several ids is deprecated; use get_many()")
-        return reader.get_many(self._ctx, page_id, "get")  # type: ignore[arg-type]
+        return reader.get_many(self._db, page_id, "get")  # type: ignore[arg-type]
 
     def get_many(self, page_ids: Iterable[int]) -> list[StoredPage]:
         """Pages by id, in the order asked; PageNotFoundError (``.page_ids``) if any is
         missing."""
-        self._ctx.check_open()
-        return reader.get_many(self._ctx, page_ids)  # type: ignore[arg-type]
+        self._db.check_open()
+        return reader.get_many(self._db, page_ids)  # type: ignore[arg-type]
 
     def get_by_external_id(self, external_id: str) -> StoredPage:
         """The page with this external id; PageNotFoundError if there is none."""
-        self._ctx.check_open()
-        return reader.get_by_external_ids(self._ctx, [external_id])[0]
+        self._db.check_open()
+        return reader.get_by_external_ids(self._db, [external_id])[0]
 
     def get_by_external_ids(self, external_ids: Iterable[str]) -> list[StoredPage]:
         """Pages by external id, in the order asked; PageNotFoundError if any is missing."""
-        self._ctx.check_open()
-        return reader.get_by_external_ids(self._ctx, external_ids)  # type: ignore[arg-type]
+        self._db.check_open()
+        return reader.get_by_external_ids(self._db, external_ids)  # type: ignore[arg-type]
 
     def page_vectors(self, page_id: int) -> npt.NDArray[np.float32]:
         """A page's stored token vectors, float32 ``(n_tokens, dim)``, as SQL holds them
         (int8 stores: dequantised). For export, and for explaining a ranking."""
-        self._ctx.check_open()
-        return reader.page_vectors(self._ctx, [page_id], "page_vectors")[0]
+        self._db.check_open()
+        return reader.page_vectors(self._db, [page_id], "page_vectors")[0]
 
     def page_vectors_many(self, page_ids: Iterable[int]) -> list[npt.NDArray[np.float32]]:
         """Several pages' stored token vectors in one read, in the order asked;
         PageNotFoundError (``.page_ids``) if any is missing."""
-        self._ctx.check_open()
-        return reader.page_vectors(self._ctx, page_ids)  # type: ignore[arg-type]
+        self._db.check_open()
+        return reader.page_vectors(self._db, page_ids)  # type: ignore[arg-type]
 
     def scoring_windows(self, page_ids: Iterable[int]) -> dict[int, list[int]]:
         """Rows per window of the pages among ``page_ids`` that score as their best
         window (``StoreConfig.window_scoring="best"``); the others score over all rows.
         What ``latestore.explain.explain(windows=...)`` takes."""
-        self._ctx.check_open()
+        self._db.check_open()
         if self.config.window_scoring != "best":
             return {}
         from latestore.store.sync import window_rows_of
 
-        return window_rows_of(self._ctx.engine, list(page_ids))
+        return window_rows_of(self._db.engine, list(page_ids))
 
     def set_window_scoring(self, mode: Literal["best", "union"]) -> None:
         """Record how pages of several windows score (``StoreConfig.window_scoring``):
         later opens use it, and this store does from now on."""
-        self._ctx.check_open()
+        self._db.check_open()
         from latestore.store.window_backfill import record_window_scoring
 
-        record_window_scoring(self, mode)
+        record_window_scoring(self._db, mode)
 
     def encode_queries(self, queries: Sequence[str]) -> list[npt.NDArray[np.float32]]:
         """Query texts as search encodes them: checked float32 ``(n_tokens, dim)`` arrays,
         one batch. Pass them back to :meth:`search` to rank without encoding again."""
-        self._ctx.check_open()
+        self._db.check_open()
         if isinstance(queries, str) or not all(isinstance(q, str) for q in queries):
             raise InvalidInputError("encode_queries takes a list of query texts")
-        return page_encoding.query_vectors(self._ctx, list(queries))
+        return page_encoding.query_vectors(self._encoders, self.dim, list(queries))
 
     def count(self) -> int:
         """Pages in the store, counted in SQL."""
-        self._ctx.check_open()
-        return reader.count(self._ctx)
+        self._db.check_open()
+        return reader.count(self._db)
 
     def image(self, page_id: int) -> bytes | None:
         """The stored image bytes of a page (or None for text pages)."""
-        self._ctx.check_open()
-        return reader.image(self._ctx, page_id)
+        self._db.check_open()
+        return reader.image(self._db, page_id)
 
     def stats(self) -> StoreStats:
         """Pages, tokens, encoder, index and where ranking runs."""
-        self._ctx.check_open()
-        with self._ctx.index_lock.write():
-            self._ctx.sync.catch_up()
-            stats = reader.stats(self._ctx, self.encoder_name, self.encoder_fingerprint)
-            return self._ctx.sync.describe(stats)
+        self._db.check_open()
+        derived = self._db.derived
+        with derived.lock.write():
+            derived.sync.catch_up()
+            stats = reader.stats(self._db, self.encoder_name, self.encoder_fingerprint)
+            return derived.sync.describe(stats)
 
     # -- maintenance -----------------------------------------------------------
     def reindex(self) -> None:
@@ -614,11 +612,13 @@ class Store:
         Raises IndexSnapshotError when the snapshot cannot be written (the rebuilt index
         still serves this process): saving it is what reindex is asked for.
         """
-        self._ctx.check_open()
-        with self._ctx.index_lock.write():
-            self._ctx.sync.catch_up()
-            self._ctx.sync.rebuild()
-            self._ctx.sync.save(strict=True)
+        self._db.check_open()
+        derived = self._db.derived
+        with derived.lock.write():
+            sync = derived.sync
+            sync.catch_up()
+            sync.rebuild()
+            sync.save(strict=True)
 
     def reencode(
         self,
@@ -634,31 +634,35 @@ class Store:
         Resumable: after a crash, the same call re-encodes only the pages not yet done.
         Pages stored with caller-given vectors are kept. See :mod:`latestore.store.reencode`.
         """
-        self._ctx.check_open()
+        self._db.check_open()
         target = target_encoder(self.encoder, windowing)
-        report = reencode_store(self, target, batch_size=batch_size, on_progress=on_progress)
+        report = reencode_store(
+            self._db,
+            target,
+            self.encoder_fingerprint,
+            batch_size=batch_size,
+            on_progress=on_progress,
+        )
         from latestore.store.window_backfill import record_window_rows
 
-        report.pages_windows_recorded = record_window_rows(self, target)
-        with self._encoder_lock:
-            self._encoder = target
-        self.encoder_fingerprint = target.fingerprint
+        report.pages_windows_recorded = record_window_rows(self._db, target)
+        self._encoders.replace(target)
         report.summary = self.encoding()
         return report
 
     def text_analyzer(self) -> str:
         """The full-text analyzer of page text, as this backend runs it."""
-        self._ctx.check_open()
-        return self._ctx.lexical.describe()
+        self._db.check_open()
+        return self._db.lexical.describe()
 
     def encoding(self) -> dict[str, Any]:
         """Window settings and what encoding cut: pages truncated, tokens dropped."""
-        self._ctx.check_open()
+        self._db.check_open()
         # A later encoder revision, loaded but not yet recorded by a write, counts its
-        # own pages as current (see _take_encoder).
-        loaded = self._encoder.fingerprint if self._encoder is not None else None
-        with Session(self._ctx.engine) as session:
-            return encoding_summary(session, loaded)
+        # own pages as current (see EncoderSlot).
+        loaded = self._encoders.loaded
+        with self._db.session() as session:
+            return encoding_summary(session, None if loaded is None else loaded.fingerprint)
 
 
 class IndexSource(Protocol):
@@ -674,9 +678,9 @@ class IndexSource(Protocol):
 def _load_index(
     engine: Engine,
     row: StoreRow,
-    config: StoreConfig,
     index_dir: Path | None,
     sync_class: type[IndexSync],
+    config: StoreConfig,
 ) -> tuple[IndexSync, str]:
     """Build the derived index and fill it from SQL (and a snapshot)."""
     from latestore.index.late_index import LateInteractionIndex  # torch: only when needed

@@ -16,7 +16,7 @@ from latestore.index.codec import from_storage
 from latestore.index.vector_file import VectorFolder
 from latestore.store.head_probe import HeadProbe
 from latestore.store.schema import ChangeRow, PageRow, PageVectorsRow, StoreRow
-from latestore.store.writes import chunks
+from latestore.store.sql import chunks
 
 if TYPE_CHECKING:  # the index brings torch: loaded only when a store needs it
     from latestore.index.late_index import LateInteractionIndex

@@ -17,18 +17,14 @@ process's index picks the windows up.
 
 from __future__ import annotations
 
-import functools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.orm import Session
 
 from latestore.encoders.windows import as_windowed, window_vector_counts
-from latestore.store.schema import ChangeRow, PageRow
-from latestore.store.writes import next_change
-
-if TYPE_CHECKING:
-    from latestore.store.store import Store
+from latestore.errors import InvalidInputError
+from latestore.store.database import Database
+from latestore.store.schema import ChangeRow, PageRow, StoreRow
 
 BATCH = 1000
 
@@ -52,17 +48,16 @@ def window_layout(encoder: Any) -> tuple[int, int, int] | None:
     return span, stride, specials
 
 
-def record_window_rows(store: Store, encoder: Any) -> int:
+def record_window_rows(db: Database, encoder: Any) -> int:
     """Derive and record the window rows of the store's pages that lack them; returns
     how many pages got some."""
     layout = window_layout(encoder)
     if layout is None:
         return 0
     span, stride, specials = layout
-    ctx = store._ctx
     recorded, last_id = 0, 0
     while True:
-        with Session(ctx.engine) as session:
+        with db.session() as session:
             rows = session.execute(
                 select(PageRow.id, PageRow.text_tokens, PageRow.tokens_dropped, PageRow.n_tokens)
                 .where(
@@ -85,55 +80,34 @@ def record_window_rows(store: Store, encoder: Any) -> int:
             if len(counts) > 1 and sum(counts) == n_tokens:
                 found[int(page_id)] = counts
         if found:
-            _write(store, found)
+            _write(db, found)
             recorded += len(found)
 
 
-def _write(store: Store, found: dict[int, list[int]]) -> None:
-    ctx = store._ctx
-    with ctx.write_lock, Session(ctx.engine) as session, session.begin():
-        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-        change_no = next_change(session)
+def _write(db: Database, found: dict[int, list[int]]) -> None:
+    with db.write() as tx:
         for page_id, counts in found.items():
             # Only a page still without rows: another writer may have replaced it.
-            session.execute(
+            tx.session.execute(
                 update(PageRow)
                 .where(PageRow.id == page_id, PageRow.window_rows.is_(None))
-                .values(window_rows=counts, change_no=change_no)
+                .values(window_rows=counts, change_no=tx.change_no)
             )
-        session.execute(
+        tx.session.execute(
             insert(ChangeRow),
-            [{"change_no": change_no, "page_id": p, "op": "add"} for p in found],
+            [{"change_no": tx.change_no, "page_id": p, "op": "add"} for p in found],
         )
-    if ctx.index_loaded:
-        with ctx.index_lock.write():
-            ctx.sync.catch_up()  # re-reads these pages, their window rows included
+        # No tx.changed: the index re-reads these pages, their window rows included.
 
 
-def record_window_scoring(store: Store, mode: str) -> None:
+def record_window_scoring(db: Database, mode: str) -> None:
     """Record ``mode`` as the store's ``window_scoring`` (what later opens use) and
     score with it from now on in this process."""
-    from latestore.errors import InvalidInputError
-    from latestore.store.schema import StoreRow
-
     if mode not in ("best", "union"):
         raise InvalidInputError(f"window_scoring must be 'best' or 'union', got {mode!r}")
-    ctx = store._ctx
-    with ctx.write_lock, Session(ctx.engine) as session, session.begin():
-        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-        row = session.get(StoreRow, 1)
+    with db.write(change=False) as tx:  # a setting: no page changes
+        row = tx.session.get(StoreRow, 1)
         assert row is not None
         row.config = {**row.config, "window_scoring": mode}
-    store.config = store.config.model_copy(update={"window_scoring": mode})
-    ctx.config = store.config
-    if not ctx.index_loaded:
-        loader: Any = ctx.load_sync
-        # The index is built on first use from the settings given to its loader.
-        ctx.load_sync = functools.partial(
-            loader.func, *loader.args[:2], store.config, *loader.args[3:]
-        )
-        return
-    with ctx.index_lock.write():
-        index: Any = ctx.sync.index
-        index.window_scoring = mode
-        ctx.sync.refresh_windows()
+    db.config = db.config.model_copy(update={"window_scoring": mode})
+    db.derived.set_window_scoring(mode, db.config)

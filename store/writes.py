@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,17 +21,9 @@ from latestore.store.schema import (
     StoreRow,
     utcnow,
 )
+from latestore.store.sql import chunks
 
-# Values per IN (...) list. PostgreSQL refuses a statement with more than 65,535 bound
-# parameters, and SQLite builds before 3.32 more than 999; a list of ids can be longer.
-SQL_CHUNK = 500
 VECTOR_ROWS_PER_INSERT = 64
-T = TypeVar("T")
-
-
-def chunks(items: Sequence[T], size: int = SQL_CHUNK) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 @dataclass

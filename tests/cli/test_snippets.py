@@ -128,9 +128,9 @@ def test_snippets_read_every_hit_s_vectors_at_once_and_skip_deleted_pages(
             if "ls_page_vectors" in statement:
                 reads.append(statement)
 
-        event.listen(store._ctx.engine, "before_cursor_execute", count)
+        event.listen(store._db.engine, "before_cursor_execute", count)
         shown = snippets(store, "propeller fatigue", query, hits)
-        event.remove(store._ctx.engine, "before_cursor_execute", count)
+        event.remove(store._db.engine, "before_cursor_execute", count)
         assert len(reads) == 2  # one read, and one again without the deleted page
         assert set(still_stored(store.page_vectors_many, [h.page_id for h in hits])) == {
             h.page_id for h in hits if h is not hits[1]

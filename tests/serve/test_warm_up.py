@@ -19,10 +19,10 @@ def test_warm_up_loads_the_recorded_encoder_and_searches(tmp_path: Path, minilm:
     with Store.open(db, minilm) as store:
         store.add_pages([Page(text="Bread rises because of yeast.")])
     with Store.open(db) as store:  # the recorded encoder loads on first use
-        assert store._encoder is None
+        assert store._encoders.loaded is None
         assert warm_up(store) > 0
-        assert store._encoder is not None
-        assert store._ctx.index_loaded
+        assert store._encoders.loaded is not None
+        assert store._db.derived.loaded
 
 
 def test_warm_up_of_a_store_without_a_model(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ def test_sqlite_cursor_hits_equal_core_hits(
     with Store.open(tmp_path / "s.db", PrecomputedVectors(dim=8, name="t")) as store:
         ids = store.add_pages(_pages(rng, tmp_path))
         store.delete([ids[3]])
-        engine = store._ctx.engine
+        engine = store._db.engine
         rankings = [[(ids[1], 0.9), (ids[3], 0.8), (ids[0], 0.5)], [(ids[2], 0.7), (ids[1], 0.1)]]
         extras = [[{"signals": ("maxsim",)}] * 3, [{"maxsim_score": 0.7}, {"lexical_rank": 4}]]
         raw = hits.hydrate(engine, rankings, extras)

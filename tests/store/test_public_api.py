@@ -217,13 +217,13 @@ def test_a_store_opened_without_its_index_writes_sql_and_loads_it_when_searched(
         ids = store.add_pages(given[:4])
     lazy = precomputed_store(store_url, DIM, load_index=False)
     try:
-        assert not lazy._ctx.index_loaded
+        assert not lazy._db.derived.loaded
         assert lazy.delete([ids[0]]) == 1
         new_ids = lazy.add_pages(given[4:])
         assert lazy.count() == 5 and lazy.get(new_ids[0]).external_id == "e4"
-        assert not lazy._ctx.index_loaded  # none of that needed the index
+        assert not lazy._db.derived.loaded  # none of that needed the index
         hits = lazy.search(given[4].vectors, k=6)  # type: ignore[arg-type]
-        assert lazy._ctx.index_loaded
+        assert lazy._db.derived.loaded
         assert hits[0].page_id == new_ids[0]
         assert ids[0] not in {h.page_id for h in hits} and len(hits) == 5
     finally:

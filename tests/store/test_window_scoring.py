@@ -88,7 +88,7 @@ def test_best_window_is_the_default_and_every_path_scores_it(
     config = StoreConfig(exhaustive_max_tokens=0)
     with Store.open(store_url, windowed, config=config) as store:
         store.add_pages(pages())
-        windows = store._ctx.sync.index.windows
+        windows = store._sync.index.windows
         assert len(windows) >= 6  # the long pages are split
         for query in store.encode_queries(QUERIES):
             want = brute_force(store, windowed, query, best=True)
@@ -109,7 +109,7 @@ def test_store_records_its_choice_and_a_reopen_keeps_it(
         assert store.config.window_scoring == "best"
     with Store.open(store_url) as store:  # recorded encoder, recorded choice
         assert store.config.window_scoring == "best"
-        assert store._ctx.sync.index.windows
+        assert store._sync.index.windows
         query = store.encode_queries(QUERIES[:1])[0]
         assert_ranks_by(store.search(query, k=13), brute_force(store, windowed, query, best=True))
     config = StoreConfig(window_scoring="union")  # for this session only
@@ -168,7 +168,7 @@ def test_hybrid_rescoring_uses_the_best_window(tmp_path: Path, windowed: MiniLME
         query = QUERIES[0]
         vectors = store.encode_queries([query])[0]
         want = brute_force(store, windowed, vectors, best=True)
-        scored = store._ctx.sync.index.score_pages(
+        scored = store._sync.index.score_pages(
             [vectors], [np.array(store.page_ids(), np.int64)], store.config.search_params()
         )[0]
         assert {p: pytest.approx(s, rel=1e-5) for p, s in scored} == want
@@ -179,7 +179,7 @@ def test_pooled_pages_score_as_one_segment(tmp_path: Path, windowed: MiniLMEncod
     with Store.open(tmp_path / "p.db", pooled) as store:
         assert store.config.window_scoring == "best"
         store.add_pages(pages())
-        assert store._ctx.sync.index.windows == {}
+        assert store._sync.index.windows == {}
         query = store.encode_queries(QUERIES[:1])[0]
         want = brute_force(store, windowed, query, best=False)
         assert_ranks_by(store.search(query, k=13, exhaustive=True), want)
@@ -192,7 +192,7 @@ def test_compact_tiers_score_the_best_window(
     config = StoreConfig(tier=tier, window_scoring="best")
     with Store.open(tmp_path / "c.db", windowed, config=config) as store:
         store.add_pages(pages())
-        index: Any = store._ctx.sync.index
+        index: Any = store._sync.index
         assert len(index.windows) >= 6
         query = store.encode_queries(QUERIES[:1])[0]
         hits = store.search(query, k=13, exhaustive=True)
@@ -253,7 +253,7 @@ def test_reencode_records_the_windows_of_pages_from_before_0008(
     engine.dispose()
     with Store.open(path, windowed) as store:
         query = store.encode_queries(QUERIES[:1])[0]
-        assert store._ctx.sync.index.windows == {}  # unknown windows: the union
+        assert store._sync.index.windows == {}  # unknown windows: the union
         union = brute_force(store, windowed, query, best=False)
         assert_ranks_by(store.search(query, k=13, exhaustive=True), union)
         report = store.reencode("current")
