@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from latestore import Page, Store, StoreConfig
-from latestore.encoders.minilm import MiniLMEncoder
 from latestore.encoders.pooling import PooledEncoder
+from latestore.encoders.text.minilm import MiniLMEncoder
 from latestore.encoders.windows import WindowSettings, best_window_maxsim, window_vector_counts
 from latestore.store.sql import to_url
 
