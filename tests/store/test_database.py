@@ -107,9 +107,14 @@ class CountingStore(Store):
 
     @classmethod
     def _derived_index(
-        cls, engine: Any, row: Any, config: StoreConfig, index_dir: Path | None
+        cls,
+        engine: Any,
+        row: Any,
+        config: StoreConfig,
+        index_dir: Path | None,
+        source: Any = None,
     ) -> DerivedIndex:
-        default = super()._derived_index(engine, row, config, index_dir)
+        default = super()._derived_index(engine, row, config, index_dir, source)
 
         def load(settings: StoreConfig) -> tuple[IndexSync, str]:
             cls.loads.append(settings)
