@@ -1,8 +1,10 @@
 """Fixtures for the Ray tests: one local Ray session, one PostgreSQL store per module.
 
-Ray starts worker processes that import torch, so a session costs seconds: every Ray
-test shares one (the modules are one xdist group, so under ``make test`` they run in
-one worker). Without Ray installed or without PostgreSQL the tests skip.
+Ray starts worker processes that import torch, so a session costs seconds: the Ray
+tests share one per xdist worker. They form two xdist groups, the sharded store's
+("ray") and the distributed ingestion's ("ray_ingest"), so under ``make test`` they run
+in two workers, each with its own local cluster: one group was the suite's longest
+chain. Without Ray installed or without PostgreSQL the tests skip.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from tests.conftest import PG_HOW, PG_URL_ENV
 from tests.postgres import fresh_database
 
 pytest.importorskip("ray")
-pytestmark = pytest.mark.xdist_group("ray")
+pytestmark = pytest.mark.xdist_group("ray_ingest")
 
 from latestore.distributed import ray_ingest_paths  # noqa: E402
 
