@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.search_bench import sweep_store
-from latestore import Store, StoreConfig
+from latestore import MemoryConfig, Store, StoreConfig
 from latestore.evaluation import load_beir
 
 
@@ -32,7 +32,7 @@ def child(store_path: Path, data_dir: Path, mode: str) -> dict[str, Any]:
     data = load_beir(data_dir)
     before = rss_mb()
     start = time.perf_counter()
-    store = Store.open(store_path, config=StoreConfig(vector_cache=mode))  # type: ignore[arg-type]
+    store = Store.open(store_path, config=StoreConfig(memory=MemoryConfig(vector_cache=mode)))  # type: ignore[arg-type]
     open_s = time.perf_counter() - start
     opened = rss_mb()
     vectors = store.encoder.encode_queries(list(data.queries.values()))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from bench.search_bench import clustered, queries_for
-from latestore import PrecomputedVectors, SearchTuning, Store, StoreConfig
+from latestore import IndexConfig, PrecomputedVectors, SearchTuning, Store, StoreConfig
 from latestore.index.device_rank import exact_topk
 from latestore.index.device_search import DeviceTokenSearch
 
@@ -33,7 +33,9 @@ def store_figures(n_pages: int = 20_000, tokens: int = 100, dim: int = 128) -> d
     pages, centres = clustered(rng, n_pages, dim, tokens, topics=max(50, n_pages // 20))
     queries = queries_for(rng, centres, 256)
     out: dict[str, Any] = {}
-    config = StoreConfig(ivf_codec="none")  # no FAISS training: the GPU ranks exactly
+    config = StoreConfig(
+        index=IndexConfig(ivf_codec="none")
+    )  # no FAISS training: the GPU ranks exactly
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "gpu.db"
         with Store.open(path, PrecomputedVectors(dim=dim, name="bench"), config=config) as store:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from bench.search_bench import clustered, queries_for
-from latestore import PrecomputedVectors, Store, StoreConfig
+from latestore import IndexConfig, PrecomputedVectors, Store, StoreConfig
 from latestore.index.late_index import LateInteractionIndex
 
 # (label, function names as cProfile names them, file suffix)
@@ -67,7 +67,7 @@ def measure(
     queries = [q.astype(np.float32) for q in queries_for(rng, centres, 16)]
     out: dict[str, Any] = {"pages": n_pages, "tokens": n_pages * tokens, "calls": calls}
     with tempfile.TemporaryDirectory() as tmp:
-        config = StoreConfig(ivf_codec="none")
+        config = StoreConfig(index=IndexConfig(ivf_codec="none"))
         store = Store.open(
             Path(tmp) / "host.db", PrecomputedVectors(dim=dim, name="b"), config=config
         )

@@ -93,10 +93,10 @@ def query_for(page_index: int) -> np.ndarray:
 
 
 def build(path: Path, tokens: int, nlist: int | None) -> None:
-    from latestore import PrecomputedVectors, Store, StoreConfig
+    from latestore import IndexConfig, PrecomputedVectors, Store, StoreConfig
 
     started = time.perf_counter()
-    config = StoreConfig(ivf_nlist=nlist) if nlist else StoreConfig()
+    config = StoreConfig(index=IndexConfig(ivf_nlist=nlist)) if nlist else StoreConfig()
     with Store.open(path, PrecomputedVectors(dim=DIM), config=config, load_index=False) as store:
         store.add_pages(synthetic_pages(tokens), commit_every=500)
         written = time.perf_counter()
@@ -110,7 +110,7 @@ def child(path: Path, mode: str, profile: bool) -> dict[str, Any]:
     import faiss  # noqa: F401 - imported before the clock starts: a per-process cost
     import torch  # noqa: F401
 
-    from latestore import PrecomputedVectors, Store, StoreConfig
+    from latestore import MemoryConfig, PrecomputedVectors, Store, StoreConfig
     from latestore.index import maxsim  # noqa: F401
 
     imported = time.perf_counter()
@@ -126,7 +126,7 @@ def child(path: Path, mode: str, profile: bool) -> dict[str, Any]:
     store = Store.open(
         path,
         PrecomputedVectors(dim=DIM),
-        config=StoreConfig(vector_cache=mode),  # type: ignore[arg-type]
+        config=StoreConfig(memory=MemoryConfig(vector_cache=mode)),  # type: ignore[arg-type]
     )
     c1, t1 = time.process_time(), time.perf_counter()
     opened = rss_mb()

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from latestore import Page, PrecomputedVectors, StoreConfig
+from latestore import Page, PrecomputedVectors, StorageConfig, StoreConfig
 from latestore.distributed import ShardedStore
 from latestore.distributed.coordinator_sync import SqlOnlyStore
 from tests.postgres import fresh_database
@@ -70,7 +70,7 @@ def load(url: str, args: argparse.Namespace) -> dict[str, Any]:
     n_pages = args.tokens // args.page_tokens
     started = time.perf_counter()
     total = 0
-    config = StoreConfig(vector_dtype="float16")
+    config = StoreConfig(storage=StorageConfig(vector_dtype="float16"))
     with SqlOnlyStore.open(url, PrecomputedVectors(args.dim), config=config) as store:
         for start in range(0, n_pages, 500):
             pages = corpus(rng, centres, min(500, n_pages - start), args.page_tokens, start)

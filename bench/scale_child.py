@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.scale_data import DIM, Corpus
-from latestore import Page, Store, StoreConfig
+from latestore import Page, StorageConfig, Store, StoreConfig
 from latestore.encoders import PageContent
 from latestore.encoders.base import fingerprint_of
 
@@ -96,7 +96,11 @@ def build(folder: Path, tokens: int, tier: str) -> dict[str, Any]:
                     marks.append(time.perf_counter() - generating)
                     cpu_marks.append(time.process_time() - cpu_generating)
 
-    store = Store.open(db_path(folder, tier), VectorsOnly(), config=StoreConfig(vector_dtype=tier))
+    store = Store.open(
+        db_path(folder, tier),
+        VectorsOnly(),
+        config=StoreConfig(storage=StorageConfig(vector_dtype=tier)),
+    )
     start, cpu_start = time.perf_counter(), time.process_time()
     ids = store.add_pages(pages())
     seconds = time.perf_counter() - start - generating

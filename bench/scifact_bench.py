@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from bench.search_bench import SWEEP, sweep_store
-from latestore import Page, PrecomputedVectors, Store, StoreConfig
+from latestore import MemoryConfig, Page, PrecomputedVectors, StorageConfig, Store, StoreConfig
 from latestore.encoders import PageContent
 from latestore.encoders.pooling import pool_tokens
 from latestore.evaluation import beir_pages, load_beir, metrics_for, overlap_at, ranked_ids
@@ -53,7 +53,9 @@ def run(data_dir: Path, store_path: Path, compression: bool = True) -> dict[str,
         page_ids = [int(p) for p in cache.page_ids()]
         external = {p.page_id: p.external_id or str(p.page_id) for p in store.get(page_ids)}
         page_vectors = {external[p]: cache.get(p) for p in page_ids}
-    with Store.open(store_path, config=StoreConfig(memory_dtype="float32")) as store:
+    with Store.open(
+        store_path, config=StoreConfig(memory=MemoryConfig(memory_dtype="float32"))
+    ) as store:
         out["sweep"] += [dict(r, memory="float32") for r in sweep_store(store, vectors, SWEEP)]
     with tempfile.TemporaryDirectory() as tmp:
         with Store.open(Path(tmp) / "ingest.db", PrecomputedVectors(dim=384)) as scratch:
@@ -97,7 +99,7 @@ def _variant(
         return pool_tokens(np.asarray(v, np.float32), factor) if factor > 1 else v
 
     pages = [Page(vectors=pooled(v), external_id=ext) for ext, v in page_vectors.items()]
-    config = StoreConfig(vector_dtype=dtype)  # type: ignore[arg-type]
+    config = StoreConfig(storage=StorageConfig(vector_dtype=dtype))  # type: ignore[arg-type]
     with Store.open(path, PrecomputedVectors(dim=384, name=name), config=config) as store:
         store.add_pages(pages)
         result = quality(store, qids, vectors, data.qrels)

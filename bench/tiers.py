@@ -37,12 +37,12 @@ from latestore.index.residual_codec import code_bytes
 from latestore.store.footprint import directory_bytes, sqlite_bytes
 
 TIERS: dict[str, dict[str, Any]] = {
-    "reference": {"ivf_codec": "none"},
+    "reference": {"index": {"ivf_codec": "none"}},
     "float16": {},
-    "int8": {"vector_dtype": "int8"},
+    "int8": {"storage": {"vector_dtype": "int8"}},
     "pooled": {},  # float16 over pooled page vectors
-    "compact": {"tier": "compact"},
-    "compact-only": {"tier": "compact-only"},
+    "compact": {"storage": {"tier": "compact"}},
+    "compact-only": {"storage": {"tier": "compact-only"}},
 }
 
 
@@ -65,7 +65,7 @@ def _payload(db: Path) -> dict[str, int]:
 
 def build(tier: str, data: Encoded, folder: Path) -> tuple[Path, float]:
     path = folder / f"{tier}.db"
-    config = StoreConfig(**TIERS[tier])
+    config = StoreConfig.model_validate(TIERS[tier])
     pooled = tier == "pooled"
     pages = [
         Page(vectors=pool_tokens(v, 2) if pooled else v, external_id=doc_id)

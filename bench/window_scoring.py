@@ -66,7 +66,7 @@ def build(cached: Cached, path: Path) -> None:
 
 
 def main() -> None:
-    from latestore import Store, StoreConfig
+    from latestore import SearchConfig, Store, StoreConfig
     from latestore.evaluation import ndcg_at, recall_at
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -81,7 +81,9 @@ def main() -> None:
     build(cached, args.db)
     picked = [i for i, q in enumerate(cached.queries) if not q.startswith("train:")]
     out: dict[str, Any] = {"collection": args.name, "cpus": os.cpu_count()}
-    with Store.open(args.db, config=StoreConfig(window_scoring="best")) as store:
+    with Store.open(
+        args.db, config=StoreConfig(search=SearchConfig(window_scoring="best"))
+    ) as store:
         index = store._sync.index  # loads it: both scorings share it
         stats = store.stats()
         out.update(pages=stats.pages, tokens=stats.tokens, split_pages=len(index.windows))

@@ -401,7 +401,7 @@ def search(
                 # Check the filter in SQL before the query loads the model (seconds):
                 # ANDed with an id no page has, it compiles fully and matches nothing.
                 opened.page_ids({"$and": [spec, {"page_id": 0}]})
-            chosen = opened.config.search_mode if mode is None else mode.value
+            chosen = opened.config.search.mode if mode is None else mode.value
             # Encoded once: the same vectors rank the pages and find each snippet's tokens.
             vectors = None if chosen == "lexical" else opened.encode_queries([query])[0]
             hits = opened.search(
@@ -452,7 +452,7 @@ def info(
             encoding = opened.encoding()
             analyzer = opened.text_analyzer()
             db_file = opened.sqlite_path
-            config = opened.config.model_dump()
+            config = opened.config.flat()
     except LatestoreError as exc:
         fail(str(exc))
     # "none": a compact-only store keeps no full-precision vectors (only codes)

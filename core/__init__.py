@@ -17,6 +17,15 @@ if __name__ != "latestore":  # the repository folder imported under its bare nam
 
 if TYPE_CHECKING:
     from latestore import errors
+    from latestore.config import (
+        DeviceConfig,
+        HybridConfig,
+        IndexConfig,
+        MaintenanceConfig,
+        MemoryConfig,
+        SearchConfig,
+        StorageConfig,
+    )
     from latestore.encoders import Encoder, PageContent, PrecomputedVectors
     from latestore.errors import (
         DimensionMismatchError,
@@ -60,6 +69,7 @@ if TYPE_CHECKING:
 __version__ = "0.2.0"
 
 __all__ = [
+    "DeviceConfig",
     "DimensionMismatchError",
     "DuplicateExternalIdError",
     "EmptyPageError",
@@ -69,12 +79,16 @@ __all__ = [
     "EncoderNotFoundError",
     "EncoderOptionConflictError",
     "FilterError",
+    "HybridConfig",
     "HybridOptions",
+    "IndexConfig",
     "IndexSnapshotError",
     "InvalidInputError",
     "InvalidPageError",
     "InvalidVectorError",
     "LatestoreError",
+    "MaintenanceConfig",
+    "MemoryConfig",
     "ModelNotCachedError",
     "NonFiniteVectorError",
     "Page",
@@ -82,9 +96,11 @@ __all__ = [
     "PageNotFoundError",
     "PrecomputedVectors",
     "SchemaVersionError",
+    "SearchConfig",
     "SearchHit",
     "SearchTuning",
     "ShardUnavailableError",
+    "StorageConfig",
     "Store",
     "StoreBusyError",
     "StoreClosedError",
@@ -110,6 +126,13 @@ _EXPORTS: dict[str, str] = {
     "SearchHit": "latestore.models",
     "StoredPage": "latestore.models",
     "StoreConfig": "latestore.models",
+    "DeviceConfig": "latestore.config",
+    "HybridConfig": "latestore.config",
+    "IndexConfig": "latestore.config",
+    "MaintenanceConfig": "latestore.config",
+    "MemoryConfig": "latestore.config",
+    "SearchConfig": "latestore.config",
+    "StorageConfig": "latestore.config",
     "StoreStats": "latestore.models",
     "WrittenPages": "latestore.models",
     "Encoder": "latestore.encoders",

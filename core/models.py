@@ -6,18 +6,47 @@ import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from latestore.config import (
+    BUILD_TIME_FIELDS,
+    DeviceConfig,
+    HybridConfig,
+    IndexConfig,
+    MaintenanceConfig,
+    MemoryConfig,
+    SearchConfig,
+    StorageConfig,
+    StoreConfig,
+)
 from latestore.deprecation import warn_deprecated
 from latestore.errors import EmptyPageError, InvalidPageError
 
-if TYPE_CHECKING:  # the index brings FAISS; the records are imported without it
-    from latestore.index.ranking import SearchParams
-    from latestore.index.token_index import IndexParams
+# StoreConfig and its groups live in latestore.config; importable from here as before.
+__all__ = [
+    "BUILD_TIME_FIELDS",
+    "MAX_METADATA_BYTES",
+    "DeviceConfig",
+    "HybridConfig",
+    "IndexConfig",
+    "JSONScalar",
+    "MaintenanceConfig",
+    "MemoryConfig",
+    "Metadata",
+    "Page",
+    "PageRecord",
+    "SearchConfig",
+    "SearchHit",
+    "StorageConfig",
+    "StoreConfig",
+    "StoreStats",
+    "StoredPage",
+    "WrittenPages",
+]
 
 JSONScalar = str | int | float | bool | None
 Metadata = dict[str, Any]
@@ -281,210 +310,3 @@ class StoreStats(BaseModel):
             f"stats()[{name!r}] is deprecated; stats() returns a StoreStats: use .{name}"
         )
         return getattr(self, name)
-
-
-class StoreConfig(BaseModel):
-    """Build-time and query-time settings, recorded in the store at creation.
-
-    Query-time fields may be changed at any open, or per search call; build-time fields
-    (``BUILD_TIME_FIELDS``) are fixed once the store exists. Each field's description
-    says what it does; the README's tuning section says when to change it.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    vector_dtype: Literal["float16", "float32", "int8"] = Field(
-        default="float16",
-        description="How token vectors are stored in SQL (build time). int8 keeps one "
-        "byte per dimension plus a float32 scale per token.",
-    )
-    tier: Literal["full", "compact", "compact-only"] = Field(
-        default="full",
-        description="Storage tier (build time). full: candidates from FAISS, ranks over "
-        "the rerank copy. compact: residual codes (compact_bits per dimension over "
-        "k-means centroids) find and score candidates; the final n_rerank pages are "
-        "scored exactly on full-precision vectors read from SQL for them. compact-only: "
-        "SQL keeps only the codes; final scores are exact MaxSim over the decoded codes. "
-        "See docs/compact-tier.md.",
-    )
-    compact_bits: Literal[1, 2, 4] = Field(
-        default=2,
-        description="Bits per dimension of a compact tier's residual codes (build time).",
-    )
-    memory_dtype: Literal["float16", "float32", "int8"] | None = Field(
-        default=None,
-        description="How the exact rerank holds vectors in RAM; None: as stored. "
-        "float32 doubles the memory to skip a conversion per query.",
-    )
-    vector_cache: Literal["memory", "disk"] = Field(
-        default="disk",
-        description="Where the rerank's copy of the page vectors lives: the heap, or "
-        "disk: a persisted, verified file in the index folder, memory-mapped, so opening "
-        "reads only what changed since it was written and resident memory stays flat as "
-        "the store grows (unlinked scratch files for a store without an index folder; "
-        "see docs/vector-file.md).",
-    )
-    candidate_search: Literal["auto", "faiss", "torch"] = Field(
-        default="auto",
-        description="Candidate token search: the persisted FAISS index (FAISS GPU when "
-        "installed), torch (exact matmul and top-k over all tokens on the rerank "
-        "device), or auto: torch on CUDA without a FAISS GPU build, else FAISS.",
-    )
-    device_exact: bool = Field(
-        default=True,
-        description="On a GPU with the fused kernel, rank by exact MaxSim over every "
-        "allowed page (they are resident, so a query reads them once at memory speed) "
-        "instead of through candidates.",
-    )
-    device_precision: Literal["exact", "fast"] = Field(
-        default="exact",
-        description="Query precision of the GPU kernel. exact: float32 queries as two "
-        "float16 halves, scores within about 2e-7 of float64; fast: one float16 "
-        "product, about 2e-5 relative. The CPU is always exact.",
-    )
-    device_budget_mb: int = Field(
-        default=512,
-        ge=1,
-        description="Largest temporary memory one search may take on the device, in "
-        "MiB, whatever the number of queries, query tokens or pages.",
-    )
-    device_memory_share: float = Field(
-        default=0.7,
-        gt=0.0,
-        le=0.95,
-        description="Share of the device's memory the resident page matrix may take; "
-        "past it the store ranks through candidates from the host copy.",
-    )
-    ivf_min_tokens: int = Field(
-        default=100_000,
-        ge=1,
-        description="Token count from which the candidate index is an IVF (build time); "
-        "below it, a flat index.",
-    )
-    ivf_nlist: int | None = Field(
-        default=None,
-        ge=1,
-        description="IVF lists (build time); None: about the square root of the tokens.",
-    )
-    ivf_codec: Literal["PQ", "SQ8", "SQfp16", "Flat", "none"] = Field(
-        default="PQ",
-        description="How the IVF compresses token vectors (build time); none: always flat.",
-    )
-    k_per_token: int = Field(
-        default=128,
-        ge=1,
-        le=65_536,
-        description="Nearest page tokens fetched per query token by the candidate search.",
-    )
-    nprobe: int = Field(default=16, ge=1, description="IVF lists searched per query token.")
-    n_rerank: int = Field(
-        default=256,
-        ge=1,
-        description="Candidate pages scored by exact MaxSim after the approximate ranking.",
-    )
-    widen_above_tokens: int = Field(
-        default=1_000_000,
-        ge=0,
-        description="Past this many tokens (those a query may see), k_per_token grows "
-        "with the square root of the growth and n_rerank with its fourth root, so "
-        "quality holds as the store grows (4x and 2x at 16M tokens); 0 keeps them fixed.",
-    )
-    exhaustive_max_tokens: int = Field(
-        default=60_000,
-        ge=0,
-        description="When the pages a query may see hold at most this many tokens, all "
-        "of them are scored exactly instead of through candidates.",
-    )
-    snapshot_every_tokens: int = Field(
-        default=250_000,
-        ge=1,
-        description="Tokens written between snapshots of the derived index (at least).",
-    )
-    snapshot_every_fraction: float = Field(
-        default=0.1,
-        ge=0.0,
-        le=10.0,
-        description="Also wait for this fraction of the store's tokens between "
-        "snapshots: a snapshot is rewritten whole, so a fixed interval alone would make "
-        "total snapshot writes grow with the square of the store's size.",
-    )
-    change_log_keep: int = Field(
-        default=10_000,
-        ge=0,
-        description="Write transactions whose change-log rows are kept after they are "
-        "in a snapshot; another process whose index is older reloads it from SQL.",
-    )
-    text_analyzer: str = Field(
-        default="english",
-        pattern=r"^[a-z][a-z0-9_]{0,62}$",
-        description="Full-text analyzer of page text (build time): english (stemmed), "
-        "simple (unstemmed); trigram on SQLite; any text search configuration on "
-        "PostgreSQL.",
-    )
-    search_mode: Literal["maxsim", "hybrid", "lexical"] = Field(
-        default="maxsim",
-        description="Ranking used when search() is given no mode.",
-    )
-    fusion: Literal["convex", "rrf", "weighted"] = Field(
-        default="convex",
-        description="Hybrid fusion: normalised scores mixed with a lexical share set per "
-        "query by the rankings' agreement (convex), reciprocal-rank fusion, or a fixed "
-        "weighted sum of normalised scores.",
-    )
-    lexical_weight: float | None = Field(
-        default=None,
-        ge=0.0,
-        le=1.0,
-        description="Hybrid: the lexical ranking's share (convex: its largest share); "
-        "None is the rule's default (convex 0.9; rrf and weighted 0.5, plain RRF or an "
-        "even sum).",
-    )
-    rrf_k: int = Field(default=60, ge=1, description="Hybrid: the RRF rank offset.")
-    window_scoring: Literal["best", "union"] | None = Field(
-        default=None,
-        description="How a page encoded in several windows scores. best: its best "
-        "window's exact MaxSim, over the rows the page stores for that window (no "
-        "long-page bias; docs/ranking-quality.md); union: MaxSim over all its windows' "
-        "rows. None: the store's recorded choice: best for a store created with this "
-        "release, union for older stores. A store "
-        "records the value it is created with; a value given at open applies to that "
-        "session. Pages written before revision 0008 score as the union either way "
-        "until re-encoded.",
-    )
-    hybrid_depth: int = Field(
-        default=100,
-        ge=1,
-        le=10_000,
-        description="Hybrid: pages taken from each ranking before fusion (at least k).",
-    )
-
-    def index_params(self) -> IndexParams:
-        from latestore.index.token_index import IndexParams
-
-        return IndexParams(
-            ivf_min_tokens=self.ivf_min_tokens, ivf_nlist=self.ivf_nlist, ivf_codec=self.ivf_codec
-        )
-
-    def search_params(self) -> SearchParams:
-        from latestore.index.ranking import SearchParams
-
-        return SearchParams(
-            k_per_token=self.k_per_token,
-            nprobe=self.nprobe,
-            n_rerank=self.n_rerank,
-            widen_above_tokens=self.widen_above_tokens,
-            exhaustive_max_tokens=self.exhaustive_max_tokens,
-            device_exact=self.device_exact,
-            device_precision=self.device_precision,
-        )
-
-
-BUILD_TIME_FIELDS = (
-    "vector_dtype",
-    "ivf_min_tokens",
-    "ivf_nlist",
-    "ivf_codec",
-    "text_analyzer",
-    "tier",
-    "compact_bits",
-)

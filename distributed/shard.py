@@ -66,17 +66,8 @@ class ShardServer:
             raise RuntimeError(f"no latestore store at {url}")
         self.config = merged_config(row, config)
         folder = shard_folder(snapshot_dir, shard, n_shards)
-        index = LateInteractionIndex(
-            row.dim,
-            self.config.memory_dtype or row.vector_dtype,
-            self.config.index_params(),
-            # mapped from the shard folder's vector file, like a single store's
-            vectors_on_disk=self.config.vector_cache == "disk",
-            candidate_search=self.config.candidate_search,
-            device_budget_bytes=self.config.device_budget_mb << 20,
-            device_memory_share=self.config.device_memory_share,
-            window_scoring=self.config.window_scoring or "union",
-        )
+        # mapped from the shard folder's vector file, like a single store's
+        index = LateInteractionIndex.from_config(row.dim, row.vector_dtype, self.config)
         self.sync = ShardSync(
             self.engine,
             index,

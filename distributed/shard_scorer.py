@@ -33,7 +33,7 @@ class ShardScorer:
 
     def _params(self, exact: bool) -> SearchParams:
         precision = "exact" if exact else "fast"
-        return self.config.model_copy(update={"device_precision": precision}).search_params()
+        return self.config.updated({"device_precision": precision}).search_params()
 
     def top_pages(
         self, queries: Queries, k: int, pages: PageIds | None, exact: bool

@@ -107,7 +107,7 @@ class ShardedIndex:
         self.config = config
         # Empty, and stays so: the store's upkeep (snapshot cadence, close) reads it.
         local = LateInteractionIndex(
-            row.dim, config.memory_dtype or row.vector_dtype, config.index_params(), "cpu"
+            row.dim, config.memory.memory_dtype or row.vector_dtype, config.index_params(), "cpu"
         )
         sync = ShardedSync(engine, local, row.store_uuid, row.vector_dtype, None, shards=self)
         self.sync = sync

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import torch
 
     from latestore.index.device_search import DeviceTokenSearch
+    from latestore.models import StoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,26 @@ class LateInteractionIndex:
         self.trained_tokens = 0
         wants_device = self._torch_candidates or on_cuda or self.kernel
         self.device_tokens = self._new_device_tokens() if wants_device else None
+
+    @classmethod
+    def from_config(
+        cls, dim: int, stored_dtype: str, config: StoreConfig, scratch_dir: Path | None = None
+    ) -> LateInteractionIndex:
+        """The index a store's settings describe (its ``index``, ``memory``, ``device``
+        and ``search`` groups); ``stored_dtype``: how SQL stores the vectors."""
+        memory, device = config.memory, config.device
+        on_disk = memory.vector_cache == "disk"
+        return cls(
+            dim,
+            memory.memory_dtype or stored_dtype,
+            config.index_params(),
+            vectors_on_disk=on_disk,
+            scratch_dir=scratch_dir if on_disk else None,
+            candidate_search=config.index.candidate_search,
+            device_budget_bytes=device.budget_mb << 20,
+            device_memory_share=device.memory_share,
+            window_scoring=config.search.window_scoring or "union",
+        )
 
     # -- updates ---------------------------------------------------------------
     def upsert(self, page_ids: list[int], vectors: list[npt.NDArray[Any]]) -> None:

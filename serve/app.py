@@ -199,7 +199,7 @@ def _routes(
         more = any(len(hits) == request.k for hits in shaped)
         following = offset + request.k if more else None
         paging: dict[str, Any] = {
-            "mode": request.mode or store.config.search_mode,
+            "mode": request.mode or store.config.search.mode,
             "offset": offset,
             "k": request.k,
             "next_offset": following,

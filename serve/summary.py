@@ -58,7 +58,7 @@ def summary(store: Store) -> dict[str, Any]:
         "pages_with_image": stats.pages_with_image,
         "encoder": stats.encoder,
         "reads": reads,
-        "default_mode": store.config.search_mode,
+        "default_mode": store.config.search.mode,
         "modes": modes,
         "examples": examples(store),
         "version": package_version(),

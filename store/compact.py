@@ -50,7 +50,7 @@ Rows = npt.NDArray[np.uint8]
 
 
 def is_compact(config: StoreConfig) -> bool:
-    return config.tier != "full"
+    return config.storage.tier != "full"
 
 
 def read_books(engine: Engine) -> list[Codebook]:
@@ -133,7 +133,7 @@ def _train_version(
     latest = books.latest
     return train(
         sample,
-        config.compact_bits,
+        config.storage.compact_bits,
         version=1 if latest is None else latest.version + 1,
         first_id=books.next_first_id,
         n_centroids=min(auto_centroids(store_tokens), auto_centroids(len(sample))),
@@ -154,12 +154,14 @@ def _stored_sample(
     )
     parts: list[npt.NDArray[np.float32]] = []
     for chunk in chunks(list(picked)):
-        if config.tier == "compact":
+        if config.storage.tier == "compact":
             query = select(PageVectorsRow.page_id, PageVectorsRow.n_tokens, PageVectorsRow.data)
             for page_id, n, blob in session.execute(query.where(PageVectorsRow.page_id.in_(chunk))):
                 dim = books.books[0].dim
                 parts.append(
-                    np.asarray(decode(page_id, blob, n, dim, config.vector_dtype), np.float32)
+                    np.asarray(
+                        decode(page_id, blob, n, dim, config.storage.vector_dtype), np.float32
+                    )
                 )
         else:
             query = select(PageCodesRow.page_id, PageCodesRow.n_tokens, PageCodesRow.data)
@@ -240,11 +242,11 @@ def load_compact_index(
 
     index = CompactIndex(
         dim,
-        config.compact_bits,
-        config.tier,
+        config.storage.compact_bits,
+        config.storage.tier,
         read_books=lambda: read_books(engine),
-        fetch=fetch if config.tier == "compact" else None,
-        window_scoring=config.window_scoring or "union",
+        fetch=fetch if config.storage.tier == "compact" else None,
+        window_scoring=config.search.window_scoring or "union",
     )
     sync = CompactSync(engine, index, store_uuid, dtype, index_dir)  # type: ignore[arg-type]
     holder["sync"] = sync

@@ -27,7 +27,8 @@ log = logging.getLogger("latestore")
 def maybe_snapshot(sync: IndexSync, config: StoreConfig) -> None:
     """Snapshot once enough tokens changed. Call with the index lock held for writing."""
     total = sync.index.vectors.total_tokens
-    due = max(config.snapshot_every_tokens, config.snapshot_every_fraction * total)
+    every = config.maintenance
+    due = max(every.snapshot_every_tokens, every.snapshot_every_fraction * total)
     if sync.tokens_since_snapshot >= due:
         sync.save()
 
@@ -38,7 +39,7 @@ def maybe_prune_changes(db: Database) -> None:
     derived = db.derived
     if not derived.loaded:
         return  # what the snapshot holds is known once the index is loaded
-    sync, keep = derived.sync, db.config.change_log_keep
+    sync, keep = derived.sync, db.config.maintenance.change_log_keep
     with derived.lock.write():
         through = sync.applied_change - keep
         if sync.snapshot_path is not None:

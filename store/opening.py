@@ -288,8 +288,8 @@ def new_store_row(encoder: Encoder, config: StoreConfig) -> StoreRow:
         encoder_windowing=windowing_record(encoder),
         encoder_build=build_record(encoder),
         dim=encoder.dim,
-        vector_dtype=config.vector_dtype,
-        config=config.model_dump(),
+        vector_dtype=config.storage.vector_dtype,
+        config=config.flat(),  # flat names: the record every release reads
         last_change=0,
     )
 
@@ -300,27 +300,25 @@ def merged_config(row: StoreRow, given: StoreConfig | None) -> StoreConfig:
     Query-time settings are not taken from the store, so a store opened by a newer
     latestore gets that version's tuned defaults unless the caller sets them.
     """
-    stored = StoreConfig.model_validate(row.config)
+    stored = StoreConfig.from_record(row.config)
     given = given or StoreConfig()
     clashes = [
-        f
-        for f in BUILD_TIME_FIELDS
-        if f in given.model_fields_set and getattr(given, f) != getattr(stored, f)
+        f for f in BUILD_TIME_FIELDS if given.is_given(f) and given.setting(f) != stored.setting(f)
     ]
     if clashes:
         raise InvalidInputError(
             f"{clashes} are fixed when a store is created (stored: "
-            f"{ {f: getattr(stored, f) for f in clashes} })"
+            f"{ {f: stored.setting(f) for f in clashes} })"
         )
-    merged = given.model_copy(update={f: getattr(stored, f) for f in BUILD_TIME_FIELDS})
-    if merged.window_scoring is None:  # stores from before the setting scored the union
-        merged = merged.model_copy(update={"window_scoring": stored.window_scoring or "union"})
+    merged = given.updated({f: stored.setting(f) for f in BUILD_TIME_FIELDS})
+    if merged.search.window_scoring is None:  # stores from before the setting: the union
+        merged = merged.updated({"window_scoring": stored.search.window_scoring or "union"})
     return merged
 
 
 def new_store_config(given: StoreConfig | None) -> StoreConfig:
     """A new store's settings, with the window scoring it records resolved."""
     config = given or StoreConfig()
-    if config.window_scoring is None:
-        config = config.model_copy(update={"window_scoring": "best"})
+    if config.search.window_scoring is None:
+        config = config.updated({"window_scoring": "best"})
     return config

@@ -181,7 +181,7 @@ def _write(
     prepared = [_prepared(db, items[i], hashes[i], ids[i], vectors[i]) for i in to_write]
     encoders.adopt(tx, {p.encoded_with or "" for p in prepared} - {PRECOMPUTED})
     new_ids = write_pages(tx.session, prepared, tx.change_no)
-    compact = db.config.tier != "full"  # code rows written beside the pages
+    compact = db.config.storage.tier != "full"  # code rows written beside the pages
     codes = write_codes(tx.session, db.config, new_ids, prepared) if compact else None
     for i, page_id in zip(to_write, new_ids, strict=True):
         ids[i] = page_id
@@ -217,7 +217,7 @@ def _prepared(
         content_hash=content_hash,
         existing_id=existing_id,
         # compact-only keeps no full-precision copy: the code rows are all there is
-        storage_dtype="none" if db.config.tier == "compact-only" else db.dtype,
+        storage_dtype="none" if db.config.storage.tier == "compact-only" else db.dtype,
         text_tokens=enc.text_tokens,
         tokens_dropped=enc.tokens_dropped,
         encoded_with=enc.encoded_with,

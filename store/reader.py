@@ -123,10 +123,10 @@ def page_vectors(
     wanted = checked_ids(page_ids, what)
     found: dict[int, npt.NDArray[np.float32]] = {}
     valid = [i for i in dict.fromkeys(wanted) if 0 < i <= MAX_PAGE_ID]
-    if db.config.tier == "compact-only":  # no full vectors: the decoded codes
+    if db.config.storage.tier == "compact-only":  # no full vectors: the decoded codes
         from latestore.store.compact import decoded_vectors
 
-        found = decoded_vectors(db.engine, valid, db.dim, db.config.compact_bits)
+        found = decoded_vectors(db.engine, valid, db.dim, db.config.storage.compact_bits)
     else:
         found = _stored_vectors(db, valid)
     missing = [i for i in wanted if i not in found]
@@ -189,7 +189,7 @@ def stats(db: Database, encoder_name: str, encoder_fingerprint: str) -> StoreSta
         image_bytes=int(image_bytes),
         tokens=index.vectors.total_tokens,
         dim=db.dim,
-        vector_dtype="none" if db.config.tier == "compact-only" else db.dtype,
+        vector_dtype="none" if db.config.storage.tier == "compact-only" else db.dtype,
         memory_dtype=str(index.vectors.dtype),
         vector_cache="disk"
         if index.vectors.arena is not None and index.vectors.fallback is None

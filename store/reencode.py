@@ -125,10 +125,12 @@ def reencode_store(
     """
     if target.dim != db.dim:
         raise EncoderMismatchError(f"re-encoding needs dim {db.dim}, got {target.dim}")
-    if db.config.tier != "full":
+    if db.config.storage.tier != "full":
         # The batches below rewrite ls_page_vectors only; a compact store's code rows
         # would go stale (not yet supported: see docs/compact-tier.md).
-        raise InvalidInputError(f"re-encoding a {db.config.tier!r}-tier store is not supported")
+        raise InvalidInputError(
+            f"re-encoding a {db.config.storage.tier!r}-tier store is not supported"
+        )
     report = ReencodeReport(fingerprint_before=fingerprint_before)
     pending = not_encoded_by(target.fingerprint)
     with db.session() as session:

@@ -156,7 +156,7 @@ def search_request(
     if legacy:
         mode, phrase, tuning, hybrid = _from_legacy(dict(legacy), mode, phrase, tuning, hybrid)
     k = check_k(k)
-    chosen = config.search_mode if mode is None else mode
+    chosen = config.search.mode if mode is None else mode
     if chosen not in SEARCH_MODES:
         raise InvalidInputError(f"mode must be one of {list(SEARCH_MODES)}, got {chosen!r:.80}")
     if phrase is not None and (
@@ -174,7 +174,7 @@ def search_request(
     if hybrid is not _UNSET[HybridOptions]:
         given.update(hybrid.settings())
     # The options were validated by their own types: the merge needs no revalidation.
-    settings = config.model_copy(update=given) if given else config
+    settings = config.updated(given) if given else config
     texts = _query_words(chosen, queries, lexical_text)
     return SearchRequest(
         tuple(queries),

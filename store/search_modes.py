@@ -67,7 +67,7 @@ class ModeSearch:
 
     @property
     def _depth(self) -> int:
-        return self.request.settings.hybrid_depth
+        return self.request.settings.hybrid.depth
 
     def rank(
         self,
@@ -112,11 +112,11 @@ class ModeSearch:
                     {p for p, _ in ranking},
                     [(h.page_id, h.score) for h in hits],
                     k,
-                    rule=config.fusion,
-                    weight=default_weight(config.fusion)
-                    if config.lexical_weight is None
-                    else config.lexical_weight,
-                    rrf_k=config.rrf_k,
+                    rule=config.hybrid.fusion,
+                    weight=default_weight(config.hybrid.fusion)
+                    if config.hybrid.lexical_weight is None
+                    else config.hybrid.lexical_weight,
+                    rrf_k=config.hybrid.rrf_k,
                 )
             )
         return out

@@ -101,7 +101,7 @@ class Store:
             config,
             row.dim,
             row.vector_dtype,
-            for_dialect(engine.dialect.name, config.text_analyzer),
+            for_dialect(engine.dialect.name, config.storage.text_analyzer),
             self._derived_index(engine, row, config, index_dir, index),
         )
         self.encoder_name = row.encoder_name
@@ -205,7 +205,7 @@ class Store:
         url = to_url(target)
         engine = make_engine(url)
         if config is not None:  # a new store's analyzer must exist on this backend
-            engine_analyzer(engine.dialect.name, config.text_analyzer)
+            engine_analyzer(engine.dialect.name, config.storage.text_analyzer)
         resolved: Encoder | Callable[[], Encoder]
         try:
             migrate(engine)
@@ -564,7 +564,7 @@ class Store:
         window (``StoreConfig.window_scoring="best"``); the others score over all rows.
         What ``latestore.explain.explain(windows=...)`` takes."""
         self._db.check_open()
-        if self.config.window_scoring != "best":
+        if self.config.search.window_scoring != "best":
             return {}
         from latestore.store.sync import window_rows_of
 
@@ -685,23 +685,14 @@ def _load_index(
     """Build the derived index and fill it from SQL (and a snapshot)."""
     from latestore.index.late_index import LateInteractionIndex  # torch: only when needed
 
-    if config.tier != "full":
+    if config.storage.tier != "full":
         from latestore.store.compact import load_compact_index
 
         return load_compact_index(
             engine, row.dim, row.store_uuid, row.vector_dtype, config, index_dir
         )
-    index = LateInteractionIndex(
-        row.dim,
-        config.memory_dtype or row.vector_dtype,
-        config.index_params(),
-        vectors_on_disk=config.vector_cache == "disk",
-        scratch_dir=_scratch_dir(index_dir) if config.vector_cache == "disk" else None,
-        candidate_search=config.candidate_search,
-        device_budget_bytes=config.device_budget_mb << 20,
-        device_memory_share=config.device_memory_share,
-        window_scoring=config.window_scoring or "union",
-    )
+    scratch = _scratch_dir(index_dir) if config.memory.vector_cache == "disk" else None
+    index = LateInteractionIndex.from_config(row.dim, row.vector_dtype, config, scratch)
     sync = sync_class(engine, index, row.store_uuid, row.vector_dtype, index_dir)
     return sync, sync.load()
 

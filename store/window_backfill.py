@@ -109,5 +109,5 @@ def record_window_scoring(db: Database, mode: str) -> None:
         row = tx.session.get(StoreRow, 1)
         assert row is not None
         row.config = {**row.config, "window_scoring": mode}
-    db.config = db.config.model_copy(update={"window_scoring": mode})
+    db.config = db.config.updated({"window_scoring": mode})
     db.derived.set_window_scoring(mode, db.config)

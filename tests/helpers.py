@@ -8,14 +8,26 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from latestore import PrecomputedVectors, Store, StoreConfig
+from latestore import (
+    IndexConfig,
+    PrecomputedVectors,
+    SearchConfig,
+    StorageConfig,
+    Store,
+    StoreConfig,
+)
 
 # Small thresholds so store tests exercise the trained IVF path, not only flat.
 SMALL_IVF = StoreConfig(
-    ivf_min_tokens=5_000, exhaustive_max_tokens=500, n_rerank=64, ivf_codec="SQ8"
+    index=IndexConfig(ivf_min_tokens=5_000, ivf_codec="SQ8"),
+    search=SearchConfig(exhaustive_max_tokens=500, n_rerank=64),
 )
 # Exact everywhere, no candidate index: results depend on the vectors alone.
-EXACT = StoreConfig(vector_dtype="float32", exhaustive_max_tokens=0, ivf_codec="none")
+EXACT = StoreConfig(
+    storage=StorageConfig(vector_dtype="float32"),
+    search=SearchConfig(exhaustive_max_tokens=0),
+    index=IndexConfig(ivf_codec="none"),
+)
 
 
 def precomputed_store(

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from latestore import Page, PrecomputedVectors, StoreConfig
+from latestore import IndexConfig, Page, PrecomputedVectors, StorageConfig, StoreConfig
 from tests.index import test_contract as contract
 
 pytest.importorskip("ray")
@@ -23,7 +23,9 @@ from latestore.distributed import ShardedStore  # noqa: E402
 from latestore.distributed.shard_scorer import ShardScorer  # noqa: E402
 from latestore.index.plan import PageScorer  # noqa: E402
 
-EXACT_FLOAT32 = StoreConfig(vector_dtype="float32", ivf_codec="none")
+EXACT_FLOAT32 = StoreConfig(
+    storage=StorageConfig(vector_dtype="float32"), index=IndexConfig(ivf_codec="none")
+)
 
 
 @pytest.fixture(scope="module")

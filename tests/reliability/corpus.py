@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from latestore import Page, StoreConfig
+from latestore import IndexConfig, MaintenanceConfig, Page, SearchConfig, StorageConfig, StoreConfig
 
 DIM = 16
 PAGES_PER_BATCH = 6
@@ -14,12 +14,10 @@ PAGES_PER_BATCH = 6
 # tiny snapshot threshold makes the writer snapshot every couple of batches, so kills
 # land in snapshot writes as often as in SQL commits.
 CONFIG = StoreConfig(
-    vector_dtype="float32",
-    ivf_codec="none",
-    exhaustive_max_tokens=0,
-    snapshot_every_tokens=120,
-    snapshot_every_fraction=0,
-    k_per_token=64,
+    storage=StorageConfig(vector_dtype="float32"),
+    index=IndexConfig(ivf_codec="none"),
+    search=SearchConfig(exhaustive_max_tokens=0, k_per_token=64),
+    maintenance=MaintenanceConfig(snapshot_every_tokens=120, snapshot_every_fraction=0),
 )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latestore import Store
+from latestore import MaintenanceConfig, Store
 from latestore.index.snapshot import read_snapshot, write_snapshot
 from latestore.store.sync import SNAPSHOT_NAME
 from tests.helpers import EXACT, precomputed_store
@@ -142,7 +142,11 @@ def test_unwritable_index_folder_does_not_fail_committed_writes(
     db = tmp_path / "s.db"
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the index folder should be")
-    config = CONFIG.model_copy(update={"snapshot_every_tokens": 10, "snapshot_every_fraction": 0})
+    config = CONFIG.model_copy(
+        update={
+            "maintenance": MaintenanceConfig(snapshot_every_tokens=10, snapshot_every_fraction=0)
+        }
+    )
     with caplog.at_level(logging.WARNING, logger="latestore"):
         store = precomputed_store(db, DIM, config=config, index_dir=blocker)
         with store:

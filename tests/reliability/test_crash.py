@@ -162,7 +162,7 @@ def verify(db: str, acks: Path, ledger: Ledger, first: int, rng: random.Random) 
         assert index.consistent()
         assert sum(sql_tokens.values()) == store.stats().tokens
 
-        fresh = LateInteractionIndex(DIM, CONFIG.vector_dtype, CONFIG.index_params(), "cpu")
+        fresh = LateInteractionIndex(DIM, CONFIG.storage.vector_dtype, CONFIG.index_params(), "cpu")
         for page_id, vectors in store._sync._read_vectors():
             fresh.vectors.put(page_id, vectors)
         fresh.rebuild()

@@ -23,7 +23,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from latestore import Page, Store, StoreConfig
+from latestore import (
+    IndexConfig,
+    MaintenanceConfig,
+    Page,
+    SearchConfig,
+    StorageConfig,
+    Store,
+    StoreConfig,
+)
 from latestore.encoders.windows import WindowSettings
 from latestore.store.schema import PageRow, StoreRow
 from tests.helpers import precomputed_store
@@ -87,11 +95,10 @@ def test_sigkill_during_reindex_loses_nothing(
 
 FILLER = "The kiln fires the clay; the glaze melts and cools into glass. "
 REENCODE_CONFIG = StoreConfig(
-    vector_dtype="float32",
-    ivf_codec="none",
-    exhaustive_max_tokens=0,
-    snapshot_every_tokens=400,
-    snapshot_every_fraction=0,
+    storage=StorageConfig(vector_dtype="float32"),
+    index=IndexConfig(ivf_codec="none"),
+    search=SearchConfig(exhaustive_max_tokens=0),
+    maintenance=MaintenanceConfig(snapshot_every_tokens=400, snapshot_every_fraction=0),
 )
 
 

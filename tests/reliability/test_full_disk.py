@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from latestore import Page, Store, StoreFullError
+from latestore import MemoryConfig, Page, Store, StoreFullError
 from latestore.encoders.windows import WindowSettings
 from latestore.errors import IndexSnapshotError
 from tests.helpers import precomputed_store
@@ -30,7 +30,7 @@ from tests.reliability.corpus import DIM, batch, queries
 # The rank vectors stay in memory here: the 4 MiB disk is for SQL's behaviour when full,
 # and the persisted vector folder's first segments alone would fill it (a vector folder
 # that cannot be written is derived data: the sync logs it and goes on).
-CONFIG = CORPUS_CONFIG.model_copy(update={"vector_cache": "memory"})
+CONFIG = CORPUS_CONFIG.model_copy(update={"memory": MemoryConfig(vector_cache="memory")})
 
 DISK_BYTES = 4 << 20
 # Filling a disk, and re-encoding with MiniLM, take 20 s or more each on a busy machine.
@@ -151,7 +151,7 @@ def test_postgresql_index_files_on_a_full_disk(
 ) -> None:
     """PostgreSQL's own disk is the server's; its derived files (the snapshot, and with
     the disk cache the vector folder) live in ~/.cache."""
-    config = CORPUS_CONFIG.model_copy(update={"vector_cache": vector_cache})
+    config = CORPUS_CONFIG.model_copy(update={"memory": MemoryConfig(vector_cache=vector_cache)})
     from tests.conftest import PG_URL_ENV
     from tests.postgres import fresh_database
 

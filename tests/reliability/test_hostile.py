@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
-from latestore import Page, Store, StoreConfig
+from latestore import IndexConfig, Page, SearchConfig, StorageConfig, Store, StoreConfig
 from latestore.errors import (
     DimensionMismatchError,
     DuplicateExternalIdError,
@@ -604,7 +604,11 @@ def state(store: Store) -> tuple[Any, ...]:
 
 @pytest.fixture
 def ctx(store_url: str, tmp_path: Path) -> Iterator[Ctx]:
-    config = StoreConfig(vector_dtype="float32", exhaustive_max_tokens=0, ivf_codec="none")
+    config = StoreConfig(
+        storage=StorageConfig(vector_dtype="float32"),
+        search=SearchConfig(exhaustive_max_tokens=0),
+        index=IndexConfig(ivf_codec="none"),
+    )
     pages, _ = clustered_pages(np.random.default_rng(2), N_PAGES, dim=DIM)
     with precomputed_store(store_url, DIM, config=config) as store:
         store.add_pages(pages)

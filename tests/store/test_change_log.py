@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from latestore import Page, PrecomputedVectors, Store, StoreConfig
+from latestore import MaintenanceConfig, Page, PrecomputedVectors, Store, StoreConfig
 from latestore.store.schema import ChangeRow, StoreRow
 from latestore.store.sql import to_url
 from latestore.store.sync import SNAPSHOT_NAME, IndexSync
@@ -40,7 +40,11 @@ def test_log_is_bounded_and_reopen_still_uses_the_snapshot(
     db_path: Path, rng: np.random.Generator
 ) -> None:
     pages, _ = clustered_pages(rng, 60, dim=DIM)
-    config = StoreConfig(change_log_keep=4, snapshot_every_tokens=1, snapshot_every_fraction=0)
+    config = StoreConfig(
+        maintenance=MaintenanceConfig(
+            change_log_keep=4, snapshot_every_tokens=1, snapshot_every_fraction=0
+        )
+    )
     with Store.open(db_path, ENCODER, config=config) as store:
         for start in range(0, 60, 3):  # 20 write transactions of 3 pages
             store.add_pages(pages[start : start + 3])
@@ -62,7 +66,9 @@ def test_log_is_kept_while_no_snapshot_covers_it(tmp_path: Path, rng: np.random.
     pages, _ = clustered_pages(rng, 12, dim=DIM)
     path = tmp_path / "store.db"
     # the default snapshot threshold (250k tokens) is never reached here
-    with Store.open(path, ENCODER, config=StoreConfig(change_log_keep=0)) as store:
+    with Store.open(
+        path, ENCODER, config=StoreConfig(maintenance=MaintenanceConfig(change_log_keep=0))
+    ) as store:
         for page in pages:
             store.add_pages([page])
         assert log_state(str(path)) == (12, 0)
@@ -72,7 +78,11 @@ def test_a_reader_behind_the_pruned_log_reloads_and_sees_every_change(
     store_url: str, rng: np.random.Generator
 ) -> None:
     pages, _ = clustered_pages(rng, 40, dim=DIM)
-    config = StoreConfig(change_log_keep=0, snapshot_every_tokens=1, snapshot_every_fraction=0)
+    config = StoreConfig(
+        maintenance=MaintenanceConfig(
+            change_log_keep=0, snapshot_every_tokens=1, snapshot_every_fraction=0
+        )
+    )
     with Store.open(store_url, ENCODER, config=config) as writer:
         ids = writer.add_pages(pages[:20])
         reader = Store.open(store_url, ENCODER, config=config)
@@ -108,7 +118,11 @@ def test_a_snapshot_older_than_the_kept_log_is_rebuilt_not_replayed(
     snapshot = db_path.parent / f"{db_path.name}.index" / SNAPSHOT_NAME
     old = snapshot.with_suffix(".old")
     shutil.copy(snapshot, old)
-    config = StoreConfig(change_log_keep=0, snapshot_every_tokens=1, snapshot_every_fraction=0)
+    config = StoreConfig(
+        maintenance=MaintenanceConfig(
+            change_log_keep=0, snapshot_every_tokens=1, snapshot_every_fraction=0
+        )
+    )
     with Store.open(db_path, ENCODER, config=config) as store:
         store.delete(ids[:4])
         store.add_pages(pages[10:])
@@ -126,7 +140,11 @@ def test_add_pages_leaves_the_log_alone_below_the_pruning_step(
     db_path: Path, rng: np.random.Generator
 ) -> None:
     pages, _ = clustered_pages(rng, 8, dim=DIM)
-    config = StoreConfig(change_log_keep=100, snapshot_every_tokens=1, snapshot_every_fraction=0)
+    config = StoreConfig(
+        maintenance=MaintenanceConfig(
+            change_log_keep=100, snapshot_every_tokens=1, snapshot_every_fraction=0
+        )
+    )
     with Store.open(db_path, ENCODER, config=config) as store:
         for page in pages:
             store.add_pages([Page(vectors=page.vectors, external_id=page.external_id)])
@@ -147,7 +165,9 @@ def test_snapshot_writes_grow_linearly_with_the_store(
         return n
 
     monkeypatch.setattr(IndexSync, "save", counting_save)
-    config = StoreConfig(snapshot_every_tokens=100, snapshot_every_fraction=fraction)
+    config = StoreConfig(
+        maintenance=MaintenanceConfig(snapshot_every_tokens=100, snapshot_every_fraction=fraction)
+    )
     batch = [rng.standard_normal((10, DIM)).astype(np.float32) for _ in range(5)]
     with Store.open(tmp_path / "s.db", ENCODER, config=config) as store:
         for _ in range(200):  # 200 writes of 50 tokens: 10,000 tokens in all

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from latestore import Page, StoreConfig
+from latestore import Page, SearchConfig, StorageConfig, StoreConfig
 from latestore.errors import InvalidInputError
 from latestore.index.residual_codec import Codebook, Codebooks, code_bytes
 from latestore.store.schema import CodebookRow, PageCodesRow, PageVectorsRow
@@ -32,7 +32,11 @@ def corpus(rng: np.random.Generator, n_pages: int, tokens: int = 24) -> list[npt
 
 def config(tier: str, **extra: object) -> StoreConfig:
     # exhaustive_max_tokens=0: every search goes through the code candidates.
-    return StoreConfig(tier=tier, exhaustive_max_tokens=0, n_rerank=16, **extra)  # type: ignore[arg-type]
+    return StoreConfig(
+        storage=StorageConfig(tier=tier),
+        search=SearchConfig(exhaustive_max_tokens=0, n_rerank=16),
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 def maxsim(query: npt.NDArray, page: npt.NDArray) -> float:
@@ -85,7 +89,7 @@ def test_add_search_delete_reopen(store_url: str, rng: np.random.Generator, tier
         assert ids[50] not in {h.page_id for h in store.search(pages[50][:6], k=10)}
         before = [(h.page_id, h.score) for h in store.search(pages[3][:6], k=10)]
     with precomputed_store(store_url, DIM) as store:  # the recorded tier, no config given
-        assert store.config.tier == tier
+        assert store.config.storage.tier == tier
         after = [(h.page_id, h.score) for h in store.search(pages[3][:6], k=10)]
         assert [p for p, _ in after] == [p for p, _ in before]
         np.testing.assert_allclose([s for _, s in after], [s for _, s in before], rtol=1e-6)
@@ -186,24 +190,26 @@ def test_the_recorded_tier_refuses_a_conflicting_reopen(
     with precomputed_store(store_url, DIM, config(tier)) as store:
         store.add_pages([Page(vectors=v) for v in corpus(rng, 10)])
     with pytest.raises(InvalidInputError, match="tier"):
-        precomputed_store(store_url, DIM, StoreConfig(tier="full"))
+        precomputed_store(store_url, DIM, StoreConfig(storage=StorageConfig(tier="full")))
     other = "compact-only" if tier == "compact" else "compact"
     with pytest.raises(InvalidInputError, match="tier"):
-        precomputed_store(store_url, DIM, StoreConfig(tier=other))  # type: ignore[arg-type]
+        precomputed_store(store_url, DIM, StoreConfig(storage=StorageConfig(tier=other)))  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="compact_bits"):
-        precomputed_store(store_url, DIM, StoreConfig(tier=tier, compact_bits=4))  # type: ignore[arg-type]
-    with precomputed_store(store_url, DIM, StoreConfig(n_rerank=8)) as store:
-        assert store.config.tier == tier  # query-time settings still change freely
+        precomputed_store(
+            store_url, DIM, StoreConfig(storage=StorageConfig(tier=tier, compact_bits=4))
+        )  # type: ignore[arg-type]
+    with precomputed_store(store_url, DIM, StoreConfig(search=SearchConfig(n_rerank=8))) as store:
+        assert store.config.storage.tier == tier  # query-time settings still change freely
 
 
 def test_a_full_store_stays_full(tmp_path: Path, rng: np.random.Generator) -> None:
     url = str(tmp_path / "full.db")
     with precomputed_store(url, DIM) as store:
         store.add_pages([Page(vectors=v) for v in corpus(rng, 5)])
-        assert store.config.tier == "full"
+        assert store.config.storage.tier == "full"
     assert count_rows(url, PageCodesRow) == 0
     with pytest.raises(InvalidInputError, match="tier"):
-        precomputed_store(url, DIM, StoreConfig(tier="compact"))
+        precomputed_store(url, DIM, StoreConfig(storage=StorageConfig(tier="compact")))
 
 
 def test_compact_only_page_vectors_are_the_decoded_codes(

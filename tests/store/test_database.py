@@ -95,9 +95,9 @@ def test_a_write_without_a_change_takes_no_change_number(
         before = head(store)
         store.set_window_scoring("best")  # a setting: written through write(change=False)
         assert head(store) == before
-        assert store.config.window_scoring == "best"
+        assert store.config.search.window_scoring == "best"
     with Store.open(tmp_path / "s.db") as again:
-        assert again.config.window_scoring == "best"
+        assert again.config.search.window_scoring == "best"
 
 
 class CountingStore(Store):

@@ -8,7 +8,15 @@ from datetime import date
 import numpy as np
 import pytest
 
-from latestore import Page, PrecomputedVectors, SearchTuning, Store, StoreConfig
+from latestore import (
+    IndexConfig,
+    Page,
+    PrecomputedVectors,
+    SearchConfig,
+    SearchTuning,
+    Store,
+    StoreConfig,
+)
 from latestore.errors import FilterError, UnknownFilterFieldError, UnknownFilterOperatorError
 from tests.helpers import precomputed_store
 from tests.store.helpers import clustered_pages, query_from
@@ -19,7 +27,10 @@ DIM = 32
 @pytest.fixture
 def store(store_url: str, rng: np.random.Generator) -> Iterator[Store]:
     pages, centres = clustered_pages(rng, 500)
-    config = StoreConfig(ivf_min_tokens=5_000, exhaustive_max_tokens=500, ivf_codec="SQ8")
+    config = StoreConfig(
+        index=IndexConfig(ivf_min_tokens=5_000, ivf_codec="SQ8"),
+        search=SearchConfig(exhaustive_max_tokens=500),
+    )
     with precomputed_store(store_url, DIM, config=config) as opened:
         opened.add_pages(pages)
         opened.centres = centres  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from latestore import PrecomputedVectors, Store, StoreConfig
+from latestore import IndexConfig, PrecomputedVectors, StorageConfig, Store, StoreConfig
 from latestore.index.codec import as_stored
 from latestore.index.maxsim import maxsim_reference
 from latestore.store.validation import checked_vectors
@@ -26,7 +26,10 @@ def test_gpu_store_ranks_exactly_by_default(
     tmp_path: Path, rng: np.random.Generator, dtype: str
 ) -> None:
     pages, centres = clustered_pages(rng, 300, dim=64)
-    config = StoreConfig(vector_dtype=dtype, ivf_min_tokens=2_000, ivf_codec="SQ8")
+    config = StoreConfig(
+        storage=StorageConfig(vector_dtype=dtype),
+        index=IndexConfig(ivf_min_tokens=2_000, ivf_codec="SQ8"),
+    )
     with Store.open(tmp_path / "g.db", PrecomputedVectors(dim=64), config=config) as store:
         ids = store.add_pages(pages)
         stats = store.stats()

@@ -16,7 +16,15 @@ from pydantic import ValidationError
 from sqlalchemy import create_engine, text
 
 import latestore.store.page_writer as store_module
-from latestore import HybridOptions, Page, PrecomputedVectors, Store, StoreConfig
+from latestore import (
+    HybridOptions,
+    Page,
+    PrecomputedVectors,
+    SearchConfig,
+    StorageConfig,
+    Store,
+    StoreConfig,
+)
 from latestore.errors import InvalidInputError
 from latestore.index.fusion import default_weight, fuse
 from latestore.index.maxsim import maxsim_reference
@@ -116,7 +124,7 @@ def test_a_write_that_fails_inside_its_transaction_leaves_no_index_entry(
 
 
 def test_other_languages_where_the_backend_has_them(store_url: str) -> None:
-    german = StoreConfig(text_analyzer="german")
+    german = StoreConfig(storage=StorageConfig(text_analyzer="german"))
     if not store_url.startswith("postgresql"):
         with pytest.raises(InvalidInputError, match="not available on SQLite"):
             Store.open(store_url, PrecomputedVectors(dim=DIM), config=german)
@@ -295,7 +303,7 @@ def test_default_mode_is_a_query_time_setting(store_url: str) -> None:
     rng = np.random.default_rng(5)
     with Store.open(store_url, PrecomputedVectors(dim=DIM)) as store:
         store.add_pages([Page(text="lexical default", vectors=unit(rng, 3))])
-    config = StoreConfig(search_mode="lexical")
+    config = StoreConfig(search=SearchConfig(mode="lexical"))
     with Store.open(store_url, PrecomputedVectors(dim=DIM), config=config) as store:
         [hit] = store.search("default", k=3)  # no vectors needed: the query is not encoded
         assert hit.signals == ("lexical",)
@@ -303,17 +311,19 @@ def test_default_mode_is_a_query_time_setting(store_url: str) -> None:
 
 def test_analyzer_is_configurable_and_recorded(store_url: str) -> None:
     rng = np.random.default_rng(9)
-    simple = StoreConfig(text_analyzer="simple")
+    simple = StoreConfig(storage=StorageConfig(text_analyzer="simple"))
     with Store.open(store_url, PrecomputedVectors(dim=DIM), config=simple) as store:
         store.add_pages([Page(text="Running engines", vectors=unit(rng, 3))])
         assert lexical_ids(store, "running") == [1]
         assert lexical_ids(store, "run") == []  # unstemmed
     with Store.open(store_url, PrecomputedVectors(dim=DIM)) as store:
-        assert store.config.text_analyzer == "simple"
+        assert store.config.storage.text_analyzer == "simple"
         assert lexical_ids(store, "engine") == []
     with pytest.raises(InvalidInputError, match="fixed when a store is created"):
         Store.open(
-            store_url, PrecomputedVectors(dim=DIM), config=StoreConfig(text_analyzer="english")
+            store_url,
+            PrecomputedVectors(dim=DIM),
+            config=StoreConfig(storage=StorageConfig(text_analyzer="english")),
         )
 
 
@@ -322,13 +332,15 @@ def test_stemming_analyzer_by_default(store_url: str) -> None:
     with Store.open(store_url, PrecomputedVectors(dim=DIM)) as store:
         store.add_pages([Page(text="Running engines", vectors=unit(rng, 3))])
         assert lexical_ids(store, "run engine") == [1]
-        assert store.config.text_analyzer == "english"
+        assert store.config.storage.text_analyzer == "english"
 
 
 def test_unknown_analyzer_is_refused_and_creates_no_store(store_url: str) -> None:
     with pytest.raises(InvalidInputError, match="text_analyzer"):
         Store.open(
-            store_url, PrecomputedVectors(dim=DIM), config=StoreConfig(text_analyzer="klingon")
+            store_url,
+            PrecomputedVectors(dim=DIM),
+            config=StoreConfig(storage=StorageConfig(text_analyzer="klingon")),
         )
     engine = create_engine(to_url(store_url))
     try:

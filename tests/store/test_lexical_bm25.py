@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 import latestore.store.page_writer as store_module
-from latestore import Page, PrecomputedVectors, Store, StoreConfig
+from latestore import Page, PrecomputedVectors, StorageConfig, Store, StoreConfig
 from latestore.migrations.runner import alembic_config, current_revision, head_revision
 from latestore.store.fulltext_postgres import BM25_B, BM25_K1, bm25_idf
 from latestore.store.sql import to_url
@@ -93,7 +93,7 @@ def pg_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 @pytest.fixture
 def pg_store(pg_url: str) -> Iterator[tuple[Store, str]]:
     store_url = pg_url
-    config = StoreConfig(text_analyzer="simple")
+    config = StoreConfig(storage=StorageConfig(text_analyzer="simple"))
     with Store.open(store_url, PrecomputedVectors(dim=DIM), config=config) as store:
         yield store, store_url
 
@@ -182,7 +182,7 @@ def test_migration_fills_the_statistics_of_an_existing_store(pg_url: str) -> Non
     from alembic import command
 
     texts = {1: "pumps leak", 2: "a gasket", 3: "gasket seals", 4: "seals and pumps"}
-    config = StoreConfig(text_analyzer="simple")
+    config = StoreConfig(storage=StorageConfig(text_analyzer="simple"))
     with Store.open(pg_url, PrecomputedVectors(dim=DIM), config=config) as store:
         store.add_pages([Page(text=t, vectors=vectors()) for t in texts.values()])
     engine = create_engine(to_url(pg_url))

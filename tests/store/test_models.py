@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from latestore import Page, StoreConfig
+from latestore import IndexConfig, Page, SearchConfig, StoreConfig
 from latestore.errors import EmptyPageError, InvalidPageError, LatestoreError
 
 
@@ -44,9 +44,9 @@ def test_content_hash_tracks_content_not_metadata() -> None:
 
 def test_config_rejects_bad_fields() -> None:
     with pytest.raises(ValidationError):
-        StoreConfig(nprobe=0)
+        StoreConfig(search=SearchConfig(nprobe=0))
     with pytest.raises(ValidationError):
-        StoreConfig(ivf_codec="zip")  # type: ignore[arg-type]
+        StoreConfig(index=IndexConfig(ivf_codec="zip"))  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         StoreConfig(colour="blue")  # type: ignore[call-arg]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latestore import Page, PrecomputedVectors, StoreConfig
+from latestore import Page, PrecomputedVectors, StorageConfig, StoreConfig
 from latestore.errors import InvalidInputError, PageNotFoundError
 from latestore.store import Store
 
@@ -15,7 +15,7 @@ def test_page_vectors_are_the_stored_tokens(
     store_url: str, rng: np.random.Generator, dtype: str
 ) -> None:
     raw = rng.standard_normal((7, 16)).astype(np.float32)
-    config = StoreConfig(vector_dtype=dtype)
+    config = StoreConfig(storage=StorageConfig(vector_dtype=dtype))
     with Store.open(store_url, PrecomputedVectors(16), config=config) as store:
         (page_id,) = store.add_pages([Page(vectors=raw, external_id="p")])
         got = store.page_vectors(page_id)

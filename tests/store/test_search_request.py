@@ -10,7 +10,16 @@ import numpy.typing as npt
 import pytest
 from pydantic import ValidationError
 
-from latestore import HybridOptions, Page, PrecomputedVectors, SearchTuning, Store, StoreConfig
+from latestore import (
+    HybridConfig,
+    HybridOptions,
+    Page,
+    PrecomputedVectors,
+    SearchTuning,
+    Store,
+    StoreConfig,
+)
+from latestore.config import FLAT_NAMES
 from latestore.errors import InvalidInputError
 from latestore.store.request import search_request
 
@@ -53,15 +62,15 @@ def test_a_request_is_frozen_and_carries_the_resolved_settings() -> None:
         tuning=SearchTuning(nprobe=4),
         hybrid=HybridOptions(fusion="rrf", depth=7),
     )
-    assert tuned.settings.nprobe == 4 and tuned.settings.fusion == "rrf"
-    assert tuned.settings.hybrid_depth == 7
-    assert tuned.settings.n_rerank == config.n_rerank  # the rest stays the store's
-    assert config.nprobe == StoreConfig().nprobe  # the store's settings are untouched
+    assert tuned.settings.search.nprobe == 4 and tuned.settings.hybrid.fusion == "rrf"
+    assert tuned.settings.hybrid.depth == 7
+    assert tuned.settings.search.n_rerank == config.search.n_rerank  # the rest stays the store's
+    assert config.search.nprobe == StoreConfig().search.nprobe  # the store's settings are untouched
     # lexical_weight=None given on purpose: the rule's default, over the store's value.
-    weighted = StoreConfig(lexical_weight=0.3)
-    assert search_request(weighted, ["x"], 1, None).settings.lexical_weight == 0.3
+    weighted = StoreConfig(hybrid=HybridConfig(lexical_weight=0.3))
+    assert search_request(weighted, ["x"], 1, None).settings.hybrid.lexical_weight == 0.3
     default = search_request(weighted, ["x"], 1, None, hybrid=HybridOptions(lexical_weight=None))
-    assert default.settings.lexical_weight is None
+    assert default.settings.hybrid.lexical_weight is None
 
 
 def test_typed_options_check_their_values_when_built() -> None:
@@ -77,7 +86,8 @@ def test_typed_option_bounds_match_the_store_config() -> None:
     # The options repeat StoreConfig's constraints; a change to one must reach the other.
     for model, renamed in ((SearchTuning, {}), (HybridOptions, {"depth": "hybrid_depth"})):
         for name, field in model.model_fields.items():
-            stored = StoreConfig.model_fields[renamed.get(name, name)]
+            group, field_name = FLAT_NAMES[renamed.get(name, name)]
+            stored = StoreConfig.model_fields[group].annotation.model_fields[field_name]  # type: ignore[union-attr]
             assert field.metadata == stored.metadata, name
 
 

@@ -7,7 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latestore import Page, PrecomputedVectors, SearchTuning, Store, StoreConfig
+from latestore import (
+    IndexConfig,
+    MemoryConfig,
+    Page,
+    PrecomputedVectors,
+    SearchConfig,
+    SearchTuning,
+    StorageConfig,
+    Store,
+    StoreConfig,
+)
 from latestore.errors import (
     DimensionMismatchError,
     DuplicateExternalIdError,
@@ -211,10 +221,10 @@ def test_build_time_config_is_fixed(store_url: str) -> None:
     with open_store(store_url):
         pass
     with pytest.raises(InvalidInputError, match="fixed"):
-        open_store(store_url, config=StoreConfig(vector_dtype="float32"))
-    with open_store(store_url, config=StoreConfig(nprobe=64)) as store:
-        assert store.config.nprobe == 64
-        assert store.config.ivf_min_tokens == SMALL_IVF.ivf_min_tokens
+        open_store(store_url, config=StoreConfig(storage=StorageConfig(vector_dtype="float32")))
+    with open_store(store_url, config=StoreConfig(search=SearchConfig(nprobe=64))) as store:
+        assert store.config.search.nprobe == 64
+        assert store.config.index.ivf_min_tokens == SMALL_IVF.index.ivf_min_tokens
 
 
 def test_closed_store_refuses_work(store_url: str) -> None:
@@ -234,7 +244,7 @@ def test_in_memory_store(rng: np.random.Generator) -> None:
 
 def test_float32_store_and_search_overrides(store_url: str, rng: np.random.Generator) -> None:
     pages, centres = clustered_pages(rng, 300)
-    config = SMALL_IVF.model_copy(update={"vector_dtype": "float32"})
+    config = SMALL_IVF.model_copy(update={"storage": StorageConfig(vector_dtype="float32")})
     with open_store(store_url, config=config) as store:
         store.add_pages(pages)
         query = query_from(rng, centres)
@@ -251,7 +261,8 @@ def test_product_quantized_index_finds_the_exact_top(
 ) -> None:
     pages, centres = clustered_pages(rng, 250)
     config = StoreConfig(
-        ivf_min_tokens=2_000, exhaustive_max_tokens=0, ivf_codec="PQ", ivf_nlist=32
+        index=IndexConfig(ivf_min_tokens=2_000, ivf_codec="PQ", ivf_nlist=32),
+        search=SearchConfig(exhaustive_max_tokens=0),
     )
     with open_store(store_url, config=config) as store:
         store.add_pages(pages)
@@ -274,7 +285,7 @@ def test_memory_dtype_float32_gives_same_ranking(store_url: str, rng: np.random.
     with open_store(store_url) as store:
         store.add_pages(pages)
         half = store.search_many(queries, k=10)
-    wide = SMALL_IVF.model_copy(update={"memory_dtype": "float32"})
+    wide = SMALL_IVF.model_copy(update={"memory": MemoryConfig(memory_dtype="float32")})
     with open_store(store_url, config=wide) as store:
         assert store.stats().memory_dtype == "float32"
         full = store.search_many(queries, k=10)
@@ -288,7 +299,7 @@ def test_int8_store_reopens_identically_and_tracks_exhaustive(
 ) -> None:
     pages, centres = clustered_pages(rng, 300)
     queries = [query_from(rng, centres) for _ in range(8)]
-    config = SMALL_IVF.model_copy(update={"vector_dtype": "int8"})
+    config = SMALL_IVF.model_copy(update={"storage": StorageConfig(vector_dtype="int8")})
     with precomputed_store(store_url, DIM, config=config) as store:
         store.add_pages(pages)
         assert store.stats().memory_dtype == "int8"

@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latestore import PrecomputedVectors, Store, StoreConfig
+from latestore import (
+    IndexConfig,
+    MemoryConfig,
+    PrecomputedVectors,
+    SearchConfig,
+    Store,
+    StoreConfig,
+)
 from tests.store.helpers import clustered_pages, query_from
 
 DIM = 32
@@ -24,14 +31,17 @@ def test_disk_cache_answers_like_memory_through_writes_and_reopen(
     pages, centres = clustered_pages(rng, 400, dim=DIM)
     queries = [query_from(rng, centres) for _ in range(5)]
     # a small IVF threshold so the approximate path (FAISS + rerank) is exercised
-    base = {"ivf_min_tokens": 2_000, "exhaustive_max_tokens": 0}
+    base = {
+        "index": IndexConfig(ivf_min_tokens=2_000),
+        "search": SearchConfig(exhaustive_max_tokens=0),
+    }
     with Store.open(db_path, ENCODER, config=StoreConfig(**base)) as store:  # type: ignore[arg-type]
         ids = store.add_pages(pages[:300])
         store.delete(ids[:40])
         store.add_pages(pages[300:])
         store.upsert_pages([pages[350].model_copy(update={"metadata": {"lang": "xx"}})])
-    disk_cfg = StoreConfig(vector_cache="disk", **base)  # type: ignore[arg-type]
-    memory_cfg = StoreConfig(vector_cache="memory", **base)  # type: ignore[arg-type]
+    disk_cfg = StoreConfig(memory=MemoryConfig(vector_cache="disk"), **base)  # type: ignore[arg-type]
+    memory_cfg = StoreConfig(memory=MemoryConfig(vector_cache="memory"), **base)  # type: ignore[arg-type]
     with (
         Store.open(db_path, ENCODER, config=memory_cfg) as memory,
         Store.open(db_path, ENCODER, config=disk_cfg) as disk,
@@ -61,8 +71,13 @@ def test_torch_candidate_search_ranks_like_exhaustive(
     """candidate_search="torch" is what a GPU without faiss-gpu uses; here it runs on CPU."""
     pages, centres = clustered_pages(rng, 300, dim=DIM)
     queries = [query_from(rng, centres) for _ in range(5)]
-    base = {"ivf_min_tokens": 2_000, "exhaustive_max_tokens": 0}
-    torch_cfg = StoreConfig(candidate_search="torch", **base)  # type: ignore[arg-type]
+    base = {
+        "index": IndexConfig(ivf_min_tokens=2_000),
+        "search": SearchConfig(exhaustive_max_tokens=0),
+    }
+    torch_cfg = StoreConfig(
+        index=IndexConfig(ivf_min_tokens=2_000, candidate_search="torch"), search=base["search"]
+    )  # type: ignore[arg-type]
     with Store.open(db_path, ENCODER, config=torch_cfg) as store:
         ids = store.add_pages(pages[:250])
         assert store.stats().candidate_search == "torch"

@@ -17,15 +17,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from latestore import Store, StoreConfig
+from latestore import (
+    IndexConfig,
+    MaintenanceConfig,
+    MemoryConfig,
+    SearchConfig,
+    Store,
+    StoreConfig,
+)
 from latestore.index.vector_file import MANIFEST, segment_name
 from tests.helpers import precomputed_store
 from tests.store.helpers import clustered_pages, query_from
 
 DIM = 16
-BASE = {"ivf_min_tokens": 2_000, "exhaustive_max_tokens": 0}
-DISK = StoreConfig(vector_cache="disk", **BASE)  # type: ignore[arg-type]
-MEMORY = StoreConfig(vector_cache="memory", **BASE)  # type: ignore[arg-type]
+BASE = {"index": IndexConfig(ivf_min_tokens=2_000), "search": SearchConfig(exhaustive_max_tokens=0)}
+DISK = StoreConfig(memory=MemoryConfig(vector_cache="disk"), **BASE)  # type: ignore[arg-type]
+MEMORY = StoreConfig(memory=MemoryConfig(vector_cache="memory"), **BASE)  # type: ignore[arg-type]
 
 
 def folder_of(db: Path) -> Path:
@@ -99,9 +106,10 @@ def test_a_missing_file_is_rebuilt_from_sql(built: tuple) -> None:
 
 def test_a_file_past_the_kept_change_log_is_rebuilt(built: tuple) -> None:
     db, queries, more = built
-    pruning = MEMORY.model_copy(
-        update={"change_log_keep": 1, "snapshot_every_tokens": 1, "snapshot_every_fraction": 0}
+    keep_one = MaintenanceConfig(
+        change_log_keep=1, snapshot_every_tokens=1, snapshot_every_fraction=0
     )
+    pruning = MEMORY.model_copy(update={"maintenance": keep_one})
     with precomputed_store(db, DIM, config=pruning) as other:
         for page in more[:12]:
             other.add_pages([page])

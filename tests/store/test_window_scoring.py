@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
-from latestore import Page, Store, StoreConfig
+from latestore import Page, SearchConfig, StorageConfig, Store, StoreConfig
 from latestore.encoders.pooling import PooledEncoder
 from latestore.encoders.text.minilm import MiniLMEncoder
 from latestore.encoders.windows import WindowSettings, best_window_maxsim, window_vector_counts
@@ -85,7 +85,7 @@ def test_best_window_is_the_default_and_every_path_scores_it(
     store_url: str, windowed: MiniLMEncoder, exhaustive: bool
 ) -> None:
     # exhaustive_max_tokens=0 sends the default plan through candidates and rerank.
-    config = StoreConfig(exhaustive_max_tokens=0)
+    config = StoreConfig(search=SearchConfig(exhaustive_max_tokens=0))
     with Store.open(store_url, windowed, config=config) as store:
         store.add_pages(pages())
         windows = store._sync.index.windows
@@ -106,13 +106,13 @@ def test_store_records_its_choice_and_a_reopen_keeps_it(
 ) -> None:
     with Store.open(store_url, windowed) as store:
         store.add_pages(pages())
-        assert store.config.window_scoring == "best"
+        assert store.config.search.window_scoring == "best"
     with Store.open(store_url) as store:  # recorded encoder, recorded choice
-        assert store.config.window_scoring == "best"
+        assert store.config.search.window_scoring == "best"
         assert store._sync.index.windows
         query = store.encode_queries(QUERIES[:1])[0]
         assert_ranks_by(store.search(query, k=13), brute_force(store, windowed, query, best=True))
-    config = StoreConfig(window_scoring="union")  # for this session only
+    config = StoreConfig(search=SearchConfig(window_scoring="union"))  # for this session only
     with Store.open(store_url, config=config) as store:
         query = store.encode_queries(QUERIES[:1])[0]
         want = brute_force(store, windowed, query, best=False)
@@ -140,26 +140,26 @@ def test_store_from_before_the_setting_keeps_the_union(
     engine.dispose()
     assert "window_scoring" not in stored
     with Store.open(path) as store:
-        assert store.config.window_scoring == "union"
+        assert store.config.search.window_scoring == "union"
         query = store.encode_queries(QUERIES[:1])[0]
         union_want = brute_force(store, windowed, query, best=False)
         assert_ranks_by(store.search(query, k=13, exhaustive=True), union_want)
         assert_ranks_by(store.search(query, k=5), union_want)
-    with Store.open(path, config=StoreConfig(window_scoring="best")) as store:
+    with Store.open(path, config=StoreConfig(search=SearchConfig(window_scoring="best"))) as store:
         query = store.encode_queries(QUERIES[:1])[0]
         want = brute_force(store, windowed, query, best=True)
         assert_ranks_by(store.search(query, k=13, exhaustive=True), want)
     with Store.open(path) as store:  # the choice given above was for that session only
-        assert store.config.window_scoring == "union"
+        assert store.config.search.window_scoring == "union"
         assert_ranks_by(store.search(query, k=13, exhaustive=True), union_want)
         store.set_window_scoring("best")  # recorded, and used at once
         assert_ranks_by(store.search(query, k=13, exhaustive=True), want)
     with Store.open(path, load_index=False) as store:
-        assert store.config.window_scoring == "best"
+        assert store.config.search.window_scoring == "best"
         store.set_window_scoring("union")  # before the index loads
         assert_ranks_by(store.search(query, k=13, exhaustive=True), union_want)
     with Store.open(path) as store:
-        assert store.config.window_scoring == "union"
+        assert store.config.search.window_scoring == "union"
 
 
 def test_hybrid_rescoring_uses_the_best_window(tmp_path: Path, windowed: MiniLMEncoder) -> None:
@@ -177,7 +177,7 @@ def test_hybrid_rescoring_uses_the_best_window(tmp_path: Path, windowed: MiniLME
 def test_pooled_pages_score_as_one_segment(tmp_path: Path, windowed: MiniLMEncoder) -> None:
     pooled = PooledEncoder(windowed, pool_factor=2)
     with Store.open(tmp_path / "p.db", pooled) as store:
-        assert store.config.window_scoring == "best"
+        assert store.config.search.window_scoring == "best"
         store.add_pages(pages())
         assert store._sync.index.windows == {}
         query = store.encode_queries(QUERIES[:1])[0]
@@ -189,7 +189,9 @@ def test_pooled_pages_score_as_one_segment(tmp_path: Path, windowed: MiniLMEncod
 def test_compact_tiers_score_the_best_window(
     tmp_path: Path, windowed: MiniLMEncoder, tier: str
 ) -> None:
-    config = StoreConfig(tier=tier, window_scoring="best")
+    config = StoreConfig(
+        storage=StorageConfig(tier=tier), search=SearchConfig(window_scoring="best")
+    )
     with Store.open(tmp_path / "c.db", windowed, config=config) as store:
         store.add_pages(pages())
         index: Any = store._sync.index
@@ -235,7 +237,9 @@ def test_explanations_come_from_the_winning_window(tmp_path: Path, windowed: Min
             bounds = np.cumsum([0, *rows]).tolist()
             assert (start, end) in list(itertools.pairwise(bounds))
             assert all(start <= m.page_token < end for m in why.matches)
-    with Store.open(tmp_path / "e.db", config=StoreConfig(window_scoring="union")) as store:
+    with Store.open(
+        tmp_path / "e.db", config=StoreConfig(search=SearchConfig(window_scoring="union"))
+    ) as store:
         assert store.scoring_windows(store.page_ids()) == {}
 
 
