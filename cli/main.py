@@ -380,8 +380,9 @@ def search(
     mode: Annotated[
         SearchMode | None,
         typer.Option(
-            help="maxsim: exact MaxSim; lexical: the full-text index; hybrid: both, "
-            "fused by reciprocal rank. Default: the store's search_mode (maxsim)."
+            help="maxsim: exact MaxSim; lexical: BM25 over the full-text index; hybrid: "
+            "both, fused (a convex mix of normalised scores by default). Default: the "
+            "store's StoreConfig.search.mode (maxsim)."
         ),
     ] = None,
     exact: Annotated[

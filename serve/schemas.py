@@ -49,7 +49,7 @@ class SearchRequest(Strict):
     mode: str | None = Field(
         default=None,
         description="'maxsim' (token vectors), 'lexical' (the full-text index) or "
-        "'hybrid' (both, fused); default: the store's search_mode setting",
+        "'hybrid' (both, fused); default: the store's StoreConfig.search.mode",
         json_schema_extra={"enum": [*SEARCH_MODES, None]},
     )
     phrase: str | None = Field(
