@@ -103,3 +103,50 @@ def test_a_search_without_torch_ranks_as_the_torch_path(minilm_store: Path, mode
         assert hit["score"] == pytest.approx(expected.score, rel=1e-5)
         if expected.maxsim_score is not None:
             assert hit["maxsim_score"] == pytest.approx(expected.maxsim_score, rel=1e-5)
+
+
+_MODELS_BUILT = (
+    "import atexit, sys\n"
+    "def report():\n"
+    "    from latestore import models\n"
+    "    names = ('Page', 'StoredPage', 'StoreStats', 'SearchHit', 'StoreConfig')\n"
+    "    built = [n for n in names if getattr(models, n).__pydantic_complete__]\n"
+    "    print('BUILT=' + ','.join(built), file=sys.stderr)\n"
+    "atexit.register(report)\n"
+    "from latestore.cli.main import main\n"
+    "sys.argv = ['latestore', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+def test_a_lexical_search_builds_only_the_models_it_returns(minilm_store: Path) -> None:
+    # Pydantic builds a model's validator at its first use (defer_build): a search
+    # builds its hits' model and the store's config, not Page, StoredPage or StoreStats.
+    command = ["search", "slipstream", "--mode", "lexical", "--store", str(minilm_store)]
+    done = subprocess.run(
+        [sys.executable, "-c", _MODELS_BUILT, *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "slipstream" in done.stdout.lower()
+    line = next(x for x in done.stderr.splitlines() if x.startswith("BUILT="))
+    assert set(line.removeprefix("BUILT=").split(",")) == {"SearchHit", "StoreConfig"}
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_importing_the_cli_leaves_the_collector_as_it_was(enabled: bool) -> None:
+    # The CLI's imports run with the cyclic collector paused; it is back on after.
+    code = (
+        "import gc\n"
+        f"(gc.enable if {enabled} else gc.disable)()\n"
+        "import latestore.cli\n"
+        "print(gc.isenabled())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(enabled)
