@@ -8,6 +8,7 @@ bench/cold_start.py; this locks in the import graph that those seconds come from
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,24 @@ def test_importing_the_cli_leaves_the_collector_as_it_was(enabled: bool) -> None
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(enabled)
+
+
+@pytest.mark.parametrize("given", [None, "2"])
+def test_numpy_loads_with_one_blas_thread_unless_the_caller_chose(given: str | None) -> None:
+    # OpenBLAS spins a thread per core at load; the CLI loads numpy with one and then
+    # removes the variable (FAISS's OpenBLAS and child processes must not inherit it).
+    code = (
+        "import os, latestore.cli\n"
+        "from threadpoolctl import threadpool_info\n"
+        "counts = {i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}\n"
+        "print(sorted(counts), os.environ.get('OPENBLAS_NUM_THREADS'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    expected = "[1] None" if given is None else "[2] 2"
+    assert done.stdout.strip() == expected
