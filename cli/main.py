@@ -6,6 +6,7 @@ A thin layer over :mod:`latestore.ingest` and :class:`latestore.Store`. Exit sta
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -754,6 +755,8 @@ def main() -> None:
     """The ``latestore`` script. Under ``--json``, a usage error (an unknown option, a
     value of the wrong type) is also one JSON document on stdout, as every other error
     is: click reports those before any command runs, so the command cannot."""
+    # What is loaded by now lives as long as the process: later collections skip it.
+    gc.freeze()
     if "--json" not in sys.argv[1:]:
         app()  # typer's own formatting of usage errors
         return

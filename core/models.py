@@ -63,7 +63,11 @@ class Page(BaseModel):
     'MaxSim sums per-token maxima.'
     """
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+    # defer_build: a model's validator is built at its first use, not at import; a
+    # one-off command (a search: SearchHit only) skips the ones it never builds.
+    model_config = ConfigDict(
+        extra="forbid", arbitrary_types_allowed=True, frozen=True, defer_build=True
+    )
 
     text: str | None = None
     image: bytes | None = Field(default=None, repr=False)
@@ -187,7 +191,7 @@ def _check_storable(value: str) -> None:
 class PageRecord(BaseModel):
     """The stored fields of one page, as search hits and ``Store.get`` return them."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # as Page
 
     page_id: int
     external_id: str | None = None
@@ -208,6 +212,8 @@ class SearchHit(PageRecord):
     :mod:`latestore.index.fusion`). ``signals`` names the rankings the page came from,
     with each one's score.
     """
+
+    model_config = ConfigDict(defer_build=False)  # every search builds it: no gain
 
     score: float
     rank: int
@@ -273,7 +279,7 @@ class WrittenPages(list[int]):
 class StoreStats(BaseModel):
     """What ``Store.stats()`` reports: contents, encoder, index and where ranking runs."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)  # as Page
 
     pages: int = Field(description="Pages in the store.")
     documents: int = Field(description="Distinct document ids (pages without one: none).")

@@ -8,6 +8,7 @@ bench/cold_start.py; this locks in the import graph that those seconds come from
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,71 @@ def test_a_search_without_torch_ranks_as_the_torch_path(minilm_store: Path, mode
         assert hit["score"] == pytest.approx(expected.score, rel=1e-5)
         if expected.maxsim_score is not None:
             assert hit["maxsim_score"] == pytest.approx(expected.maxsim_score, rel=1e-5)
+
+
+_MODELS_BUILT = (
+    "import atexit, sys\n"
+    "def report():\n"
+    "    from latestore import models\n"
+    "    names = ('Page', 'StoredPage', 'StoreStats', 'SearchHit', 'StoreConfig')\n"
+    "    built = [n for n in names if getattr(models, n).__pydantic_complete__]\n"
+    "    print('BUILT=' + ','.join(built), file=sys.stderr)\n"
+    "atexit.register(report)\n"
+    "from latestore.cli.main import main\n"
+    "sys.argv = ['latestore', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+def test_a_lexical_search_builds_only_the_models_it_returns(minilm_store: Path) -> None:
+    # Pydantic builds a model's validator at its first use (defer_build): a search
+    # builds its hits' model and the store's config, not Page, StoredPage or StoreStats.
+    command = ["search", "slipstream", "--mode", "lexical", "--store", str(minilm_store)]
+    done = subprocess.run(
+        [sys.executable, "-c", _MODELS_BUILT, *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "slipstream" in done.stdout.lower()
+    line = next(x for x in done.stderr.splitlines() if x.startswith("BUILT="))
+    assert set(line.removeprefix("BUILT=").split(",")) == {"SearchHit", "StoreConfig"}
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_importing_the_cli_leaves_the_collector_as_it_was(enabled: bool) -> None:
+    # The CLI's imports run with the cyclic collector paused; it is back on after.
+    code = (
+        "import gc\n"
+        f"(gc.enable if {enabled} else gc.disable)()\n"
+        "import latestore.cli\n"
+        "print(gc.isenabled())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(enabled)
+
+
+@pytest.mark.parametrize("given", [None, "2"])
+def test_numpy_loads_with_one_blas_thread_unless_the_caller_chose(given: str | None) -> None:
+    # OpenBLAS spins a thread per core at load; the CLI loads numpy with one and then
+    # removes the variable (FAISS's OpenBLAS and child processes must not inherit it).
+    code = (
+        "import os, latestore.cli\n"
+        "from threadpoolctl import threadpool_info\n"
+        "counts = {i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}\n"
+        "print(sorted(counts), os.environ.get('OPENBLAS_NUM_THREADS'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    expected = "[1] None" if given is None else "[2] 2"
+    assert done.stdout.strip() == expected
