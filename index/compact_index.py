@@ -42,6 +42,7 @@ from latestore.index.compact_scorer import (
 from latestore.index.plan import PageScorer, Universe
 from latestore.index.ranking import Ranking, SearchParams, precise
 from latestore.index.residual_codec import Codebook, Codebooks
+from latestore.index.segments import record_windows
 from latestore.index.vectors import PageRows
 
 TIERS = ("compact", "compact-only")
@@ -188,11 +189,7 @@ class CompactIndex:
 
     def set_windows(self, rows: Mapping[int, Sequence[int] | None]) -> None:
         """Record the rows per window of ``rows``' pages (None: one segment)."""
-        for page_id, found in rows.items():
-            if found is None or len(found) < 2:
-                self.windows.pop(page_id, None)
-            else:
-                self.windows[page_id] = np.asarray(found, dtype=np.int64)
+        record_windows(self.windows, rows)
 
     def reindex_from_cache(self, page_ids: list[int]) -> None:
         self._changed()

@@ -20,6 +20,7 @@ from latestore.index import plan as search_plan
 from latestore.index.devices import default_device
 from latestore.index.plan import PageScorer, TokenCandidates, Universe
 from latestore.index.ranking import DEFAULT_BUDGET_BYTES, Ranking, SearchParams, precise
+from latestore.index.segments import record_windows
 from latestore.index.snapshot import deserialize_faiss, read_snapshot, write_snapshot
 from latestore.index.token_index import (
     IndexParams,
@@ -146,11 +147,7 @@ class LateInteractionIndex:
 
     def set_windows(self, rows: Mapping[int, Sequence[int] | None]) -> None:
         """Record the rows per window of ``rows``' pages (None: one segment)."""
-        for page_id, found in rows.items():
-            if found is None or len(found) < 2:
-                self.windows.pop(page_id, None)
-            else:
-                self.windows[page_id] = np.asarray(found, dtype=np.int64)
+        record_windows(self.windows, rows)
 
     @property
     def best_window(self) -> bool:

@@ -18,7 +18,14 @@ import numpy.typing as npt
 
 from latestore.index.vectors import Block
 
-__all__ = ["WindowRows", "best_of", "rows_for", "split_blocks", "window_lengths"]
+__all__ = [
+    "WindowRows",
+    "best_of",
+    "record_windows",
+    "rows_for",
+    "split_blocks",
+    "window_lengths",
+]
 
 # Page id -> rows per window, for the pages of several windows only.
 WindowRows = Mapping[int, npt.NDArray[np.int64]]
@@ -79,6 +86,18 @@ def best_of(
 
 def rows_for(windows: WindowRows, page_ids: Iterable[int]) -> list[npt.NDArray[np.int64] | None]:
     return [windows.get(p) for p in page_ids]
+
+
+def record_windows(
+    windows: dict[int, npt.NDArray[np.int64]], rows: Mapping[int, Sequence[int] | None]
+) -> None:
+    """Record the rows per window of ``rows``' pages in ``windows``; a page given None or
+    one window is dropped from it (it scores as one segment)."""
+    for page_id, found in rows.items():
+        if found is None or len(found) < 2:
+            windows.pop(page_id, None)
+        else:
+            windows[page_id] = np.asarray(found, dtype=np.int64)
 
 
 def split_blocks(
