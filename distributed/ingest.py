@@ -249,9 +249,7 @@ def _planned(run: _Run, state: _FileState, plan: dict[str, Any]) -> None:
         run.report.files_taken_as.setdefault(plan["file_type"], []).append(state.path)
         # As the local ingest: a README or a corpus file read as pages is named in the
         # summary, with the --exclude that leaves it out.
-        if plan["file_type"] in ("text", "jsonl") and (
-            why := project_file_reason(Path(state.path))
-        ):
+        if why := project_file_reason(Path(state.path), plan["file_type"]):
             run.report.project_files[state.path] = why
     if plan["status"] == "failed":
         _fail(run, state, plan["reason"])

@@ -49,7 +49,7 @@ def dry_run(paths: Sequence[str | Path], options: IngestOptions) -> DryRun:
     planned = []
     for path in found.files:
         kind = kind_of(path)
-        note = project_file_reason(path) if kind in ("text", "jsonl") else None
+        note = project_file_reason(path, kind)
         if kind is None:
             note = f"unsupported file type {path.suffix or '(no extension)'!r}: would fail"
         pages = estimate_pages(path, options.chunk_chars) if kind is not None else 0

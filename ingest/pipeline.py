@@ -337,7 +337,7 @@ class Ingestor:
             self._advance(1)
             return "failed"
         self.report.files_taken_as.setdefault(opened.kind, []).append(self._name(state.path))
-        if opened.kind in ("text", "jsonl") and (why := project_file_reason(state.path)):
+        if why := project_file_reason(state.path, opened.kind):
             self.report.project_files[self._name(state.path)] = why
         try:
             document = document_key(self._shown(state.path))

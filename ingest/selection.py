@@ -56,8 +56,12 @@ def selected(
     return not _matches(path, relative, exclude)
 
 
-def project_file_reason(path: Path) -> str | None:
-    """Why ``path`` looks like a project's own file rather than a document, or None."""
+def project_file_reason(path: Path, kind: str | None) -> str | None:
+    """Why ``path``, read as ``kind``, looks like a project's own file rather than a
+    document, or None. Only text and JSONL can be: a PDF or an image named README is a
+    document."""
+    if kind not in ("text", "jsonl"):
+        return None
     stem = path.name.split(".", 1)[0].lower()
     if stem in _PROJECT_STEMS:
         return _PROJECT_STEMS[stem]

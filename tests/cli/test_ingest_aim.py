@@ -39,8 +39,9 @@ def test_selection_rules() -> None:
     assert not selected(
         Path("x/drafts/c.txt"), Path("drafts/c.txt"), include=(), exclude=("drafts/*",)
     )
-    assert project_file_reason(Path("/d/README.md")) == "a README"
-    assert project_file_reason(Path("/d/notes.txt")) is None
+    assert project_file_reason(Path("/d/README.md"), "text") == "a README"
+    assert project_file_reason(Path("/d/notes.txt"), "text") is None
+    assert project_file_reason(Path("/d/README.pdf"), "pdf") is None
 
 
 def test_dry_run_lists_files_and_kinds_without_a_store(tmp_path: Path, runner: CliRunner) -> None:
