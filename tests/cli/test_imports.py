@@ -47,15 +47,27 @@ def minilm_store(tmp_path_factory: pytest.TempPathFactory, minilm: object) -> Pa
     return db
 
 
-def loaded(args: list[str]) -> set[str]:
+def run_child(
+    code: str,
+    args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter (nothing imported yet); it must succeed."""
     done = subprocess.run(
-        [sys.executable, "-c", _REPORT, *args],
+        [sys.executable, "-c", code, *(args or [])],
         capture_output=True,
         text=True,
-        timeout=300,
+        env=env,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def loaded(args: list[str]) -> set[str]:
+    done = run_child(_REPORT, args)
     line = next(x for x in done.stderr.splitlines() if x.startswith("LOADED="))
     return set(filter(None, line.removeprefix("LOADED=").split(",")))
 
@@ -124,14 +136,7 @@ def test_a_lexical_search_builds_only_the_models_it_returns(minilm_store: Path) 
     # Pydantic builds a model's validator at its first use (defer_build): a search
     # builds its hits' model and the store's config, not Page, StoredPage or StoreStats.
     command = ["search", "slipstream", "--mode", "lexical", "--store", str(minilm_store)]
-    done = subprocess.run(
-        [sys.executable, "-c", _MODELS_BUILT, *command],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_child(_MODELS_BUILT, command)
     assert "slipstream" in done.stdout.lower()
     line = next(x for x in done.stderr.splitlines() if x.startswith("BUILT="))
     assert set(line.removeprefix("BUILT=").split(",")) == {"SearchHit", "StoreConfig"}
@@ -146,10 +151,7 @@ def test_importing_the_cli_leaves_the_collector_as_it_was(enabled: bool) -> None
         "import latestore.cli\n"
         "print(gc.isenabled())\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_child(code, timeout=120)
     assert done.stdout.strip() == str(enabled)
 
 
@@ -166,9 +168,6 @@ def test_numpy_loads_with_one_blas_thread_unless_the_caller_chose(given: str | N
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     if given is not None:
         env["OPENBLAS_NUM_THREADS"] = given
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_child(code, env=env, timeout=120)
     expected = "[1] None" if given is None else "[2] 2"
     assert done.stdout.strip() == expected
