@@ -53,6 +53,15 @@ def test_query_vectors_match_the_torch_path(minilm: MiniLMEncoder) -> None:
         np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
 
 
+def _fresh_interpreter(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` in a process that has imported nothing yet; it must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 @pytest.mark.skipif(gpu_nodes_present(), reason="a GPU machine imports torch to find it")
 def test_numpy_queries_only_in_a_one_shot_process_without_torch(
     minilm: MiniLMEncoder,
@@ -69,10 +78,7 @@ def test_numpy_queries_only_in_a_one_shot_process_without_torch(
         f"e.encode_queries(['wing slipstream'] * {NUMPY_QUERY_BATCH + 1})\n"
         "print('torch' in sys.modules)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", child], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, done.stderr
+    done = _fresh_interpreter(child)
     small, large = done.stdout.splitlines()
     assert small == f"{NUMPY_QUERY_BATCH} (5, 384) False"
     assert large == "True"  # a large batch is worth torch's import
@@ -84,10 +90,7 @@ def test_numpy_queries_only_in_a_one_shot_process_without_torch(
         "MiniLMEncoder().encode_queries(['wing slipstream'])\n"
         "print('torch' in sys.modules)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", steady], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, done.stderr
+    done = _fresh_interpreter(steady)
     assert done.stdout.strip() == "True"
 
 
