@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.cpu import cpu_model
+
 
 def best_of(fn: Any, repeats: int = 5) -> float:
     fn()
@@ -67,14 +69,8 @@ def machine() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    if model := cpu_model(""):
+        info["cpu"] = model
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.cpu import cpu_model
+
 DIM = 128
 CENTRES = 4096
 
@@ -48,15 +50,7 @@ def rss_mb() -> dict[str, float]:
 
 
 def machine() -> dict[str, Any]:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "?",
-    )
-    return {"cpu": model, "cores": os.cpu_count(), "loadavg": os.getloadavg()}
+    return {"cpu": cpu_model("?"), "cores": os.cpu_count(), "loadavg": os.getloadavg()}
 
 
 def centres() -> np.ndarray:

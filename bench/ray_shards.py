@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import ray
 
+from bench.cpu import cpu_model
 from latestore import Page, PrecomputedVectors, StorageConfig, StoreConfig
 from latestore.distributed import ShardedStore
 from latestore.distributed.coordinator_sync import SqlOnlyStore
@@ -161,16 +162,8 @@ def measure(
 
 
 def machine() -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpu": model,
+        "cpu": cpu_model("unknown"),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "ray": ray.__version__,

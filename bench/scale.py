@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.cpu import cpu_model
+
 DEFAULT_SIZES = "1M,4M"
 BIG_SIZES = "16M,64M"
 GROWTH = (
@@ -60,11 +62,7 @@ def parse_size(text: str) -> int:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    cpu = cpu_model(platform.processor())
     threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
     return {"cpu": cpu, "cores": os.cpu_count(), "threads_env": threads}
 
