@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol, overload
+from typing import Any, Literal, Protocol, Self, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -257,7 +257,7 @@ class Store:
         """The SQLite database file, or None for a server database."""
         return sqlite_file(self._db.engine.url.render_as_string(hide_password=False))
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
