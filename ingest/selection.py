@@ -13,7 +13,7 @@ Examples
 True
 >>> selected(Path("docs/README.md"), Path("README.md"), include=(), exclude=("README*",))
 False
->>> project_file_reason(Path("/data/LICENSE.txt"))
+>>> project_file_reason(Path("/data/LICENSE.txt"), "text")
 'a licence file'
 """
 
