@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["declare_one_shot_process", "one_shot_process", "skip_torch"]
+__all__ = ["declare_one_shot_process", "skip_torch"]
 
 _one_shot = False
 
@@ -24,10 +24,6 @@ def declare_one_shot_process(one_shot: bool = True) -> None:
     more than its faster kernels save)."""
     global _one_shot
     _one_shot = one_shot
-
-
-def one_shot_process() -> bool:
-    return _one_shot
 
 
 def skip_torch() -> bool:
