@@ -48,6 +48,7 @@ GROWTH = (
     "p50_ms",
     "p95_ms",
     "cpu_p50_ms",
+    "alone_qps",
     "c4_qps",
     "c16_qps",
     "exhaustive_p50_ms",
@@ -118,8 +119,9 @@ def show(row: dict[str, Any]) -> str:
         f"disk {row['disk_b_per_token']} B/token "
         f"({files}) | RSS open {row['rss_open_mb']} MB, after 100 searches "
         f"{row['rss_after_searches_mb']} MB | open {row['open_s']} s, +first search "
-        f"{row['open_first_search_s']} s | p50/p95 {row['p50_ms']}/{row['p95_ms']} ms "
-        f"(CPU p50 {row.get('cpu_p50_ms')} ms); "
+        f"{row['open_first_search_s']} s (torch loaded at {row.get('torch_ready_s')} s) | "
+        f"p50/p95 {row['p50_ms']}/{row['p95_ms']} ms "
+        f"(CPU p50 {row.get('cpu_p50_ms')} ms), one at a time {row.get('alone_qps')} q/s; "
         f"4 searchers {row['c4_p50_ms']}/{row['c4_p95_ms']} ms {row['c4_qps']} q/s; "
         f"16 searchers {row['c16_p50_ms']}/{row['c16_p95_ms']} ms {row['c16_qps']} q/s | "
         f"exhaustive p50 {row['exhaustive_p50_ms']} ms (CPU "

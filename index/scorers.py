@@ -22,7 +22,7 @@ from latestore.index.ranking import Ranking, top_k
 from latestore.index.segments import WindowRows, best_of, rows_for, split_blocks, window_lengths
 from latestore.index.token_index import TokenIndex, selector_for_pages
 from latestore.index.vectors import Block
-from latestore.torch_use import skip_torch
+from latestore.torch_use import rerank_with_numpy
 
 if TYPE_CHECKING:
     import torch
@@ -39,9 +39,9 @@ GATHER_GROUP = 4096
 
 
 def maxsim_host_blocks(queries: Queries, blocks: Iterable[Block]) -> npt.NDArray[np.float32]:
-    """Host blocks scored with torch's kernels, or with numpy in a one-off command that
-    has not loaded torch (latestore.torch_use)."""
-    if skip_torch():
+    """Host blocks scored with torch's kernels, or with numpy while torch is not loaded
+    (latestore.torch_use)."""
+    if rerank_with_numpy():
         return maxsim_blocks_numpy(queries, blocks)
     from latestore.index.maxsim import maxsim_blocks
 

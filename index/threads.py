@@ -19,24 +19,23 @@ torch and FAISS keep their thread counts per OS thread (OpenMP's per-thread sett
 so a call sets them for its own thread and restores them on the way out; a thread that
 starts using torch meanwhile inherits the last value set, which is why it is restored.
 
-A candidate search in a one-off command that has not imported torch (the CLI:
-latestore.torch_use) scores its few blocks with numpy (index/maxsim_numpy.py) rather
-than pay seconds for the import; every other search, and an exhaustive scan anywhere,
-loads torch's kernels.
+A candidate search that finds torch not loaded scores its few blocks with numpy
+(index/maxsim_numpy.py) rather than wait seconds for the import, which then runs in the
+background unless the process is a one-off command (latestore.torch_use); an
+exhaustive scan loads torch's kernels and waits for them.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from latestore.torch_use import skip_torch
+from latestore.torch_use import loaded_torch, rerank_choice, warm_torch
 
 _lock = threading.Lock()
 _in_flight = 0
@@ -77,13 +76,9 @@ def search_threads(exhaustive: bool = False) -> Iterator[int]:
     wanted = threads_for(exhaustive, in_flight)
     import faiss
 
-    # Only a one-off command's search goes without torch (latestore.torch_use); an
-    # exhaustive scan loads it for its faster CPU kernels even there.
-    torch: Any = (
-        sys.modules.get("torch")
-        if skip_torch() and not exhaustive
-        else importlib.import_module("torch")
-    )
+    # An exhaustive scan waits for torch's faster kernels; a candidate search uses them
+    # only once they are loaded, and starts loading them afterwards (torch_use).
+    torch: Any = importlib.import_module("torch") if exhaustive else loaded_torch()
     before_torch = torch.get_num_threads() if torch is not None else 0
     before_faiss = faiss.omp_get_max_threads()
     try:
@@ -91,11 +86,12 @@ def search_threads(exhaustive: bool = False) -> Iterator[int]:
             torch.set_num_threads(wanted)
         if wanted != before_faiss:
             faiss.omp_set_num_threads(wanted)
-        if torch is None:  # numpy scores the blocks (index/maxsim_numpy.py)
-            with blas_threads(wanted):
+        with rerank_choice(use_numpy=torch is None):
+            if torch is None:  # numpy scores the blocks (index/maxsim_numpy.py)
+                with blas_threads(wanted):
+                    yield wanted
+            else:
                 yield wanted
-        else:
-            yield wanted
     finally:
         if torch is not None and torch.get_num_threads() != before_torch:
             torch.set_num_threads(before_torch)
@@ -103,6 +99,8 @@ def search_threads(exhaustive: bool = False) -> Iterator[int]:
             faiss.omp_set_num_threads(before_faiss)
         with _lock:
             _in_flight -= 1
+        if torch is None:
+            warm_torch()
 
 
 _blas_lock = threading.Lock()

@@ -71,8 +71,8 @@ def test_window_lengths_and_best_of() -> None:
 def test_cpu_scorer_scores_the_best_window(
     rng: np.random.Generator, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if path == "blocks-numpy":  # the path of a one-off command that has not loaded torch
-        monkeypatch.setattr("latestore.index.scorers.skip_torch", lambda: True)
+    if path == "blocks-numpy":  # the path of a search that finds torch not loaded
+        monkeypatch.setattr("latestore.index.scorers.rerank_with_numpy", lambda: True)
     pages, windows = corpus(rng)
     cache = VectorCache(DIM, "float32")
     for p, v in pages.items():
