@@ -22,6 +22,7 @@ the sealed segments less than half alive, whose pages the cache moves out.
 
 from __future__ import annotations
 
+import mmap
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -180,6 +181,8 @@ class Arena:
         segment = self._segments.get(current)
         if segment is not None and segment.live <= 0:
             self._drop(current)
+        elif segment is not None:
+            unmap_written(segment.rows)
 
     def clear(self) -> None:
         self._segments.clear()
@@ -195,6 +198,8 @@ class Arena:
             return self._current
         if current is not None and current.live <= 0:
             self._drop(self._current)
+        elif current is not None:
+            unmap_written(current.rows)
         held = sum(s.live for s in self._segments.values())
         rows = min(self.segment_rows, max(self.first_rows, held))
         segment_id = self.next_id
@@ -220,6 +225,23 @@ class DiskArena(Arena):
             dim, dtype, ScratchFiles(directory), segment_bytes, first_segment_bytes=segment_bytes
         )
         self.directory = directory
+
+
+def unmap_written(rows: Any) -> None:
+    """Drop a filled file segment's pages from this process's resident set.
+
+    Writing through the mapping leaves every written page mapped in the writer, so a
+    build's RSS grew with the store (about 256 B per 128-dim token) though no search
+    reads those pages. For a shared file mapping ``MADV_DONTNEED`` only unmaps: the
+    rows stay in the page cache (dirty ones are still written back; msync still
+    flushes them) and a later read faults them in again. Heap segments are left alone:
+    on anonymous memory the same call would zero them.
+    """
+    if not isinstance(rows, np.memmap) or rows.mode not in ("r+", "w+"):
+        return
+    mapping = getattr(rows, "_mmap", None)
+    if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def read_only(view: npt.NDArray[Any]) -> npt.NDArray[Any]:
