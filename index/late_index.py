@@ -21,7 +21,7 @@ from latestore.index.devices import default_device
 from latestore.index.plan import PageScorer, TokenCandidates, Universe
 from latestore.index.ranking import DEFAULT_BUDGET_BYTES, Ranking, SearchParams, precise
 from latestore.index.segments import record_windows
-from latestore.index.snapshot import deserialize_faiss, read_snapshot, write_snapshot
+from latestore.index.snapshot import read_snapshot, write_snapshot
 from latestore.index.token_index import (
     IndexParams,
     TokenIndex,
@@ -384,11 +384,11 @@ class LateInteractionIndex:
         snap = read_snapshot(path, dict(expect, dim=self.dim, params=asdict(self.params)))
         pairs = np.frombuffer(snap.sections["pages"], dtype=np.int64).reshape(-1, 2)
         page_tokens = {int(p): int(n) for p, n in pairs}
-        # Read from the mapped file into FAISS directly: no intermediate copy of the index.
-        faiss_index = deserialize_faiss(snap.sections["faiss"])
-        if faiss_index.d != self.dim:
-            raise ValueError(f"index dim {faiss_index.d} != store dim {self.dim}")
-        tokens = TokenIndex(self.dim, self.params, faiss_index)
+        # FAISS views the mapped file's lists in place (TokenIndex.viewing): no copy at
+        # open; the first write that changes the index makes FAISS's own copy.
+        tokens = TokenIndex.viewing(self.dim, self.params, snap.sections["faiss"])
+        if tokens.index.d != self.dim:
+            raise ValueError(f"index dim {tokens.index.d} != store dim {self.dim}")
         tokens.page_tokens = page_tokens
         if tokens.ntotal != sum(page_tokens.values()):
             raise ValueError("index token count disagrees with its page map")

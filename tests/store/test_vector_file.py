@@ -80,6 +80,27 @@ def test_reopen_maps_the_file_and_answers_like_sql(built: tuple) -> None:
     assert got == reference(db, queries)
 
 
+def test_the_snapshot_index_is_viewed_at_open_and_copied_at_the_first_write(
+    built: tuple,
+) -> None:
+    """Open maps the FAISS snapshot's lists in place; adding and deleting pages then makes
+    FAISS's own copy (a resize of a viewed array would abort the process) and the
+    answers stay those of a store read from SQL."""
+    db, queries, more = built
+    before = reference(db, queries)
+    with precomputed_store(db, DIM, config=DISK) as store:
+        tokens = store._sync.index.tokens
+        assert tokens.kind == "ivf" and tokens.borrowed
+        searched = answers(store, queries)
+        assert tokens.borrowed  # searches read the view
+        ids = store.add_pages(more[:10])
+        store.delete(ids[:3])
+        assert not store._sync.index.tokens.borrowed
+        written = answers(store, queries)
+    assert searched == before
+    assert written == reference(db, queries)
+
+
 def test_changes_since_the_file_are_replayed(built: tuple) -> None:
     db, queries, more = built
     with precomputed_store(db, DIM, config=MEMORY) as other:  # writes; the file stays behind
