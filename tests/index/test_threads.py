@@ -69,3 +69,33 @@ def test_numpy_blas_is_held_to_one_thread_and_put_back() -> None:
     assert inside == [[1] * len(before)] * 3
     assert blas_counts() == before
     assert threads._blas_users == 0
+
+
+def test_at_most_one_search_per_core_runs_at_once() -> None:
+    """Concurrent searches queue for a slot per core; a search's nested scoring call
+    (hybrid scoring inside a search) takes no second slot, so it cannot deadlock."""
+    running = 0
+    most = 0
+    count_lock = threading.Lock()
+    entered = threading.Barrier(8, timeout=60)
+
+    def search() -> None:
+        nonlocal running, most
+        entered.wait()
+        with search_threads():
+            with count_lock:
+                running += 1
+                most = max(most, running)
+            with search_threads():  # nested in the same thread: no second slot
+                threading.Event().wait(0.02)
+            with count_lock:
+                running -= 1
+
+    workers = [threading.Thread(target=search) for _ in range(8)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    assert not any(w.is_alive() for w in workers)
+    assert most == min(8, threads.cores())
+    assert threads._in_flight == 0
