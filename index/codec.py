@@ -32,6 +32,16 @@ def dequantize_int8(
     return out
 
 
+def unpack_int8_rows(
+    rows: npt.NDArray[np.uint8], dim: int
+) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]]:
+    """Packed int8 rows (``dim`` code bytes, then the token's float32 scale) as a view of
+    their codes and a (small) copy of their scales."""
+    codes = rows[:, :dim].view(np.int8)
+    scales = np.ascontiguousarray(rows[:, dim:]).view(np.float32).reshape(-1)
+    return codes, scales
+
+
 def bytes_per_token(dim: int, dtype: str) -> int:
     return dim + 4 if dtype == "int8" else dim * np.dtype(dtype).itemsize
 

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from latestore.index.codec import unpack_int8_rows
 from latestore.index.maxsim_numpy import CPU_CHUNK_BYTES as _BLOCK_BYTES
 from latestore.index.vectors import Block, pack_pages
 
@@ -336,6 +337,11 @@ def _block_float32(parts: list[npt.NDArray[np.floating]], rows: int, dim: int) -
     block = _scratch("tokens", rows, dim)
     start = 0
     for part in parts:  # torch converts half to float 10x faster than numpy's copyto
-        block[start : start + len(part)].copy_(torch.from_numpy(part))
+        dest = block[start : start + len(part)]
+        if part.dtype == np.uint8:  # packed int8 rows: dequantised into the block
+            codes, scales = unpack_int8_rows(np.asarray(part, dtype=np.uint8), dim)
+            dest.copy_(torch.from_numpy(codes)).mul_(torch.from_numpy(scales)[:, None])
+        else:
+            dest.copy_(torch.from_numpy(part))
         start += len(part)
     return block

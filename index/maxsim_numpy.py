@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from latestore.index.codec import unpack_int8_rows
 from latestore.index.vectors import Block
 
 __all__ = ["CPU_CHUNK_BYTES", "block_tokens", "maxsim_blocks_numpy"]
@@ -49,7 +50,12 @@ def _block_float32(parts: list[npt.NDArray[np.floating]], rows: int, dim: int) -
     block = buffer[: rows * dim].reshape(rows, dim)
     start = 0
     for part in parts:
-        np.copyto(block[start : start + len(part)], part, casting="unsafe")
+        dest = block[start : start + len(part)]
+        if part.dtype == np.uint8:  # packed int8 rows: dequantised into the block
+            codes, scales = unpack_int8_rows(np.asarray(part, dtype=np.uint8), dim)
+            np.multiply(codes, scales[:, None], out=dest)
+        else:
+            np.copyto(dest, part, casting="unsafe")
         start += len(part)
     return block
 

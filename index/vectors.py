@@ -245,13 +245,14 @@ class VectorCache(PageRows):
     def blocks(self, page_ids: Sequence[int], max_tokens: int) -> Iterator[Block]:
         """``page_ids`` in order, in blocks of about ``max_tokens`` tokens, without a copy:
         pages adjacent in a segment come as one view (the whole block, when the ids are
-        in storage order), others as their own views (int8: dequantised)."""
+        in storage order), others as their own views. int8 pages in the arena come as
+        their packed rows (codes and scales, ``uint8``), dequantised by the scorer into
+        its block; others as floats."""
         parts: list[npt.NDArray[Any]] = []
         lengths: list[int] = []
         tokens = 0
         run_segment, run_start, run_end = -1, 0, 0
         where = self._where
-        int8 = self.dtype == np.int8
         for page_id in page_ids:
             n = len(self._pages[page_id])
             if lengths and tokens + n > max_tokens:
@@ -259,7 +260,7 @@ class VectorCache(PageRows):
                     parts.append(self._run(run_segment, run_start, run_end))
                 yield Block(parts, np.asarray(lengths, dtype=np.int64))
                 parts, lengths, tokens, run_end, run_start = [], [], 0, 0, 0
-            place = None if int8 else where.get(page_id)
+            place = where.get(page_id)
             if place is not None and place[0] == run_segment and place[1] == run_end:
                 run_end += n  # extends the current run of adjacent pages
             else:

@@ -67,3 +67,22 @@ def test_long_pages_reduce_page_by_page_exactly(rng: np.random.Generator) -> Non
     got = maxsim_blocks([query], cache.blocks(ids, max_tokens=10_000))[0]
     want = maxsim_reference(query, [cache.get(p) for p in ids])
     np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_int8_pages_come_as_packed_runs_scored_in_place(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """int8 pages in the arena are not dequantised page by page: a run of them is one
+    view of the packed rows (codes then scale), dequantised into the scorer's block."""
+    cache = VectorCache(16, "int8", on_disk=True, directory=tmp_path)
+    for page in range(30):
+        cache.put(page, rng.standard_normal((20, 16)).astype(np.float32))
+    (block,) = cache.blocks(list(range(30)), max_tokens=10_000)
+    (part,) = block.parts
+    assert part.dtype == np.uint8 and part.shape == (600, 16 + 4)
+    codes, _ = cache.codes(0)
+    assert np.shares_memory(part, codes)
+    query = rng.standard_normal((3, 16)).astype(np.float32)
+    got = maxsim_blocks([query], [block])[0]
+    want = maxsim_reference(query, [np.asarray(cache.get(p), np.float64) for p in range(30)])
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-5)
