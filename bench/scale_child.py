@@ -18,12 +18,13 @@ import os
 import pstats
 import statistics
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -54,7 +55,7 @@ class VectorsOnly:
     def encode_queries(self, queries: Any) -> list[npt.NDArray[np.float32]]:
         raise RuntimeError("bench.scale queries are vectors")
 
-    def encode_pages(self, pages: list[PageContent]) -> list[npt.NDArray[np.float32]]:
+    def encode_pages(self, pages: Sequence[PageContent]) -> list[npt.NDArray[np.float32]]:
         raise RuntimeError("bench.scale pages carry their vectors")
 
 
@@ -62,9 +63,31 @@ def memory_mb() -> dict[str, float]:
     out = {}
     for line in Path("/proc/self/status").read_text().splitlines():
         name, _, value = line.partition(":")
-        if name in ("VmHWM", "VmRSS"):
+        if name in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
             out[name] = round(int(value.split()[0]) / 1024, 1)
     return out
+
+
+class PeakMemory:
+    """Peaks of anonymous and file-backed RSS, sampled every half second (VmHWM is their
+    sum's peak and does not tell the heap from mapped file pages)."""
+
+    def __init__(self) -> None:
+        self.anon = self.file = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            now = memory_mb()
+            self.anon = max(self.anon, now["RssAnon"])
+            self.file = max(self.file, now["RssFile"])
+
+    def stop(self) -> list[float]:
+        self._stop.set()
+        self._thread.join()
+        return [self.anon, self.file]
 
 
 def db_path(folder: Path, tier: str) -> Path:
@@ -100,13 +123,15 @@ def build(folder: Path, tokens: int, tier: str) -> dict[str, Any]:
     store = Store.open(
         db_path(folder, tier),
         VectorsOnly(),
-        config=StoreConfig(storage=StorageConfig(vector_dtype=tier)),
+        config=StoreConfig(storage=StorageConfig(vector_dtype=cast(Any, tier))),
     )
+    peaks = PeakMemory()
     start, cpu_start = time.perf_counter(), time.process_time()
     ids = store.add_pages(pages())
     seconds = time.perf_counter() - start - generating
     cpu_seconds = time.process_time() - cpu_start - cpu_generating
     store.close()
+    peak_anon_file = peaks.stop()
     np.save(folder / f"{tier}.ids.npy", np.asarray(ids, dtype=np.int64))
     queries = sorted(corpus.queries)
     np.save(folder / "queries.npy", np.stack([corpus.queries[q] for q in queries]))
@@ -123,6 +148,8 @@ def build(folder: Path, tokens: int, tier: str) -> dict[str, Any]:
         "tokens_per_cpu_s": round(made / cpu_seconds),
         "tokens_per_cpu_s_by_million": cpu_rates,
         "peak_rss_build_mb": memory_mb()["VmHWM"],
+        "peak_rss_anon_file_build_mb": peak_anon_file,
+        "rss_anon_file_end_of_build_mb": [memory_mb()["RssAnon"], memory_mb()["RssFile"]],
         "disk": disk_usage(folder, tier),
     }
 
@@ -144,7 +171,8 @@ def search(folder: Path, tokens: int, tier: str) -> dict[str, Any]:
     start = time.perf_counter()
     store = Store.open(db_path(folder, tier), VectorsOnly())
     opened = time.perf_counter() - start
-    rss_open = memory_mb()["VmRSS"]
+    opened_memory = memory_mb()
+    rss_open = opened_memory["VmRSS"]
     first = store.search(queries[0], k=10)
     first_s = time.perf_counter() - start
     # A long-running process loads torch in the background after its first search
@@ -162,7 +190,8 @@ def search(folder: Path, tokens: int, tier: str) -> dict[str, Any]:
         hits.append([h.page_id for h in store.search(query, k=10)])
         alone.append(time.perf_counter() - t0)
         alone_cpu.append(time.process_time() - c0)
-    rss_searched = memory_mb()["VmRSS"]
+    searched_memory = memory_mb()
+    rss_searched = searched_memory["VmRSS"]
     alone_qps = round(len(alone) / sum(alone), 1)
     concurrent = {n: _concurrent(store, queries, n) for n in (4, 16)}
     exact, exact_cpu, exact_hits = [], [], []
@@ -183,6 +212,10 @@ def search(folder: Path, tokens: int, tier: str) -> dict[str, Any]:
         "torch_ready_s": round(torch_ready_s, 2),
         "rss_open_mb": rss_open,
         "rss_after_searches_mb": rss_searched,
+        # Anonymous memory is the process's own; file pages (the mapped vector file and
+        # FAISS snapshot) are page cache the kernel may drop and read again.
+        "rss_anon_file_open_mb": [opened_memory["RssAnon"], opened_memory["RssFile"]],
+        "rss_anon_file_after_searches_mb": [searched_memory["RssAnon"], searched_memory["RssFile"]],
         "index": info.index,
         "p50_ms": _ms(alone, 50),
         "p95_ms": _ms(alone, 95),
@@ -196,7 +229,7 @@ def search(folder: Path, tokens: int, tier: str) -> dict[str, Any]:
     }
 
 
-def _concurrent(store: Store, queries: list[Any], workers: int) -> dict[str, float]:
+def _concurrent(store: Store, queries: list[Any], workers: int) -> dict[str, float | None]:
     def one(query: Any) -> float:
         t0 = time.perf_counter()
         store.search(query, k=10)
