@@ -376,7 +376,7 @@ class LateInteractionIndex:
             params=asdict(self.params),
         )
         return write_snapshot(
-            path, head, {"faiss": self.tokens.to_bytes(), "pages": pages.tobytes()}
+            path, head, {"faiss": self.tokens.streamed(), "pages": pages.tobytes()}
         )
 
     def load_tokens(self, path: Path, expect: dict[str, Any]) -> dict[str, Any]:

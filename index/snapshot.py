@@ -20,7 +20,7 @@ import mmap
 import os
 import struct
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,26 +42,76 @@ class Snapshot:
     sections: dict[str, Buffer]  # views into the file's bytes: no copy of the payload
 
 
-def write_snapshot(path: Path, header: dict[str, Any], sections: Mapping[str, Buffer]) -> int:
+class StreamedSection:
+    """A section produced by a function that writes it in chunks (FAISS's serializer),
+    so the payload is never held in memory whole. It is streamed twice: once to size
+    and checksum it for the header, once into the file, where it must hash the same."""
+
+    def __init__(self, stream: Callable[[Callable[[Buffer], None]], None]) -> None:
+        self.stream = stream
+        self.size = -1
+        self.xxh3 = ""
+
+    def measure(self, payload: Any) -> int:
+        """First pass: feed ``payload`` (the snapshot's running digest); returns the size."""
+        own = xxhash.xxh3_128()
+        size = 0
+
+        def take(chunk: Buffer) -> None:
+            nonlocal size
+            payload.update(chunk)
+            own.update(chunk)
+            size += len(chunk)
+
+        self.stream(take)
+        self.size, self.xxh3 = size, own.hexdigest()
+        return size
+
+    def write_to(self, write: Callable[[Buffer], Any]) -> None:
+        """Second pass, into the file; raises if it differs from the first."""
+        own = xxhash.xxh3_128()
+        size = 0
+
+        def put(chunk: Buffer) -> None:
+            nonlocal size
+            own.update(chunk)
+            size += len(chunk)
+            write(chunk)
+
+        self.stream(put)
+        if (size, own.hexdigest()) != (self.size, self.xxh3):
+            raise IndexSnapshotError("a streamed section changed between its two passes")
+
+
+Section = Buffer | StreamedSection
+
+
+def write_snapshot(path: Path, header: dict[str, Any], sections: Mapping[str, Section]) -> int:
     """Atomically write ``sections`` with ``header``; returns the bytes written."""
     names = list(sections)
     digest = xxhash.xxh3_128()
+    sizes: dict[str, int] = {}
     for name in names:  # hashed section by section: the payload is never joined in memory
-        digest.update(sections[name])
+        section = sections[name]
+        if isinstance(section, StreamedSection):
+            sizes[name] = section.measure(digest)
+        else:
+            digest.update(section)
+            sizes[name] = len(section)
     full_header = dict(header)
     full_header.update(
         format_version=FORMAT_VERSION,
-        sections=[[n, len(sections[n])] for n in names],
+        sections=[[n, sizes[n]] for n in names],
         payload_xxh3_128=digest.hexdigest(),
     )
     head = json.dumps(full_header, sort_keys=True).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     parts = [MAGIC, struct.pack("<Q", len(head)), head, *(sections[n] for n in names)]
     write_atomically(path, parts)
-    return len(MAGIC) + 8 + len(head) + sum(len(sections[n]) for n in names)
+    return len(MAGIC) + 8 + len(head) + sum(sizes.values())
 
 
-def write_atomically(path: Path, parts: Iterable[Buffer]) -> None:
+def write_atomically(path: Path, parts: Iterable[Section]) -> None:
     """Write ``parts`` one after another to ``path``, all or nothing: a temporary file
     beside it, fsynced, then renamed over it (and the directory fsynced)."""
     remove_orphaned_temporaries(path)
@@ -71,7 +121,10 @@ def write_atomically(path: Path, parts: Iterable[Buffer]) -> None:
     try:
         with tmp.open("wb") as handle:
             for part in parts:
-                handle.write(part)
+                if isinstance(part, StreamedSection):
+                    part.write_to(handle.write)
+                else:
+                    handle.write(part)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -63,3 +63,42 @@ def test_a_format_1_snapshot_is_still_read(tmp_path: Path) -> None:
     path.write_bytes(MAGIC + struct.pack("<Q", len(head)) + head + b"jello" + b"\x00" * 10)
     with pytest.raises(IndexSnapshotError, match="checksum"):
         read_snapshot(path, {"store_uuid": "u"})
+
+
+def test_a_streamed_faiss_section_matches_the_serialized_index(tmp_path: Path) -> None:
+    """The FAISS index is written in chunks (never held whole as bytes); the section
+    read back is byte for byte FAISS's own serialization, and it opens viewed."""
+    import numpy as np
+
+    from latestore.index.token_index import IndexParams, TokenIndex
+
+    rng = np.random.default_rng(3)
+    tokens = TokenIndex(16, IndexParams(ivf_nlist=8))
+    vectors = [rng.standard_normal((40, 16)).astype(np.float32) for _ in range(30)]
+    tokens.train_ivf(np.concatenate(vectors), 1200)
+    tokens.add(list(range(30)), vectors)
+    path = tmp_path / "s.snapshot"
+    written = write_snapshot(path, {"store_uuid": "u"}, {"faiss": tokens.streamed(), "b": b"x"})
+    snap = read_snapshot(path, {"store_uuid": "u"})
+    assert bytes(snap.sections["faiss"]) == bytes(tokens.to_bytes())
+    assert snap.sections["b"] == b"x" and written == path.stat().st_size
+    viewed = TokenIndex.viewing(16, IndexParams(ivf_nlist=8), snap.sections["faiss"])
+    query = vectors[4][:3]
+    for a, b in zip(viewed.search(query, 5, nprobe=8), tokens.search(query, 5, nprobe=8)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_streamed_section_that_changes_between_passes_is_not_published(
+    tmp_path: Path,
+) -> None:
+    from latestore.index.snapshot import StreamedSection
+
+    passes = iter([b"first", b"other"])
+
+    def stream(sink: object) -> None:
+        sink(next(passes))  # type: ignore[operator]
+
+    path = tmp_path / "s.snapshot"
+    with pytest.raises(IndexSnapshotError):
+        write_snapshot(path, {"store_uuid": "u"}, {"a": StreamedSection(stream)})
+    assert not path.exists() and not list(tmp_path.glob(".*.tmp"))
