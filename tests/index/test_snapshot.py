@@ -84,7 +84,8 @@ def test_a_streamed_faiss_section_matches_the_serialized_index(tmp_path: Path) -
     assert snap.sections["b"] == b"x" and written == path.stat().st_size
     viewed = TokenIndex.viewing(16, IndexParams(ivf_nlist=8), snap.sections["faiss"])
     query = vectors[4][:3]
-    for a, b in zip(viewed.search(query, 5, nprobe=8), tokens.search(query, 5, nprobe=8)):
+    got, want = viewed.search(query, 5, nprobe=8), tokens.search(query, 5, nprobe=8)
+    for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
