@@ -62,7 +62,8 @@ def show_fast_plaid(row: dict[str, Any]) -> str:
     return (
         f"{row['tokens'] / 1e6:.1f}M fast-plaid nbits {row['nbits']}: build {row['build_s']} s "
         f"({row['build_tokens_per_s']} tok/s; CPU {row['build_cpu_s']} s, "
-        f"{row['tokens_per_cpu_s']} tok/CPU-s; RSS with corpus {row['rss_corpus_mb']} MB, "
+        f"{row['tokens_per_cpu_s']} tok/CPU-s; k-means {row['kmeans_s']} s, CPU "
+        f"{row['kmeans_cpu_s']} s; RSS with corpus {row['rss_corpus_mb']} MB, "
         f"peak {row['peak_rss_build_mb']} MB) | disk {row['disk_b_per_token']} B/token | "
         f"RSS open {row['rss_open_mb']} MB, after searches {row['rss_after_searches_mb']} MB | "
         f"open {row['open_s']} s, +first search {row['open_first_search_s']} s | {searches} | "
