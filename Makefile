@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-fast lint typecheck pytest eval bench bench-scale gpu-wheels gpu-check clean oracle oracle-table
+.PHONY: install demo test test-fast lint typecheck pytest eval bench bench-scale fastplaid-venv gpu-wheels gpu-check clean oracle oracle-table
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -89,6 +89,30 @@ bench: install
 BENCH_SCALE_ARGS ?=
 bench-scale: install
 	$(BIN)/python -m bench.scale --out build/bench-scale/latest.json $(BENCH_SCALE_ARGS)
+
+# fast-plaid beside latestore in bench-scale (`--peers fast-plaid`), in its own
+# virtualenv: fast-plaid 1.7.0's wheels are built per torch (1.7.0.2110 for torch 2.11.0)
+# and PyPI's torch 2.11.0 for Linux is the CUDA build. It runs on CPU, but imports only
+# with the CUDA libraries it links against, so those wheels come without their own
+# dependencies, and triton, cusolver, nvrtc, nvtx and cuda-bindings (not loaded on CPU)
+# are left out: about 3.7 GB instead of the full set. Not part of install or test.
+FASTPLAID_VENV := build/fastplaid-venv
+FASTPLAID_STAMP := $(FASTPLAID_VENV)/.installed
+$(FASTPLAID_STAMP):
+	test -x $(FASTPLAID_VENV)/bin/python || $(PYTHON) -m venv $(FASTPLAID_VENV)
+	$(FASTPLAID_VENV)/bin/python -m pip install -q --no-cache-dir --no-deps "torch==2.11.0" \
+		"fast-plaid==1.7.0.2110" "fastkmeans==0.5.0" \
+		"nvidia-cudnn-cu13==9.19.0.56" "nvidia-cusparselt-cu13==0.8.0" \
+		"nvidia-nccl-cu13==2.28.9" "nvidia-nvshmem-cu13==3.4.5" "nvidia-cublas==13.1.0.3" \
+		"nvidia-cuda-cupti==13.0.85" "nvidia-cuda-runtime==13.0.96" \
+		"nvidia-cufft==12.0.0.61" "nvidia-cufile==1.15.1.6" "nvidia-curand==10.4.0.35" \
+		"nvidia-cusparse==12.6.3.3" "nvidia-nvjitlink==13.0.88"
+	$(FASTPLAID_VENV)/bin/python -m pip install -q --no-cache-dir filelock fsspec jinja2 \
+		networkx setuptools sympy typing-extensions numpy joblib usearch
+	$(FASTPLAID_VENV)/bin/python -c "import torch, fast_plaid.search; print('fast-plaid ready, torch', torch.__version__)"
+	touch $(FASTPLAID_STAMP)
+
+fastplaid-venv: $(FASTPLAID_STAMP)
 
 # The GPU check runs on a CUDA machine with python3, torch and triton (no virtualenv):
 # `make gpu-wheels` here, then `make gpu-check` there (or tools/gpu_check.sh directly).

@@ -10,6 +10,11 @@ page's hit rate; then the growth exponent of each figure (the slope of log figur
 against log tokens) and the machine (CPU, cores, load average before and after).
 
     python -m bench.scale [--sizes 1M,4M] [--big] [--tiers float16,int8] [--out FILE]
+                          [--peers fast-plaid]
+
+``--peers fast-plaid`` also builds and searches a fast-plaid index over the same corpus
+at each size (bench.scale_fastplaid, in the virtualenv ``make fastplaid-venv`` makes;
+skipped with a note when it is absent) and prints its row under latestore's.
 
 ``--big`` adds 16M and 64M to the default sizes (hours on a 2-core machine; 64M needs
 about 20 GB of disk per tier). Environment: BENCH_SCALE_EXHAUSTIVE (exhaustive
@@ -34,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from bench.cpu import cpu_model
+from bench.scale_peers import fast_plaid_row, fast_plaid_skip, show_fast_plaid
 
 DEFAULT_SIZES = "1M,4M"
 BIG_SIZES = "16M,64M"
@@ -137,6 +143,7 @@ def main() -> None:
     parser.add_argument("--big", action="store_true", help=f"also {BIG_SIZES}")
     parser.add_argument("--tiers", default="float16", help="vector_dtype per run: float16,int8")
     parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--peers", default="", help="also run these libraries: fast-plaid")
     args = parser.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     if args.big:
@@ -144,18 +151,24 @@ def main() -> None:
     root = Path(os.environ.get("BENCH_SCALE_DIR", tempfile.gettempdir()))
     report: dict[str, Any] = {"machine": machine(), "started": time.strftime("%FT%TZ")}
     print(json.dumps(report["machine"]), flush=True)
-    rows = []
+    peers = "fast-plaid" in args.peers.split(",") and not fast_plaid_skip()
+    rows, peer_rows = [], []
     for tier in args.tiers.split(","):
         tier_rows = []
         for tokens in sizes:
             row = one_size(tokens, tier, root)
             print(show(row), flush=True)
             tier_rows.append(row)
+            if peers and tier == args.tiers.split(",")[0]:  # one fast-plaid run a size
+                peer_rows.append(fast_plaid_row(tokens, root))
+                print(show_fast_plaid(peer_rows[-1]), flush=True)
         growth = exponents(tier_rows)
         print(f"growth exponents ({tier}): {json.dumps(growth)}", flush=True)
         rows += tier_rows
         report[f"exponents_{tier}"] = growth
     report["rows"] = rows
+    if peer_rows:
+        report["fast_plaid_rows"] = peer_rows
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1))
