@@ -8,10 +8,18 @@ Lloyd-Max steps (each bucket's value is the mean residual that falls in it, each
 the midpoint of two neighbouring values), so the buckets follow the residuals'
 distribution in that dimension.
 
-One token is one *code row* of ``4 + dim * nbits / 8`` bytes: a little-endian uint32
-centroid id, then the packed bucket numbers (``8 / nbits`` dimensions per byte, the
-first dimension in the low bits). At 128 dimensions and 2 bits that is 4 + 32 = 36
-bytes; at MiniLM's 384, 4 + 96 = 100.
+In memory one token is one *code row* of ``4 + dim * nbits / 8`` bytes: a
+little-endian uint32 centroid id, then the packed bucket numbers (``8 / nbits``
+dimensions per byte, the first dimension in the low bits). On disk a page's rows are
+one blob (:func:`to_blob`): the same rows with a **uint16** id when every id of the
+page is below 65,536 (any store with at most 65,536 centroids across its versions),
+else the uint32 rows. The blob's length over the page's token count tells the width,
+so blobs written before the short ids keep reading. At 128 dimensions and 2 bits a
+stored token is 2 + 32 = 34 bytes; at MiniLM's 384, 2 + 96 = 98.
+
+Centroids are rounded to float16 when trained (residuals and buckets are fitted to
+the rounded ones, so rounding costs nothing at decode) and stored so; codebooks
+stored with float32 centroids keep reading.
 
 Codebooks are **versioned** so codes stay valid while a store grows: each version
 owns a contiguous range of centroid ids (``first_id`` .. ``first_id + K - 1``), so a
@@ -32,7 +40,9 @@ import numpy.typing as npt
 
 from latestore.errors import InvalidInputError
 
-ID_BYTES = 4
+ID_BYTES = 4  # in memory
+SHORT_ID_BYTES = 2  # on disk, when every id of a page fits
+SHORT_ID_LIMIT = 1 << 16
 NBITS_CHOICES = (1, 2, 4)
 LLOYD_STEPS = 4
 KMEANS_ITERATIONS = 6
@@ -49,8 +59,43 @@ U8 = npt.NDArray[np.uint8]
 
 
 def code_bytes(dim: int, nbits: int) -> int:
-    """Bytes of one code row: the centroid id and the packed residual."""
+    """Bytes of one code row in memory: the uint32 centroid id and the packed residual."""
     return ID_BYTES + dim * nbits // 8
+
+
+def stored_code_bytes(dim: int, nbits: int) -> int:
+    """Bytes of one stored code row while the store's centroid ids fit 16 bits."""
+    return SHORT_ID_BYTES + dim * nbits // 8
+
+
+def to_blob(rows: U8) -> bytes:
+    """A page's code rows as stored: uint16 ids when every id fits, else as held."""
+    if not len(rows):
+        return b""
+    ids = np.ascontiguousarray(rows[:, :ID_BYTES]).view("<u4").reshape(-1)
+    if int(ids.max()) >= SHORT_ID_LIMIT:
+        return rows.tobytes()
+    short = np.empty((len(rows), rows.shape[1] - ID_BYTES + SHORT_ID_BYTES), dtype=np.uint8)
+    short[:, :SHORT_ID_BYTES] = ids.astype("<u2").view(np.uint8).reshape(-1, SHORT_ID_BYTES)
+    short[:, SHORT_ID_BYTES:] = rows[:, ID_BYTES:]
+    return short.tobytes()
+
+
+def from_blob(blob: bytes, n_tokens: int, row_bytes: int) -> U8 | None:
+    """Inverse of :func:`to_blob`: ``(n_tokens, row_bytes)`` rows with uint32 ids, or
+    None when the blob's length fits neither width (a damaged blob)."""
+    if len(blob) == n_tokens * row_bytes:
+        rows: U8 = np.frombuffer(blob, dtype=np.uint8).reshape(n_tokens, row_bytes)
+        return rows
+    short_bytes = row_bytes - ID_BYTES + SHORT_ID_BYTES
+    if n_tokens == 0 or len(blob) != n_tokens * short_bytes:
+        return None
+    short = np.frombuffer(blob, dtype=np.uint8).reshape(n_tokens, short_bytes)
+    out = np.empty((n_tokens, row_bytes), dtype=np.uint8)
+    ids = np.ascontiguousarray(short[:, :SHORT_ID_BYTES]).view("<u2").reshape(-1)
+    out[:, :ID_BYTES] = ids.astype("<u4").view(np.uint8).reshape(-1, ID_BYTES)
+    out[:, ID_BYTES:] = short[:, SHORT_ID_BYTES:]
+    return out
 
 
 def check_shape(dim: int, nbits: int) -> None:
@@ -150,7 +195,8 @@ class Codebook:
         np.savez(
             buffer,
             meta=np.array([self.version, self.first_id, self.nbits, self.trained_tokens]),
-            centroids=self.centroids.astype(np.float32),
+            # Trained centroids are float16-exact (see train), so this loses nothing.
+            centroids=self.centroids.astype(np.float16),
             cutoffs=self.cutoffs,
             weights=self.weights,
         )
@@ -242,7 +288,9 @@ def train(
         verbose=False,
     )
     kmeans.train(v)
-    centroids = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
+    # Rounded to float16 before the residuals are taken: the codebook is stored at half
+    # the bytes and decodes exactly as it encoded.
+    centroids = np.ascontiguousarray(kmeans.centroids.astype(np.float16), dtype=np.float32)
     draft = Codebook(
         version,
         first_id,

@@ -12,7 +12,10 @@ from latestore.index.residual_codec import (
     Codebooks,
     auto_centroids,
     code_bytes,
+    from_blob,
     pack,
+    stored_code_bytes,
+    to_blob,
     train,
     unpack,
 )
@@ -30,6 +33,8 @@ def test_row_is_a_centroid_id_and_packed_residual() -> None:
     assert code_bytes(384, 2) == 100
     assert code_bytes(128, 1) == 20
     assert code_bytes(128, 4) == 68
+    assert stored_code_bytes(128, 2) == 34  # on disk, while the ids fit 16 bits
+    assert stored_code_bytes(384, 2) == 98
 
 
 @pytest.mark.parametrize("nbits", [1, 2, 4])
@@ -153,3 +158,61 @@ def test_centroids_grow_with_the_store() -> None:
     assert auto_centroids(1_000_000) == 2048  # about 4 * sqrt(n), a power of two
     assert auto_centroids(64_000_000) == 16384
     assert auto_centroids(10**12) == 1 << 16
+
+
+def test_stored_blobs_use_two_byte_ids_while_they_fit(rng: np.random.Generator) -> None:
+    book = train(clustered(rng, 2000, 32), 2, n_centroids=16)
+    rows = book.encode(clustered(rng, 7, 32))
+    blob = to_blob(rows)
+    assert len(blob) == 7 * stored_code_bytes(32, 2) == 7 * 10
+    np.testing.assert_array_equal(from_blob(blob, 7, code_bytes(32, 2)), rows)
+    # A blob of uint32 rows (as written before the short ids) reads as it is.
+    np.testing.assert_array_equal(from_blob(rows.tobytes(), 7, code_bytes(32, 2)), rows)
+    assert to_blob(rows[:0]) == b""
+    assert from_blob(b"", 0, code_bytes(32, 2)) is not None
+
+
+def test_ids_past_65535_keep_four_bytes(rng: np.random.Generator) -> None:
+    v = clustered(rng, 2000, 32)
+    book = train(v, 2, n_centroids=16, version=2, first_id=65_530)  # ids 65,530 .. 65,545
+    rows = book.encode(v[:200])
+    ids = Codebooks().centroid_ids(rows)
+    assert ids.max() >= 1 << 16 and ids.min() < 1 << 16
+    blob = to_blob(rows)
+    assert len(blob) == 200 * code_bytes(32, 2)
+    np.testing.assert_array_equal(from_blob(blob, 200, code_bytes(32, 2)), rows)
+    below = rows[ids < 1 << 16]
+    assert len(to_blob(below)) == len(below) * stored_code_bytes(32, 2)
+
+
+def test_a_blob_of_neither_width_is_damaged(rng: np.random.Generator) -> None:
+    book = train(clustered(rng, 2000, 32), 2, n_centroids=16)
+    blob = to_blob(book.encode(clustered(rng, 5, 32)))
+    assert from_blob(blob[:-1], 5, code_bytes(32, 2)) is None
+    assert from_blob(blob, 6, code_bytes(32, 2)) is None
+
+
+def test_centroids_are_stored_as_float16_and_float32_books_still_read(
+    rng: np.random.Generator,
+) -> None:
+    import io
+
+    book = train(clustered(rng, 2000, 32), 2, n_centroids=16)
+    # Trained centroids are float16-exact, so the half-size storage is lossless.
+    np.testing.assert_array_equal(
+        book.centroids.astype(np.float16).astype(np.float32), book.centroids
+    )
+    with np.load(io.BytesIO(book.to_bytes())) as held:
+        assert held["centroids"].dtype == np.float16
+    # A codebook stored with float32 centroids (before this change) reads unchanged.
+    old = io.BytesIO()
+    np.savez(
+        old,
+        meta=np.array([1, 0, 2, book.trained_tokens]),
+        centroids=book.centroids.astype(np.float32) + np.float32(1e-4),
+        cutoffs=book.cutoffs,
+        weights=book.weights,
+    )
+    again = Codebook.from_bytes(old.getvalue())
+    assert again.centroids.dtype == np.float32
+    np.testing.assert_array_equal(again.centroids, book.centroids + np.float32(1e-4))
