@@ -13,12 +13,11 @@ from latestore.index.residual_codec import (
     auto_centroids,
     code_bytes,
     from_blob,
-    pack,
     stored_code_bytes,
     to_blob,
     train,
-    unpack,
 )
+from latestore.index.residual_fit import pack, unpack
 
 
 def clustered(rng: np.random.Generator, n: int, dim: int, spread: float = 0.3) -> npt.NDArray:
