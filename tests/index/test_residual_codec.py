@@ -282,3 +282,17 @@ def test_pq_codebook_bytes_round_trip(rng: np.random.Generator) -> None:
     np.testing.assert_array_equal(Codebooks([again]).decode(rows), Codebooks([book]).decode(rows))
     with pytest.raises(InvalidInputError, match="residual"):
         train(v, 2, residual="lattice")
+
+
+def test_a_pq_version_follows_a_scalar_one(rng: np.random.Generator) -> None:
+    v = clustered(rng, 3000, 32)
+    old = train(v, 2, n_centroids=8, residual="scalar", unit=False)  # as stores had
+    new = train(v, 2, n_centroids=16, version=2, first_id=8)
+    old_rows, new_rows = old.encode(v[:20]), new.encode(v[:20])
+    books = Codebooks([old, new])
+    mixed = books.decode(np.concatenate([old_rows, new_rows]))
+    np.testing.assert_array_equal(mixed[:20], Codebooks([old]).decode(old_rows))
+    np.testing.assert_array_equal(mixed[20:], Codebooks([new]).decode(new_rows))
+    assert np.mean(np.sum((mixed[20:] - v[:20]) ** 2, axis=1)) < np.mean(
+        np.sum((mixed[:20] - v[:20]) ** 2, axis=1)
+    )

@@ -228,6 +228,9 @@ def test_compact_only_page_vectors_are_the_decoded_codes(
         ids = store.add_pages([Page(vectors=v) for v in pages])
         books, rows = stored_codes(url)
         np.testing.assert_array_equal(store.page_vectors(ids[3]), books.decode(rows[ids[3]]))
+        # New codebooks code residuals by pq and decode to unit length, as stored tokens are.
+        assert [(b.kind, b.unit) for b in books.books] == [("pq", True)]
+        np.testing.assert_allclose(np.linalg.norm(store.page_vectors(ids[3]), axis=1), 1, atol=1e-5)
         assert store.stats().vector_dtype == "none"
         with pytest.raises(InvalidInputError, match="not supported"):
             store.reencode("current")
