@@ -62,12 +62,13 @@ def stored_codes(url: str) -> tuple[Codebooks, dict[int, npt.NDArray[np.uint8]]]
                 ).scalars()
             )
             width = code_bytes(DIM, 2)
-            rows = {
-                int(p): from_blob(d, n, width)
-                for p, n, d in session.execute(
-                    select(PageCodesRow.page_id, PageCodesRow.n_tokens, PageCodesRow.data)
-                )
-            }
+            rows = {}
+            for p, n, d in session.execute(
+                select(PageCodesRow.page_id, PageCodesRow.n_tokens, PageCodesRow.data)
+            ):
+                found = from_blob(d, n, width)
+                assert found is not None, f"page {p}: a blob of neither width"
+                rows[int(p)] = found
     finally:
         engine.dispose()
     return books, rows
