@@ -15,8 +15,9 @@ Two tiers use it:
 * ``compact-only``: no full-precision copy exists; final scores are exact MaxSim over
   the decoded codes.
 
-No snapshot is written: the code rows are read from SQL at open (36 B per 128-dim
-token at 2 bits), and the lists are rebuilt from them in one sort.
+No snapshot is written: the code rows are read from SQL at open (34 B per 128-dim
+token at 2 bits, uint16 ids; 36 in memory, uint32 ids), and the lists are rebuilt
+from them in one sort.
 """
 
 from __future__ import annotations

@@ -28,11 +28,15 @@ from sqlalchemy.orm import Session
 
 from latestore.errors import StoreCorruptionError
 from latestore.index.residual_codec import (
+    ID_BYTES,
     SAMPLE_PER_CENTROID,
+    SHORT_ID_BYTES,
     Codebook,
     Codebooks,
     auto_centroids,
     code_bytes,
+    from_blob,
+    to_blob,
     train,
 )
 from latestore.store.schema import CodebookRow, PageCodesRow, PageVectorsRow
@@ -98,7 +102,7 @@ def write_codes(
     for batch in chunks(pairs, VECTOR_ROWS_PER_INSERT):
         session.execute(
             insert(PageCodesRow),
-            [{"page_id": p, "n_tokens": len(r), "data": r.tobytes()} for p, r in batch],
+            [{"page_id": p, "n_tokens": len(r), "data": to_blob(r)} for p, r in batch],
         )
     return rows
 
@@ -214,13 +218,16 @@ class CompactSync(IndexSync):
 
 
 def _rows(page_id: int, blob: bytes, n_tokens: int, width: int) -> Rows:
-    if len(blob) != n_tokens * width:
+    """A page's stored blob as in-memory code rows (uint32 ids) of ``width`` bytes."""
+    rows = from_blob(blob, n_tokens, width)
+    if rows is None:
+        short = width - ID_BYTES + SHORT_ID_BYTES
         raise StoreCorruptionError(
             f"the stored codes of page {page_id} are damaged in the database "
-            f"({len(blob)} bytes, expected {n_tokens}x{width}); delete and re-add that page",
+            f"({len(blob)} bytes, expected {n_tokens}x{short} or {n_tokens}x{width}); "
+            "delete and re-add that page",
             page_ids=[page_id],
         )
-    rows: Rows = np.frombuffer(blob, dtype=np.uint8).reshape(n_tokens, width)
     return rows
 
 

@@ -7,12 +7,19 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from latestore import Page, SearchConfig, StorageConfig, StoreConfig
 from latestore.errors import InvalidInputError
-from latestore.index.residual_codec import Codebook, Codebooks, code_bytes
+from latestore.index.residual_codec import (
+    Codebook,
+    Codebooks,
+    code_bytes,
+    from_blob,
+    stored_code_bytes,
+    train,
+)
 from latestore.store.schema import CodebookRow, PageCodesRow, PageVectorsRow
 from latestore.store.sql import to_url
 from tests.helpers import precomputed_store
@@ -55,12 +62,13 @@ def stored_codes(url: str) -> tuple[Codebooks, dict[int, npt.NDArray[np.uint8]]]
                 ).scalars()
             )
             width = code_bytes(DIM, 2)
-            rows = {
-                int(p): np.frombuffer(d, np.uint8).reshape(n, width)
-                for p, n, d in session.execute(
-                    select(PageCodesRow.page_id, PageCodesRow.n_tokens, PageCodesRow.data)
-                )
-            }
+            rows = {}
+            for p, n, d in session.execute(
+                select(PageCodesRow.page_id, PageCodesRow.n_tokens, PageCodesRow.data)
+            ):
+                found = from_blob(d, n, width)
+                assert found is not None, f"page {p}: a blob of neither width"
+                rows[int(p)] = found
     finally:
         engine.dispose()
     return books, rows
@@ -221,6 +229,9 @@ def test_compact_only_page_vectors_are_the_decoded_codes(
         ids = store.add_pages([Page(vectors=v) for v in pages])
         books, rows = stored_codes(url)
         np.testing.assert_array_equal(store.page_vectors(ids[3]), books.decode(rows[ids[3]]))
+        # New codebooks code residuals by pq and decode to unit length, as stored tokens are.
+        assert [(b.kind, b.unit) for b in books.books] == [("pq", True)]
+        np.testing.assert_allclose(np.linalg.norm(store.page_vectors(ids[3]), axis=1), 1, atol=1e-5)
         assert store.stats().vector_dtype == "none"
         with pytest.raises(InvalidInputError, match="not supported"):
             store.reencode("current")
@@ -250,3 +261,129 @@ def test_another_writer_is_caught_up_with_its_codebooks(
         # The reader's index catches up from the change log and loads version 2.
         assert reader.search(late[17][:6], k=1)[0].page_id == late_ids[17]
         assert reader.stats().index["codebooks"] == 2
+
+
+def blob_sizes(url: str) -> dict[int, tuple[int, int]]:
+    """Page id -> (tokens, stored code bytes)."""
+    engine = create_engine(to_url(url))
+    try:
+        with Session(engine) as session:
+            query = select(PageCodesRow.page_id, PageCodesRow.n_tokens, PageCodesRow.data)
+            return {int(p): (int(n), len(d)) for p, n, d in session.execute(query)}
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_codes_are_stored_with_two_byte_ids(
+    store_url: str, rng: np.random.Generator, tier: str
+) -> None:
+    with precomputed_store(store_url, DIM, config(tier)) as store:
+        store.add_pages([Page(vectors=v) for v in corpus(rng, 30)])
+    sizes = blob_sizes(store_url)
+    assert len(sizes) == 30
+    for n, size in sizes.values():
+        assert size == n * stored_code_bytes(DIM, 2) == n * (2 + DIM * 2 // 8)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_a_store_written_with_four_byte_ids_still_reads(
+    store_url: str, rng: np.random.Generator, tier: str
+) -> None:
+    pages = corpus(rng, 60)
+    with precomputed_store(store_url, DIM, config(tier)) as store:
+        ids = store.add_pages([Page(vectors=v) for v in pages])
+        before = [(h.page_id, h.score) for h in store.search(pages[7][:6], k=10)]
+    # Rewrite every blob as stores written before the short ids did: uint32 ids.
+    _, rows = stored_codes(store_url)
+    engine = create_engine(to_url(store_url))
+    try:
+        with Session(engine) as session, session.begin():
+            for page_id, held in rows.items():
+                session.execute(
+                    update(PageCodesRow)
+                    .where(PageCodesRow.page_id == page_id)
+                    .values(data=held.tobytes())
+                )
+    finally:
+        engine.dispose()
+    assert all(size == n * code_bytes(DIM, 2) for n, size in blob_sizes(store_url).values())
+    with precomputed_store(store_url, DIM) as store:
+        after = [(h.page_id, h.score) for h in store.search(pages[7][:6], k=10)]
+        assert [p for p, _ in after] == [p for p, _ in before]
+        np.testing.assert_allclose([s for _, s in after], [s for _, s in before], rtol=1e-6)
+        if tier == "compact-only":
+            np.testing.assert_array_equal(
+                store.page_vectors(ids[3]),
+                Codebooks(stored_codes(store_url)[0].books).decode(rows[ids[3]]),
+            )
+        # New writes beside the old rows use the short ids.
+        (new_id,) = store.add_pages([Page(vectors=pages[7], external_id="again")])
+        assert blob_sizes(store_url)[new_id][1] == len(pages[7]) * stored_code_bytes(DIM, 2)
+        assert new_id in {h.page_id for h in store.search(pages[7][:6], k=2)}
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_pages_whose_centroid_ids_pass_65535_keep_four_byte_ids(
+    store_url: str, rng: np.random.Generator, tier: str
+) -> None:
+    early, late = corpus(rng, 20), corpus(rng, 20)
+    with precomputed_store(store_url, DIM, config(tier)) as store:
+        early_ids = store.add_pages([Page(vectors=v) for v in early])
+    # A store grown past 65,536 centroids: a wide version 2 (its centroids stand in for
+    # a real one's; no page is coded with it) and a version 3 whose ids start at 65,536
+    # + K1, trained for a store large enough that these writes train nothing more.
+    books, _ = stored_codes(store_url)
+    first = books.books[0]
+    wide = Codebook(
+        2,
+        first.n_centroids,
+        2,
+        np.ascontiguousarray(np.tile(first.centroids, ((1 << 16) // first.n_centroids, 1))),
+        first.cutoffs,
+        first.weights,
+        first.trained_tokens,
+    )
+    third = train(
+        np.concatenate(late),
+        2,
+        version=3,
+        first_id=wide.first_id + wide.n_centroids,
+        n_centroids=8,
+        trained_tokens=10**9,
+    )
+    engine = create_engine(to_url(store_url))
+    try:
+        with Session(engine) as session, session.begin():
+            for book in (wide, third):
+                session.execute(
+                    insert(CodebookRow),
+                    [
+                        {
+                            "version": book.version,
+                            "first_id": book.first_id,
+                            "n_centroids": book.n_centroids,
+                            "trained_tokens": book.trained_tokens,
+                            "data": book.to_bytes(),
+                        }
+                    ],
+                )
+    finally:
+        engine.dispose()
+    with precomputed_store(store_url, DIM) as store:
+        late_ids = store.add_pages([Page(vectors=v) for v in late])
+        sizes = blob_sizes(store_url)
+        for p in late_ids:  # ids past 65,535: stored as uint32
+            n, size = sizes[p]
+            assert size == n * code_bytes(DIM, 2)
+        for p in early_ids:  # version-1 pages keep their short ids
+            n, size = sizes[p]
+            assert size == n * stored_code_bytes(DIM, 2)
+        books, rows = stored_codes(store_url)
+        assert len(books) == 3
+        assert books.centroid_ids(rows[late_ids[0]]).min() >= 1 << 16
+        assert store.search(late[5][:6], k=1)[0].page_id == late_ids[5]
+        assert store.search(early[5][:6], k=1)[0].page_id == early_ids[5]
+    with precomputed_store(store_url, DIM) as store:  # both widths read at open
+        assert store.search(late[11][:6], k=1)[0].page_id == late_ids[11]
+        assert store.search(early[11][:6], k=1)[0].page_id == early_ids[11]
