@@ -291,7 +291,27 @@ def train(
 ) -> Codebook:
     """Learn a codebook from ``sample`` (rows are token vectors) with FAISS k-means;
     ``residual``: ``pq`` or ``scalar`` (see the module doc); ``unit``: rescale decoded
-    vectors to unit length (None: when every sample vector is unit length)."""
+    vectors to unit length (None: when every sample vector is unit length). FAISS runs
+    on the cores idle now (:func:`latestore.index.threads.bulk_threads`)."""
+    from latestore.index.threads import bulk_threads
+
+    with bulk_threads():
+        return _train(
+            sample, nbits, version, first_id, n_centroids, trained_tokens, seed, residual, unit
+        )
+
+
+def _train(
+    sample: npt.NDArray[np.floating],
+    nbits: int,
+    version: int,
+    first_id: int,
+    n_centroids: int | None,
+    trained_tokens: int | None,
+    seed: int,
+    residual: str,
+    unit: bool | None,
+) -> Codebook:
     import faiss
 
     v = np.ascontiguousarray(sample, dtype=np.float32)

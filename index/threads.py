@@ -102,6 +102,29 @@ def search_threads(exhaustive: bool = False) -> Iterator[int]:
 
 
 @contextmanager
+def bulk_threads() -> Iterator[int]:
+    """FAISS's threads for a write's bulk work (assigning a batch's tokens to IVF lists,
+    k-means training): the cores idle right now, as an exhaustive scan takes them.
+
+    OpenMP's default spreads every call over every core. On an idle machine that pays
+    (a 1M-token build: 18.8 s wall and 31.9 CPU-s on two threads, 30.1 s and 29.5 on
+    one), but when another process holds a core the barrier waits for a descheduled
+    thread: a compact codebook's training took 17 s on two threads and 0.6 s on one.
+    """
+    import faiss
+
+    wanted = threads_for(True, _in_flight + 1)
+    before = faiss.omp_get_max_threads()
+    if wanted != before:
+        faiss.omp_set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        if faiss.omp_get_max_threads() != before:
+            faiss.omp_set_num_threads(before)
+
+
+@contextmanager
 def _thread_counts(exhaustive: bool) -> Iterator[int]:
     global _in_flight
     with _lock:

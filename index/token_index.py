@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from latestore.index.coarse_kmeans import coarse_centroids
 from latestore.index.snapshot import StreamedSection
+from latestore.index.threads import bulk_threads
 
 # The id layout, re-exported where it was first defined.
 from latestore.index.token_ids import MAX_TOKENS_PER_PAGE as MAX_TOKENS_PER_PAGE
@@ -155,7 +156,8 @@ class TokenIndex:
         ids = np.concatenate([token_ids(p, len(v)) for p, v in zip(page_ids, vectors, strict=True)])
         data = np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32)
         self._own()
-        self.index.add_with_ids(data, ids)
+        with bulk_threads():
+            self.index.add_with_ids(data, ids)
         self._gpu_index = None
         for page_id, v in zip(page_ids, vectors, strict=True):
             self.page_tokens[page_id] = len(v)
@@ -181,7 +183,8 @@ class TokenIndex:
         ivf: Any = faiss.downcast_index(faiss.extract_index_ivf(index))
         # Given nlist centroids, FAISS's own training skips the coarse k-means and
         # trains only the codec on the residuals.
-        ivf.quantizer.add(coarse_centroids(sample, nlist, self.params.seed))
+        with bulk_threads():
+            ivf.quantizer.add(coarse_centroids(sample, nlist, self.params.seed))
         if isinstance(ivf, faiss.IndexIVFPQ):
             # Polysemous training (on by default) only serves Hamming pre-filtering,
             # which we never use, and costs minutes on a laptop CPU.
@@ -189,7 +192,8 @@ class TokenIndex:
             ivf.pq.cp.niter = 10
             ivf.pq.cp.seed = self.params.seed
         log.info("training IVF%d,%s on %d of %d tokens", nlist, codec, len(sample), n_tokens)
-        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+        with bulk_threads():
+            index.train(np.ascontiguousarray(sample, dtype=np.float32))
         self.index = index
         self._borrowed = None
         self.page_tokens = {}

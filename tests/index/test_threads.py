@@ -99,3 +99,11 @@ def test_at_most_one_search_per_core_runs_at_once() -> None:
     assert not any(w.is_alive() for w in workers)
     assert most == min(8, threads.cores())
     assert threads._in_flight == 0
+
+
+def test_bulk_work_takes_the_idle_cores_and_puts_faiss_back() -> None:
+    before = faiss.omp_get_max_threads()
+    with threads.bulk_threads() as n:
+        assert 1 <= n <= threads.cores()
+        assert faiss.omp_get_max_threads() == n
+    assert faiss.omp_get_max_threads() == before
