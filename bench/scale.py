@@ -128,6 +128,7 @@ def show(row: dict[str, Any]) -> str:
         f"{row['open_first_search_s']} s (torch loaded at {row.get('torch_ready_s')} s) | "
         f"p50/p95 {row['p50_ms']}/{row['p95_ms']} ms "
         f"(CPU p50 {row.get('cpu_p50_ms')} ms), one at a time {row.get('alone_qps')} q/s; "
+        f"beside a busy process p50 x{row.get('busy_over_alone_p50')}; "
         f"4 searchers {row['c4_p50_ms']}/{row['c4_p95_ms']} ms {row['c4_qps']} q/s; "
         f"16 searchers {row['c16_p50_ms']}/{row['c16_p95_ms']} ms {row['c16_qps']} q/s | "
         f"exhaustive p50 {row['exhaustive_p50_ms']} ms (CPU "

@@ -17,6 +17,7 @@ import json
 import os
 import pstats
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -194,6 +195,7 @@ def search(folder: Path, tokens: int, tier: str) -> dict[str, Any]:
     rss_searched = searched_memory["VmRSS"]
     alone_qps = round(len(alone) / sum(alone), 1)
     alone_cpu_per_query = round(1000 * sum(alone_cpu) / len(alone_cpu), 1)
+    busy = _with_a_busy_process(store, queries)
     concurrent = {n: _concurrent(store, queries, n) for n in (4, 16)}
     exact, exact_cpu, exact_hits = [], [], []
     for query in queries[:EXHAUSTIVE_QUERIES]:
@@ -222,6 +224,9 @@ def search(folder: Path, tokens: int, tier: str) -> dict[str, Any]:
         "p95_ms": _ms(alone, 95),
         "cpu_p50_ms": _ms(alone_cpu, 50),
         "alone_qps": alone_qps,
+        "busy_p50_ms": _ms(busy, 50),
+        "busy_p95_ms": _ms(busy, 95),
+        "busy_over_alone_p50": round(float(np.median(busy) / np.median(alone)), 2),
         "alone_cpu_ms_per_query": alone_cpu_per_query,
         **{f"c{n}_{key}": value for n, got in concurrent.items() for key, value in got.items()},
         "exhaustive_p50_ms": _ms(exact, 50),
@@ -229,6 +234,22 @@ def search(folder: Path, tokens: int, tier: str) -> dict[str, Any]:
         "overlap10": round(statistics.fmean(overlap), 3) if overlap else None,
         "planted_at10": round(float(np.mean([p in h for p, h in found])), 3),
     }
+
+
+def _with_a_busy_process(store: Store, queries: list[Any]) -> list[float]:
+    """The same searches one at a time while another process spins on a core."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        took = []
+        for query in queries:
+            t0 = time.perf_counter()
+            store.search(query, k=10)
+            took.append(time.perf_counter() - t0)
+        return took
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 def _concurrent(store: Store, queries: list[Any], workers: int) -> dict[str, float | None]:
