@@ -17,6 +17,8 @@ DEFAULT_BUDGET_BYTES = 512 << 20
 # The most tokens one query token may fetch after widening (FAISS GPU stops at 2048;
 # the CPU index takes more).
 MAX_WIDE_K_PER_TOKEN = 8192
+# n_rerank grows with (tokens / widen_above_tokens) ** RERANK_GROWTH (see widened).
+RERANK_GROWTH = 0.4
 
 Ranking = list[tuple[int, float]]
 
@@ -51,19 +53,19 @@ class SearchParams:
         With ``k_per_token`` fixed, the nearest tokens a query token fetches cover a
         shrinking neighbourhood as the corpus grows denser: at 16M synthetic tokens the
         defaults found only 0.59 of exhaustive MaxSim's top ten. In bench.scale_quality's
-        sweeps, fetching sqrt(growth) times as many tokens (4x at 16M, 8x at 64M) and
-        reranking growth**0.25 times as many pages (2x at 16M, 2.8x at 64M) held
-        overlap@10 at 0.95-1.0; widening the rerank alone costs more for less (the
-        exact rerank is the dearer stage). Both grow far slower than the exhaustive
-        scan, which is linear in tokens.
+        sweeps, fetching sqrt(growth) times as many tokens (4x at 16M, 8x at 64M) held
+        the candidates; the rerank must widen too. A real 64M-token build gave overlap@10
+        0.905 with growth**0.25 times as many pages (724), 0.985 with twice that, so the
+        rerank grows with growth**0.4 (3x at 16M, 5.3x at 64M). Both grow far slower
+        than the exhaustive scan, which is linear in tokens.
         """
         if self.widen_above_tokens <= 0 or tokens <= self.widen_above_tokens:
             return self
-        factor = math.sqrt(tokens / self.widen_above_tokens)
+        growth = tokens / self.widen_above_tokens
         return replace(
             self,
-            k_per_token=min(MAX_WIDE_K_PER_TOKEN, math.ceil(self.k_per_token * factor)),
-            n_rerank=math.ceil(self.n_rerank * math.sqrt(factor)),
+            k_per_token=min(MAX_WIDE_K_PER_TOKEN, math.ceil(self.k_per_token * growth**0.5)),
+            n_rerank=math.ceil(self.n_rerank * growth**RERANK_GROWTH),
         )
 
 

@@ -19,14 +19,14 @@ def test_settings_hold_up_to_the_reference_then_grow_with_the_square_root() -> N
     assert params.widened(1_000_000) is params
     assert params.widened(10) is params
     wide = params.widened(16_000_000)
-    assert (wide.k_per_token, wide.n_rerank) == (512, 512)
+    assert (wide.k_per_token, wide.n_rerank) == (512, 777)
     assert (wide.nprobe, wide.exhaustive_max_tokens) == (
         params.nprobe,
         params.exhaustive_max_tokens,
     )
     assert (params.widened(64_000_000).k_per_token, params.widened(64_000_000).n_rerank) == (
         1024,
-        725,
+        1352,
     )
     assert params.widened(10**13).k_per_token == MAX_WIDE_K_PER_TOKEN
 
