@@ -1,18 +1,20 @@
-"""Whether a search may skip torch, and loading it off the search's critical path.
+"""Whether a search may skip torch, and when a process loads it.
 
 Importing torch costs 1.5-3 s of CPU. A store opens in a fraction of that (the vector
-file is mapped, the candidate index read), so a process whose first search imported
+file is mapped, the candidate index viewed), so a process whose first search imported
 torch waited seconds for its first answer: at 1M tokens, open 0.2 s and first search
 2.6 s, 2.5 s of it the import. So the host rerank (index/maxsim_numpy.py) and, in a
 one-off command, query encoding (encoders/text/bert_numpy.py) run with numpy while torch
 is not loaded, and:
 
-* a process that searches many times (a server, a notebook, a Ray shard) starts
-  importing torch on a background thread once its first candidate search is done
-  (:func:`warm_torch`); searches use torch's kernels as soon as it is loaded, which are
-  faster per search (a SciFact search: 99 ms against 220 ms on the numpy paths, the
-  numpy BERT and block conversion being the difference). The import is a plain thread,
-  not a daemon: interpreter exit waits for it, as it would have waited in the search;
+* a process that searches many times (a server, a notebook, a Ray shard) answers its
+  first candidate search with numpy and loads torch at its second
+  (:func:`warm_torch` marks it wanted); torch's kernels are faster per search after that
+  (a SciFact search: 99 ms against 220 ms on the numpy paths). The import is not done
+  on a background thread: importing torch on one thread while another imports modules
+  that need it can meet in the import system's deadlock detection, which hands one
+  side a half-initialised torch (a test caught it: ``module 'torch' has no attribute
+  'cuda'``);
 * a process that runs one command and exits (the CLI calls
   :func:`declare_one_shot_process`) never imports torch for a candidate search.
 
@@ -23,7 +25,6 @@ pages too.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import threading
 from collections.abc import Iterator
@@ -37,13 +38,12 @@ __all__ = [
     "rerank_choice",
     "rerank_with_numpy",
     "skip_torch",
-    "torch_warming",
+    "torch_wanted",
     "warm_torch",
 ]
 
 _one_shot = False
-_warm_lock = threading.Lock()
-_warmer: threading.Thread | None = None
+_wanted = False  # a first search went without torch; the next one loads it
 _this_call = threading.local()  # the kernels one search chose, for all of its blocks
 
 
@@ -60,53 +60,30 @@ def skip_torch() -> bool:
 
 
 def loaded_torch() -> Any:
-    """torch if it is imported and ready, else None (never waits, never imports).
-
-    torch enters ``sys.modules`` when its import starts; while the background import
-    runs, touching it would block on the import lock, so it counts as not loaded."""
+    """torch if it is imported and initialised, else None (never imports, never waits)."""
     torch = sys.modules.get("torch")
-    if torch is None:
-        return None
-    warmer = _warmer
-    if warmer is not None and warmer.is_alive():
+    if torch is None or getattr(getattr(torch, "__spec__", None), "_initializing", False):
         return None
     return torch
 
 
 def host_rerank_without_torch() -> bool:
     """Should this candidate search score host blocks with numpy? Yes while torch is
-    not loaded, in any process: the import happens in the background (warm_torch)."""
-    return loaded_torch() is None
+    not loaded and this process has not asked for it yet (warm_torch)."""
+    return loaded_torch() is None and not _wanted
 
 
 def warm_torch() -> None:
-    """Import torch on a background thread, once, unless this is a one-off command or
-    torch is loaded already."""
-    global _warmer
-    if _one_shot or "torch" in sys.modules:
-        return
-    with _warm_lock:
-        if _warmer is not None:
-            return
-        _warmer = threading.Thread(target=_import_torch, name="latestore-torch-import")
-        _warmer.start()
+    """A first candidate search went without torch: unless this is a one-off command,
+    the next search loads it (see the module docstring)."""
+    global _wanted
+    if not _one_shot:
+        _wanted = True
 
 
-def _import_torch() -> None:
-    # The import is Python code that holds the GIL; a search thread that gives up the
-    # GIL for each numpy op waits a switch interval (5 ms) to get it back, dozens of
-    # times per search. A short interval while the import runs keeps searches moving.
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(min(before, 0.0002))
-    try:
-        importlib.import_module("torch")
-    finally:
-        sys.setswitchinterval(before)
-
-
-def torch_warming() -> threading.Thread | None:
-    """The background import's thread, if one was started (join it to wait for torch)."""
-    return _warmer
+def torch_wanted() -> bool:
+    """Should this search import torch now (a long-running process's later searches)?"""
+    return _wanted and loaded_torch() is None
 
 
 @contextmanager

@@ -19,10 +19,10 @@ torch and FAISS keep their thread counts per OS thread (OpenMP's per-thread sett
 so a call sets them for its own thread and restores them on the way out; a thread that
 starts using torch meanwhile inherits the last value set, which is why it is restored.
 
-A candidate search that finds torch not loaded scores its few blocks with numpy
-(index/maxsim_numpy.py) rather than wait seconds for the import, which then runs in the
-background unless the process is a one-off command (latestore.torch_use); an
-exhaustive scan loads torch's kernels and waits for them.
+A process's first candidate search scores its few blocks with numpy
+(index/maxsim_numpy.py) rather than wait seconds for torch's import; its next search
+loads torch unless the process is a one-off command (latestore.torch_use); an
+exhaustive scan loads torch's kernels at once.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from latestore.torch_use import loaded_torch, rerank_choice, warm_torch
+from latestore.torch_use import loaded_torch, rerank_choice, torch_wanted, warm_torch
 
 _lock = threading.Lock()
 _in_flight = 0
@@ -133,9 +133,10 @@ def _thread_counts(exhaustive: bool) -> Iterator[int]:
     wanted = threads_for(exhaustive, in_flight)
     import faiss
 
-    # An exhaustive scan waits for torch's faster kernels; a candidate search uses them
-    # only once they are loaded, and starts loading them afterwards (torch_use).
-    torch: Any = importlib.import_module("torch") if exhaustive else loaded_torch()
+    # An exhaustive scan loads torch's faster kernels; a process's first candidate search
+    # goes without them, and its next one loads them (torch_use).
+    load = exhaustive or torch_wanted()
+    torch: Any = importlib.import_module("torch") if load else loaded_torch()
     before_torch = torch.get_num_threads() if torch is not None else 0
     before_faiss = faiss.omp_get_max_threads()
     try:

@@ -31,6 +31,7 @@ def main() -> None:
     with Store.open(warm, PrecomputedVectors(dim)) as store:
         store.add_pages([Page(vectors=query, text="warm")])
         store.search(query, k=1)
+        store.search(query, k=1)  # a process's second search loads torch (torch_use)
         store.delete([1])
         store.reindex()
     if os.geteuid() == 0:
