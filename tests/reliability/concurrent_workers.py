@@ -63,8 +63,10 @@ def reader(db: str, log: str, out: str, seed: int) -> None:
     path = Path(log)
     searches = hits_seen = 0
     with Store.open(db, PrecomputedVectors(dim=DIM)) as store:
-        # Ready once a search has run: opening no longer imports torch, the first search
-        # does, and a writer that starts before then can finish before a reader searches.
+        # Ready once two searches have run: opening imports no torch, a process's second
+        # search does (latestore.torch_use), and a writer that starts before then can
+        # finish before a reader searches again.
+        store.search_many(queries(1, seed=seed), k=1)
         store.search_many(queries(1, seed=seed), k=1)
         journal(path, f"ready {seed}")
         while True:
