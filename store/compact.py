@@ -80,18 +80,7 @@ def write_codes(
     latest = books.latest
     if latest is None or after >= GROWTH * latest.trained_tokens:
         book = _train_version(session, config, books, vectors, after)
-        session.execute(
-            insert(CodebookRow),
-            [
-                {
-                    "version": book.version,
-                    "first_id": book.first_id,
-                    "n_centroids": book.n_centroids,
-                    "trained_tokens": book.trained_tokens,
-                    "data": book.to_bytes(),
-                }
-            ],
-        )
+        session.execute(insert(CodebookRow), [codebook_row(book)])
         books.add(book)
     newest = books.latest
     assert newest is not None
@@ -258,3 +247,14 @@ def load_compact_index(
     sync = CompactSync(engine, index, store_uuid, dtype, index_dir)  # type: ignore[arg-type]
     holder["sync"] = sync
     return sync, sync.load()
+
+
+def codebook_row(book: Codebook) -> dict[str, Any]:
+    """The ``ls_codebooks`` row that stores ``book``."""
+    return {
+        "version": book.version,
+        "first_id": book.first_id,
+        "n_centroids": book.n_centroids,
+        "trained_tokens": book.trained_tokens,
+        "data": book.to_bytes(),
+    }

@@ -20,6 +20,7 @@ from latestore.index.residual_codec import (
     stored_code_bytes,
     train,
 )
+from latestore.store.compact import codebook_row
 from latestore.store.schema import CodebookRow, PageCodesRow, PageVectorsRow
 from latestore.store.sql import to_url
 from tests.helpers import precomputed_store
@@ -356,18 +357,7 @@ def test_pages_whose_centroid_ids_pass_65535_keep_four_byte_ids(
     try:
         with Session(engine) as session, session.begin():
             for book in (wide, third):
-                session.execute(
-                    insert(CodebookRow),
-                    [
-                        {
-                            "version": book.version,
-                            "first_id": book.first_id,
-                            "n_centroids": book.n_centroids,
-                            "trained_tokens": book.trained_tokens,
-                            "data": book.to_bytes(),
-                        }
-                    ],
-                )
+                session.execute(insert(CodebookRow), [codebook_row(book)])
     finally:
         engine.dispose()
     with precomputed_store(store_url, DIM) as store:
